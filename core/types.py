@@ -1,0 +1,42 @@
+"""Value types shared across the domain: ids, enums, money."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import NewType
+
+Symbol = NewType("Symbol", str)
+ClientOrderId = NewType("ClientOrderId", str)
+DecisionId = NewType("DecisionId", str)
+
+
+class Action(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+    HOLD = "HOLD"
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+def to_decimal(value: float | int | str | Decimal) -> Decimal:
+    """Floats enter the money domain through their shortest repr, never their binary expansion."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(value)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def datetime_to_ms(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        raise ValueError(f"naive datetime {ts!r}: times in this system are UTC-aware")
+    return int(ts.timestamp() * 1000)

@@ -1,0 +1,159 @@
+"""Ledger tables. Every change goes through an Alembic migration (infra/migrations)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from infra.ledger.types import ExactDecimal, UtcDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class CandleRow(Base):
+    __tablename__ = "candles"
+    __table_args__ = (
+        UniqueConstraint("exchange", "symbol", "timeframe", "open_time_ms", name="uq_candles_key"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(32))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    open_time_ms: Mapped[int] = mapped_column(BigInteger)
+    open: Mapped[Decimal] = mapped_column(ExactDecimal)
+    high: Mapped[Decimal] = mapped_column(ExactDecimal)
+    low: Mapped[Decimal] = mapped_column(ExactDecimal)
+    close: Mapped[Decimal] = mapped_column(ExactDecimal)
+    volume: Mapped[Decimal] = mapped_column(ExactDecimal)
+
+
+class AccountRow(Base):
+    __tablename__ = "accounts"
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    starting_cash: Mapped[Decimal] = mapped_column(ExactDecimal)
+    cash: Mapped[Decimal] = mapped_column(ExactDecimal)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DecisionRow(Base):
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_account_candle", "account", "candle_time"),)
+    decision_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    account: Mapped[str] = mapped_column(String(64))
+    symbol: Mapped[str] = mapped_column(String(32))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    candle_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    feature_set_version: Mapped[str] = mapped_column(String(32))
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(32))
+    probability: Mapped[float] = mapped_column(Float)
+    votes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    action: Mapped[str] = mapped_column(String(8))
+    score: Mapped[float] = mapped_column(Float)
+    consensus_reason: Mapped[str] = mapped_column(Text)
+    risk_approved: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    risk_reasons: Mapped[list[str]] = mapped_column(JSON)
+    client_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    client_order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decision_id: Mapped[str] = mapped_column(
+        ForeignKey("decisions.decision_id"), unique=True
+    )
+    account: Mapped[str] = mapped_column(String(64))
+    broker: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(8))
+    order_type: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    market_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class FillRow(Base):
+    __tablename__ = "fills"
+    fill_id: Mapped[str] = mapped_column(String(96), primary_key=True)
+    client_order_id: Mapped[str] = mapped_column(ForeignKey("orders.client_order_id"), index=True)
+    account: Mapped[str] = mapped_column(String(64))
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(8))
+    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    fee: Mapped[Decimal] = mapped_column(ExactDecimal)
+    realised_pnl: Mapped[Decimal] = mapped_column(ExactDecimal)
+    filled_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class PositionRow(Base):
+    __tablename__ = "positions"
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    avg_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    realised_pnl: Mapped[Decimal] = mapped_column(ExactDecimal)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SafetyStateRow(Base):
+    """Current state of each safety control (one row per control: 'kill_switch')."""
+
+    __tablename__ = "safety_state"
+    control: Mapped[str] = mapped_column(String(32), primary_key=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class KillSwitchEventRow(Base):
+    """Every kill-switch attempt, accepted or rejected."""
+
+    __tablename__ = "kill_switch_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    action: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rejection: Mapped[str | None] = mapped_column(Text, nullable=True)
+    client: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_timestamp: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class UsedSignatureRow(Base):
+    """Signatures already accepted: the primary key turns a replay into an integrity error."""
+
+    __tablename__ = "used_signatures"
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,0 +1,107 @@
+"""All configuration, read once at the edge (CLI, flow entry, API start) and passed inward."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
+
+# Prefect and MLflow phone home unless told not to; this system runs offline by default.
+OFFLINE_ENV = {
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+}
+
+
+def apply_offline_env(var_dir: Path) -> None:
+    """Set the offline variables and Prefect's home under var/, unless the user set them."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str(var_dir / "prefect"))
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRADEFLOW_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    var_dir: Path = PROJECT_ROOT / "var"
+    database_url: str | None = None  # default: SQLite file under var_dir
+    mlflow_tracking_uri: str | None = None  # default: SQLite store under var_dir
+
+    # Market data
+    source: Literal["files", "ccxt"] = "files"
+    data_dir: Path = SAMPLE_DATA_DIR
+    exchange: str = "binance"
+    symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
+    timeframe: str = "1h"
+    ccxt_since: str = "2024-01-01T00:00:00Z"  # first candle asked for when nothing is stored
+
+    # Training
+    model_name: str = "tradeflow-direction"
+    label_horizon: int = Field(4, ge=1)
+    fee_threshold: float = Field(0.002, ge=0)  # log return to beat (fees + slippage round trip)
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    seed: int = 42
+
+    # Decisions
+    account: str = "paper"
+    replay_candles: int = Field(240, ge=1)  # the most recent window `make run` replays
+    starting_cash: Decimal = Decimal("10000")
+    order_notional: Decimal = Decimal("1000")
+    consensus_threshold: float = 0.15
+    model_weight: float = 0.5
+    agent_weight: float = 0.25
+
+    # Risk gate
+    whitelist: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
+    max_order_notional: Decimal = Decimal("1500")
+    max_position_notional: Decimal = Decimal("3000")
+    max_total_exposure: Decimal = Decimal("5000")
+    max_daily_loss: Decimal = Decimal("300")
+
+    # Paper broker
+    slippage_bps: Decimal = Decimal("5")
+    fee_rate: Decimal = Decimal("0.001")
+
+    # Safety API. No default secret: the API refuses to start without one.
+    kill_switch_secret: SecretStr | None = None
+    kill_switch_window_s: int = Field(30, ge=1)
+
+    @field_validator("symbols", "whitelist", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(s.strip() for s in value.split(",") if s.strip())
+        return value
+
+    @property
+    def ledger_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'ledger.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.var_dir / 'mlflow.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.var_dir / "artifacts"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
