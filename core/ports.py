@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Protocol
 
-import pandas as pd
-
-from core.orders import Fill, Order
+from core.orders import Order
 from core.types import ClientOrderId
 
 
+class BrokerError(Exception):
+    pass
+
+
+class RetryableBrokerError(BrokerError):
+    """The outcome is unknown or the broker is unreachable: look the order up, then retry."""
+
+
+class FatalBrokerError(BrokerError):
+    """The broker refused the order; retrying the same order cannot help."""
+
+
 class Broker(Protocol):
-    """Places orders idempotently by client order id."""
+    """Places orders idempotently: a client order id the broker already holds is not re-sent."""
 
     name: str
 
-    def place(self, order: Order) -> Order:
-        """Send the order; placing a client id the broker already holds returns that order."""
-        ...
+    def place(self, order: Order) -> Order: ...
 
     def get_order(self, client_order_id: ClientOrderId) -> Order | None: ...
-
-    def fills_for_candle(self, candle: pd.Series) -> Sequence[Fill]:
-        """Fills the orders it holds for candle['symbol'] that this candle can execute."""
-        ...

@@ -28,7 +28,7 @@ def to_decimal(value: float | int | str | Decimal) -> Decimal:
     if isinstance(value, Decimal):
         return value
     if isinstance(value, float):
-        return Decimal(repr(value))
+        return Decimal(repr(float(value)))  # numpy floats repr as "np.float64(...)"
     return Decimal(value)
 
 

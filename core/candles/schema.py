@@ -19,6 +19,9 @@ class CandleValidationError(ValueError):
         self.check = check
         self.first_bad_row = first_bad_row
         self.count = count
+        if count == 0:
+            super().__init__(f"{source}: {check}")
+            return
         row = f"; first bad row: {first_bad_row}" if first_bad_row is not None else ""
         super().__init__(f"{source}: candle check '{check}' failed for {count} row(s){row}")
 

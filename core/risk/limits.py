@@ -65,7 +65,8 @@ def check_whitelist(order: ProposedOrder, state: RiskState, limits: RiskLimits) 
 
 
 def check_order_notional(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
-    if order.notional > limits.max_order_notional:
+    # Caps new risk: a sell closing a long may be larger, or the gate would trap the position.
+    if order.side is Side.BUY and order.notional > limits.max_order_notional:
         return (f"ORDER_NOTIONAL_EXCEEDS_MAX: notional={order.notional:.2f} "
                 f"max={limits.max_order_notional}")
     return None

@@ -1,0 +1,22 @@
+"""Features joined with labels, per symbol, pooled in time order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from core.features.build import build_features
+from core.labels import forward_return_label
+
+
+def training_rows(candles_by_symbol: Mapping[str, pd.DataFrame], horizon: int,
+                  fee_threshold: float) -> pd.DataFrame:
+    parts = []
+    for symbol, candles in candles_by_symbol.items():
+        features = build_features(candles)
+        label = forward_return_label(candles, horizon, fee_threshold)
+        part = features.join(label).dropna()
+        part["symbol"] = symbol
+        parts.append(part)
+    return pd.concat(parts).sort_index(kind="stable")

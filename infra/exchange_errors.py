@@ -1,0 +1,30 @@
+"""ccxt errors translated at the boundary: retryable (try again) versus fatal (stop and say)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import ccxt
+
+
+class ExchangeError(Exception):
+    pass
+
+
+class RetryableExchangeError(ExchangeError):
+    """Network trouble, timeouts, rate limits, maintenance: the same call may succeed later."""
+
+
+class FatalExchangeError(ExchangeError):
+    """Bad symbol, bad credentials, refused request: retrying cannot help."""
+
+
+@contextmanager
+def ccxt_errors(operation: str) -> Iterator[None]:
+    try:
+        yield
+    except (ccxt.NetworkError, ccxt.RateLimitExceeded) as exc:  # DDoS, timeouts, 5xx, 429
+        raise RetryableExchangeError(f"{operation}: {type(exc).__name__}: {exc}") from exc
+    except ccxt.BaseError as exc:  # BadSymbol, AuthenticationError, ExchangeError …
+        raise FatalExchangeError(f"{operation}: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,144 @@
+"""The decision loop: the same code decides one live candle or replays a window of history.
+
+For each candle time, oldest first: working paper orders fill at this candle's open (the first
+price after the earlier decision), then every symbol is decided at this candle's close.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+
+from core.agents.base import Agent
+from core.candles.timeframe import timeframe_delta
+from core.clock import Clock
+from core.consensus import ConsensusConfig
+from core.decision import DecisionInput, Sizing, decide
+from core.features.build import build_features
+from core.features.registry import FEATURE_NAMES, MAX_LOOKBACK
+from core.orders import Order, decision_id_for
+from core.risk.limits import RiskLimits, RiskState
+from core.types import ClientOrderId, Symbol, to_decimal
+from infra.brokers.paper import PaperBroker
+from infra.jobs.execution import settle_paper_fills
+from infra.ledger.repository import Ledger
+from registry.mlflow_registry import ServedModel
+
+# Warm-up plus slack: features at the first decided candle are fully formed.
+FEATURE_WINDOW = MAX_LOOKBACK * 3
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionConfig:
+    account: str
+    exchange: str
+    symbols: Sequence[str]
+    timeframe: str
+    consensus: ConsensusConfig
+    sizing: Sizing
+    limits: RiskLimits
+
+
+@dataclass
+class DecisionRunReport:
+    candle_times: list[datetime] = field(default_factory=list)
+    decided: Counter[str] = field(default_factory=Counter)
+    skipped_existing: int = 0
+    denied: Counter[str] = field(default_factory=Counter)
+    orders: int = 0
+    fills: int = 0
+
+
+SubmitFn = Callable[[ClientOrderId], Order]
+
+
+def run_decisions(ledger: Ledger, broker: PaperBroker, model: ServedModel, agents: Sequence[Agent],
+                  cfg: DecisionConfig, candles: int, submit: SubmitFn, clock: Clock | None = None,
+                  on_candle: Callable[[datetime], None] | None = None) -> DecisionRunReport:
+    """Decide the newest `candles` closed candles. `clock=None` replays: `now` is each close."""
+    step = timeframe_delta(cfg.timeframe)
+    frames = {
+        s: ledger.load_candles(cfg.exchange, s, cfg.timeframe, limit=candles + FEATURE_WINDOW)
+        for s in cfg.symbols
+    }
+    missing = [s for s, f in frames.items() if f.empty]
+    if missing:
+        raise LookupError(f"no candles stored for {missing} on {cfg.exchange} {cfg.timeframe}: "
+                          "run the ingest flow first")
+    candle_rows = {s: f.set_index("open_time") for s, f in frames.items()}
+    features = {s: build_features(f) for s, f in frames.items()}
+    probabilities = {s: _predict(model, features[s]) for s in cfg.symbols}
+    times = sorted(set().union(*(set(f.index[-candles:]) for f in candle_rows.values())))
+    report = DecisionRunReport()
+    for t in times:
+        ts = t.to_pydatetime()
+        for symbol in cfg.symbols:
+            rows = candle_rows[symbol]
+            if t in rows.index:
+                fills = settle_paper_fills(ledger, broker, cfg.account, symbol, ts,
+                                           rows.at[t, "open"])
+                report.fills += len(fills)
+        prices = {s: to_decimal(float(candle_rows[s]["close"].asof(t))) for s in cfg.symbols
+                  if candle_rows[s].index[0] <= t}
+        for symbol in cfg.symbols:
+            if t not in candle_rows[symbol].index:
+                continue
+            decision_id = decision_id_for(cfg.account, symbol, cfg.timeframe, ts)
+            if ledger.has_decision(decision_id):
+                report.skipped_existing += 1
+                continue
+            row = features[symbol].loc[t]
+            probability = probabilities[symbol].get(t, np.nan)
+            if row.isna().any() or np.isnan(probability):
+                continue  # warm-up: not enough history for every feature yet
+            now = ts + step if clock is None else clock.now()
+            decision = decide(
+                DecisionInput(
+                    account=cfg.account, symbol=Symbol(symbol), timeframe=cfg.timeframe,
+                    candle_time=ts, price=prices[symbol], features=row.to_dict(),
+                    model_probability=float(probability), model_name=model.name,
+                    model_version=model.version, feature_set_version=model.feature_set_version,
+                ),
+                agents, cfg.consensus, cfg.sizing, _risk_state(ledger, cfg, symbol, prices, now),
+                cfg.limits, now,
+            )
+            ledger.record_decision(decision, broker.name)
+            report.decided[decision.consensus.action.value] += 1
+            if decision.verdict is not None and not decision.verdict.approved:
+                for reason in decision.verdict.reasons:
+                    report.denied[reason.split(":", 1)[0]] += 1
+            if decision.order is not None:
+                submit(decision.order.client_order_id)
+                report.orders += 1
+        report.candle_times.append(ts)
+        if on_candle is not None:
+            on_candle(ts)
+    return report
+
+
+def _predict(model: ServedModel, features: pd.DataFrame) -> pd.Series:
+    ready = features.dropna()
+    if ready.empty:
+        return pd.Series(dtype="float64")
+    return pd.Series(model.predict(ready.loc[:, list(FEATURE_NAMES)]), index=ready.index)
+
+
+def _risk_state(ledger: Ledger, cfg: DecisionConfig, symbol: str, prices: dict[str, Decimal],
+                now: datetime) -> RiskState:
+    kill = ledger.kill_switch()
+    positions = ledger.positions(cfg.account)
+    exposure = sum((p.quantity * prices[s] for s, p in positions.items()
+                    if p.quantity and s in prices), Decimal(0))
+    held = positions[Symbol(symbol)].quantity if Symbol(symbol) in positions else Decimal(0)
+    return RiskState(
+        kill_switch_active=kill.active, kill_switch_reason=kill.reason,
+        position_quantity=held, total_exposure=exposure,
+        daily_realised_pnl=ledger.daily_realised_pnl(cfg.account, now - timedelta(microseconds=1)),
+        cash=ledger.cash(cfg.account),
+    )

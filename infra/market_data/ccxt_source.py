@@ -1,0 +1,64 @@
+"""Candles from a live exchange through ccxt: paginated, resumable, closed candles only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import ccxt
+import pandas as pd
+
+from core.candles.schema import CANDLE_COLUMNS, validate_candles
+from core.candles.timeframe import timeframe_seconds
+from core.clock import Clock
+from infra.exchange_errors import ccxt_errors
+
+
+class CcxtCandleSource:
+    def __init__(self, exchange: ccxt.Exchange, clock: Clock, page_limit: int = 1000,
+                 max_pages: int = 10_000) -> None:
+        self.exchange = exchange
+        self.clock = clock
+        self.page_limit = page_limit
+        self.max_pages = max_pages
+
+    @property
+    def name(self) -> str:
+        return str(self.exchange.id)
+
+    def fetch(self, symbol: str, timeframe: str, since: datetime) -> pd.DataFrame:
+        """Every closed candle from `since` up to now, validated; empty frame if none yet."""
+        step_ms = timeframe_seconds(timeframe) * 1000
+        now_ms = int(self.clock.now().timestamp() * 1000)
+        cursor = int(since.timestamp() * 1000)
+        rows: list[list[float]] = []
+        operation = f"{self.name} fetch_ohlcv {symbol} {timeframe}"
+        for _ in range(self.max_pages):
+            with ccxt_errors(f"{operation} since={cursor}"):
+                page = self.exchange.fetch_ohlcv(symbol, timeframe, since=cursor,
+                                                 limit=self.page_limit)
+            page = [r for r in page if r[0] >= cursor]
+            if not page:
+                break
+            rows.extend(page)
+            cursor = int(page[-1][0]) + step_ms
+            if cursor + step_ms > now_ms:  # the next candle is still open
+                break
+        # The still-open candle (open + one step beyond now) is never returned.
+        closed = [r[:6] for r in rows if int(r[0]) + step_ms <= now_ms]
+        frame = pd.DataFrame(closed, columns=list(CANDLE_COLUMNS))
+        if frame.empty:
+            return frame
+        frame["open_time"] = pd.to_datetime(frame["open_time"].astype("int64"), unit="ms", utc=True)
+        frame["open_time"] = frame["open_time"].astype("datetime64[ns, UTC]")
+        for col in CANDLE_COLUMNS[1:]:
+            frame[col] = frame[col].astype("float64")
+        frame = frame.drop_duplicates().reset_index(drop=True)
+        return validate_candles(frame, operation)
+
+
+def make_exchange(exchange_id: str) -> ccxt.Exchange:
+    try:
+        cls = getattr(ccxt, exchange_id)
+    except AttributeError as exc:
+        raise ValueError(f"unknown ccxt exchange {exchange_id!r}") from exc
+    return cls({"enableRateLimit": True})

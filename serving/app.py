@@ -1,0 +1,42 @@
+"""FastAPI app: health and the safety controls, over the same ledger the flows write."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from infra.ledger.database import migrate
+from infra.settings import Settings, get_settings
+from serving.routes import health, safety
+
+log = logging.getLogger(__name__)
+
+
+class MissingSecret(RuntimeError):
+    pass
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if settings.kill_switch_secret is None or not settings.kill_switch_secret.get_secret_value():
+        raise MissingSecret(
+            "refusing to start: no kill-switch secret. Set TRADEFLOW_KILL_SWITCH_SECRET "
+            "(e.g. in .env) to a long random value; clients sign requests with it."
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            migrate(settings.ledger_url)
+        except Exception as exc:  # the API still starts so /health can report the outage
+            log.error("ledger migration failed at start-up: %s", exc)
+        yield
+
+    app = FastAPI(title="tradeflow", version="0.1.0", lifespan=lifespan)
+    app.include_router(health.router, prefix="/api/v1")
+    app.include_router(safety.router, prefix="/api/v1")
+    app.dependency_overrides[get_settings] = lambda: settings
+    return app

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+
+from core.clock import Clock, SystemClock
+from infra.ledger.database import session_factory
+from infra.ledger.repository import Ledger
+from infra.settings import Settings, get_settings
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_ledger(settings: SettingsDep) -> Ledger:
+    return Ledger(session_factory(settings.ledger_url))
+
+
+def get_clock() -> Clock:
+    return SystemClock()
+
+
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+ClockDep = Annotated[Clock, Depends(get_clock)]

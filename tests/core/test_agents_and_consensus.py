@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from core.agents.base import AgentContext, InvalidVote, Vote
+from core.agents.rules import BearAgent, BullAgent
+from core.consensus import ConsensusConfig, combine
+from core.types import Action, Symbol
+
+UP = {"ema_12_ratio": 0.01, "macd_hist": 0.001, "rsi_14": 0.55}
+DOWN = {"ema_12_ratio": -0.01, "macd_hist": -0.001, "rsi_14": 0.75}
+
+
+def ctx(features: dict[str, float], p: float) -> AgentContext:
+    return AgentContext(Symbol("BTC/USDT"), features, p)
+
+
+def test_bull_when_uptrend_and_model_bullish_then_votes_buy_with_reason() -> None:
+    vote = BullAgent().vote(ctx(UP, 0.7))
+    assert vote.action is Action.BUY and 0 <= vote.confidence <= 1
+    assert "uptrend" in vote.reason and "\n" not in vote.reason
+
+
+def test_bull_when_downtrend_and_model_bearish_then_holds() -> None:
+    assert BullAgent().vote(ctx(DOWN, 0.3)).action is Action.HOLD
+
+
+def test_bear_when_downtrend_and_model_bearish_then_votes_sell() -> None:
+    assert BearAgent().vote(ctx(DOWN, 0.3)).action is Action.SELL
+
+
+def test_agents_when_same_input_twice_then_same_vote() -> None:
+    assert BullAgent().vote(ctx(UP, 0.6)) == BullAgent().vote(ctx(UP, 0.6))
+
+
+def test_vote_when_confidence_out_of_range_then_invalid() -> None:
+    with pytest.raises(InvalidVote):
+        Vote("x", Action.BUY, 1.5, "r")
+
+
+def test_consensus_when_all_agree_buy_then_buy() -> None:
+    votes = [Vote("bull", Action.BUY, 0.9, "r"), Vote("bear", Action.HOLD, 0.3, "r")]
+    out = combine(0.8, votes, ConsensusConfig())
+    assert out.action is Action.BUY and out.score > 0
+
+
+def test_consensus_when_signals_cancel_then_hold_below_threshold() -> None:
+    votes = [Vote("bull", Action.BUY, 0.6, "r"), Vote("bear", Action.SELL, 0.6, "r")]
+    out = combine(0.5, votes, ConsensusConfig(threshold=0.1))
+    assert out.action is Action.HOLD and "below threshold" in out.reason
+
+
+def test_consensus_when_model_and_bear_bearish_then_sell() -> None:
+    votes = [Vote("bull", Action.HOLD, 0.2, "r"), Vote("bear", Action.SELL, 0.9, "r")]
+    assert combine(0.2, votes, ConsensusConfig()).action is Action.SELL

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.orders import (
+    InvalidTransition,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    client_order_id_for,
+    decision_id_for,
+)
+from core.portfolio import OverSell, Position, apply_fill, cash_after
+from core.orders import Fill
+from core.types import ClientOrderId, Side, Symbol
+
+T0 = datetime(2024, 9, 1, 12, tzinfo=UTC)
+
+
+def order(status: OrderStatus = OrderStatus.NEW) -> Order:
+    did = decision_id_for("paper", "BTC/USDT", "1h", T0)
+    return Order(client_order_id_for(did), did, Symbol("BTC/USDT"), Side.BUY, Decimal("0.5"),
+                 T0, T0, status=status)
+
+
+def test_client_order_id_when_same_decision_then_same_short_id() -> None:
+    a = client_order_id_for(decision_id_for("paper", "BTC/USDT", "1h", T0))
+    b = client_order_id_for(decision_id_for("paper", "BTC/USDT", "1h", T0))
+    c = client_order_id_for(decision_id_for("paper", "ETH/USDT", "1h", T0))
+    assert a == b != c
+    assert len(a) <= 36
+
+
+def test_order_when_new_submitted_filled_then_follows_table() -> None:
+    assert order().apply(OrderEvent.SUBMIT).apply(OrderEvent.FILL).status is OrderStatus.FILLED
+
+
+def test_order_when_filling_a_new_order_then_invalid_transition() -> None:
+    with pytest.raises(InvalidTransition):
+        order().apply(OrderEvent.FILL)
+
+
+def test_order_when_quantity_not_positive_decimal_then_rejected() -> None:
+    with pytest.raises(ValueError, match="quantity"):
+        Order(ClientOrderId("x"), decision_id_for("a", "b", "1h", T0), Symbol("B"), Side.BUY,
+              Decimal(0), T0, T0)
+
+
+@given(st.lists(st.sampled_from(list(OrderEvent)), max_size=12))
+def test_order_property_when_random_events_then_terminal_state_never_changes(events) -> None:  # type: ignore[no-untyped-def]
+    current = order()
+    for event in events:
+        before = current.status
+        try:
+            current = current.apply(event)
+        except InvalidTransition:
+            assert current.status is before  # an illegal event changes nothing
+        if before in (OrderStatus.FILLED, OrderStatus.REJECTED):
+            assert current.status is before
+
+
+def fill(side: Side, qty: str, price: str, fee: str = "0") -> Fill:
+    return Fill(ClientOrderId("c"), Symbol("BTC/USDT"), side, Decimal(qty), Decimal(price),
+                Decimal(fee), T0, "f")
+
+
+def test_apply_fill_when_buy_then_sell_then_exact_realised_pnl() -> None:
+    p, r1 = apply_fill(Position(Symbol("BTC/USDT")), fill(Side.BUY, "0.1", "60000.10", "6.00001"))
+    p, r2 = apply_fill(p, fill(Side.BUY, "0.2", "60000.40", "12.00008"))
+    assert p.avg_price == Decimal("60000.30")
+    p, r3 = apply_fill(p, fill(Side.SELL, "0.3", "61000.00", "18.3"))
+    assert p.quantity == 0
+    assert r3 == Decimal("0.3") * (Decimal("61000.00") - Decimal("60000.30")) - Decimal("18.3")
+    assert p.realised_pnl == r1 + r2 + r3
+
+
+def test_apply_fill_when_selling_more_than_held_then_oversell() -> None:
+    with pytest.raises(OverSell):
+        apply_fill(Position(Symbol("BTC/USDT")), fill(Side.SELL, "1", "1"))
+
+
+def test_cash_after_when_buy_and_sell_then_exact_decimal() -> None:
+    cash = cash_after(Decimal("100.10"), fill(Side.BUY, "0.1", "0.3", "0.01"))
+    assert cash == Decimal("100.10") - Decimal("0.03") - Decimal("0.01")
