@@ -87,8 +87,9 @@ class Ledger:
                 stmt = insert(CandleRow).values(rows[start : start + _CANDLE_BATCH])
                 stmt = stmt.on_conflict_do_nothing(
                     index_elements=["exchange", "symbol", "timeframe", "open_time_ms"]
-                )
-                inserted += s.execute(stmt).rowcount or 0
+                ).returning(CandleRow.id)
+                # rowcount is -1 for this statement on psycopg; RETURNING counts exactly.
+                inserted += len(s.execute(stmt).all())
         return inserted
 
     def last_candle_time(self, exchange: str, symbol: str, timeframe: str) -> datetime | None:
