@@ -61,5 +61,7 @@ def replay_fills(fills: Iterable[Fill]) -> dict[Symbol, Position]:
     return positions
 
 
-def total_exposure(positions: Mapping[Symbol, Position], prices: Mapping[Symbol, Decimal]) -> Decimal:
+def total_exposure(
+    positions: Mapping[Symbol, Position], prices: Mapping[Symbol, Decimal]
+) -> Decimal:
     return sum((p.notional(prices[s]) for s, p in positions.items() if p.quantity), ZERO)

@@ -6,13 +6,13 @@ from datetime import datetime
 
 from prefect import flow
 
+from flows.decide import decide
+from flows.ingest import ingest
+from flows.train import train
 from infra.jobs.decisions import DecisionRunReport
 from infra.jobs.ingest import IngestReport
 from infra.jobs.training import TrainingReport
 from infra.settings import get_settings
-from flows.decide import decide
-from flows.ingest import ingest
-from flows.train import train
 from tasks.decide import replay_cutoff
 
 
@@ -25,9 +25,11 @@ class PipelineReport:
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(replay_candles: int | None = None,
-             on_stage: Callable[[str], None] | None = None,
-             on_candle: Callable[[datetime], None] | None = None) -> PipelineReport:
+def pipeline(
+    replay_candles: int | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_candle: Callable[[datetime], None] | None = None,
+) -> PipelineReport:
     """Ingest -> train on everything before the replay window -> replay the window."""
     settings = get_settings()
     n = replay_candles or settings.replay_candles

@@ -14,8 +14,11 @@ from rich.table import Table
 
 from infra.settings import Settings, apply_offline_env, get_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Automated crypto trading: candles -> features -> models -> agents -> orders.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Automated crypto trading: candles -> features -> models -> agents -> orders.",
+)
 console = Console()
 
 
@@ -28,7 +31,9 @@ def _settings() -> Settings:
 
 @app.command()
 def run(
-    replay_candles: Annotated[int | None, typer.Option(help="candles to replay (default: settings)")] = None,
+    replay_candles: Annotated[
+        int | None, typer.Option(help="candles to replay (default: settings)")
+    ] = None,
 ) -> None:
     """Ingest, train + register, replay the newest window on the paper broker, print a summary."""
     settings = _settings()
@@ -44,14 +49,24 @@ def run(
     from infra.jobs.summary import summarise
 
     n = replay_candles or settings.replay_candles
-    console.print(f"[bold]tradeflow[/]  source={settings.source} data={settings.data_dir}  "
-                  f"symbols={', '.join(settings.symbols)} {settings.timeframe}")
+    console.print(
+        f"[bold]tradeflow[/]  source={settings.source} data={settings.data_dir}  "
+        f"symbols={', '.join(settings.symbols)} {settings.timeframe}"
+    )
     console.print(f"ledger={settings.ledger_url}  mlflow={settings.tracking_uri}")
-    stages = {"ingest": "ingest candles", "train": "build features, train + register",
-              "decide": f"decision replay over the newest {n} candles (paper broker)"}
+    stages = {
+        "ingest": "ingest candles",
+        "train": "build features, train + register",
+        "decide": f"decision replay over the newest {n} candles (paper broker)",
+    }
     started = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         tasks: dict[str, int] = {}
 
         def on_stage(name: str) -> None:
@@ -66,8 +81,13 @@ def run(
 
         report = pipeline(replay_candles=n, on_stage=on_stage, on_candle=on_candle)
     elapsed = time.perf_counter() - started
-    summary = summarise(composition.ledger(settings), settings.account, settings.exchange,
-                        settings.timeframe, since=report.replay_from)
+    summary = summarise(
+        composition.ledger(settings),
+        settings.account,
+        settings.exchange,
+        settings.timeframe,
+        since=report.replay_from,
+    )
     _print_summary(settings, report, summary, elapsed)
 
 
@@ -76,49 +96,83 @@ def _print_summary(settings: Settings, report, summary, elapsed: float) -> None:
     for col in ("symbol", "source", "read", "new", "stored", "first", "last"):
         t.add_column(col)
     for r in report.ingest:
-        t.add_row(r.symbol, r.source.rsplit("/", 1)[-1], str(r.received), str(r.inserted),
-                  str(r.stored), f"{r.first:%Y-%m-%d %H:%M}" if r.first else "-",
-                  f"{r.last:%Y-%m-%d %H:%M}" if r.last else "-")
+        t.add_row(
+            r.symbol,
+            r.source.rsplit("/", 1)[-1],
+            str(r.received),
+            str(r.inserted),
+            str(r.stored),
+            f"{r.first:%Y-%m-%d %H:%M}" if r.first else "-",
+            f"{r.last:%Y-%m-%d %H:%M}" if r.last else "-",
+        )
     console.print(t)
 
     tr = report.training
     m = tr.metrics
-    t = Table(title=f"Model {tr.registered.name} v{tr.registered.version} "
-                    f"(feature set {tr.feature_set_version}, {tr.rows} rows)", title_justify="left")
+    t = Table(
+        title=f"Model {tr.registered.name} v{tr.registered.version} "
+        f"(feature set {tr.feature_set_version}, {tr.rows} rows)",
+        title_justify="left",
+    )
     for col in ("split", "range", "AUC", "log-loss", "accuracy"):
         t.add_column(col)
     for split in ("train", "validation", "test"):
         a, b = tr.ranges[split]
-        t.add_row(split, f"{a[:16]} .. {b[:16]}", f"{m[f'ensemble_{split}_auc']:.4f}",
-                  f"{m[f'ensemble_{split}_log_loss']:.4f}", f"{m[f'ensemble_{split}_accuracy']:.4f}")
+        t.add_row(
+            split,
+            f"{a[:16]} .. {b[:16]}",
+            f"{m[f'ensemble_{split}_auc']:.4f}",
+            f"{m[f'ensemble_{split}_log_loss']:.4f}",
+            f"{m[f'ensemble_{split}_accuracy']:.4f}",
+        )
     console.print(t)
-    console.print(f"promotion: {tr.promotion.reason} -> champion is v{tr.promotion.champion_version}")
+    console.print(
+        f"promotion: {tr.promotion.reason} -> champion is v{tr.promotion.champion_version}"
+    )
 
     d = report.decisions
-    console.print(f"\n[bold]Decisions[/] since {report.replay_from} "
-                  f"({len(d.candle_times)} candles, {d.skipped_existing} already decided earlier):")
-    console.print("  " + "  ".join(f"{a}={summary.actions.get(a, 0)}" for a in ("BUY", "SELL", "HOLD")))
+    console.print(
+        f"\n[bold]Decisions[/] since {report.replay_from} "
+        f"({len(d.candle_times)} candles, {d.skipped_existing} already decided earlier):"
+    )
+    console.print(
+        "  " + "  ".join(f"{a}={summary.actions.get(a, 0)}" for a in ("BUY", "SELL", "HOLD"))
+    )
     console.print(f"  denied by the risk gate: {summary.denied_decisions}")
     for reason, count in summary.denial_reasons.most_common():
         console.print(f"    {reason}: {count}")
-    console.print(f"  orders: {dict(summary.orders_by_status)}  fills: {summary.fills}  "
-                  f"fees: {summary.fees:.2f}")
+    console.print(
+        f"  orders: {dict(summary.orders_by_status)}  fills: {summary.fills}  "
+        f"fees: {summary.fees:.2f}"
+    )
 
     t = Table(title="Positions (paper)", title_justify="left")
     for col in ("symbol", "quantity", "avg price", "last", "unrealised", "realised"):
         t.add_column(col, justify="right")
     for p in summary.positions:
-        t.add_row(p.symbol, f"{p.quantity}", f"{p.avg_price:.2f}", f"{p.last_price:.2f}",
-                  f"{p.unrealised_pnl:.2f}", f"{p.realised_pnl:.2f}")
+        t.add_row(
+            p.symbol,
+            f"{p.quantity}",
+            f"{p.avg_price:.2f}",
+            f"{p.last_price:.2f}",
+            f"{p.unrealised_pnl:.2f}",
+            f"{p.realised_pnl:.2f}",
+        )
     console.print(t)
-    console.print(f"cash {summary.cash:.2f}  equity {summary.equity:.2f}  "
-                  f"P&L {summary.pnl:+.2f} USDT (from {summary.starting_cash:.2f})")
+    console.print(
+        f"cash {summary.cash:.2f}  equity {summary.equity:.2f}  "
+        f"P&L {summary.pnl:+.2f} USDT (from {summary.starting_cash:.2f})"
+    )
     console.print(f"\nfinished in {elapsed:.1f}s. Look at what was just recorded:")
-    console.print(f"  Prefect UI: PREFECT_HOME={settings.var_dir / 'prefect'} "
-                  ".venv/bin/prefect server start --host 127.0.0.1 --port 4200  "
-                  "-> http://127.0.0.1:4200/runs")
-    console.print(f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} "
-                  "--host 127.0.0.1 --port 5000 --workers 1  -> http://127.0.0.1:5000/#/models")
+    console.print(
+        f"  Prefect UI: PREFECT_HOME={settings.var_dir / 'prefect'} "
+        ".venv/bin/prefect server start --host 127.0.0.1 --port 4200  "
+        "-> http://127.0.0.1:4200/runs"
+    )
+    console.print(
+        f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} "
+        "--host 127.0.0.1 --port 5000 --workers 1  -> http://127.0.0.1:5000/#/models"
+    )
     console.print("  (or `make ui` for both)")
 
 

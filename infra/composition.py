@@ -74,19 +74,27 @@ def agents(settings: Settings) -> list[Agent]:
 
 def training_config(settings: Settings) -> TrainingConfig:
     return TrainingConfig(
-        exchange=settings.exchange, symbols=settings.symbols, timeframe=settings.timeframe,
-        model_name=settings.model_name, label_horizon=settings.label_horizon,
-        fee_threshold=settings.fee_threshold, validation_fraction=settings.validation_fraction,
-        test_fraction=settings.test_fraction, seed=settings.seed,
+        exchange=settings.exchange,
+        symbols=settings.symbols,
+        timeframe=settings.timeframe,
+        model_name=settings.model_name,
+        label_horizon=settings.label_horizon,
+        fee_threshold=settings.fee_threshold,
+        validation_fraction=settings.validation_fraction,
+        test_fraction=settings.test_fraction,
+        seed=settings.seed,
     )
 
 
 def decision_config(settings: Settings) -> DecisionConfig:
     return DecisionConfig(
-        account=settings.account, exchange=settings.exchange, symbols=settings.symbols,
+        account=settings.account,
+        exchange=settings.exchange,
+        symbols=settings.symbols,
         timeframe=settings.timeframe,
-        consensus=ConsensusConfig(settings.model_weight, settings.agent_weight,
-                                  settings.consensus_threshold),
+        consensus=ConsensusConfig(
+            settings.model_weight, settings.agent_weight, settings.consensus_threshold
+        ),
         sizing=Sizing(settings.order_notional),
         limits=RiskLimits(
             whitelist=frozenset(settings.whitelist),

@@ -22,8 +22,13 @@ CHALLENGER = "challenger"
 EXPERIMENT = "tradeflow-training"
 PROMOTION_METRIC = "auc"
 # Known up front: inferring them costs MLflow several seconds per log_model.
-PIP_REQUIREMENTS = ["xgboost-cpu==3.2.0", "lightgbm==4.7.0", "pandas==2.3.3", "scikit-learn",
-                    "numpy"]
+PIP_REQUIREMENTS = [
+    "xgboost-cpu==3.2.0",
+    "lightgbm==4.7.0",
+    "pandas==2.3.3",
+    "scikit-learn",
+    "numpy",
+]
 
 
 class RegistryError(Exception):
@@ -72,9 +77,14 @@ class Promotion:
     reason: str
 
 
-def log_and_register(model: EnsembleClassifier, name: str, params: dict[str, Any],
-                     metrics: dict[str, float], tags: dict[str, str],
-                     example: pd.DataFrame) -> Registered:
+def log_and_register(
+    model: EnsembleClassifier,
+    name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    example: pd.DataFrame,
+) -> Registered:
     with mlflow.start_run(run_name=f"train-{name}") as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
@@ -82,8 +92,11 @@ def log_and_register(model: EnsembleClassifier, name: str, params: dict[str, Any
         mlflow.log_dict({"features": list(model.features)}, "features.json")
         signature = infer_signature(example, model.predict_proba(example))
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=EnsemblePyfunc(model), signature=signature,
-            input_example=example.head(5), pip_requirements=PIP_REQUIREMENTS,
+            name="model",
+            python_model=EnsemblePyfunc(model),
+            signature=signature,
+            input_example=example.head(5),
+            pip_requirements=PIP_REQUIREMENTS,
             registered_model_name=name,
         )
     version = str(info.registered_model_version)
@@ -101,8 +114,9 @@ def champion_version(client: MlflowClient, name: str) -> str | None:
         return None
 
 
-def promote_if_better(registered: Registered, validation: pd.DataFrame,
-                      features: Sequence[str]) -> Promotion:
+def promote_if_better(
+    registered: Registered, validation: pd.DataFrame, features: Sequence[str]
+) -> Promotion:
     """The first version becomes champion; later ones only if they beat it on the same window."""
     client = MlflowClient()
     name, version = registered.name, registered.version
@@ -111,13 +125,18 @@ def promote_if_better(registered: Registered, validation: pd.DataFrame,
     inputs = validation.loc[:, list(features)]
     new_score = evaluate(_load_version(name, version).predict(inputs), labels)[PROMOTION_METRIC]
     if current is None:
-        promoted, reason = True, f"first version: champion with validation {PROMOTION_METRIC}={new_score:.4f}"
+        promoted, reason = (
+            True,
+            f"first version: champion with validation {PROMOTION_METRIC}={new_score:.4f}",
+        )
     else:
         old_score = evaluate(_load_version(name, current).predict(inputs), labels)[PROMOTION_METRIC]
         promoted = new_score > old_score
         verdict = "beats" if promoted else "does not beat"
-        reason = (f"v{version} validation {PROMOTION_METRIC}={new_score:.4f} {verdict} champion "
-                  f"v{current} {old_score:.4f} on the same window")
+        reason = (
+            f"v{version} validation {PROMOTION_METRIC}={new_score:.4f} {verdict} champion "
+            f"v{current} {old_score:.4f} on the same window"
+        )
     alias = CHAMPION if promoted else CHALLENGER
     client.set_registered_model_alias(name, alias, version)
     client.set_model_version_tag(name, version, "promotion", "champion" if promoted else "rejected")
@@ -156,7 +175,9 @@ class ChampionCache:
         try:
             mv = client.get_model_version_by_alias(self.name, CHAMPION)
         except MlflowException as exc:
-            raise NoChampion(f"no '{CHAMPION}' alias on model {self.name!r}: run training first") from exc
+            raise NoChampion(
+                f"no '{CHAMPION}' alias on model {self.name!r}: run training first"
+            ) from exc
         with self._lock:
             if self._served is None or self._served.version != str(mv.version):
                 fs = mv.tags.get("feature_set_version", "")

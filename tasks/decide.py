@@ -20,18 +20,33 @@ def load_champion() -> ServedModel:
     return composition.champion_cache(get_settings()).get()
 
 
-@task(name="decide-candles", retries=1, retry_delay_seconds=2, retry_condition_fn=only_retryable,
-      cache_policy=NO_CACHE)
-def decide_candles(model: ServedModel, candles: int, replay: bool,
-                   on_candle: Callable[[datetime], None] | None = None) -> DecisionRunReport:
+@task(
+    name="decide-candles",
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=only_retryable,
+    cache_policy=NO_CACHE,
+)
+def decide_candles(
+    model: ServedModel,
+    candles: int,
+    replay: bool,
+    on_candle: Callable[[datetime], None] | None = None,
+) -> DecisionRunReport:
     """Decide the newest `candles` candles; a retry skips decisions already recorded."""
     settings = get_settings()
     ledger = composition.ledger(settings)
     broker = composition.paper_broker(settings)
     return run_decisions(
-        ledger, broker, model, composition.agents(settings), composition.decision_config(settings),
-        candles, submit=lambda coid: submit_order(ledger, broker, coid),
-        clock=None if replay else SystemClock(), on_candle=on_candle,
+        ledger,
+        broker,
+        model,
+        composition.agents(settings),
+        composition.decision_config(settings),
+        candles,
+        submit=lambda coid: submit_order(ledger, broker, coid),
+        clock=None if replay else SystemClock(),
+        on_candle=on_candle,
     )
 
 
@@ -42,8 +57,9 @@ def replay_cutoff(candles: int) -> tuple[datetime, datetime]:
     ledger = composition.ledger(settings)
     starts = []
     for symbol in settings.symbols:
-        frame = ledger.load_candles(settings.exchange, symbol, settings.timeframe,
-                                    limit=candles + 1)
+        frame = ledger.load_candles(
+            settings.exchange, symbol, settings.timeframe, limit=candles + 1
+        )
         if len(frame) <= candles:
             raise LookupError(f"{symbol}: {len(frame)} candles stored, need more than {candles}")
         starts.append((frame["open_time"].iloc[1], frame["open_time"].iloc[0]))

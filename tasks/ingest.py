@@ -9,12 +9,23 @@ from infra.settings import get_settings
 from tasks.retry import only_retryable
 
 
-@task(name="ingest-symbol", retries=3, retry_delay_seconds=[2, 5, 15], retry_jitter_factor=0.5,
-      retry_condition_fn=only_retryable, cache_policy=NO_CACHE)
+@task(
+    name="ingest-symbol",
+    retries=3,
+    retry_delay_seconds=[2, 5, 15],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=only_retryable,
+    cache_policy=NO_CACHE,
+)
 def ingest_symbol(symbol: str) -> IngestReport:
     settings = get_settings()
     ledger = composition.ledger(settings)
     if settings.source == "ccxt":
-        return ingest_exchange(ledger, composition.candle_source(settings), symbol,
-                               settings.timeframe, composition.ccxt_since(settings))
+        return ingest_exchange(
+            ledger,
+            composition.candle_source(settings),
+            symbol,
+            settings.timeframe,
+            composition.ccxt_since(settings),
+        )
     return ingest_file(ledger, settings.exchange, settings.data_dir, symbol, settings.timeframe)

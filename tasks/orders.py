@@ -14,7 +14,12 @@ from tasks.retry import only_retryable
 
 # No result cache: a cached result would hide a real submit. Retries are safe because
 # submit_order_once looks the client id up before sending anything.
-@task(name="submit-order", retries=3, retry_delay_seconds=[1, 2, 5],
-      retry_condition_fn=only_retryable, cache_policy=NO_CACHE)
+@task(
+    name="submit-order",
+    retries=3,
+    retry_delay_seconds=[1, 2, 5],
+    retry_condition_fn=only_retryable,
+    cache_policy=NO_CACHE,
+)
 def submit_order(ledger: Ledger, broker: Broker, client_order_id: ClientOrderId) -> Order:
     return submit_order_once(ledger, broker, client_order_id, SystemClock())

@@ -14,5 +14,6 @@ from infra.settings import get_settings
 def train_model(until: datetime | None = None) -> TrainingReport:
     settings = get_settings()
     composition.mlflow_store(settings)
-    return train_and_register(composition.ledger(settings), composition.training_config(settings),
-                              until=until)
+    return train_and_register(
+        composition.ledger(settings), composition.training_config(settings), until=until
+    )

@@ -115,8 +115,12 @@ def app_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: P
 
     monkeypatch.setenv("TRADEFLOW_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("TRADEFLOW_KILL_SWITCH_SECRET", "test-secret-" + uuid.uuid4().hex)
-    caches = (get_settings, composition.ledger_at, composition._paper_broker,
-              composition._champion_cache)
+    caches = (
+        get_settings,
+        composition.ledger_at,
+        composition._paper_broker,
+        composition._champion_cache,
+    )
     for cache in caches:
         cache.cache_clear()
     yield get_settings

@@ -25,8 +25,12 @@ class BullAgent:
         p = context.model_probability
         trend_up = f["ema_12_ratio"] > 0 and f["macd_hist"] > 0
         not_overbought = f["rsi_14"] < 0.70
-        score = _clip(0.5 + (p - 0.5) * 2.0 + (0.1 if trend_up else -0.1)
-                      + (0.05 if not_overbought else -0.15))
+        score = _clip(
+            0.5
+            + (p - 0.5) * 2.0
+            + (0.1 if trend_up else -0.1)
+            + (0.05 if not_overbought else -0.15)
+        )
         reason = (
             f"model p_up={p:.2f}, {'uptrend' if trend_up else 'no uptrend'} "
             f"(ema12 {f['ema_12_ratio']:+.3%}, macd_hist {f['macd_hist']:+.5f}), "
@@ -47,8 +51,9 @@ class BearAgent:
         p = context.model_probability
         trend_down = f["ema_12_ratio"] < 0 and f["macd_hist"] < 0
         overbought = f["rsi_14"] > 0.70
-        score = _clip(0.5 + (0.5 - p) * 2.0 + (0.1 if trend_down else -0.1)
-                      + (0.1 if overbought else 0.0))
+        score = _clip(
+            0.5 + (0.5 - p) * 2.0 + (0.1 if trend_down else -0.1) + (0.1 if overbought else 0.0)
+        )
         reason = (
             f"model p_up={p:.2f}, {'downtrend' if trend_down else 'no downtrend'} "
             f"(ema12 {f['ema_12_ratio']:+.3%}, macd_hist {f['macd_hist']:+.5f}), "

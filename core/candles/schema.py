@@ -14,7 +14,9 @@ CANDLE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
 
 
 class CandleValidationError(ValueError):
-    def __init__(self, source: str, check: str, first_bad_row: dict[str, object] | None, count: int):
+    def __init__(
+        self, source: str, check: str, first_bad_row: dict[str, object] | None, count: int
+    ):
         self.source = source
         self.check = check
         self.first_bad_row = first_bad_row
@@ -35,8 +37,10 @@ CANDLE_SCHEMA = pa.DataFrameSchema(
         "open_time": pa.Column(
             pd.DatetimeTZDtype("ns", "UTC"),
             checks=[
-                pa.Check(lambda s: s.diff().dt.total_seconds().fillna(1.0) > 0,
-                         name="strictly increasing and unique"),
+                pa.Check(
+                    lambda s: s.diff().dt.total_seconds().fillna(1.0) > 0,
+                    name="strictly increasing and unique",
+                ),
             ],
             nullable=False,
         ),
@@ -47,10 +51,14 @@ CANDLE_SCHEMA = pa.DataFrameSchema(
         "volume": pa.Column(float, checks=pa.Check.ge(0), nullable=False),
     },
     checks=[
-        pa.Check(lambda df: df["high"] >= df[["open", "close"]].max(axis=1),
-                 name="high >= max(open, close)"),
-        pa.Check(lambda df: df["low"] <= df[["open", "close"]].min(axis=1),
-                 name="low <= min(open, close)"),
+        pa.Check(
+            lambda df: df["high"] >= df[["open", "close"]].max(axis=1),
+            name="high >= max(open, close)",
+        ),
+        pa.Check(
+            lambda df: df["low"] <= df[["open", "close"]].min(axis=1),
+            name="low <= min(open, close)",
+        ),
     ],
     strict=True,
     ordered=True,

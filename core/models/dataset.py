@@ -10,8 +10,9 @@ from core.features.build import build_features
 from core.labels import forward_return_label
 
 
-def training_rows(candles_by_symbol: Mapping[str, pd.DataFrame], horizon: int,
-                  fee_threshold: float) -> pd.DataFrame:
+def training_rows(
+    candles_by_symbol: Mapping[str, pd.DataFrame], horizon: int, fee_threshold: float
+) -> pd.DataFrame:
     parts = []
     for symbol, candles in candles_by_symbol.items():
         features = build_features(candles)

@@ -25,13 +25,17 @@ class Splits:
     def ranges(self) -> dict[str, tuple[str, str]]:
         return {
             name: (str(part.index.min()), str(part.index.max()))
-            for name, part in (("train", self.train), ("validation", self.validation),
-                               ("test", self.test))
+            for name, part in (
+                ("train", self.train),
+                ("validation", self.validation),
+                ("test", self.test),
+            )
         }
 
 
-def time_split(dataset: pd.DataFrame, validation_fraction: float, test_fraction: float,
-               gap: pd.Timedelta) -> Splits:
+def time_split(
+    dataset: pd.DataFrame, validation_fraction: float, test_fraction: float, gap: pd.Timedelta
+) -> Splits:
     """Split rows by time: train < validation < test, each boundary separated by `gap`.
 
     The gap is at least the label horizon, so no training label overlaps a validation row.
@@ -77,12 +81,29 @@ class EnsembleClassifier:
         return self.members[name].predict_proba(x)[:, 1]  # type: ignore[attr-defined]
 
 
-XGB_PARAMS = {"n_estimators": 300, "max_depth": 3, "learning_rate": 0.03, "subsample": 0.8,
-              "colsample_bytree": 0.8, "min_child_weight": 20, "reg_lambda": 5.0,
-              "tree_method": "hist", "n_jobs": 2}
-LGBM_PARAMS = {"n_estimators": 300, "num_leaves": 15, "learning_rate": 0.03, "subsample": 0.8,
-               "subsample_freq": 1, "colsample_bytree": 0.8, "min_child_samples": 50,
-               "reg_lambda": 5.0, "n_jobs": 2, "verbose": -1}
+XGB_PARAMS = {
+    "n_estimators": 300,
+    "max_depth": 3,
+    "learning_rate": 0.03,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "min_child_weight": 20,
+    "reg_lambda": 5.0,
+    "tree_method": "hist",
+    "n_jobs": 2,
+}
+LGBM_PARAMS = {
+    "n_estimators": 300,
+    "num_leaves": 15,
+    "learning_rate": 0.03,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.8,
+    "min_child_samples": 50,
+    "reg_lambda": 5.0,
+    "n_jobs": 2,
+    "verbose": -1,
+}
 
 
 def fit_ensemble(train: pd.DataFrame, features: Sequence[str], seed: int) -> EnsembleClassifier:
@@ -98,8 +119,11 @@ def fit_ensemble(train: pd.DataFrame, features: Sequence[str], seed: int) -> Ens
 def split_metrics(model: EnsembleClassifier, splits: Splits) -> dict[str, float]:
     """Metrics as flat MLflow keys: '<member|ensemble>_<split>_<metric>'."""
     out: dict[str, float] = {}
-    for split_name, part in (("train", splits.train), ("validation", splits.validation),
-                             ("test", splits.test)):
+    for split_name, part in (
+        ("train", splits.train),
+        ("validation", splits.validation),
+        ("test", splits.test),
+    ):
         labels = part["label"].to_numpy()
         for member in model.members:
             for k, v in evaluate(model.member_proba(member, part), labels).items():

@@ -67,8 +67,10 @@ def check_whitelist(order: ProposedOrder, state: RiskState, limits: RiskLimits) 
 def check_order_notional(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
     # Caps new risk: a sell closing a long may be larger, or the gate would trap the position.
     if order.side is Side.BUY and order.notional > limits.max_order_notional:
-        return (f"ORDER_NOTIONAL_EXCEEDS_MAX: notional={order.notional:.2f} "
-                f"max={limits.max_order_notional}")
+        return (
+            f"ORDER_NOTIONAL_EXCEEDS_MAX: notional={order.notional:.2f} "
+            f"max={limits.max_order_notional}"
+        )
     return None
 
 
@@ -77,28 +79,36 @@ def check_position(order: ProposedOrder, state: RiskState, limits: RiskLimits) -
         if state.position_quantity <= 0:
             return f"NO_POSITION_TO_SELL: flat in {order.symbol} (spot, no shorting)"
         if order.quantity > state.position_quantity:
-            return (f"NO_SHORT_SELLING: sell {order.quantity} > held "
-                    f"{state.position_quantity} {order.symbol}")
+            return (
+                f"NO_SHORT_SELLING: sell {order.quantity} > held "
+                f"{state.position_quantity} {order.symbol}"
+            )
         return None
     after = (state.position_quantity + order.quantity) * order.price
     if after > limits.max_position_notional:
-        return (f"POSITION_EXCEEDS_MAX: {order.symbol} notional after={after:.2f} "
-                f"max={limits.max_position_notional}")
+        return (
+            f"POSITION_EXCEEDS_MAX: {order.symbol} notional after={after:.2f} "
+            f"max={limits.max_position_notional}"
+        )
     return None
 
 
 def check_total_exposure(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
     if order.side is Side.BUY and state.total_exposure + order.notional > limits.max_total_exposure:
-        return (f"TOTAL_EXPOSURE_EXCEEDS_MAX: after={state.total_exposure + order.notional:.2f} "
-                f"max={limits.max_total_exposure}")
+        return (
+            f"TOTAL_EXPOSURE_EXCEEDS_MAX: after={state.total_exposure + order.notional:.2f} "
+            f"max={limits.max_total_exposure}"
+        )
     return None
 
 
 def check_daily_loss(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
     # Reducing exposure is always allowed: the limit stops new risk, not an exit.
     if order.side is Side.BUY and -state.daily_realised_pnl >= limits.max_daily_loss:
-        return (f"DAILY_LOSS_LIMIT: realised today={state.daily_realised_pnl:.2f} "
-                f"limit=-{limits.max_daily_loss}")
+        return (
+            f"DAILY_LOSS_LIMIT: realised today={state.daily_realised_pnl:.2f} "
+            f"limit=-{limits.max_daily_loss}"
+        )
     return None
 
 

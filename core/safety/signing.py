@@ -12,8 +12,9 @@ def sign(secret: str, action: str, timestamp: int) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def verify(secret: str, action: str, timestamp: int, signature: str, now: datetime,
-           window_s: int) -> str | None:
+def verify(
+    secret: str, action: str, timestamp: int, signature: str, now: datetime, window_s: int
+) -> str | None:
     """Return why the request is refused, or None when the signature is good and fresh."""
     skew = abs(now.timestamp() - timestamp)
     if skew > window_s:

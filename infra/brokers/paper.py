@@ -48,13 +48,26 @@ class PaperBroker:
         """Fill every working order of `symbol` whose decision closed at or before this open."""
         fills = []
         for coid, order in list(self._orders.items()):
-            if (order.symbol != symbol or order.status is not OrderStatus.SUBMITTED
-                    or candle_open_time < order.market_time):
+            if (
+                order.symbol != symbol
+                or order.status is not OrderStatus.SUBMITTED
+                or candle_open_time < order.market_time
+            ):
                 continue
             sign = 1 if order.side is Side.BUY else -1
             price = (open_price * (1 + sign * self.slippage)).quantize(_PRICE_STEP, ROUND_HALF_EVEN)
             fee = (price * order.quantity * self.fee_rate).quantize(_FEE_STEP, ROUND_HALF_EVEN)
-            fills.append(Fill(coid, order.symbol, order.side, order.quantity, price, fee,
-                              candle_open_time, f"{coid}-1"))
+            fills.append(
+                Fill(
+                    coid,
+                    order.symbol,
+                    order.side,
+                    order.quantity,
+                    price,
+                    fee,
+                    candle_open_time,
+                    f"{coid}-1",
+                )
+            )
             self._orders[coid] = replace(order, status=OrderStatus.FILLED)
         return fills

@@ -58,9 +58,17 @@ class DecisionRunReport:
 SubmitFn = Callable[[ClientOrderId], Order]
 
 
-def run_decisions(ledger: Ledger, broker: PaperBroker, model: ServedModel, agents: Sequence[Agent],
-                  cfg: DecisionConfig, candles: int, submit: SubmitFn, clock: Clock | None = None,
-                  on_candle: Callable[[datetime], None] | None = None) -> DecisionRunReport:
+def run_decisions(
+    ledger: Ledger,
+    broker: PaperBroker,
+    model: ServedModel,
+    agents: Sequence[Agent],
+    cfg: DecisionConfig,
+    candles: int,
+    submit: SubmitFn,
+    clock: Clock | None = None,
+    on_candle: Callable[[datetime], None] | None = None,
+) -> DecisionRunReport:
     """Decide the newest `candles` closed candles. `clock=None` replays: `now` is each close."""
     step = timeframe_delta(cfg.timeframe)
     frames = {
@@ -69,8 +77,10 @@ def run_decisions(ledger: Ledger, broker: PaperBroker, model: ServedModel, agent
     }
     missing = [s for s, f in frames.items() if f.empty]
     if missing:
-        raise LookupError(f"no candles stored for {missing} on {cfg.exchange} {cfg.timeframe}: "
-                          "run the ingest flow first")
+        raise LookupError(
+            f"no candles stored for {missing} on {cfg.exchange} {cfg.timeframe}: "
+            "run the ingest flow first"
+        )
     candle_rows = {s: f.set_index("open_time") for s, f in frames.items()}
     features = {s: build_features(f) for s, f in frames.items()}
     probabilities = {s: _predict(model, features[s]) for s in cfg.symbols}
@@ -81,11 +91,15 @@ def run_decisions(ledger: Ledger, broker: PaperBroker, model: ServedModel, agent
         for symbol in cfg.symbols:
             rows = candle_rows[symbol]
             if t in rows.index:
-                fills = settle_paper_fills(ledger, broker, cfg.account, symbol, ts,
-                                           rows.at[t, "open"])
+                fills = settle_paper_fills(
+                    ledger, broker, cfg.account, symbol, ts, rows.at[t, "open"]
+                )
                 report.fills += len(fills)
-        prices = {s: to_decimal(float(candle_rows[s]["close"].asof(t))) for s in cfg.symbols
-                  if candle_rows[s].index[0] <= t}
+        prices = {
+            s: to_decimal(float(candle_rows[s]["close"].asof(t)))
+            for s in cfg.symbols
+            if candle_rows[s].index[0] <= t
+        }
         for symbol in cfg.symbols:
             if t not in candle_rows[symbol].index:
                 continue
@@ -100,13 +114,23 @@ def run_decisions(ledger: Ledger, broker: PaperBroker, model: ServedModel, agent
             now = ts + step if clock is None else clock.now()
             decision = decide(
                 DecisionInput(
-                    account=cfg.account, symbol=Symbol(symbol), timeframe=cfg.timeframe,
-                    candle_time=ts, price=prices[symbol], features=row.to_dict(),
-                    model_probability=float(probability), model_name=model.name,
-                    model_version=model.version, feature_set_version=model.feature_set_version,
+                    account=cfg.account,
+                    symbol=Symbol(symbol),
+                    timeframe=cfg.timeframe,
+                    candle_time=ts,
+                    price=prices[symbol],
+                    features=row.to_dict(),
+                    model_probability=float(probability),
+                    model_name=model.name,
+                    model_version=model.version,
+                    feature_set_version=model.feature_set_version,
                 ),
-                agents, cfg.consensus, cfg.sizing, _risk_state(ledger, cfg, symbol, prices, now),
-                cfg.limits, now,
+                agents,
+                cfg.consensus,
+                cfg.sizing,
+                _risk_state(ledger, cfg, symbol, prices, now),
+                cfg.limits,
+                now,
             )
             ledger.record_decision(decision, broker.name)
             report.decided[decision.consensus.action.value] += 1
@@ -129,16 +153,21 @@ def _predict(model: ServedModel, features: pd.DataFrame) -> pd.Series:
     return pd.Series(model.predict(ready.loc[:, list(FEATURE_NAMES)]), index=ready.index)
 
 
-def _risk_state(ledger: Ledger, cfg: DecisionConfig, symbol: str, prices: dict[str, Decimal],
-                now: datetime) -> RiskState:
+def _risk_state(
+    ledger: Ledger, cfg: DecisionConfig, symbol: str, prices: dict[str, Decimal], now: datetime
+) -> RiskState:
     kill = ledger.kill_switch()
     positions = ledger.positions(cfg.account)
-    exposure = sum((p.quantity * prices[s] for s, p in positions.items()
-                    if p.quantity and s in prices), Decimal(0))
+    exposure = sum(
+        (p.quantity * prices[s] for s, p in positions.items() if p.quantity and s in prices),
+        Decimal(0),
+    )
     held = positions[Symbol(symbol)].quantity if Symbol(symbol) in positions else Decimal(0)
     return RiskState(
-        kill_switch_active=kill.active, kill_switch_reason=kill.reason,
-        position_quantity=held, total_exposure=exposure,
+        kill_switch_active=kill.active,
+        kill_switch_reason=kill.reason,
+        position_quantity=held,
+        total_exposure=exposure,
         daily_realised_pnl=ledger.daily_realised_pnl(cfg.account, now - timedelta(microseconds=1)),
         cash=ledger.cash(cfg.account),
     )

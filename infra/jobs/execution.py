@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from datetime import datetime
+from decimal import Decimal
 
 from core.clock import Clock
 from core.orders import Fill, Order, OrderEvent, OrderStatus
@@ -13,8 +13,9 @@ from infra.brokers.paper import PaperBroker
 from infra.ledger.repository import Ledger, UnknownOrder
 
 
-def submit_order(ledger: Ledger, broker: Broker, client_order_id: ClientOrderId,
-                 clock: Clock) -> Order:
+def submit_order(
+    ledger: Ledger, broker: Broker, client_order_id: ClientOrderId, clock: Clock
+) -> Order:
     """Send a recorded order to the broker at most once, however often this is retried.
 
     The order row exists before any attempt (written with its decision). A retry after an
@@ -31,13 +32,20 @@ def submit_order(ledger: Ledger, broker: Broker, client_order_id: ClientOrderId,
         try:
             placed = broker.place(order)
         except FatalBrokerError as exc:
-            return ledger.transition_order(client_order_id, OrderEvent.REJECT, clock.now(),
-                                           error=str(exc))
+            return ledger.transition_order(
+                client_order_id, OrderEvent.REJECT, clock.now(), error=str(exc)
+            )
     return ledger.transition_order(client_order_id, OrderEvent.SUBMIT, clock.now())
 
 
-def settle_paper_fills(ledger: Ledger, broker: PaperBroker, account: str, symbol: str,
-                       candle_open_time: datetime, open_price: float | Decimal) -> list[Fill]:
+def settle_paper_fills(
+    ledger: Ledger,
+    broker: PaperBroker,
+    account: str,
+    symbol: str,
+    candle_open_time: datetime,
+    open_price: float | Decimal,
+) -> list[Fill]:
     """Fill working paper orders of `symbol` at this candle's open and record the fills."""
     broker.adopt(ledger.orders(account, OrderStatus.SUBMITTED, symbol))
     fills = broker.match(symbol, candle_open_time, to_decimal(open_price))

@@ -43,8 +43,9 @@ class LedgerSummary:
         return self.equity - self.starting_cash
 
 
-def summarise(ledger: Ledger, account: str, exchange: str, timeframe: str,
-              since: datetime | None = None) -> LedgerSummary:
+def summarise(
+    ledger: Ledger, account: str, exchange: str, timeframe: str, since: datetime | None = None
+) -> LedgerSummary:
     out = LedgerSummary(since=since)
     for d in ledger.decisions(account, since=since):
         out.actions[d.action] += 1
@@ -60,8 +61,16 @@ def summarise(ledger: Ledger, account: str, exchange: str, timeframe: str,
     for symbol, pos in sorted(ledger.positions(account).items()):
         last = ledger.load_candles(exchange, symbol, timeframe, limit=1)
         price = Decimal(repr(float(last["close"].iloc[-1]))) if len(last) else pos.avg_price
-        out.positions.append(PositionLine(Symbol(symbol), pos.quantity, pos.avg_price, price,
-                                          pos.unrealised_pnl(price), pos.realised_pnl))
+        out.positions.append(
+            PositionLine(
+                Symbol(symbol),
+                pos.quantity,
+                pos.avg_price,
+                price,
+                pos.unrealised_pnl(price),
+                pos.realised_pnl,
+            )
+        )
     out.starting_cash = ledger.starting_cash(account)
     out.cash = ledger.cash(account)
     return out

@@ -11,7 +11,7 @@ import pandas as pd
 from core.candles.timeframe import timeframe_delta
 from core.features.registry import FEATURE_NAMES, feature_set_version
 from core.models.dataset import training_rows
-from core.models.training import XGB_PARAMS, LGBM_PARAMS, fit_ensemble, split_metrics, time_split
+from core.models.training import LGBM_PARAMS, XGB_PARAMS, fit_ensemble, split_metrics, time_split
 from infra.ledger.repository import Ledger
 from registry.mlflow_registry import Promotion, Registered, log_and_register, promote_if_better
 
@@ -39,11 +39,13 @@ class TrainingReport:
     feature_set_version: str
 
 
-def train_and_register(ledger: Ledger, cfg: TrainingConfig,
-                       until: datetime | None = None) -> TrainingReport:
+def train_and_register(
+    ledger: Ledger, cfg: TrainingConfig, until: datetime | None = None
+) -> TrainingReport:
     """Train on candles up to `until` (inclusive): labels never reach past it."""
-    candles = {s: ledger.load_candles(cfg.exchange, s, cfg.timeframe, until=until)
-               for s in cfg.symbols}
+    candles = {
+        s: ledger.load_candles(cfg.exchange, s, cfg.timeframe, until=until) for s in cfg.symbols
+    }
     dataset = training_rows(candles, cfg.label_horizon, cfg.fee_threshold)
     gap = pd.Timedelta(timeframe_delta(cfg.timeframe) * cfg.label_horizon)
     splits = time_split(dataset, cfg.validation_fraction, cfg.test_fraction, gap)
@@ -53,17 +55,30 @@ def train_and_register(ledger: Ledger, cfg: TrainingConfig,
     ranges = splits.ranges()
     data_range = f"{dataset.index.min()} .. {dataset.index.max()}"
     params = {
-        "symbols": ",".join(cfg.symbols), "timeframe": cfg.timeframe, "exchange": cfg.exchange,
-        "label_horizon": cfg.label_horizon, "fee_threshold": cfg.fee_threshold,
-        "seed": cfg.seed, "n_features": len(FEATURE_NAMES), "rows": len(dataset),
-        "split_gap": str(gap), **{f"xgb_{k}": v for k, v in XGB_PARAMS.items()},
+        "symbols": ",".join(cfg.symbols),
+        "timeframe": cfg.timeframe,
+        "exchange": cfg.exchange,
+        "label_horizon": cfg.label_horizon,
+        "fee_threshold": cfg.fee_threshold,
+        "seed": cfg.seed,
+        "n_features": len(FEATURE_NAMES),
+        "rows": len(dataset),
+        "split_gap": str(gap),
+        **{f"xgb_{k}": v for k, v in XGB_PARAMS.items()},
         **{f"lgbm_{k}": v for k, v in LGBM_PARAMS.items()},
     }
     tags = {
-        "feature_set_version": fs_version, "data_range": data_range,
+        "feature_set_version": fs_version,
+        "data_range": data_range,
         **{f"range_{name}": f"{a} .. {b}" for name, (a, b) in ranges.items()},
     }
-    registered = log_and_register(model, cfg.model_name, params, metrics, tags,
-                                  splits.validation.loc[:, list(FEATURE_NAMES)].head(50))
+    registered = log_and_register(
+        model,
+        cfg.model_name,
+        params,
+        metrics,
+        tags,
+        splits.validation.loc[:, list(FEATURE_NAMES)].head(50),
+    )
     promotion = promote_if_better(registered, splits.validation, FEATURE_NAMES)
     return TrainingReport(registered, promotion, metrics, ranges, len(dataset), fs_version)

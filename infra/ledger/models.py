@@ -86,9 +86,7 @@ class DecisionRow(Base):
 class OrderRow(Base):
     __tablename__ = "orders"
     client_order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    decision_id: Mapped[str] = mapped_column(
-        ForeignKey("decisions.decision_id"), unique=True
-    )
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.decision_id"), unique=True)
     account: Mapped[str] = mapped_column(String(64))
     broker: Mapped[str] = mapped_column(String(32))
     symbol: Mapped[str] = mapped_column(String(32))

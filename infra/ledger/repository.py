@@ -5,7 +5,7 @@ Each public method is one transaction: it commits whole or writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -65,18 +65,30 @@ class Ledger:
             s.execute(select(1))
 
     # -- candles ---------------------------------------------------------------------------
-    def upsert_candles(self, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame) -> int:
+    def upsert_candles(
+        self, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame
+    ) -> int:
         """Insert candles not yet stored; return how many were new. Idempotent."""
         ms = frame["open_time"].astype("int64") // 1_000_000
         rows = [
             {
-                "exchange": exchange, "symbol": symbol, "timeframe": timeframe,
-                "open_time_ms": int(t), "open": to_decimal(float(o)), "high": to_decimal(float(h)),
-                "low": to_decimal(float(lo)), "close": to_decimal(float(c)),
+                "exchange": exchange,
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "open_time_ms": int(t),
+                "open": to_decimal(float(o)),
+                "high": to_decimal(float(h)),
+                "low": to_decimal(float(lo)),
+                "close": to_decimal(float(c)),
                 "volume": to_decimal(float(v)),
             }
             for t, o, h, lo, c, v in zip(
-                ms, frame["open"], frame["high"], frame["low"], frame["close"], frame["volume"],
+                ms,
+                frame["open"],
+                frame["high"],
+                frame["low"],
+                frame["close"],
+                frame["volume"],
                 strict=True,
             )
         ]
@@ -96,7 +108,8 @@ class Ledger:
         with self._factory() as s:
             ms = s.scalar(
                 select(func.max(CandleRow.open_time_ms)).where(
-                    CandleRow.exchange == exchange, CandleRow.symbol == symbol,
+                    CandleRow.exchange == exchange,
+                    CandleRow.symbol == symbol,
                     CandleRow.timeframe == timeframe,
                 )
             )
@@ -104,23 +117,39 @@ class Ledger:
 
     def count_candles(self, exchange: str, symbol: str, timeframe: str) -> int:
         with self._factory() as s:
-            return s.scalar(
-                select(func.count()).select_from(CandleRow).where(
-                    CandleRow.exchange == exchange, CandleRow.symbol == symbol,
-                    CandleRow.timeframe == timeframe,
+            return (
+                s.scalar(
+                    select(func.count())
+                    .select_from(CandleRow)
+                    .where(
+                        CandleRow.exchange == exchange,
+                        CandleRow.symbol == symbol,
+                        CandleRow.timeframe == timeframe,
+                    )
                 )
-            ) or 0
+                or 0
+            )
 
     def load_candles(
-        self, exchange: str, symbol: str, timeframe: str, *, until: datetime | None = None,
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        *,
+        until: datetime | None = None,
         limit: int | None = None,
     ) -> pd.DataFrame:
         """The newest `limit` candles up to `until` (inclusive), oldest first, as floats."""
         q = select(
-            CandleRow.open_time_ms, CandleRow.open, CandleRow.high, CandleRow.low,
-            CandleRow.close, CandleRow.volume,
+            CandleRow.open_time_ms,
+            CandleRow.open,
+            CandleRow.high,
+            CandleRow.low,
+            CandleRow.close,
+            CandleRow.volume,
         ).where(
-            CandleRow.exchange == exchange, CandleRow.symbol == symbol,
+            CandleRow.exchange == exchange,
+            CandleRow.symbol == symbol,
             CandleRow.timeframe == timeframe,
         )
         if until is not None:
@@ -130,7 +159,9 @@ class Ledger:
             q = q.limit(limit)
         with self._factory() as s:
             rows = s.execute(q).all()
-        frame = pd.DataFrame(rows[::-1], columns=["open_time", "open", "high", "low", "close", "volume"])
+        frame = pd.DataFrame(
+            rows[::-1], columns=["open_time", "open", "high", "low", "close", "volume"]
+        )
         frame["open_time"] = pd.to_datetime(frame["open_time"].astype("int64"), unit="ms", utc=True)
         for col in ("open", "high", "low", "close", "volume"):
             frame[col] = frame[col].astype("float64")
@@ -140,8 +171,14 @@ class Ledger:
     def ensure_account(self, account: str, starting_cash: Decimal, now: datetime) -> None:
         with self._factory() as s, s.begin():
             if s.get(AccountRow, account) is None:
-                s.add(AccountRow(account=account, starting_cash=starting_cash, cash=starting_cash,
-                                 updated_at=now))
+                s.add(
+                    AccountRow(
+                        account=account,
+                        starting_cash=starting_cash,
+                        cash=starting_cash,
+                        updated_at=now,
+                    )
+                )
 
     def cash(self, account: str) -> Decimal:
         with self._factory() as s:
@@ -171,16 +208,27 @@ class Ledger:
         verdict = decision.verdict
         order = decision.order
         row = DecisionRow(
-            decision_id=decision.decision_id, account=inp.account, symbol=inp.symbol,
-            timeframe=inp.timeframe, candle_time=inp.candle_time, price=inp.price,
-            feature_set_version=inp.feature_set_version, model_name=inp.model_name,
-            model_version=inp.model_version, probability=float(inp.model_probability),
+            decision_id=decision.decision_id,
+            account=inp.account,
+            symbol=inp.symbol,
+            timeframe=inp.timeframe,
+            candle_time=inp.candle_time,
+            price=inp.price,
+            feature_set_version=inp.feature_set_version,
+            model_name=inp.model_name,
+            model_version=inp.model_version,
+            probability=float(inp.model_probability),
             votes=[
-                {"agent": v.agent, "action": v.action.value, "confidence": v.confidence,
-                 "reason": v.reason}
+                {
+                    "agent": v.agent,
+                    "action": v.action.value,
+                    "confidence": v.confidence,
+                    "reason": v.reason,
+                }
                 for v in decision.votes
             ],
-            action=decision.consensus.action.value, score=decision.consensus.score,
+            action=decision.consensus.action.value,
+            score=decision.consensus.score,
             consensus_reason=decision.consensus.reason,
             risk_approved=None if verdict is None else verdict.approved,
             risk_reasons=[] if verdict is None else list(verdict.reasons),
@@ -204,8 +252,9 @@ class Ledger:
             row = s.get(OrderRow, client_order_id)
             return None if row is None else _order(row)
 
-    def orders(self, account: str, status: OrderStatus | None = None,
-               symbol: str | None = None) -> list[Order]:
+    def orders(
+        self, account: str, status: OrderStatus | None = None, symbol: str | None = None
+    ) -> list[Order]:
         q = select(OrderRow).where(OrderRow.account == account)
         if status is not None:
             q = q.where(OrderRow.status == status.value)
@@ -224,8 +273,13 @@ class Ledger:
             if not n:
                 raise UnknownOrder(f"no order {client_order_id} in the ledger")
 
-    def transition_order(self, client_order_id: ClientOrderId, event: OrderEvent, now: datetime,
-                         error: str | None = None) -> Order:
+    def transition_order(
+        self,
+        client_order_id: ClientOrderId,
+        event: OrderEvent,
+        now: datetime,
+        error: str | None = None,
+    ) -> Order:
         with self._factory() as s, s.begin():
             row = s.get(OrderRow, client_order_id, with_for_update=True)
             if row is None:
@@ -243,13 +297,18 @@ class Ledger:
                         return False
                     order_row = s.get(OrderRow, fill.client_order_id, with_for_update=True)
                     if order_row is None:
-                        raise UnknownOrder(f"fill {fill.fill_id} for unknown order "
-                                           f"{fill.client_order_id}")
+                        raise UnknownOrder(
+                            f"fill {fill.fill_id} for unknown order {fill.client_order_id}"
+                        )
                     order = _order(order_row).apply(OrderEvent.FILL)
                     pos_row = s.get(PositionRow, (account, fill.symbol), with_for_update=True)
-                    current = (Position(fill.symbol) if pos_row is None else
-                               Position(fill.symbol, pos_row.quantity, pos_row.avg_price,
-                                        pos_row.realised_pnl))
+                    current = (
+                        Position(fill.symbol)
+                        if pos_row is None
+                        else Position(
+                            fill.symbol, pos_row.quantity, pos_row.avg_price, pos_row.realised_pnl
+                        )
+                    )
                     new_pos, realised = apply_fill(current, fill)
                     acct = s.get(AccountRow, account, with_for_update=True)
                     if acct is None:
@@ -257,30 +316,59 @@ class Ledger:
                     acct.cash = cash_after(acct.cash, fill)
                     acct.updated_at = fill.filled_at
                     if pos_row is None:
-                        s.add(PositionRow(account=account, symbol=fill.symbol,
-                                          quantity=new_pos.quantity, avg_price=new_pos.avg_price,
-                                          realised_pnl=new_pos.realised_pnl,
-                                          updated_at=fill.filled_at))
+                        s.add(
+                            PositionRow(
+                                account=account,
+                                symbol=fill.symbol,
+                                quantity=new_pos.quantity,
+                                avg_price=new_pos.avg_price,
+                                realised_pnl=new_pos.realised_pnl,
+                                updated_at=fill.filled_at,
+                            )
+                        )
                     else:
                         pos_row.quantity, pos_row.avg_price = new_pos.quantity, new_pos.avg_price
-                        pos_row.realised_pnl, pos_row.updated_at = (new_pos.realised_pnl,
-                                                                    fill.filled_at)
+                        pos_row.realised_pnl, pos_row.updated_at = (
+                            new_pos.realised_pnl,
+                            fill.filled_at,
+                        )
                     order_row.status, order_row.updated_at = order.status.value, fill.filled_at
-                    s.add(FillRow(fill_id=fill.fill_id, client_order_id=fill.client_order_id,
-                                  account=account, symbol=fill.symbol, side=fill.side.value,
-                                  quantity=fill.quantity, price=fill.price, fee=fill.fee,
-                                  realised_pnl=realised, filled_at=fill.filled_at))
+                    s.add(
+                        FillRow(
+                            fill_id=fill.fill_id,
+                            client_order_id=fill.client_order_id,
+                            account=account,
+                            symbol=fill.symbol,
+                            side=fill.side.value,
+                            quantity=fill.quantity,
+                            price=fill.price,
+                            fee=fill.fee,
+                            realised_pnl=realised,
+                            filled_at=fill.filled_at,
+                        )
+                    )
             except IntegrityError:
                 return False  # a concurrent writer stored the same fill id
         return True
 
     def fills(self, account: str) -> list[Fill]:
         with self._factory() as s:
-            rows = s.scalars(select(FillRow).where(FillRow.account == account)
-                             .order_by(FillRow.filled_at, FillRow.fill_id))
+            rows = s.scalars(
+                select(FillRow)
+                .where(FillRow.account == account)
+                .order_by(FillRow.filled_at, FillRow.fill_id)
+            )
             return [
-                Fill(ClientOrderId(r.client_order_id), Symbol(r.symbol), Side(r.side), r.quantity,
-                     r.price, r.fee, r.filled_at, r.fill_id)
+                Fill(
+                    ClientOrderId(r.client_order_id),
+                    Symbol(r.symbol),
+                    Side(r.side),
+                    r.quantity,
+                    r.price,
+                    r.fee,
+                    r.filled_at,
+                    r.fill_id,
+                )
                 for r in rows
             ]
 
@@ -288,15 +376,19 @@ class Ledger:
         with self._factory() as s:
             rows = s.scalars(select(PositionRow).where(PositionRow.account == account))
             return {
-                Symbol(r.symbol): Position(Symbol(r.symbol), r.quantity, r.avg_price,
-                                           r.realised_pnl)
+                Symbol(r.symbol): Position(
+                    Symbol(r.symbol), r.quantity, r.avg_price, r.realised_pnl
+                )
                 for r in rows
             }
 
     def realised_pnl_between(self, account: str, start: datetime, end: datetime) -> Decimal:
         with self._factory() as s:
-            values = s.scalars(select(FillRow.realised_pnl).where(
-                FillRow.account == account, FillRow.filled_at >= start, FillRow.filled_at < end))
+            values = s.scalars(
+                select(FillRow.realised_pnl).where(
+                    FillRow.account == account, FillRow.filled_at >= start, FillRow.filled_at < end
+                )
+            )
             return sum(values, Decimal(0))
 
     def daily_realised_pnl(self, account: str, at: datetime) -> Decimal:
@@ -318,8 +410,15 @@ class Ledger:
                 return KillSwitchState(False, None, None)
             return KillSwitchState(row.active, row.reason, row.changed_at)
 
-    def set_kill_switch(self, active: bool, reason: str | None, signature: str, now: datetime,
-                        client: str | None, request_timestamp: int | None) -> KillSwitchState:
+    def set_kill_switch(
+        self,
+        active: bool,
+        reason: str | None,
+        signature: str,
+        now: datetime,
+        client: str | None,
+        request_timestamp: int | None,
+    ) -> KillSwitchState:
         """Apply an authenticated request; a signature may be used once (SignatureReplayed)."""
         try:
             with self._factory() as s, s.begin():
@@ -327,45 +426,86 @@ class Ledger:
                 s.flush()
                 row = s.get(SafetyStateRow, KILL_SWITCH, with_for_update=True)
                 if row is None:
-                    s.add(SafetyStateRow(control=KILL_SWITCH, active=active, reason=reason,
-                                         changed_at=now))
+                    s.add(
+                        SafetyStateRow(
+                            control=KILL_SWITCH, active=active, reason=reason, changed_at=now
+                        )
+                    )
                 else:
                     row.active, row.reason, row.changed_at = active, reason, now
-                s.add(KillSwitchEventRow(at=now, action="activate" if active else "deactivate",
-                                         accepted=True, reason=reason, client=client,
-                                         request_timestamp=request_timestamp))
+                s.add(
+                    KillSwitchEventRow(
+                        at=now,
+                        action="activate" if active else "deactivate",
+                        accepted=True,
+                        reason=reason,
+                        client=client,
+                        request_timestamp=request_timestamp,
+                    )
+                )
         except IntegrityError as exc:
             raise SignatureReplayed("signature already used") from exc
         return KillSwitchState(active, reason, now)
 
-    def record_kill_switch_rejection(self, action: str | None, reason: str | None, rejection: str,
-                                     now: datetime, client: str | None,
-                                     request_timestamp: int | None) -> None:
+    def record_kill_switch_rejection(
+        self,
+        action: str | None,
+        reason: str | None,
+        rejection: str,
+        now: datetime,
+        client: str | None,
+        request_timestamp: int | None,
+    ) -> None:
         with self._factory() as s, s.begin():
-            s.add(KillSwitchEventRow(at=now, action=action, accepted=False, reason=reason,
-                                     rejection=rejection, client=client,
-                                     request_timestamp=request_timestamp))
+            s.add(
+                KillSwitchEventRow(
+                    at=now,
+                    action=action,
+                    accepted=False,
+                    reason=reason,
+                    rejection=rejection,
+                    client=client,
+                    request_timestamp=request_timestamp,
+                )
+            )
 
     def kill_switch_events(self, limit: int = 100) -> list[KillSwitchEventRow]:
         with self._factory() as s:
-            return list(s.scalars(select(KillSwitchEventRow)
-                                  .order_by(KillSwitchEventRow.id.desc()).limit(limit)))
+            return list(
+                s.scalars(
+                    select(KillSwitchEventRow).order_by(KillSwitchEventRow.id.desc()).limit(limit)
+                )
+            )
 
 
 def _order_row(order: Order, account: str, broker: str) -> OrderRow:
     return OrderRow(
-        client_order_id=order.client_order_id, decision_id=order.decision_id, account=account,
-        broker=broker, symbol=order.symbol, side=order.side.value, order_type=order.order_type,
-        quantity=order.quantity, status=order.status.value, market_time=order.market_time,
-        created_at=order.created_at, updated_at=order.created_at, submit_attempts=0,
+        client_order_id=order.client_order_id,
+        decision_id=order.decision_id,
+        account=account,
+        broker=broker,
+        symbol=order.symbol,
+        side=order.side.value,
+        order_type=order.order_type,
+        quantity=order.quantity,
+        status=order.status.value,
+        market_time=order.market_time,
+        created_at=order.created_at,
+        updated_at=order.created_at,
+        submit_attempts=0,
     )
 
 
 def _order(row: OrderRow) -> Order:
     return Order(
-        client_order_id=ClientOrderId(row.client_order_id), decision_id=DecisionId(row.decision_id),
-        symbol=Symbol(row.symbol), side=Side(row.side), quantity=row.quantity,
-        created_at=row.created_at, market_time=row.market_time, order_type=row.order_type,
+        client_order_id=ClientOrderId(row.client_order_id),
+        decision_id=DecisionId(row.decision_id),
+        symbol=Symbol(row.symbol),
+        side=Side(row.side),
+        quantity=row.quantity,
+        created_at=row.created_at,
+        market_time=row.market_time,
+        order_type=row.order_type,
         status=OrderStatus(row.status),
     )
 
@@ -376,5 +516,11 @@ def ledger_for(url: str) -> Ledger:
     return Ledger(session_factory(url))
 
 
-__all__: Sequence[str] = ["KillSwitchState", "Ledger", "LedgerError", "SignatureReplayed",
-                          "UnknownOrder", "ledger_for"]
+__all__: Sequence[str] = [
+    "KillSwitchState",
+    "Ledger",
+    "LedgerError",
+    "SignatureReplayed",
+    "UnknownOrder",
+    "ledger_for",
+]

@@ -14,8 +14,9 @@ from infra.exchange_errors import ccxt_errors
 
 
 class CcxtCandleSource:
-    def __init__(self, exchange: ccxt.Exchange, clock: Clock, page_limit: int = 1000,
-                 max_pages: int = 10_000) -> None:
+    def __init__(
+        self, exchange: ccxt.Exchange, clock: Clock, page_limit: int = 1000, max_pages: int = 10_000
+    ) -> None:
         self.exchange = exchange
         self.clock = clock
         self.page_limit = page_limit
@@ -34,8 +35,9 @@ class CcxtCandleSource:
         operation = f"{self.name} fetch_ohlcv {symbol} {timeframe}"
         for _ in range(self.max_pages):
             with ccxt_errors(f"{operation} since={cursor}"):
-                page = self.exchange.fetch_ohlcv(symbol, timeframe, since=cursor,
-                                                 limit=self.page_limit)
+                page = self.exchange.fetch_ohlcv(
+                    symbol, timeframe, since=cursor, limit=self.page_limit
+                )
             page = [r for r in page if r[0] >= cursor]
             if not page:
                 break

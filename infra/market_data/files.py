@@ -25,7 +25,9 @@ def candle_file_for(data_dir: Path, symbol: str, timeframe: str) -> Path:
         if path.exists():
             return path
     names = ", ".join(p.name for p in candidates)
-    raise CandleFileError(f"no candle file for {symbol} {timeframe} in {data_dir} (looked for {names})")
+    raise CandleFileError(
+        f"no candle file for {symbol} {timeframe} in {data_dir} (looked for {names})"
+    )
 
 
 def read_candle_file(path: Path) -> pd.DataFrame:
@@ -36,9 +38,13 @@ def read_candle_file(path: Path) -> pd.DataFrame:
     except (CandleValidationError, CandleFileError):
         raise
     except (OSError, ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
-        raise CandleFileError(f"{source}: cannot read candles: {type(exc).__name__}: {exc}") from exc
+        raise CandleFileError(
+            f"{source}: cannot read candles: {type(exc).__name__}: {exc}"
+        ) from exc
     except Exception as exc:  # pyarrow raises its own hierarchy for broken feather files
-        raise CandleFileError(f"{source}: cannot read candles: {type(exc).__name__}: {exc}") from exc
+        raise CandleFileError(
+            f"{source}: cannot read candles: {type(exc).__name__}: {exc}"
+        ) from exc
     return validate_candles(raw, source)
 
 

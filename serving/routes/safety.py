@@ -39,17 +39,26 @@ class KillSwitchOut(BaseModel):
 @router.get("/status")
 def status(ledger: LedgerDep) -> dict[str, object]:
     events = [
-        {"at": e.at.isoformat(), "action": e.action, "accepted": e.accepted, "reason": e.reason,
-         "rejection": e.rejection, "client": e.client}
+        {
+            "at": e.at.isoformat(),
+            "action": e.action,
+            "accepted": e.accepted,
+            "reason": e.reason,
+            "rejection": e.rejection,
+            "client": e.client,
+        }
         for e in ledger.kill_switch_events(limit=20)
     ]
-    return {"kill_switch": KillSwitchOut.of(ledger.kill_switch()).model_dump(mode="json"),
-            "recent_events": events}
+    return {
+        "kill_switch": KillSwitchOut.of(ledger.kill_switch()).model_dump(mode="json"),
+        "recent_events": events,
+    }
 
 
 @router.post("/kill-switch", response_model=KillSwitchOut)
-async def kill_switch(request: Request, ledger: LedgerDep, settings: SettingsDep,
-                      clock: ClockDep) -> JSONResponse:
+async def kill_switch(
+    request: Request, ledger: LedgerDep, settings: SettingsDep, clock: ClockDep
+) -> JSONResponse:
     now = clock.now()
     client = request.client.host if request.client else None
     raw_ts = request.headers.get(TIMESTAMP_HEADER)
@@ -73,13 +82,20 @@ async def kill_switch(request: Request, ledger: LedgerDep, settings: SettingsDep
         return reject(401, f"{TIMESTAMP_HEADER} must be unix seconds, got {raw_ts!r}")
     secret = settings.kill_switch_secret
     assert secret is not None  # create_app refuses to start without it
-    refusal = verify(secret.get_secret_value(), body.action, timestamp, signature or "", now,
-                     settings.kill_switch_window_s)
+    refusal = verify(
+        secret.get_secret_value(),
+        body.action,
+        timestamp,
+        signature or "",
+        now,
+        settings.kill_switch_window_s,
+    )
     if refusal is not None:
         return reject(401, refusal)
     try:
-        state = ledger.set_kill_switch(body.action == "activate", body.reason, signature or "",
-                                       now, client, timestamp)
+        state = ledger.set_kill_switch(
+            body.action == "activate", body.reason, signature or "", now, client, timestamp
+        )
     except SignatureReplayed:
         return reject(401, "signature already used (replay)")
     return JSONResponse(KillSwitchOut.of(state).model_dump(mode="json"))
@@ -93,6 +109,7 @@ def _parse(raw: bytes) -> tuple[KillSwitchIn | None, str | None]:
     try:
         return KillSwitchIn.model_validate(payload), None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
         return None, f"malformed body: {problems}"

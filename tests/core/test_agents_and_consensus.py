@@ -17,8 +17,10 @@ def ctx(features: dict[str, float], p: float) -> AgentContext:
 
 def test_bull_when_uptrend_and_model_bullish_then_votes_buy_with_reason() -> None:
     vote = BullAgent().vote(ctx(UP, 0.7))
-    assert vote.action is Action.BUY and 0 <= vote.confidence <= 1
-    assert "uptrend" in vote.reason and "\n" not in vote.reason
+    assert vote.action is Action.BUY
+    assert 0 <= vote.confidence <= 1
+    assert "uptrend" in vote.reason
+    assert "\n" not in vote.reason
 
 
 def test_bull_when_downtrend_and_model_bearish_then_holds() -> None:
@@ -41,13 +43,15 @@ def test_vote_when_confidence_out_of_range_then_invalid() -> None:
 def test_consensus_when_all_agree_buy_then_buy() -> None:
     votes = [Vote("bull", Action.BUY, 0.9, "r"), Vote("bear", Action.HOLD, 0.3, "r")]
     out = combine(0.8, votes, ConsensusConfig())
-    assert out.action is Action.BUY and out.score > 0
+    assert out.action is Action.BUY
+    assert out.score > 0
 
 
 def test_consensus_when_signals_cancel_then_hold_below_threshold() -> None:
     votes = [Vote("bull", Action.BUY, 0.6, "r"), Vote("bear", Action.SELL, 0.6, "r")]
     out = combine(0.5, votes, ConsensusConfig(threshold=0.1))
-    assert out.action is Action.HOLD and "below threshold" in out.reason
+    assert out.action is Action.HOLD
+    assert "below threshold" in out.reason
 
 
 def test_consensus_when_model_and_bear_bearish_then_sell() -> None:

@@ -8,8 +8,20 @@ import sys
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[2] / "core"
-BANNED = {"prefect", "fastapi", "ccxt", "mlflow", "sqlalchemy", "alembic", "infra", "registry",
-          "tasks", "flows", "serving", "pydantic_settings"}
+BANNED = {
+    "prefect",
+    "fastapi",
+    "ccxt",
+    "mlflow",
+    "sqlalchemy",
+    "alembic",
+    "infra",
+    "registry",
+    "tasks",
+    "flows",
+    "serving",
+    "pydantic_settings",
+}
 
 
 def _violations(path: Path) -> list[str]:
@@ -21,8 +33,9 @@ def _violations(path: Path) -> list[str]:
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
-        found += [f"{path.name}:{node.lineno} imports {n}" for n in names
-                  if n.split(".")[0] in BANNED]
+        found += [
+            f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in BANNED
+        ]
         if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv"}:
             found.append(f"{path.name}:{node.lineno} reads os.{node.attr}")
     return found
@@ -36,15 +49,18 @@ def test_core_sources_when_scanned_then_import_no_adapter_and_read_no_env() -> N
 
 
 def test_import_every_core_module_when_loaded_then_no_adapter_enters_sys_modules() -> None:
-    modules = [".".join(p.relative_to(CORE.parent).with_suffix("").parts) for p in CORE.rglob("*.py")]
+    modules = [
+        ".".join(p.relative_to(CORE.parent).with_suffix("").parts) for p in CORE.rglob("*.py")
+    ]
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(BANNED)!r})\n"
         "print(','.join(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=CORE.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=CORE.parent
+    )
     assert out.stdout.strip() == ""
 
 

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.orders import (
+    Fill,
     InvalidTransition,
     Order,
     OrderEvent,
@@ -16,7 +17,6 @@ from core.orders import (
     decision_id_for,
 )
 from core.portfolio import OverSell, Position, apply_fill, cash_after
-from core.orders import Fill
 from core.types import ClientOrderId, Side, Symbol
 
 T0 = datetime(2024, 9, 1, 12, tzinfo=UTC)
@@ -24,8 +24,16 @@ T0 = datetime(2024, 9, 1, 12, tzinfo=UTC)
 
 def order(status: OrderStatus = OrderStatus.NEW) -> Order:
     did = decision_id_for("paper", "BTC/USDT", "1h", T0)
-    return Order(client_order_id_for(did), did, Symbol("BTC/USDT"), Side.BUY, Decimal("0.5"),
-                 T0, T0, status=status)
+    return Order(
+        client_order_id_for(did),
+        did,
+        Symbol("BTC/USDT"),
+        Side.BUY,
+        Decimal("0.5"),
+        T0,
+        T0,
+        status=status,
+    )
 
 
 def test_client_order_id_when_same_decision_then_same_short_id() -> None:
@@ -47,8 +55,15 @@ def test_order_when_filling_a_new_order_then_invalid_transition() -> None:
 
 def test_order_when_quantity_not_positive_decimal_then_rejected() -> None:
     with pytest.raises(ValueError, match="quantity"):
-        Order(ClientOrderId("x"), decision_id_for("a", "b", "1h", T0), Symbol("B"), Side.BUY,
-              Decimal(0), T0, T0)
+        Order(
+            ClientOrderId("x"),
+            decision_id_for("a", "b", "1h", T0),
+            Symbol("B"),
+            Side.BUY,
+            Decimal(0),
+            T0,
+            T0,
+        )
 
 
 @given(st.lists(st.sampled_from(list(OrderEvent)), max_size=12))
@@ -65,8 +80,16 @@ def test_order_property_when_random_events_then_terminal_state_never_changes(eve
 
 
 def fill(side: Side, qty: str, price: str, fee: str = "0") -> Fill:
-    return Fill(ClientOrderId("c"), Symbol("BTC/USDT"), side, Decimal(qty), Decimal(price),
-                Decimal(fee), T0, "f")
+    return Fill(
+        ClientOrderId("c"),
+        Symbol("BTC/USDT"),
+        side,
+        Decimal(qty),
+        Decimal(price),
+        Decimal(fee),
+        T0,
+        "f",
+    )
 
 
 def test_apply_fill_when_buy_then_sell_then_exact_realised_pnl() -> None:

@@ -9,8 +9,8 @@ from core.features.registry import FEATURE_NAMES, feature_set_version
 from core.models.dataset import training_rows
 from core.models.training import EnsembleClassifier, fit_ensemble, split_metrics, time_split
 from registry.mlflow_registry import (
-    CHAMPION,
     CHALLENGER,
+    CHAMPION,
     ChampionCache,
     FeatureSetMismatch,
     NoChampion,
@@ -40,8 +40,14 @@ def splits(btc_1h: pd.DataFrame):  # type: ignore[no-untyped-def]
 
 def register(model: EnsembleClassifier, splits, tag_fs: str | None = None):  # type: ignore[no-untyped-def]
     tags = {"feature_set_version": tag_fs or feature_set_version(), "data_range": "test"}
-    return log_and_register(model, NAME, {"seed": 1}, split_metrics(model, splits), tags,
-                            splits.validation.loc[:, list(FEATURE_NAMES)].head(20))
+    return log_and_register(
+        model,
+        NAME,
+        {"seed": 1},
+        split_metrics(model, splits),
+        tags,
+        splits.validation.loc[:, list(FEATURE_NAMES)].head(20),
+    )
 
 
 def scripted(scores: np.ndarray) -> EnsembleClassifier:
@@ -49,26 +55,30 @@ def scripted(scores: np.ndarray) -> EnsembleClassifier:
 
 
 def test_promotion_when_first_then_champion_when_worse_then_challenger_when_better_then_champion(
-    mlflow_store: str, splits  # type: ignore[no-untyped-def]
+    mlflow_store: str,
+    splits,  # type: ignore[no-untyped-def]
 ) -> None:
     client = MlflowClient()
     labels = splits.validation["label"].to_numpy()
 
     v1 = register(fit_ensemble(splits.train, FEATURE_NAMES, 3), splits)
     p1 = promote_if_better(v1, splits.validation, FEATURE_NAMES)
-    assert p1.promoted and "first version" in p1.reason
+    assert p1.promoted
+    assert "first version" in p1.reason
     assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v1.version
 
     worse = register(scripted(1.0 - labels), splits)  # ranks every row backwards: AUC 0
     p2 = promote_if_better(worse, splits.validation, FEATURE_NAMES)
-    assert not p2.promoted and "does not beat" in p2.reason
+    assert not p2.promoted
+    assert "does not beat" in p2.reason
     assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v1.version
     assert str(client.get_model_version_by_alias(NAME, CHALLENGER).version) == worse.version
     assert client.get_model_version(NAME, worse.version).tags["promotion"] == "rejected"
 
     better = register(scripted(labels * 0.8 + 0.1), splits)  # ranks perfectly: AUC 1
     p3 = promote_if_better(better, splits.validation, FEATURE_NAMES)
-    assert p3.promoted and "beats" in p3.reason
+    assert p3.promoted
+    assert "beats" in p3.reason
     assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == better.version
     run = client.get_run(better.run_id)
     assert run.data.tags["feature_set_version"] == feature_set_version()
@@ -83,12 +93,15 @@ def test_champion_cache_when_alias_moves_then_reloads_once(mlflow_store: str, sp
     v1 = register(fit_ensemble(splits.train, FEATURE_NAMES, 3), splits)
     promote_if_better(v1, splits.validation, FEATURE_NAMES)
     first = cache.get()
-    assert cache.get() is first and cache.loads == 1
+    assert cache.get() is first
+    assert cache.loads == 1
     probs = first.predict(splits.validation.loc[:, list(FEATURE_NAMES)])
-    assert probs.shape == (len(splits.validation),) and ((probs > 0) & (probs < 1)).all()
+    assert probs.shape == (len(splits.validation),)
+    assert ((probs > 0) & (probs < 1)).all()
     v2 = register(fit_ensemble(splits.train, FEATURE_NAMES, 4), splits)
     MlflowClient().set_registered_model_alias(NAME, CHAMPION, v2.version)
-    assert cache.get().version == v2.version and cache.loads == 2
+    assert cache.get().version == v2.version
+    assert cache.loads == 2
 
 
 def test_champion_cache_when_feature_set_differs_then_refuses(mlflow_store: str, splits) -> None:  # type: ignore[no-untyped-def]

@@ -34,8 +34,7 @@ def client(ledger_url: str) -> Iterator[TestClient]:
 
 
 def signed(action: str, ts: int = TS, secret: str = SECRET) -> dict[str, str]:
-    return {"X-Kill-Switch-Timestamp": str(ts),
-            "X-Kill-Switch-Signature": sign(secret, action, ts)}
+    return {"X-Kill-Switch-Timestamp": str(ts), "X-Kill-Switch-Signature": sign(secret, action, ts)}
 
 
 def body(action: str = "activate", reason: str = "ops drill") -> dict[str, str]:
@@ -53,7 +52,8 @@ def test_create_app_when_no_secret_then_refuses_naming_the_variable(tmp_path: Pa
 
 def test_health_when_ledger_answers_then_200(client: TestClient) -> None:
     r = client.get("/api/v1/health")
-    assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok"
 
 
 def test_health_when_ledger_unreachable_then_503_with_reason() -> None:
@@ -67,17 +67,23 @@ def test_kill_switch_when_validly_signed_then_active_persisted_and_recorded(
     client: TestClient, ledger_url: str
 ) -> None:
     r = client.post(URL, json=body(), headers=signed("activate"))
-    assert r.status_code == 200 and r.json()["active"] is True
+    assert r.status_code == 200
+    assert r.json()["active"] is True
     assert client.get("/api/v1/safety/status").json()["kill_switch"]["reason"] == "ops drill"
     with make_client(ledger_url) as restarted:  # state lives in the ledger, not the process
         assert restarted.get("/api/v1/safety/status").json()["kill_switch"]["active"] is True
     assert events(ledger_url) == [(True, None)]
 
 
-def test_kill_switch_when_deactivated_with_its_own_signature_then_inactive(client: TestClient) -> None:
+def test_kill_switch_when_deactivated_with_its_own_signature_then_inactive(
+    client: TestClient,
+) -> None:
     client.post(URL, json=body(), headers=signed("activate"))
-    r = client.post(URL, json=body("deactivate", "drill over"), headers=signed("deactivate", TS - 1))
-    assert r.status_code == 200 and r.json()["active"] is False
+    r = client.post(
+        URL, json=body("deactivate", "drill over"), headers=signed("deactivate", TS - 1)
+    )
+    assert r.status_code == 200
+    assert r.json()["active"] is False
 
 
 @pytest.mark.parametrize(
@@ -88,35 +94,52 @@ def test_kill_switch_when_deactivated_with_its_own_signature_then_inactive(clien
         (signed("activate", ts=TS - 31), body(), 401, "window 30s"),
         (signed("activate", ts=TS + 31), body(), 401, "window 30s"),
         ({}, body(), 401, "missing header(s): X-Kill-Switch-Timestamp, X-Kill-Switch-Signature"),
-        ({"X-Kill-Switch-Timestamp": "soon", "X-Kill-Switch-Signature": "ab"}, body(), 401,
-         "must be unix seconds"),
+        (
+            {"X-Kill-Switch-Timestamp": "soon", "X-Kill-Switch-Signature": "ab"},
+            body(),
+            401,
+            "must be unix seconds",
+        ),
         (signed("activate"), {"action": "explode", "reason": "x"}, 422, "malformed body: action"),
         (signed("activate"), {"action": "activate"}, 422, "malformed body: reason"),
         (signed("activate"), {"action": "activate", "reason": "x", "extra": 1}, 422, "extra"),
     ],
 )
 def test_kill_switch_when_request_bad_then_rejected_recorded_and_state_unchanged(
-    client: TestClient, ledger_url: str, headers: dict[str, str], payload: dict[str, object],
-    status: int, rejection: str,
+    client: TestClient,
+    ledger_url: str,
+    headers: dict[str, str],
+    payload: dict[str, object],
+    status: int,
+    rejection: str,
 ) -> None:
     r = client.post(URL, json=payload, headers=headers)
     assert r.status_code == status
     assert rejection in r.json()["detail"]
     [(accepted, why)] = events(ledger_url)
-    assert accepted is False and rejection in (why or "")
+    assert accepted is False
+    assert rejection in (why or "")
     assert client.get("/api/v1/safety/status").json()["kill_switch"]["active"] is False
 
 
-def test_kill_switch_when_body_not_json_then_422_and_recorded(client: TestClient, ledger_url: str) -> None:
-    r = client.post(URL, content=b"{nope", headers=signed("activate") | {"Content-Type": "application/json"})
-    assert r.status_code == 422 and "not JSON" in r.json()["detail"]
+def test_kill_switch_when_body_not_json_then_422_and_recorded(
+    client: TestClient, ledger_url: str
+) -> None:
+    r = client.post(
+        URL, content=b"{nope", headers=signed("activate") | {"Content-Type": "application/json"}
+    )
+    assert r.status_code == 422
+    assert "not JSON" in r.json()["detail"]
     assert events(ledger_url)[0][0] is False
 
 
-def test_kill_switch_when_signature_replayed_then_401_and_recorded(client: TestClient, ledger_url: str) -> None:
+def test_kill_switch_when_signature_replayed_then_401_and_recorded(
+    client: TestClient, ledger_url: str
+) -> None:
     h = signed("activate")
     assert client.post(URL, json=body(), headers=h).status_code == 200
     r = client.post(URL, json=body(reason="again"), headers=h)
-    assert r.status_code == 401 and "replay" in r.json()["detail"]
+    assert r.status_code == 401
+    assert "replay" in r.json()["detail"]
     assert events(ledger_url) == [(True, None), (False, "signature already used (replay)")]
     assert json.dumps(client.get("/api/v1/safety/status").json()).count('"accepted": false') == 1

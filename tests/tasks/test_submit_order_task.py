@@ -36,10 +36,10 @@ def test_submit_task_when_broker_fails_after_accepting_then_retried_task_leaves_
 
     assert submit_twice() == ["submitted", "submitted"]
     assert broker.place_calls == 1
-    assert list(broker._orders) == [coid]  # noqa: SLF001
+    assert list(broker._orders) == [coid]
     orders = ledger.orders("paper")
     assert [(o.client_order_id, o.status) for o in orders] == [(coid, OrderStatus.SUBMITTED)]
     from infra.ledger.models import OrderRow
 
-    with ledger._factory() as s:  # noqa: SLF001
+    with ledger._factory() as s:
         assert s.get(OrderRow, coid).submit_attempts == 2  # type: ignore[union-attr]  # 1 retry

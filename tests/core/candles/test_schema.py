@@ -7,7 +7,9 @@ import pytest
 from core.candles.schema import CandleValidationError, validate_candles
 
 
-def test_validate_when_real_binance_candles_then_returns_frame_unchanged(btc_1h: pd.DataFrame) -> None:
+def test_validate_when_real_binance_candles_then_returns_frame_unchanged(
+    btc_1h: pd.DataFrame,
+) -> None:
     out = validate_candles(btc_1h, "btc")
     pd.testing.assert_frame_equal(out, btc_1h)
 
@@ -30,7 +32,8 @@ def test_validate_when_one_bad_value_then_error_names_source_check_and_row(
         validate_candles(bad, "BTC_USDT-1h.feather")
     assert err.value.check == check
     assert err.value.source == "BTC_USDT-1h.feather"
-    assert err.value.first_bad_row is not None and err.value.first_bad_row["row"] == row
+    assert err.value.first_bad_row is not None
+    assert err.value.first_bad_row["row"] == row
     assert "BTC_USDT-1h.feather" in str(err.value)
 
 
@@ -39,7 +42,8 @@ def test_validate_when_duplicate_open_time_then_rejects_with_row(btc_1h: pd.Data
     bad.loc[8, "open_time"] = bad.loc[7, "open_time"]
     with pytest.raises(CandleValidationError, match="strictly increasing and unique") as err:
         validate_candles(bad, "x")
-    assert err.value.first_bad_row is not None and err.value.first_bad_row["row"] == 8
+    assert err.value.first_bad_row is not None
+    assert err.value.first_bad_row["row"] == 8
 
 
 def test_validate_when_out_of_order_then_rejects(btc_1h: pd.DataFrame) -> None:

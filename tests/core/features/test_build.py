@@ -41,9 +41,14 @@ def test_build_when_computed_then_no_label_or_future_column(full: pd.DataFrame) 
 
 def _assert_prefix_equal(candles: pd.DataFrame, full: pd.DataFrame, t: int) -> None:
     truncated = build_features(candles.iloc[: t + 1])
-    np.testing.assert_allclose(truncated.iloc[t].to_numpy(), full.iloc[t].to_numpy(),
-                               rtol=0, atol=0, equal_nan=True,
-                               err_msg=f"feature at row {t} changed when later candles were removed")
+    np.testing.assert_allclose(
+        truncated.iloc[t].to_numpy(),
+        full.iloc[t].to_numpy(),
+        rtol=0,
+        atol=0,
+        equal_nan=True,
+        err_msg=f"feature at row {t} changed when later candles were removed",
+    )
 
 
 @pytest.mark.parametrize("t", list(range(0, WINDOW, 37)))
@@ -53,7 +58,9 @@ def test_features_when_truncated_after_t_then_row_t_is_identical(
     _assert_prefix_equal(candles, full, t)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(t=st.integers(min_value=0, max_value=WINDOW - 1))
 def test_features_property_when_any_future_removed_then_past_rows_unchanged(
     candles: pd.DataFrame, full: pd.DataFrame, t: int

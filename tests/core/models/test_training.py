@@ -15,7 +15,9 @@ def dataset(btc_1h: pd.DataFrame, eth_1h: pd.DataFrame) -> pd.DataFrame:
     return training_rows({"BTC/USDT": btc_1h.head(2500), "ETH/USDT": eth_1h.head(2500)}, 4, 0.002)
 
 
-def test_time_split_when_real_rows_then_ordered_with_gap_of_label_horizon(dataset: pd.DataFrame) -> None:
+def test_time_split_when_real_rows_then_ordered_with_gap_of_label_horizon(
+    dataset: pd.DataFrame,
+) -> None:
     s = time_split(dataset, 0.15, 0.15, GAP)
     assert s.train.index.max() + GAP < s.validation.index.min()
     assert s.validation.index.max() + GAP < s.test.index.min()
@@ -31,10 +33,13 @@ def test_fit_ensemble_when_same_seed_then_same_probabilities(dataset: pd.DataFra
     s = time_split(dataset, 0.15, 0.15, GAP)
     a = fit_ensemble(s.train, FEATURE_NAMES, 7).predict_proba(s.validation)
     b = fit_ensemble(s.train, FEATURE_NAMES, 7).predict_proba(s.validation)
-    assert (a == b).all() and ((a >= 0) & (a <= 1)).all()
+    assert (a == b).all()
+    assert ((a >= 0) & (a <= 1)).all()
 
 
-def test_split_metrics_when_trained_then_every_member_split_metric_present(dataset: pd.DataFrame) -> None:
+def test_split_metrics_when_trained_then_every_member_split_metric_present(
+    dataset: pd.DataFrame,
+) -> None:
     s = time_split(dataset, 0.15, 0.15, GAP)
     m = split_metrics(fit_ensemble(s.train, FEATURE_NAMES, 7), s)
     for member in ("xgboost", "lightgbm", "ensemble"):

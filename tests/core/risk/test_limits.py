@@ -18,8 +18,14 @@ LIMITS = RiskLimits(
 
 
 def state(**kw: object) -> RiskState:
-    base = dict(kill_switch_active=False, kill_switch_reason=None, position_quantity=Decimal(0),
-                total_exposure=Decimal(0), daily_realised_pnl=Decimal(0), cash=Decimal("10000"))
+    base = dict(
+        kill_switch_active=False,
+        kill_switch_reason=None,
+        position_quantity=Decimal(0),
+        total_exposure=Decimal(0),
+        daily_realised_pnl=Decimal(0),
+        cash=Decimal("10000"),
+    )
     base.update(kw)
     return RiskState(**base)  # type: ignore[arg-type]
 
@@ -38,16 +44,26 @@ def test_evaluate_when_kill_switch_active_then_denied_with_its_reason() -> None:
 
 
 def test_evaluate_when_symbol_not_whitelisted_then_denied() -> None:
-    assert evaluate(buy("1", symbol="DOGE/USDT"), state(), LIMITS).reasons[0].startswith(
-        "SYMBOL_NOT_WHITELISTED")
+    assert (
+        evaluate(buy("1", symbol="DOGE/USDT"), state(), LIMITS)
+        .reasons[0]
+        .startswith("SYMBOL_NOT_WHITELISTED")
+    )
 
 
 def test_evaluate_when_several_limits_broken_then_keeps_every_reason() -> None:
-    v = evaluate(buy("20", price="100"), state(kill_switch_active=True,
-                 daily_realised_pnl=Decimal("-301"), cash=Decimal("5")), LIMITS)
+    v = evaluate(
+        buy("20", price="100"),
+        state(kill_switch_active=True, daily_realised_pnl=Decimal("-301"), cash=Decimal("5")),
+        LIMITS,
+    )
     codes = [r.split(":")[0] for r in v.reasons]
-    assert codes == ["KILL_SWITCH_ACTIVE", "ORDER_NOTIONAL_EXCEEDS_MAX", "DAILY_LOSS_LIMIT",
-                     "INSUFFICIENT_CASH"]
+    assert codes == [
+        "KILL_SWITCH_ACTIVE",
+        "ORDER_NOTIONAL_EXCEEDS_MAX",
+        "DAILY_LOSS_LIMIT",
+        "INSUFFICIENT_CASH",
+    ]
 
 
 def test_evaluate_when_position_would_exceed_max_then_denied() -> None:
@@ -67,16 +83,23 @@ def test_evaluate_when_selling_while_flat_then_denied_no_short() -> None:
 
 def test_evaluate_when_closing_large_position_after_daily_loss_then_exit_allowed() -> None:
     sell = ProposedOrder(Symbol("BTC/USDT"), Side.SELL, Decimal(25), Decimal("100"))
-    s = state(position_quantity=Decimal(25), daily_realised_pnl=Decimal("-1000"),
-              kill_switch_active=False)
+    s = state(
+        position_quantity=Decimal(25), daily_realised_pnl=Decimal("-1000"), kill_switch_active=False
+    )
     assert evaluate(sell, s, LIMITS).approved
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([Side.BUY, Side.SELL]),
-                          st.decimals(min_value=Decimal("0.001"), max_value=Decimal("40"), places=3),
-                          st.decimals(min_value=Decimal("10"), max_value=Decimal("500"), places=2)),
-                max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([Side.BUY, Side.SELL]),
+            st.decimals(min_value=Decimal("0.001"), max_value=Decimal("40"), places=3),
+            st.decimals(min_value=Decimal("10"), max_value=Decimal("500"), places=2),
+        ),
+        max_size=40,
+    )
+)
 def test_gate_property_when_any_order_sequence_then_limits_never_exceeded(orders) -> None:  # type: ignore[no-untyped-def]
     """Filling only approved orders keeps the position and exposure within limits at the price
     each order was approved at (a later price move may lift a held position's value; the gate

@@ -13,8 +13,9 @@ CLOSE = DECIDED_ON + timedelta(hours=1)
 
 def order(side: Side = Side.BUY) -> Order:
     did = decision_id_for("paper", "BTC/USDT", "1h", DECIDED_ON)
-    return Order(client_order_id_for(did), did, Symbol("BTC/USDT"), side, Decimal("0.5"), CLOSE,
-                 CLOSE)
+    return Order(
+        client_order_id_for(did), did, Symbol("BTC/USDT"), side, Decimal("0.5"), CLOSE, CLOSE
+    )
 
 
 def test_match_when_next_candle_opens_then_fills_at_open_plus_slippage_and_fee() -> None:
@@ -22,7 +23,9 @@ def test_match_when_next_candle_opens_then_fills_at_open_plus_slippage_and_fee()
     b.place(order())
     [fill] = b.match("BTC/USDT", CLOSE, Decimal("60000"))
     assert fill.price == Decimal("60030.00000000")  # 5 bps against a buy
-    assert fill.fee == (Decimal("60030") * Decimal("0.5") * Decimal("0.001")).quantize(Decimal("1e-8"))
+    assert fill.fee == (Decimal("60030") * Decimal("0.5") * Decimal("0.001")).quantize(
+        Decimal("1e-8")
+    )
     assert fill.filled_at == CLOSE
     assert b.get_order(fill.client_order_id).status is OrderStatus.FILLED  # type: ignore[union-attr]
 
@@ -45,4 +48,5 @@ def test_match_when_candle_before_decision_close_then_never_fills() -> None:
 def test_place_when_same_client_id_twice_then_one_order() -> None:
     b = PaperBroker(Decimal("5"), Decimal("0.001"))
     first = b.place(order())
-    assert b.place(order()) is first and first.status is OrderStatus.SUBMITTED
+    assert b.place(order()) is first
+    assert first.status is OrderStatus.SUBMITTED

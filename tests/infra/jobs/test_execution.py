@@ -34,7 +34,7 @@ def test_submit_when_broker_times_out_after_accepting_then_retry_sends_nothing_t
     placed = submit_order(ledger, broker, recorded, CLOCK)  # the retry
     assert placed.status is OrderStatus.SUBMITTED
     assert broker.place_calls == 1  # found by client id, not re-sent
-    assert len(broker._orders) == 1  # noqa: SLF001
+    assert len(broker._orders) == 1
     assert ledger.get_order(recorded).status is OrderStatus.SUBMITTED  # type: ignore[union-attr,arg-type]
     assert submit_order(ledger, broker, recorded, CLOCK).status is OrderStatus.SUBMITTED
     assert broker.place_calls == 1
@@ -45,7 +45,9 @@ def test_submit_when_order_not_in_ledger_then_refuses(ledger: Ledger) -> None:
         submit_order(ledger, AcceptThenTimeout(0), "tf-unknown", CLOCK)  # type: ignore[arg-type]
 
 
-def test_submit_when_broker_refuses_then_order_rejected_with_reason(ledger: Ledger, recorded: str) -> None:
+def test_submit_when_broker_refuses_then_order_rejected_with_reason(
+    ledger: Ledger, recorded: str
+) -> None:
     class Refusing(AcceptThenTimeout):
         def place(self, order):  # type: ignore[no-untyped-def]
             raise FatalBrokerError("insufficient balance")

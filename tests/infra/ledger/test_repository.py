@@ -24,15 +24,43 @@ T0 = datetime(2024, 9, 1, 12, tzinfo=UTC)
 
 
 def make_decision(t: datetime = T0, approved: bool = True, qty: str = "0.01753") -> Decision:
-    inp = DecisionInput("paper", Symbol("BTC/USDT"), "1h", t, Decimal("57012.34"),
-                        {"rsi_14": 0.5}, 0.61, "m", "1", "fs")
+    inp = DecisionInput(
+        "paper",
+        Symbol("BTC/USDT"),
+        "1h",
+        t,
+        Decimal("57012.34"),
+        {"rsi_14": 0.5},
+        0.61,
+        "m",
+        "1",
+        "fs",
+    )
     did = decision_id_for("paper", "BTC/USDT", "1h", t)
-    order = (Order(client_order_id_for(did), did, Symbol("BTC/USDT"), Side.BUY, Decimal(qty),
-                   t + timedelta(hours=1), t + timedelta(hours=1)) if approved else None)
+    order = (
+        Order(
+            client_order_id_for(did),
+            did,
+            Symbol("BTC/USDT"),
+            Side.BUY,
+            Decimal(qty),
+            t + timedelta(hours=1),
+            t + timedelta(hours=1),
+        )
+        if approved
+        else None
+    )
     verdict = RiskVerdict(()) if approved else RiskVerdict(("KILL_SWITCH_ACTIVE: x",))
-    return Decision(did, inp, (Vote("bull", Action.BUY, 0.7, "r"),),
-                    Consensus(Action.BUY, 0.4, 0.4, "r"), None, verdict, order,
-                    t + timedelta(hours=1))
+    return Decision(
+        did,
+        inp,
+        (Vote("bull", Action.BUY, 0.7, "r"),),
+        Consensus(Action.BUY, 0.4, 0.4, "r"),
+        None,
+        verdict,
+        order,
+        t + timedelta(hours=1),
+    )
 
 
 def test_migrate_when_run_twice_then_idempotent(ledger_url: str) -> None:
@@ -40,7 +68,9 @@ def test_migrate_when_run_twice_then_idempotent(ledger_url: str) -> None:
     migrate(ledger_url)
 
 
-def test_upsert_candles_when_same_real_data_twice_then_same_rows(ledger: Ledger, btc_1h: pd.DataFrame) -> None:
+def test_upsert_candles_when_same_real_data_twice_then_same_rows(
+    ledger: Ledger, btc_1h: pd.DataFrame
+) -> None:
     chunk = btc_1h.head(300)
     assert ledger.upsert_candles("binance", "BTC/USDT", "1h", chunk) == 300
     assert ledger.upsert_candles("binance", "BTC/USDT", "1h", chunk) == 0
@@ -50,14 +80,18 @@ def test_upsert_candles_when_same_real_data_twice_then_same_rows(ledger: Ledger,
     pd.testing.assert_frame_equal(loaded, btc_1h.head(350).reset_index(drop=True))
 
 
-def test_load_candles_when_until_and_limit_then_newest_before_until(ledger: Ledger, btc_1h: pd.DataFrame) -> None:
+def test_load_candles_when_until_and_limit_then_newest_before_until(
+    ledger: Ledger, btc_1h: pd.DataFrame
+) -> None:
     ledger.upsert_candles("binance", "BTC/USDT", "1h", btc_1h.head(100))
     until = btc_1h["open_time"].iloc[49].to_pydatetime()
     out = ledger.load_candles("binance", "BTC/USDT", "1h", until=until, limit=10)
     assert list(out["open_time"]) == list(btc_1h["open_time"].iloc[40:50])
 
 
-def test_record_decision_when_recorded_twice_then_one_decision_and_one_order(ledger: Ledger) -> None:
+def test_record_decision_when_recorded_twice_then_one_decision_and_one_order(
+    ledger: Ledger,
+) -> None:
     ledger.ensure_account("paper", Decimal("10000"), T0)
     d = make_decision()
     assert ledger.record_decision(d, "paper") is True
@@ -69,25 +103,39 @@ def test_record_decision_when_recorded_twice_then_one_decision_and_one_order(led
 def test_record_decision_when_denied_then_reasons_kept_and_no_order(ledger: Ledger) -> None:
     ledger.record_decision(make_decision(approved=False), "paper")
     [row] = ledger.decisions("paper")
-    assert row.risk_approved is False and row.risk_reasons == ["KILL_SWITCH_ACTIVE: x"]
-    assert row.client_order_id is None and ledger.orders("paper") == []
+    assert row.risk_approved is False
+    assert row.risk_reasons == ["KILL_SWITCH_ACTIVE: x"]
+    assert row.client_order_id is None
+    assert ledger.orders("paper") == []
 
 
-def test_record_fill_when_same_fill_twice_then_applied_once_with_exact_money(ledger: Ledger) -> None:
+def test_record_fill_when_same_fill_twice_then_applied_once_with_exact_money(
+    ledger: Ledger,
+) -> None:
     ledger.ensure_account("paper", Decimal("10000"), T0)
     d = make_decision()
     ledger.record_decision(d, "paper")
     coid = d.order.client_order_id  # type: ignore[union-attr]
     ledger.transition_order(coid, OrderEvent.SUBMIT, T0)
-    f = Fill(coid, Symbol("BTC/USDT"), Side.BUY, Decimal("0.01753"), Decimal("57040.85617"),
-             Decimal("0.99992620866"), T0 + timedelta(hours=1), f"{coid}-1")
+    f = Fill(
+        coid,
+        Symbol("BTC/USDT"),
+        Side.BUY,
+        Decimal("0.01753"),
+        Decimal("57040.85617"),
+        Decimal("0.99992620866"),
+        T0 + timedelta(hours=1),
+        f"{coid}-1",
+    )
     assert ledger.record_fill("paper", f) is True
     assert ledger.record_fill("paper", f) is False
     assert ledger.get_order(coid).status is OrderStatus.FILLED  # type: ignore[union-attr]
     pos = ledger.positions("paper")[Symbol("BTC/USDT")]
-    assert pos.quantity == Decimal("0.01753") and pos.avg_price == Decimal("57040.85617")
-    assert ledger.cash("paper") == Decimal("10000") - Decimal("0.01753") * Decimal("57040.85617") \
-        - Decimal("0.99992620866")
+    assert pos.quantity == Decimal("0.01753")
+    assert pos.avg_price == Decimal("57040.85617")
+    assert ledger.cash("paper") == Decimal("10000") - Decimal("0.01753") * Decimal(
+        "57040.85617"
+    ) - Decimal("0.99992620866")
     assert len(ledger.fills("paper")) == 1
 
 
@@ -96,17 +144,31 @@ def test_order_table_when_second_order_same_client_id_then_integrity_error(ledge
 
     d = make_decision()
     ledger.record_decision(d, "paper")
-    with pytest.raises(IntegrityError), ledger._factory() as s, s.begin():  # noqa: SLF001
-        s.add(OrderRow(client_order_id=d.order.client_order_id, decision_id=d.decision_id,  # type: ignore[union-attr]
-                       account="paper", broker="paper", symbol="BTC/USDT", side="buy",
-                       order_type="market", quantity=Decimal(1), status="new", market_time=T0,
-                       created_at=T0, updated_at=T0, submit_attempts=0))
+    with pytest.raises(IntegrityError), ledger._factory() as s, s.begin():
+        s.add(
+            OrderRow(
+                client_order_id=d.order.client_order_id,
+                decision_id=d.decision_id,  # type: ignore[union-attr]
+                account="paper",
+                broker="paper",
+                symbol="BTC/USDT",
+                side="buy",
+                order_type="market",
+                quantity=Decimal(1),
+                status="new",
+                market_time=T0,
+                created_at=T0,
+                updated_at=T0,
+                submit_attempts=0,
+            )
+        )
 
 
 def test_kill_switch_when_set_then_persists_and_replayed_signature_refused(ledger: Ledger) -> None:
     assert ledger.kill_switch().active is False
     ledger.set_kill_switch(True, "ops test", "ab" * 32, T0, "127.0.0.1", 1)
-    assert ledger.kill_switch().active is True and ledger.kill_switch().reason == "ops test"
+    assert ledger.kill_switch().active is True
+    assert ledger.kill_switch().reason == "ops test"
     with pytest.raises(SignatureReplayed):
         ledger.set_kill_switch(False, "again", "ab" * 32, T0, "127.0.0.1", 1)
     assert ledger.kill_switch().active is True  # the replay changed nothing
@@ -122,19 +184,41 @@ def test_daily_realised_pnl_when_fills_on_two_days_then_only_that_day(ledger: Le
         coid = d.order.client_order_id  # type: ignore[union-attr]
         ledger.transition_order(coid, OrderEvent.SUBMIT, t)
         fee = Decimal(pnl).copy_negate()
-        ledger.record_fill("paper", Fill(coid, Symbol("BTC/USDT"), Side.BUY, Decimal("0.01753"),
-                                         Decimal("100"), fee, t, f"f{day}"))
+        ledger.record_fill(
+            "paper",
+            Fill(
+                coid,
+                Symbol("BTC/USDT"),
+                Side.BUY,
+                Decimal("0.01753"),
+                Decimal("100"),
+                fee,
+                t,
+                f"f{day}",
+            ),
+        )
     assert ledger.daily_realised_pnl("paper", T0) == Decimal("-1.5")
     assert ledger.daily_realised_pnl("paper", T0 + timedelta(days=1)) == Decimal("-2.25")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.decimals(min_value=Decimal("0.000000000000000001"), max_value=Decimal("99999999999"),
-                   places=18, allow_nan=False, allow_infinity=False))
-def test_money_property_when_any_decimal_stored_then_read_back_exactly(ledger: Ledger, value: Decimal) -> None:
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.decimals(
+        min_value=Decimal("0.000000000000000001"),
+        max_value=Decimal("99999999999"),
+        places=18,
+        allow_nan=False,
+        allow_infinity=False,
+    )
+)
+def test_money_property_when_any_decimal_stored_then_read_back_exactly(
+    ledger: Ledger, value: Decimal
+) -> None:
     from infra.ledger.models import AccountRow
 
-    with ledger._factory() as s, s.begin():  # noqa: SLF001
+    with ledger._factory() as s, s.begin():
         row = s.get(AccountRow, "prop")
         if row is None:
             s.add(AccountRow(account="prop", starting_cash=value, cash=value, updated_at=T0))

@@ -17,27 +17,51 @@ HOUR_MS = 3_600_000
 
 def kline(row: pd.Series) -> list[object]:
     open_ms = int(row["open_time"].value // 1_000_000)
-    return [open_ms, f"{row['open']:.8f}", f"{row['high']:.8f}", f"{row['low']:.8f}",
-            f"{row['close']:.8f}", f"{row['volume']:.8f}", open_ms + HOUR_MS - 1, "0", 0, "0",
-            "0", "0"]
+    return [
+        open_ms,
+        f"{row['open']:.8f}",
+        f"{row['high']:.8f}",
+        f"{row['low']:.8f}",
+        f"{row['close']:.8f}",
+        f"{row['volume']:.8f}",
+        open_ms + HOUR_MS - 1,
+        "0",
+        0,
+        "0",
+        "0",
+        "0",
+    ]
 
 
 class RecordedBinance(ccxt.binance):
-    def __init__(self, candles: dict[str, pd.DataFrame],
-                 fault: Callable[[int, str], None] | None = None) -> None:
+    def __init__(
+        self, candles: dict[str, pd.DataFrame], fault: Callable[[int, str], None] | None = None
+    ) -> None:
         super().__init__({"enableRateLimit": False})
         self._candles = candles
         self._fault = fault
         self.requests: list[dict[str, str]] = []
-        self.set_markets([
-            self.safe_market_structure({
-                "id": s.replace("/", ""), "symbol": s, "base": s.split("/")[0],
-                "quote": s.split("/")[1], "baseId": s.split("/")[0], "quoteId": s.split("/")[1],
-                "type": "spot", "spot": True, "active": True,
-                "precision": {"amount": 0.00001, "price": 0.01}, "limits": {}, "info": {},
-            })
-            for s in candles
-        ])
+        self.set_markets(
+            [
+                self.safe_market_structure(
+                    {
+                        "id": s.replace("/", ""),
+                        "symbol": s,
+                        "base": s.split("/")[0],
+                        "quote": s.split("/")[1],
+                        "baseId": s.split("/")[0],
+                        "quoteId": s.split("/")[1],
+                        "type": "spot",
+                        "spot": True,
+                        "active": True,
+                        "precision": {"amount": 0.00001, "price": 0.01},
+                        "limits": {},
+                        "info": {},
+                    }
+                )
+                for s in candles
+            ]
+        )
 
     def fetch(self, url, method="GET", headers=None, body=None):  # type: ignore[no-untyped-def]
         query = {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -30,8 +31,9 @@ FT = Path("ohlcv/freqtrade-testdata")
         ("ohlcv/nautilus-testdata/btc-perp-20211231-20220201_1m.csv", 45031),
     ],
 )
-def test_read_candle_file_when_real_formats_then_validated_frame(shared_data: Path, relative: str,
-                                                                 rows: int) -> None:
+def test_read_candle_file_when_real_formats_then_validated_frame(
+    shared_data: Path, relative: str, rows: int
+) -> None:
     frame = read_candle_file(shared_data / relative)
     assert len(frame) == rows
     assert str(frame["open_time"].dtype) == "datetime64[ns, UTC]"
@@ -46,12 +48,12 @@ def test_read_candle_file_when_empty_then_no_candles_error(shared_data: Path, na
 def test_read_candle_file_when_not_candles_then_error_names_file(tmp_path: Path) -> None:
     bad = tmp_path / "BTC_USDT-1h.json"
     bad.write_text('{"not": "rows"}')
-    with pytest.raises(CandleFileError, match="BTC_USDT-1h.json"):
+    with pytest.raises(CandleFileError, match=re.escape("BTC_USDT-1h.json")):
         read_candle_file(bad)
 
 
 def test_candle_file_for_when_missing_then_lists_what_it_looked_for(tmp_path: Path) -> None:
-    with pytest.raises(CandleFileError, match="BTC_USDT-1h.feather"):
+    with pytest.raises(CandleFileError, match=re.escape("BTC_USDT-1h.feather")):
         candle_file_for(tmp_path, "BTC/USDT", "1h")
 
 
@@ -63,11 +65,14 @@ def test_ingest_file_when_one_bad_row_then_error_names_file_row_and_nothing_stor
     bad.to_feather(tmp_path / "BTC_USDT-1h.feather")
     with pytest.raises(CandleValidationError) as err:
         ingest_file(ledger, "binance", tmp_path, "BTC/USDT", "1h")
-    assert "BTC_USDT-1h.feather" in str(err.value) and err.value.first_bad_row["row"] == 321  # type: ignore[index]
+    assert "BTC_USDT-1h.feather" in str(err.value)
+    assert err.value.first_bad_row["row"] == 321
     assert ledger.count_candles("binance", "BTC/USDT", "1h") == 0
 
 
-def test_ingest_file_when_run_twice_then_same_rows(ledger: Ledger, shared_data: Path, tmp_path: Path) -> None:
+def test_ingest_file_when_run_twice_then_same_rows(
+    ledger: Ledger, shared_data: Path, tmp_path: Path
+) -> None:
     shutil.copy(shared_data / "ohlcv/genetrader-binance-spot-2024/ETH_USDT-1h.feather", tmp_path)
     first = ingest_file(ledger, "binance", tmp_path, "ETH/USDT", "1h")
     second = ingest_file(ledger, "binance", tmp_path, "ETH/USDT", "1h")
@@ -100,25 +105,32 @@ def test_ccxt_ingest_when_resumed_then_continues_after_last_stored_candle(
 ) -> None:
     ex = RecordedBinance({"BTC/USDT": window})
     since = window["open_time"].iloc[0].to_pydatetime()
-    first = ingest_exchange(ledger, CcxtCandleSource(ex, clock_during(window, 1200)), "BTC/USDT",
-                            "1h", since)
+    first = ingest_exchange(
+        ledger, CcxtCandleSource(ex, clock_during(window, 1200)), "BTC/USDT", "1h", since
+    )
     assert (first.inserted, first.stored) == (1200, 1200)
     ex.requests.clear()
-    second = ingest_exchange(ledger, CcxtCandleSource(ex, clock_during(window, 2000)), "BTC/USDT",
-                             "1h", since)
+    second = ingest_exchange(
+        ledger, CcxtCandleSource(ex, clock_during(window, 2000)), "BTC/USDT", "1h", since
+    )
     assert int(ex.requests[0]["startTime"]) == int(window["open_time"].iloc[1200].value // 10**6)
     assert (second.inserted, second.stored) == (800, 2000)
-    pd.testing.assert_frame_equal(ledger.load_candles("binance", "BTC/USDT", "1h"), window.head(2000))
+    pd.testing.assert_frame_equal(
+        ledger.load_candles("binance", "BTC/USDT", "1h"), window.head(2000)
+    )
 
 
-def test_ccxt_fetch_when_429_then_retryable_error_and_nothing_returned(window: pd.DataFrame) -> None:
+def test_ccxt_fetch_when_429_then_retryable_error_and_nothing_returned(
+    window: pd.DataFrame,
+) -> None:
     def rate_limited(n: int, url: str) -> None:
         ex.handle_http_status_code(429, "Too Many Requests", url, "GET", "")
 
     ex = RecordedBinance({"BTC/USDT": window}, fault=rate_limited)
     with pytest.raises(RetryableExchangeError, match="fetch_ohlcv BTC/USDT 1h"):
         CcxtCandleSource(ex, clock_during(window, 100)).fetch(
-            "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime())
+            "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
+        )
 
 
 def test_ccxt_fetch_when_network_down_on_second_page_then_retryable_and_ledger_untouched(
@@ -130,20 +142,27 @@ def test_ccxt_fetch_when_network_down_on_second_page_then_retryable_and_ledger_u
 
     ex = RecordedBinance({"BTC/USDT": window}, fault=drop_second)
     with pytest.raises(RetryableExchangeError):
-        ingest_exchange(ledger, CcxtCandleSource(ex, clock_during(window, 2400)), "BTC/USDT",
-                        "1h", window["open_time"].iloc[0].to_pydatetime())
+        ingest_exchange(
+            ledger,
+            CcxtCandleSource(ex, clock_during(window, 2400)),
+            "BTC/USDT",
+            "1h",
+            window["open_time"].iloc[0].to_pydatetime(),
+        )
     assert ledger.count_candles("binance", "BTC/USDT", "1h") == 0
 
 
 def test_ccxt_fetch_when_unknown_symbol_then_fatal_error_naming_it(window: pd.DataFrame) -> None:
     ex = RecordedBinance({"BTC/USDT": window})
-    with pytest.raises(FatalExchangeError, match="BadSymbol.*NOPE/USDT"):
+    with pytest.raises(FatalExchangeError, match=r"BadSymbol.*NOPE/USDT"):
         CcxtCandleSource(ex, clock_during(window, 10)).fetch(
-            "NOPE/USDT", "1h", window["open_time"].iloc[0].to_pydatetime())
+            "NOPE/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
+        )
 
 
 def test_ccxt_fetch_when_nothing_closed_yet_then_empty_frame(window: pd.DataFrame) -> None:
     ex = RecordedBinance({"BTC/USDT": window})
     out = CcxtCandleSource(ex, clock_during(window, 0)).fetch(
-        "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime())
+        "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
+    )
     assert out.empty

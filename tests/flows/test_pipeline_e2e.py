@@ -1,0 +1,151 @@
+"""End to end on real candles: the pipeline flow writes a consistent ledger and an MLflow
+champion; a signed kill switch stops new orders in the next decision run; a forged one is
+refused and recorded."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from core.orders import OrderStatus
+from core.portfolio import replay_fills
+from core.safety.signing import sign
+from core.types import Side
+from infra import composition
+from tests.conftest import GENETRADER
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+REPLAY = 24
+FIRST_ROWS = 1500
+
+
+def write_real_candles(data_dir: Path, rows: int) -> None:
+    """Real Binance candles from the shared data, cut to `rows` (as if downloaded then)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for pair in ("BTC_USDT", "ETH_USDT"):
+        frame = pd.read_feather(GENETRADER / f"{pair}-1h.feather").head(rows)
+        frame.to_feather(data_dir / f"{pair}-1h.feather")
+
+
+@pytest.fixture
+def env(app_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TRADEFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TRADEFLOW_REPLAY_CANDLES", str(REPLAY))
+    # A low bar to act, so that a short real window produces orders to check.
+    monkeypatch.setenv("TRADEFLOW_CONSENSUS_THRESHOLD", "0.02")
+    write_real_candles(tmp_path / "data", FIRST_ROWS)
+    app_settings.cache_clear()
+    return app_settings()
+
+
+def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consistent(env) -> None:  # type: ignore[no-untyped-def]
+    from flows.pipeline import pipeline
+
+    report = pipeline()
+    ledger = composition.ledger(env)
+
+    # Candles: every real row stored once.
+    for symbol in env.symbols:
+        assert ledger.count_candles("binance", symbol, "1h") == FIRST_ROWS
+    # Model: registered, champion, trained only on data before the replayed window.
+    client = MlflowClient(env.tracking_uri)
+    champion = client.get_model_version_by_alias(env.model_name, "champion")
+    assert str(champion.version) == report.training.registered.version == "1"
+    assert pd.Timestamp(report.training.ranges["test"][1]) < pd.Timestamp(report.replay_from)
+    # Decisions: one per symbol per replayed candle, each with votes and inputs.
+    decisions = ledger.decisions(env.account)
+    assert len(decisions) == REPLAY * len(env.symbols)
+    assert {d.model_version for d in decisions} == {"1"}
+    assert all(len(d.votes) == 2 and d.feature_set_version for d in decisions)
+    approved = [d for d in decisions if d.risk_approved]
+    orders = {o.client_order_id: o for o in ledger.orders(env.account)}
+    assert approved
+    assert {d.client_order_id for d in approved} == set(orders)
+    # Fills: at the open of the candle after the decision, moved against the order by slippage.
+    fills = ledger.fills(env.account)
+    assert fills
+    by_order = {d.client_order_id: d for d in approved}
+    for fill in fills:
+        decided = by_order[fill.client_order_id]
+        assert fill.filled_at == decided.candle_time + timedelta(hours=1)
+        candle = ledger.load_candles("binance", fill.symbol, "1h", until=fill.filled_at, limit=1)
+        open_price = Decimal(repr(float(candle["open"].iloc[-1])))
+        sign_ = 1 if fill.side is Side.BUY else -1
+        assert fill.price == (open_price * (1 + sign_ * Decimal("0.0005"))).quantize(
+            Decimal("1e-8")
+        )
+        assert orders[fill.client_order_id].status is OrderStatus.FILLED
+    # Positions and cash agree with the fills, exactly.
+    assert ledger.positions(env.account) == replay_fills(fills)
+    spent = sum(
+        (f.price * f.quantity * (1 if f.side is Side.BUY else -1) + f.fee for f in fills),
+        Decimal(0),
+    )
+    assert ledger.cash(env.account) == env.starting_cash - spent
+
+    # A second run (a restart) decides nothing twice and places no order twice.
+    again = pipeline()
+    assert again.decisions.skipped_existing == REPLAY * len(env.symbols)
+    assert again.decisions.orders == 0
+    assert len(ledger.orders(env.account)) == len(orders)
+    assert report.training.registered.version != again.training.registered.version
+
+
+def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forged_is_refused(
+    env,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    import time
+
+    from flows.decide import decide
+    from flows.ingest import ingest
+    from flows.pipeline import pipeline
+    from serving.app import create_app
+
+    pipeline()
+    ledger = composition.ledger(env)
+    orders_before = len(ledger.orders(env.account))
+    secret = env.kill_switch_secret.get_secret_value()
+    with TestClient(create_app(env)) as api:
+        now = int(time.time())
+        forged = api.post(
+            "/api/v1/safety/kill-switch",
+            json={"action": "activate", "reason": "forged"},
+            headers={
+                "X-Kill-Switch-Timestamp": str(now),
+                "X-Kill-Switch-Signature": sign("wrong", "activate", now),
+            },
+        )
+        assert forged.status_code == 401
+        assert api.get("/api/v1/safety/status").json()["kill_switch"]["active"] is False
+        ok = api.post(
+            "/api/v1/safety/kill-switch",
+            json={"action": "activate", "reason": "e2e drill"},
+            headers={
+                "X-Kill-Switch-Timestamp": str(now),
+                "X-Kill-Switch-Signature": sign(secret, "activate", now),
+            },
+        )
+        assert ok.status_code == 200
+
+    write_real_candles(tmp_path / "data", FIRST_ROWS + 30)  # 30 newer real candles arrive
+    assert [r.inserted for r in ingest()] == [30, 30]
+    report = decide(candles=30, replay=True)
+
+    assert report.orders == 0
+    assert len(ledger.orders(env.account)) == orders_before
+    acted = [
+        d for d in ledger.decisions(env.account, since=report.candle_times[0]) if d.action != "HOLD"
+    ]
+    assert acted, "the window should contain BUY/SELL decisions for the gate to stop"
+    assert all(d.risk_approved is False and d.client_order_id is None for d in acted)
+    assert all("KILL_SWITCH_ACTIVE: e2e drill" in d.risk_reasons for d in acted)
+    rejected = [e for e in ledger.kill_switch_events() if not e.accepted]
+    assert [e.rejection for e in rejected] == ["signature does not match"]
