@@ -37,12 +37,13 @@ def run(
 ) -> None:
     """Ingest, train + register, replay the newest window on the paper broker, print a summary."""
     settings = _settings()
+    # The progress display is the user's view here; full logs are in the Prefect/MLflow UIs.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    import logging
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    import contextlib
+    import io
     import warnings
 
-    # The progress display is the user's view here; full logs are in the Prefect/MLflow UIs.
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="mlflow")
     from flows.pipeline import pipeline  # heavy imports after the offline environment is set
     from infra import composition
@@ -56,8 +57,8 @@ def run(
     console.print(f"ledger={settings.ledger_url}  mlflow={settings.tracking_uri}")
     stages = {
         "ingest": "ingest candles",
-        "train": "build features, train + register",
-        "decide": f"decision replay over the newest {n} candles (paper broker)",
+        "train": "features, train, register",
+        "decide": f"replay {n} candles (paper)",
     }
     started = time.perf_counter()
     with Progress(
@@ -79,7 +80,9 @@ def run(
         def on_candle(_: datetime) -> None:
             progress.advance(tasks["decide"])
 
-        report = pipeline(replay_candles=n, on_stage=on_stage, on_candle=on_candle)
+        # MLflow prints registry notices straight to stderr; they would tear the progress bars.
+        with contextlib.redirect_stderr(io.StringIO()):
+            report = pipeline(replay_candles=n, on_stage=on_stage, on_candle=on_candle)
     elapsed = time.perf_counter() - started
     summary = summarise(
         composition.ledger(settings),
