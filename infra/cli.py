@@ -81,8 +81,13 @@ def run(
             progress.advance(tasks["decide"])
 
         # MLflow prints registry notices straight to stderr; they would tear the progress bars.
-        with contextlib.redirect_stderr(io.StringIO()):
-            report = pipeline(replay_candles=n, on_stage=on_stage, on_candle=on_candle)
+        # Everything else written there is shown once the bars are done.
+        captured = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(captured):
+                report = pipeline(replay_candles=n, on_stage=on_stage, on_candle=on_candle)
+        finally:
+            _replay_stderr(captured.getvalue())
     elapsed = time.perf_counter() - started
     summary = summarise(
         composition.ledger(settings),
@@ -92,6 +97,15 @@ def run(
         since=report.replay_from,
     )
     _print_summary(settings, report, summary, elapsed)
+
+
+_MLFLOW_NOTICES = ("Successfully registered model", "Created version")
+
+
+def _replay_stderr(text: str) -> None:
+    for line in text.splitlines():
+        if line.strip() and not line.startswith(_MLFLOW_NOTICES):
+            console.print(line, style="yellow", markup=False, highlight=False)
 
 
 def _print_summary(settings: Settings, report, summary, elapsed: float) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ refused and recorded."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -96,6 +96,19 @@ def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consiste
     assert again.decisions.orders == 0
     assert len(ledger.orders(env.account)) == len(orders)
     assert report.training.registered.version != again.training.registered.version
+
+    # Live: one new candle closes; the scheduled decide flow (defaults) decides just that one.
+    from flows.decide import decide
+    from flows.ingest import ingest
+
+    write_real_candles(Path(env.data_dir), FIRST_ROWS + 1)
+    assert [r.inserted for r in ingest()] == [1, 1]
+    started = datetime.now(tz=UTC)
+    live = decide()
+    assert live.decided.total() == len(env.symbols)
+    newest = ledger.decisions(env.account)[-len(env.symbols) :]
+    assert {d.candle_time for d in newest} == {live.candle_times[0]}
+    assert all(d.decided_at >= started for d in newest)  # wall clock, not the replay clock
 
 
 def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forged_is_refused(
