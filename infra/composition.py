@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from functools import lru_cache
 
 from core.agents.base import Agent
@@ -37,8 +38,6 @@ def ledger(settings: Settings) -> Ledger:
 
 @lru_cache(maxsize=16)
 def _paper_broker(account: str, slippage_bps: str, fee_rate: str) -> PaperBroker:
-    from decimal import Decimal
-
     return PaperBroker(Decimal(slippage_bps), Decimal(fee_rate))
 
 

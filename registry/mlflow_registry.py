@@ -141,7 +141,7 @@ def promote_if_better(
     client.set_registered_model_alias(name, alias, version)
     client.set_model_version_tag(name, version, "promotion", "champion" if promoted else "rejected")
     client.set_model_version_tag(name, version, "promotion_reason", reason)
-    mlflow.MlflowClient().set_tag(registered.run_id, "promotion", reason)
+    client.set_tag(registered.run_id, "promotion", reason)
     return Promotion(promoted, version if promoted else str(current), reason)
 
 

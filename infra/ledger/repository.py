@@ -5,7 +5,6 @@ Each public method is one transaction: it commits whole or writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -514,13 +513,3 @@ def ledger_for(url: str) -> Ledger:
     from infra.ledger.database import session_factory
 
     return Ledger(session_factory(url))
-
-
-__all__: Sequence[str] = [
-    "KillSwitchState",
-    "Ledger",
-    "LedgerError",
-    "SignatureReplayed",
-    "UnknownOrder",
-    "ledger_for",
-]
