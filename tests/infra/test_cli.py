@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from core.safety.signing import verify
+from infra.cli import app
+
+runner = CliRunner()
+
+
+def test_sign_kill_switch_when_secret_set_then_prints_curl_with_valid_signature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from infra.settings import get_settings
+
+    monkeypatch.setenv("TRADEFLOW_KILL_SWITCH_SECRET", "cli-secret")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["sign-kill-switch", "activate", "--reason", "halt all"])
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    words = shlex.split(result.output)
+    assert words[:4] == ["curl", "-sS", "-X", "POST"]
+    headers = dict(w.split(": ", 1) for w in words if w.startswith("X-Kill-Switch-"))
+    ts = int(headers["X-Kill-Switch-Timestamp"])
+    assert (
+        verify(
+            "cli-secret",
+            "activate",
+            ts,
+            headers["X-Kill-Switch-Signature"],
+            datetime.now(tz=UTC),
+            30,
+        )
+        is None
+    )
+    assert '{"action": "activate", "reason": "halt all"}' in words
+
+
+def test_sign_kill_switch_when_no_secret_then_exit_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from infra.settings import get_settings
+
+    monkeypatch.delenv("TRADEFLOW_KILL_SWITCH_SECRET", raising=False)
+    monkeypatch.chdir("/")  # no .env to pick one up from
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["sign-kill-switch", "activate"])
+    get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "TRADEFLOW_KILL_SWITCH_SECRET" in result.output
