@@ -6,10 +6,10 @@ import os
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     source: Literal["files", "ccxt"] = "files"
     data_dir: Path = SAMPLE_DATA_DIR
     exchange: str = "binance"
-    symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
+    # Comma-separated in the environment: TRADEFLOW_SYMBOLS=BTC/USDT,ETH/USDT
+    symbols: Annotated[tuple[str, ...], NoDecode] = ("BTC/USDT", "ETH/USDT")
     timeframe: str = "1h"
     ccxt_since: str = "2024-01-01T00:00:00Z"  # first candle asked for when nothing is stored
 
@@ -68,7 +69,7 @@ class Settings(BaseSettings):
     agent_weight: float = 0.25
 
     # Risk gate
-    whitelist: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
+    whitelist: Annotated[tuple[str, ...], NoDecode] = ("BTC/USDT", "ETH/USDT")
     max_order_notional: Decimal = Decimal("1500")
     max_position_notional: Decimal = Decimal("3000")
     max_total_exposure: Decimal = Decimal("5000")
