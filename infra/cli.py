@@ -37,8 +37,9 @@ def run(
 ) -> None:
     """Ingest, train + register, replay the newest window on the paper broker, print a summary."""
     settings = _settings()
-    # The progress display is the user's view here; full logs are in the Prefect/MLflow UIs.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The progress display is the user's view here: Prefect's console handler stays quiet while
+    # flow and task logs still go, at INFO, to the Prefect UI (`make ui`).
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     import contextlib
     import io
@@ -81,13 +82,20 @@ def run(
             progress.advance(tasks["decide"])
 
         # MLflow prints registry notices straight to stderr; they would tear the progress bars.
-        # Everything else written there is shown once the bars are done.
         captured = io.StringIO()
+        failure: Exception | None = None
         try:
             with contextlib.redirect_stderr(captured):
                 report = pipeline(replay_candles=n, on_stage=on_stage, on_candle=on_candle)
-        finally:
-            _replay_stderr(captured.getvalue())
+        except _user_errors() as exc:
+            failure = exc
+    log_path = settings.var_dir / "logs" / "run-stderr.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(captured.getvalue())
+    if failure is not None:
+        console.print(f"[red]error:[/] {type(failure).__name__}: {failure}", highlight=False)
+        console.print("the failed run and its logs are in the Prefect UI (`make ui`)")
+        raise typer.Exit(1)
     elapsed = time.perf_counter() - started
     summary = summarise(
         composition.ledger(settings),
@@ -99,13 +107,22 @@ def run(
     _print_summary(settings, report, summary, elapsed)
 
 
-_MLFLOW_NOTICES = ("Successfully registered model", "Created version")
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Failures a user can act on from one line: bad data, no exchange, no model."""
+    from core.candles.schema import CandleValidationError
+    from core.models.training import NotEnoughData
+    from infra.exchange_errors import ExchangeError
+    from infra.market_data.files import CandleFileError
+    from registry.mlflow_registry import RegistryError
 
-
-def _replay_stderr(text: str) -> None:
-    for line in text.splitlines():
-        if line.strip() and not line.startswith(_MLFLOW_NOTICES):
-            console.print(line, style="yellow", markup=False, highlight=False)
+    return (
+        CandleValidationError,
+        CandleFileError,
+        ExchangeError,
+        NotEnoughData,
+        RegistryError,
+        LookupError,
+    )
 
 
 def _print_summary(settings: Settings, report, summary, elapsed: float) -> None:  # type: ignore[no-untyped-def]
