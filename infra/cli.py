@@ -109,13 +109,21 @@ def run(
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Failures a user can act on from one line: bad data, no exchange, no model."""
+    from core.candles.clean import CandleConflictError
+    from core.candles.gaps import CandleGapError
     from core.candles.schema import CandleValidationError
     from core.models.training import NotEnoughData
+    from flows.ingest import IngestFailed
     from infra.exchange_errors import ExchangeError
+    from infra.ledger.repository import StoredCandleConflict
     from infra.market_data.files import CandleFileError
     from registry.mlflow_registry import RegistryError
 
     return (
+        IngestFailed,
+        CandleConflictError,
+        CandleGapError,
+        StoredCandleConflict,
         CandleValidationError,
         CandleFileError,
         ExchangeError,

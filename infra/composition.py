@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -22,12 +23,20 @@ from infra.market_data.ccxt_source import CcxtCandleSource, make_exchange
 from infra.settings import Settings
 from registry.mlflow_registry import ChampionCache, configure
 
+_MIGRATING = threading.Lock()
+
 
 @lru_cache(maxsize=16)
-def ledger_at(url: str) -> Ledger:
-    """Migrated once per process and URL (Alembic upgrade on start)."""
+def _migrated_ledger(url: str) -> Ledger:
     migrate(url)
     return Ledger(session_factory(url))
+
+
+def ledger_at(url: str) -> Ledger:
+    """Migrated once per process and URL (Alembic upgrade on start), even from mapped tasks
+    running in threads."""
+    with _MIGRATING:
+        return _migrated_ledger(url)
 
 
 def ledger(settings: Settings) -> Ledger:

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.candles.gaps import GapPolicy
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
 
@@ -50,6 +52,7 @@ class Settings(BaseSettings):
     symbols: Annotated[tuple[str, ...], NoDecode] = ("BTC/USDT", "ETH/USDT")
     timeframe: str = "1h"
     ccxt_since: str = "2024-01-01T00:00:00Z"  # first candle asked for when nothing is stored
+    gap_policy: GapPolicy = GapPolicy.KEEP  # keep | ffill | reject
 
     # Training
     model_name: str = "tradeflow-direction"

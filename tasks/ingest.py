@@ -27,5 +27,13 @@ def ingest_symbol(symbol: str) -> IngestReport:
             symbol,
             settings.timeframe,
             composition.ccxt_since(settings),
+            settings.gap_policy,
         )
-    return ingest_file(ledger, settings.exchange, settings.data_dir, symbol, settings.timeframe)
+    return ingest_file(
+        ledger,
+        settings.exchange,
+        settings.data_dir,
+        symbol,
+        settings.timeframe,
+        settings.gap_policy,
+    )

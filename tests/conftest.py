@@ -117,7 +117,7 @@ def app_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: P
     monkeypatch.setenv("TRADEFLOW_KILL_SWITCH_SECRET", "test-secret-" + uuid.uuid4().hex)
     caches = (
         get_settings,
-        composition.ledger_at,
+        composition._migrated_ledger,
         composition._paper_broker,
         composition._champion_cache,
     )

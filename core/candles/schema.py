@@ -49,6 +49,8 @@ CANDLE_SCHEMA = pa.DataFrameSchema(
         "low": _price("low"),
         "close": _price("close"),
         "volume": pa.Column(float, checks=pa.Check.ge(0), nullable=False),
+        # Set by the gap policy: a synthetic candle that carries the previous close forward.
+        "is_filled": pa.Column(bool, nullable=False, required=False),
     },
     checks=[
         pa.Check(

@@ -17,6 +17,11 @@ def training_rows(
     for symbol, candles in candles_by_symbol.items():
         features = build_features(candles)
         label = forward_return_label(candles, horizon, fee_threshold)
+        if "is_filled" in candles:
+            # A label whose window [t, t+horizon] touches a synthetic candle is not a market fact.
+            filled = pd.Series(candles["is_filled"].to_numpy(dtype=float), index=label.index)
+            touched = filled[::-1].rolling(horizon + 1, min_periods=1).max()[::-1] > 0
+            label = label.mask(touched)
         part = features.join(label).dropna()
         part["symbol"] = symbol
         parts.append(part)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -50,6 +51,29 @@ class CandleRow(Base):
     low: Mapped[Decimal] = mapped_column(ExactDecimal)
     close: Mapped[Decimal] = mapped_column(ExactDecimal)
     volume: Mapped[Decimal] = mapped_column(ExactDecimal)
+    # A synthetic candle inserted by the ffill gap policy; never a training label.
+    is_filled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class CandleGapRow(Base):
+    """Candles missing from the timeframe grid, as found at ingestion, and the policy applied."""
+
+    __tablename__ = "candle_gaps"
+    __table_args__ = (
+        UniqueConstraint(
+            "exchange", "symbol", "timeframe", "first_missing_ms", name="uq_candle_gaps_key"
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(32))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    first_missing_ms: Mapped[int] = mapped_column(BigInteger)
+    last_missing_ms: Mapped[int] = mapped_column(BigInteger)
+    missing: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(Text)
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class AccountRow(Base):

@@ -5,6 +5,7 @@ Each public method is one transaction: it commits whole or writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,12 +16,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.candles.gaps import Gap
 from core.decision import Decision
 from core.orders import Fill, Order, OrderEvent, OrderStatus
 from core.portfolio import Position, apply_fill, cash_after
 from core.types import ClientOrderId, DecisionId, Side, Symbol, to_decimal
 from infra.ledger.models import (
     AccountRow,
+    CandleGapRow,
     CandleRow,
     DecisionRow,
     FillRow,
@@ -41,6 +44,38 @@ class LedgerError(Exception):
 
 class UnknownOrder(LedgerError):
     pass
+
+
+class StoredCandleConflict(LedgerError):
+    """An incoming candle differs from the real candle already stored at that time."""
+
+    def __init__(
+        self,
+        source: str,
+        symbol: str,
+        timeframe: str,
+        stored: CandleRow,
+        incoming: dict[str, object],
+    ) -> None:
+        at = datetime.fromtimestamp(stored.open_time_ms / 1000, tz=UTC).isoformat()
+        old = {c: str(getattr(stored, c)) for c in _CANDLE_VALUES}
+        new = {c: str(incoming[c]) for c in _CANDLE_VALUES}
+        super().__init__(
+            f"{source}: {symbol} {timeframe} candle at {at} conflicts with the stored one: "
+            f"stored {old}, incoming {new}; nothing of this batch was stored"
+        )
+
+
+_CANDLE_VALUES = ("open", "high", "low", "close", "volume")
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
+    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+
+
+def _differs(stored: CandleRow, incoming: dict[str, object]) -> bool:
+    return any(getattr(stored, c) != incoming[c] for c in _CANDLE_VALUES)
 
 
 class SignatureReplayed(LedgerError):
@@ -65,9 +100,23 @@ class Ledger:
 
     # -- candles ---------------------------------------------------------------------------
     def upsert_candles(
-        self, exchange: str, symbol: str, timeframe: str, frame: pd.DataFrame
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        frame: pd.DataFrame,
+        gaps: Sequence[Gap] = (),
+        gap_policy: str = "keep",
+        source: str = "",
+        now: datetime | None = None,
     ) -> int:
-        """Insert candles not yet stored; return how many were new. Idempotent."""
+        """Store new candles and the gaps found, in one transaction; return how many were new.
+
+        Idempotent: a candle already stored with the same values is skipped. A real candle
+        replaces a synthetic (ffill) one at its time. One that differs from a stored real candle
+        raises StoredCandleConflict and nothing of the batch is written.
+        """
+        filled = frame["is_filled"] if "is_filled" in frame else [False] * len(frame)
         ms = frame["open_time"].astype("int64") // 1_000_000
         rows = [
             {
@@ -80,28 +129,97 @@ class Ledger:
                 "low": to_decimal(float(lo)),
                 "close": to_decimal(float(c)),
                 "volume": to_decimal(float(v)),
+                "is_filled": bool(f),
             }
-            for t, o, h, lo, c, v in zip(
+            for t, o, h, lo, c, v, f in zip(
                 ms,
                 frame["open"],
                 frame["high"],
                 frame["low"],
                 frame["close"],
                 frame["volume"],
+                filled,
                 strict=True,
             )
         ]
+        key = (
+            CandleRow.exchange == exchange,
+            CandleRow.symbol == symbol,
+            CandleRow.timeframe == timeframe,
+        )
         inserted = 0
         with self._factory() as s, s.begin():
-            insert = postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert
-            for start in range(0, len(rows), _CANDLE_BATCH):
-                stmt = insert(CandleRow).values(rows[start : start + _CANDLE_BATCH])
-                stmt = stmt.on_conflict_do_nothing(
-                    index_elements=["exchange", "symbol", "timeframe", "open_time_ms"]
-                ).returning(CandleRow.id)
-                # rowcount is -1 for this statement on psycopg; RETURNING counts exactly.
-                inserted += len(s.execute(stmt).all())
+            if rows:
+                stored = {
+                    r.open_time_ms: r
+                    for r in s.scalars(
+                        select(CandleRow).where(
+                            *key,
+                            CandleRow.open_time_ms >= rows[0]["open_time_ms"],
+                            CandleRow.open_time_ms <= rows[-1]["open_time_ms"],
+                        )
+                    )
+                }
+                fresh = []
+                for row in rows:
+                    old = stored.get(row["open_time_ms"])
+                    if old is None:
+                        fresh.append(row)
+                    elif old.is_filled and not row["is_filled"]:
+                        for col in _CANDLE_VALUES:  # the real candle arrived after all
+                            setattr(old, col, row[col])
+                        old.is_filled = False
+                    elif not old.is_filled and _differs(old, row):
+                        raise StoredCandleConflict(source or exchange, symbol, timeframe, old, row)
+                insert = _insert(s)
+                for first in range(0, len(fresh), _CANDLE_BATCH):
+                    stmt = insert(CandleRow).values(fresh[first : first + _CANDLE_BATCH])
+                    stmt = stmt.on_conflict_do_nothing(
+                        index_elements=["exchange", "symbol", "timeframe", "open_time_ms"]
+                    ).returning(CandleRow.id)
+                    # rowcount is -1 for this statement on psycopg; RETURNING counts exactly.
+                    inserted += len(s.execute(stmt).all())
+            for gap in gaps:
+                first_ms = int(gap.first_missing.timestamp() * 1000)
+                if (
+                    s.scalar(
+                        select(CandleGapRow.id).where(
+                            CandleGapRow.exchange == exchange,
+                            CandleGapRow.symbol == symbol,
+                            CandleGapRow.timeframe == timeframe,
+                            CandleGapRow.first_missing_ms == first_ms,
+                        )
+                    )
+                    is None
+                ):
+                    s.add(
+                        CandleGapRow(
+                            exchange=exchange,
+                            symbol=symbol,
+                            timeframe=timeframe,
+                            first_missing_ms=first_ms,
+                            last_missing_ms=int(gap.last_missing.timestamp() * 1000),
+                            missing=gap.missing,
+                            policy=gap_policy,
+                            source=source,
+                            detected_at=now or datetime.now(tz=UTC),
+                        )
+                    )
         return inserted
+
+    def candle_gaps(self, exchange: str, symbol: str, timeframe: str) -> list[CandleGapRow]:
+        with self._factory() as s:
+            return list(
+                s.scalars(
+                    select(CandleGapRow)
+                    .where(
+                        CandleGapRow.exchange == exchange,
+                        CandleGapRow.symbol == symbol,
+                        CandleGapRow.timeframe == timeframe,
+                    )
+                    .order_by(CandleGapRow.first_missing_ms)
+                )
+            )
 
     def last_candle_time(self, exchange: str, symbol: str, timeframe: str) -> datetime | None:
         with self._factory() as s:
@@ -146,6 +264,7 @@ class Ledger:
             CandleRow.low,
             CandleRow.close,
             CandleRow.volume,
+            CandleRow.is_filled,
         ).where(
             CandleRow.exchange == exchange,
             CandleRow.symbol == symbol,
@@ -159,25 +278,23 @@ class Ledger:
         with self._factory() as s:
             rows = s.execute(q).all()
         frame = pd.DataFrame(
-            rows[::-1], columns=["open_time", "open", "high", "low", "close", "volume"]
+            rows[::-1],
+            columns=["open_time", "open", "high", "low", "close", "volume", "is_filled"],
         )
         frame["open_time"] = pd.to_datetime(frame["open_time"].astype("int64"), unit="ms", utc=True)
-        for col in ("open", "high", "low", "close", "volume"):
+        for col in _CANDLE_VALUES:
             frame[col] = frame[col].astype("float64")
+        frame["is_filled"] = frame["is_filled"].astype(bool)
         return frame
 
     # -- accounts --------------------------------------------------------------------------
     def ensure_account(self, account: str, starting_cash: Decimal, now: datetime) -> None:
+        """Create the account once; safe when several workers start at the same moment."""
         with self._factory() as s, s.begin():
-            if s.get(AccountRow, account) is None:
-                s.add(
-                    AccountRow(
-                        account=account,
-                        starting_cash=starting_cash,
-                        cash=starting_cash,
-                        updated_at=now,
-                    )
-                )
+            stmt = _insert(s)(AccountRow).values(
+                account=account, starting_cash=starting_cash, cash=starting_cash, updated_at=now
+            )
+            s.execute(stmt.on_conflict_do_nothing(index_elements=["account"]))
 
     def cash(self, account: str) -> Decimal:
         with self._factory() as s:

@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import ccxt
 import pandas as pd
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
+from core.candles.clean import order_candles
 from core.candles.schema import CANDLE_COLUMNS, validate_candles
 from core.candles.timeframe import timeframe_seconds
 from core.clock import Clock
 from infra.exchange_errors import ccxt_errors
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Per-page retries on ccxt's NetworkError family: RequestTimeout, DDoSProtection,
+    RateLimitExceeded, ExchangeNotAvailable. Anything else fails at once."""
+
+    attempts: int = 5
+    initial_s: float = 1.0
+    max_s: float = 30.0
+    jitter_s: float = 1.0
+
+
 class CcxtCandleSource:
     def __init__(
-        self, exchange: ccxt.Exchange, clock: Clock, page_limit: int = 1000, max_pages: int = 10_000
+        self,
+        exchange: ccxt.Exchange,
+        clock: Clock,
+        page_limit: int = 1000,
+        max_pages: int = 10_000,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.exchange = exchange
         self.clock = clock
         self.page_limit = page_limit
         self.max_pages = max_pages
+        self.retry = retry or RetryPolicy()
 
     @property
     def name(self) -> str:
@@ -35,9 +60,7 @@ class CcxtCandleSource:
         operation = f"{self.name} fetch_ohlcv {symbol} {timeframe}"
         for _ in range(self.max_pages):
             with ccxt_errors(f"{operation} since={cursor}"):
-                page = self.exchange.fetch_ohlcv(
-                    symbol, timeframe, since=cursor, limit=self.page_limit
-                )
+                page = self._page(symbol, timeframe, cursor)
             page = [r for r in page if r[0] >= cursor]
             if not page:
                 break
@@ -54,8 +77,23 @@ class CcxtCandleSource:
         frame["open_time"] = frame["open_time"].astype("datetime64[ns, UTC]")
         for col in CANDLE_COLUMNS[1:]:
             frame[col] = frame[col].astype("float64")
-        frame = frame.drop_duplicates().reset_index(drop=True)
-        return validate_candles(frame, operation)
+        ordered, _ = order_candles(frame, operation)
+        return validate_candles(ordered, operation)
+
+    def _page(self, symbol: str, timeframe: str, since_ms: int) -> list[list[float]]:
+        for attempt in Retrying(
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=wait_exponential_jitter(
+                self.retry.initial_s, self.retry.max_s, jitter=self.retry.jitter_s
+            ),
+            retry=retry_if_exception_type(ccxt.NetworkError),
+            reraise=True,
+        ):
+            with attempt:
+                return self.exchange.fetch_ohlcv(
+                    symbol, timeframe, since=since_ms, limit=self.page_limit
+                )
+        raise AssertionError("unreachable: tenacity re-raises the last error")
 
 
 def make_exchange(exchange_id: str) -> ccxt.Exchange:

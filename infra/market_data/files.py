@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.candles.clean import CandleConflictError, order_candles
 from core.candles.schema import CANDLE_COLUMNS, CandleValidationError, validate_candles
 
 EXTENSIONS = (".feather", ".json", ".json.gz", ".csv")
@@ -35,7 +36,7 @@ def read_candle_file(path: Path) -> pd.DataFrame:
     source = str(path)
     try:
         raw = _read(path)
-    except (CandleValidationError, CandleFileError):
+    except (CandleValidationError, CandleFileError, CandleConflictError):
         raise
     except (OSError, ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
         raise CandleFileError(
@@ -45,7 +46,8 @@ def read_candle_file(path: Path) -> pd.DataFrame:
         raise CandleFileError(
             f"{source}: cannot read candles: {type(exc).__name__}: {exc}"
         ) from exc
-    return validate_candles(raw, source)
+    ordered, _ = order_candles(raw, source)
+    return validate_candles(ordered, source)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -61,13 +63,19 @@ def _read(path: Path) -> pd.DataFrame:
         with path.open() as fh:
             return _from_rows(json.load(fh), path)
     if name.endswith(".csv"):
-        return _normalise(pd.read_csv(path), path)
+        return _read_csv(path)
     raise CandleFileError(f"{path}: unsupported candle file type (use one of {EXTENSIONS})")
 
 
 def _from_rows(rows: object, path: Path) -> pd.DataFrame:
+    if isinstance(rows, dict) and "date" in rows:
+        # pandas orient="columns" JSON ({"date": {"0": ms, ...}, "open": {...}}), as freqtrade's
+        # orderflow fixtures store candles; naive times are UTC.
+        return _normalise(pd.DataFrame(rows), path)
     if not isinstance(rows, list):
-        raise CandleFileError(f"{path}: expected a JSON array of [ts_ms, o, h, l, c, v] rows")
+        raise CandleFileError(
+            f"{path}: expected a JSON array of [ts_ms, o, h, l, c, v] rows or column JSON"
+        )
     if not rows:
         raise CandleValidationError(str(path), "no candles (empty array)", None, 0)
     bad = next((i for i, r in enumerate(rows) if not isinstance(r, list) or len(r) < 6), None)
@@ -76,6 +84,41 @@ def _from_rows(rows: object, path: Path) -> pd.DataFrame:
     frame = pd.DataFrame([r[:6] for r in rows], columns=list(CANDLE_COLUMNS))
     frame["open_time"] = pd.to_datetime(frame["open_time"], unit="ms", utc=True)
     return _floats(frame)
+
+
+# Binance's public kline CSV (data.binance.vision): no header, 12 fields.
+BINANCE_KLINE_FIELDS = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_base",
+    "taker_buy_quote",
+    "ignore",
+)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    with path.open() as fh:
+        first = fh.readline().split(",")
+    if first and first[0].strip().isdigit():  # no header: numeric rows
+        if len(first) == len(BINANCE_KLINE_FIELDS):
+            names: tuple[str, ...] = BINANCE_KLINE_FIELDS
+        elif len(first) == len(CANDLE_COLUMNS):
+            names = CANDLE_COLUMNS
+        else:
+            raise CandleFileError(
+                f"{path}: headerless CSV with {len(first)} fields; expected 6 "
+                f"(ts_ms,o,h,l,c,v) or 12 (Binance kline)"
+            )
+        frame = pd.read_csv(path, header=None, names=list(names))
+        return _normalise(frame[list(CANDLE_COLUMNS)], path)
+    return _normalise(pd.read_csv(path), path)
 
 
 def _normalise(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

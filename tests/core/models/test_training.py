@@ -46,3 +46,17 @@ def test_split_metrics_when_trained_then_every_member_split_metric_present(
         for split in ("train", "validation", "test"):
             for metric in ("auc", "log_loss", "accuracy"):
                 assert f"{member}_{split}_{metric}" in m
+
+
+def test_training_rows_when_candles_filled_then_labels_touching_them_excluded(
+    btc_1h: pd.DataFrame,
+) -> None:
+    candles = btc_1h.head(400).copy()
+    candles["is_filled"] = False
+    candles.loc[300, "is_filled"] = True
+    rows = training_rows({"BTC/USDT": candles}, 4, 0.002)
+    times = candles["open_time"]
+    excluded = set(times.iloc[296:301])  # labels whose window [t, t+4] contains row 300
+    assert excluded.isdisjoint(rows.index)
+    assert times.iloc[295] in rows.index
+    assert times.iloc[301] in rows.index

@@ -77,6 +77,7 @@ def test_upsert_candles_when_same_real_data_twice_then_same_rows(
     assert ledger.upsert_candles("binance", "BTC/USDT", "1h", btc_1h.head(350)) == 50
     assert ledger.count_candles("binance", "BTC/USDT", "1h") == 350
     loaded = ledger.load_candles("binance", "BTC/USDT", "1h")
+    assert not loaded.pop("is_filled").any()
     pd.testing.assert_frame_equal(loaded, btc_1h.head(350).reset_index(drop=True))
 
 

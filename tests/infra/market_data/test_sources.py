@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import json
 import re
 import shutil
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ccxt
@@ -14,8 +15,10 @@ from core.clock import FakeClock
 from infra.exchange_errors import FatalExchangeError, RetryableExchangeError
 from infra.jobs.ingest import ingest_exchange, ingest_file
 from infra.ledger.repository import Ledger
-from infra.market_data.ccxt_source import CcxtCandleSource
+from infra.market_data.ccxt_source import CcxtCandleSource, RetryPolicy
 from infra.market_data.files import CandleFileError, candle_file_for, read_candle_file
+from tests.conftest import GENETRADER
+from tests.core.candles.test_clean_and_gaps import KNOWN_GAPS
 from tests.infra.market_data.recorded_binance import RecordedBinance
 
 FT = Path("ohlcv/freqtrade-testdata")
@@ -85,6 +88,14 @@ def window(btc_1h: pd.DataFrame) -> pd.DataFrame:
     return btc_1h.head(2500).reset_index(drop=True)
 
 
+ZERO_WAIT = RetryPolicy(attempts=3, initial_s=0, max_s=0, jitter_s=0)
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def source(ex: ccxt.Exchange, clock: FakeClock, page_limit: int = 1000) -> CcxtCandleSource:
+    return CcxtCandleSource(ex, clock, page_limit=page_limit, retry=ZERO_WAIT)
+
+
 def clock_during(frame: pd.DataFrame, row: int, minutes: int = 30) -> FakeClock:
     """A clock inside candle `row`: that candle is still open."""
     return FakeClock(frame["open_time"].iloc[row].to_pydatetime() + timedelta(minutes=minutes))
@@ -94,7 +105,7 @@ def test_ccxt_fetch_when_three_pages_then_stitched_without_gaps_and_open_candle_
     window: pd.DataFrame,
 ) -> None:
     ex = RecordedBinance({"BTC/USDT": window})
-    src = CcxtCandleSource(ex, clock_during(window, 2400), page_limit=1000)
+    src = source(ex, clock_during(window, 2400), page_limit=1000)
     out = src.fetch("BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime())
     assert len(ex.requests) == 3
     pd.testing.assert_frame_equal(out, window.head(2400))  # candle 2400 is open: not returned
@@ -105,22 +116,33 @@ def test_ccxt_ingest_when_resumed_then_continues_after_last_stored_candle(
 ) -> None:
     ex = RecordedBinance({"BTC/USDT": window})
     since = window["open_time"].iloc[0].to_pydatetime()
-    first = ingest_exchange(
-        ledger, CcxtCandleSource(ex, clock_during(window, 1200)), "BTC/USDT", "1h", since
-    )
+    first = ingest_exchange(ledger, source(ex, clock_during(window, 1200)), "BTC/USDT", "1h", since)
     assert (first.inserted, first.stored) == (1200, 1200)
     ex.requests.clear()
     second = ingest_exchange(
-        ledger, CcxtCandleSource(ex, clock_during(window, 2000)), "BTC/USDT", "1h", since
+        ledger, source(ex, clock_during(window, 2000)), "BTC/USDT", "1h", since
     )
     assert int(ex.requests[0]["startTime"]) == int(window["open_time"].iloc[1200].value // 10**6)
     assert (second.inserted, second.stored) == (800, 2000)
-    pd.testing.assert_frame_equal(
-        ledger.load_candles("binance", "BTC/USDT", "1h"), window.head(2000)
+    stored = ledger.load_candles("binance", "BTC/USDT", "1h").drop(columns="is_filled")
+    pd.testing.assert_frame_equal(stored, window.head(2000))
+
+
+def test_ccxt_fetch_when_429_then_retried_and_pages_complete(window: pd.DataFrame) -> None:
+    def rate_limited_once(n: int, url: str) -> None:
+        if n == 2:
+            ex.handle_http_status_code(429, "Too Many Requests", url, "GET", "")
+
+    ex = RecordedBinance({"BTC/USDT": window}, fault=rate_limited_once)
+    out = source(ex, clock_during(window, 2400)).fetch(
+        "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
     )
+    assert len(ex.requests) == 4  # 3 pages + 1 retry of the rate-limited one
+    assert ex.requests[1] == ex.requests[2]
+    pd.testing.assert_frame_equal(out, window.head(2400))
 
 
-def test_ccxt_fetch_when_429_then_retryable_error_and_nothing_returned(
+def test_ccxt_fetch_when_always_429_then_retryable_error_after_attempts(
     window: pd.DataFrame,
 ) -> None:
     def rate_limited(n: int, url: str) -> None:
@@ -128,41 +150,186 @@ def test_ccxt_fetch_when_429_then_retryable_error_and_nothing_returned(
 
     ex = RecordedBinance({"BTC/USDT": window}, fault=rate_limited)
     with pytest.raises(RetryableExchangeError, match="fetch_ohlcv BTC/USDT 1h"):
-        CcxtCandleSource(ex, clock_during(window, 100)).fetch(
+        source(ex, clock_during(window, 100)).fetch(
             "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
         )
+    assert len(ex.requests) == ZERO_WAIT.attempts
 
 
-def test_ccxt_fetch_when_network_down_on_second_page_then_retryable_and_ledger_untouched(
+def test_ccxt_ingest_when_network_error_exhausts_retries_then_nothing_half_written(
     ledger: Ledger, window: pd.DataFrame
 ) -> None:
-    def drop_second(n: int, url: str) -> None:
-        if n == 2:
-            raise ccxt.NetworkError("binance GET " + url + " connection reset")
+    def down_from_second(n: int, url: str) -> None:
+        if n >= 2:
+            raise ccxt.RequestTimeout("binance GET " + url + " timed out")
 
-    ex = RecordedBinance({"BTC/USDT": window}, fault=drop_second)
-    with pytest.raises(RetryableExchangeError):
+    ex = RecordedBinance({"BTC/USDT": window}, fault=down_from_second)
+    with pytest.raises(RetryableExchangeError, match="RequestTimeout"):
         ingest_exchange(
             ledger,
-            CcxtCandleSource(ex, clock_during(window, 2400)),
+            source(ex, clock_during(window, 2400)),
             "BTC/USDT",
             "1h",
             window["open_time"].iloc[0].to_pydatetime(),
         )
-    assert ledger.count_candles("binance", "BTC/USDT", "1h") == 0
+    assert len(ex.requests) == 1 + ZERO_WAIT.attempts
+    assert ledger.count_candles("binance", "BTC/USDT", "1h") == 0  # page 1 was not kept
+
+
+def test_ccxt_fetch_when_page_empty_then_stops_with_what_it_has(window: pd.DataFrame) -> None:
+    ex = RecordedBinance({"BTC/USDT": window.head(1500)})  # the exchange has nothing after 1500
+    out = source(ex, clock_during(window, 2400)).fetch(
+        "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
+    )
+    assert len(ex.requests) == 3  # 1000, 500, then an empty page
+    pd.testing.assert_frame_equal(out, window.head(1500))
+
+
+def test_ccxt_fetch_when_ccxt_recorded_binance_response_then_parsed_as_ccxt_expects() -> None:
+    """ccxt's own recorded Binance kline response, through ccxt's own parser."""
+    case = json.loads((FIXTURES / "ccxt_binance_fetchOHLCV.json").read_text())
+    symbol, timeframe, since_ms, limit = case["input"]
+
+    class Replay(RecordedBinance):
+        def fetch(self, url, method="GET", headers=None, body=None):  # type: ignore[no-untyped-def]
+            self.requests.append({"url": url})
+            return case["httpResponse"] if len(self.requests) == 1 else []
+
+    ex = Replay({symbol: pd.DataFrame()})
+    last_ms = case["parsedResponse"][-1][0]
+    clock = FakeClock(datetime.fromtimestamp((last_ms + 3_600_000) / 1000, tz=UTC))
+    out = CcxtCandleSource(ex, clock, page_limit=limit, retry=ZERO_WAIT).fetch(
+        symbol, timeframe, datetime.fromtimestamp(since_ms / 1000, tz=UTC)
+    )
+    assert "symbol=BTCUSDT" in ex.requests[0]["url"]
+    assert "interval=1h" in ex.requests[0]["url"]
+    expected = [[r[0], *map(float, r[1:])] for r in case["parsedResponse"]]
+    got = [
+        [int(t.value // 10**6), o, h, lo, c, v] for t, o, h, lo, c, v in out.itertuples(index=False)
+    ]
+    assert got == expected
 
 
 def test_ccxt_fetch_when_unknown_symbol_then_fatal_error_naming_it(window: pd.DataFrame) -> None:
     ex = RecordedBinance({"BTC/USDT": window})
     with pytest.raises(FatalExchangeError, match=r"BadSymbol.*NOPE/USDT"):
-        CcxtCandleSource(ex, clock_during(window, 10)).fetch(
+        source(ex, clock_during(window, 10)).fetch(
             "NOPE/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
         )
 
 
 def test_ccxt_fetch_when_nothing_closed_yet_then_empty_frame(window: pd.DataFrame) -> None:
     ex = RecordedBinance({"BTC/USDT": window})
-    out = CcxtCandleSource(ex, clock_during(window, 0)).fetch(
+    out = source(ex, clock_during(window, 0)).fetch(
         "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
     )
     assert out.empty
+
+
+# -- every candle file in freqtrade's test data, Binance kline CSV, gap policies -------------
+CANDLE_FILES = sorted(
+    str(p.relative_to(GENETRADER.parents[1]))
+    for p in (GENETRADER.parents[1] / "ohlcv" / "freqtrade-testdata").rglob("*")
+    if p.suffix in {".json", ".gz", ".feather"}
+    and "trades" not in p.name
+    and p.name not in {"pairs.json", "NOPAIR_XXX-4m.json", "UNITTEST_BTC-8m.feather"}
+    and "funding_rate" not in p.name
+    and "-mark" not in p.name
+)
+
+
+def test_candle_files_when_listed_then_the_freqtrade_set_is_covered() -> None:
+    assert len(CANDLE_FILES) >= 20
+    assert any(f.endswith(".json.gz") for f in CANDLE_FILES)
+    assert any(f.endswith("orderflow/candles.json") for f in CANDLE_FILES)
+
+
+@pytest.mark.parametrize("relative", CANDLE_FILES)
+def test_read_candle_file_when_any_freqtrade_candle_file_then_valid_frame(
+    shared_data: Path, relative: str
+) -> None:
+    frame = read_candle_file(shared_data / relative)
+    assert len(frame) > 0
+    assert frame["open_time"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize(
+    ("name", "check"),
+    [
+        ("XRP_USDT_USDT-8h-funding_rate.feather", "high >= max(open, close)"),  # rates in open
+        ("XRP_USDT_USDT-1h-mark.feather", "volume: not_nullable"),  # mark prices trade nothing
+    ],
+)
+def test_read_candle_file_when_not_trade_candles_then_refused_naming_the_check(
+    shared_data: Path, name: str, check: str
+) -> None:
+    with pytest.raises(CandleValidationError) as err:
+        read_candle_file(shared_data / FT / "futures" / name)
+    assert err.value.check == check
+    assert name in str(err.value)
+
+
+def test_read_candle_file_when_binance_kline_csv_without_header_then_read(
+    shared_data: Path,
+) -> None:
+    frame = read_candle_file(shared_data / "ohlcv/nautilus-testdata/ADABTC-1m-2021-11-27.csv")
+    assert len(frame) == 10
+    assert frame["open_time"].iloc[0] == pd.Timestamp("2021-11-27 00:00", tz="UTC")
+    assert frame["close"].iloc[0] == 0.00002854
+
+
+@pytest.mark.parametrize("policy", ["keep", "ffill"])
+def test_ingest_file_when_real_2021_gaps_then_gaps_recorded_and_policy_applied(
+    ledger: Ledger, shared_data: Path, tmp_path: Path, policy: str
+) -> None:
+    from core.candles.gaps import GapPolicy
+
+    shutil.copy(shared_data / "ohlcv/nfi-binance-spot-2021/ETH_USDT-1h.json", tmp_path)
+    report = ingest_file(ledger, "binance", tmp_path, "ETH/USDT", "1h", GapPolicy(policy))
+    assert (report.gaps, report.missing) == (6, 11)
+    assert report.filled == (11 if policy == "ffill" else 0)
+    assert report.stored == 5482 + report.filled
+    gaps = ledger.candle_gaps("binance", "ETH/USDT", "1h")
+    assert [(g.missing, g.policy) for g in gaps] == [(n, policy) for _, n in KNOWN_GAPS]
+    again = ingest_file(ledger, "binance", tmp_path, "ETH/USDT", "1h", GapPolicy(policy))
+    assert again.inserted == 0
+    assert len(ledger.candle_gaps("binance", "ETH/USDT", "1h")) == 6
+
+
+def test_ingest_file_when_reject_policy_and_gaps_then_nothing_stored(
+    ledger: Ledger, shared_data: Path, tmp_path: Path
+) -> None:
+    from core.candles.gaps import CandleGapError, GapPolicy
+
+    shutil.copy(shared_data / "ohlcv/nfi-binance-spot-2021/BTC_USDT-1h.json", tmp_path)
+    with pytest.raises(CandleGapError):
+        ingest_file(ledger, "binance", tmp_path, "BTC/USDT", "1h", GapPolicy.REJECT)
+    assert ledger.count_candles("binance", "BTC/USDT", "1h") == 0
+
+
+def test_upsert_when_candle_conflicts_with_stored_then_refused_and_batch_not_written(
+    ledger: Ledger, btc_1h: pd.DataFrame
+) -> None:
+    from infra.ledger.repository import StoredCandleConflict
+
+    ledger.upsert_candles("binance", "BTC/USDT", "1h", btc_1h.head(10))
+    changed = btc_1h.head(20).copy()
+    changed.loc[3, "close"] += 5.0
+    with pytest.raises(StoredCandleConflict, match="2024-01-01T03:00:00"):
+        ledger.upsert_candles("binance", "BTC/USDT", "1h", changed, source="feed")
+    assert ledger.count_candles("binance", "BTC/USDT", "1h") == 10  # rows 10..19 not written
+
+
+def test_upsert_when_real_candle_arrives_for_a_filled_one_then_replaced(
+    ledger: Ledger, btc_1h: pd.DataFrame
+) -> None:
+    from core.candles.gaps import GapPolicy, apply_gap_policy
+
+    holey = btc_1h.head(10).drop(index=[4])
+    filled, gaps = apply_gap_policy(holey, "1h", GapPolicy.FFILL, "x")
+    ledger.upsert_candles("binance", "BTC/USDT", "1h", filled, gaps, "ffill")
+    assert ledger.load_candles("binance", "BTC/USDT", "1h")["is_filled"].sum() == 1
+    ledger.upsert_candles("binance", "BTC/USDT", "1h", btc_1h.head(10))
+    stored = ledger.load_candles("binance", "BTC/USDT", "1h")
+    assert not stored.pop("is_filled").any()
+    pd.testing.assert_frame_equal(stored, btc_1h.head(10))
