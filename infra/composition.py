@@ -86,6 +86,7 @@ def training_config(settings: Settings) -> TrainingConfig:
         symbols=settings.symbols,
         timeframe=settings.timeframe,
         model_name=settings.model_name,
+        reference_symbol=settings.reference_symbol,
         label_horizon=settings.label_horizon,
         fee_threshold=settings.fee_threshold,
         validation_fraction=settings.validation_fraction,
@@ -100,6 +101,7 @@ def decision_config(settings: Settings) -> DecisionConfig:
         exchange=settings.exchange,
         symbols=settings.symbols,
         timeframe=settings.timeframe,
+        reference_symbol=settings.reference_symbol,
         consensus=ConsensusConfig(
             settings.model_weight, settings.agent_weight, settings.consensus_threshold
         ),

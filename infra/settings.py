@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.candles.gaps import GapPolicy
@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # Comma-separated in the environment: TRADEFLOW_SYMBOLS=BTC/USDT,ETH/USDT
     symbols: Annotated[tuple[str, ...], NoDecode] = ("BTC/USDT", "ETH/USDT")
     timeframe: str = "1h"
+    # Cross-asset features are measured against this symbol; it must be one of `symbols`.
+    reference_symbol: str = "BTC/USDT"
     ccxt_since: str = "2024-01-01T00:00:00Z"  # first candle asked for when nothing is stored
     gap_policy: GapPolicy = GapPolicy.KEEP  # keep | ffill | reject
 
@@ -92,6 +94,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(s.strip() for s in value.split(",") if s.strip())
         return value
+
+    @model_validator(mode="after")
+    def _reference_is_ingested(self) -> Settings:
+        if self.reference_symbol not in self.symbols:
+            raise ValueError(
+                f"reference_symbol {self.reference_symbol} must be one of symbols "
+                f"{list(self.symbols)}: cross-asset features need its candles"
+            )
+        return self
 
     @property
     def ledger_url(self) -> str:

@@ -20,8 +20,8 @@ from core.candles.timeframe import timeframe_delta
 from core.clock import Clock
 from core.consensus import ConsensusConfig
 from core.decision import DecisionInput, Sizing, decide
-from core.features.build import build_features
-from core.features.registry import FEATURE_NAMES, MAX_LOOKBACK
+from core.features.build import INCREMENTAL_WINDOW, build_features
+from core.features.registry import FEATURE_NAMES
 from core.orders import Order, decision_id_for
 from core.risk.limits import RiskLimits, RiskState
 from core.types import ClientOrderId, Symbol, to_decimal
@@ -31,7 +31,7 @@ from infra.ledger.repository import Ledger
 from registry.mlflow_registry import ServedModel
 
 # Warm-up plus slack: features at the first decided candle are fully formed.
-FEATURE_WINDOW = MAX_LOOKBACK * 3
+FEATURE_WINDOW = INCREMENTAL_WINDOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,7 @@ class DecisionConfig:
     exchange: str
     symbols: Sequence[str]
     timeframe: str
+    reference_symbol: str
     consensus: ConsensusConfig
     sizing: Sizing
     limits: RiskLimits
@@ -82,7 +83,8 @@ def run_decisions(
             "run the ingest flow first"
         )
     candle_rows = {s: f.set_index("open_time") for s, f in frames.items()}
-    features = {s: build_features(f) for s, f in frames.items()}
+    reference = frames[cfg.reference_symbol]
+    features = {s: build_features(f, reference) for s, f in frames.items()}
     probabilities = {s: _predict(model, features[s]) for s in cfg.symbols}
     times = sorted(set().union(*(set(f.index[-candles:]) for f in candle_rows.values())))
     report = DecisionRunReport()

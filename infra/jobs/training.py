@@ -22,6 +22,7 @@ class TrainingConfig:
     symbols: Sequence[str]
     timeframe: str
     model_name: str
+    reference_symbol: str
     label_horizon: int
     fee_threshold: float
     validation_fraction: float
@@ -46,7 +47,7 @@ def train_and_register(
     candles = {
         s: ledger.load_candles(cfg.exchange, s, cfg.timeframe, until=until) for s in cfg.symbols
     }
-    dataset = training_rows(candles, cfg.label_horizon, cfg.fee_threshold)
+    dataset = training_rows(candles, cfg.reference_symbol, cfg.label_horizon, cfg.fee_threshold)
     gap = pd.Timedelta(timeframe_delta(cfg.timeframe) * cfg.label_horizon)
     splits = time_split(dataset, cfg.validation_fraction, cfg.test_fraction, gap)
     model = fit_ensemble(splits.train, FEATURE_NAMES, cfg.seed)

@@ -40,6 +40,9 @@ def env(app_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type:
     monkeypatch.setenv("TRADEFLOW_REPLAY_CANDLES", str(REPLAY))
     # A low bar to act, so that a short real window produces orders to check.
     monkeypatch.setenv("TRADEFLOW_CONSENSUS_THRESHOLD", "0.02")
+    # Balanced labels (any rise counts), so a model trained on this short window is not
+    # one-sided; the replay then trades both ways, which is what the ledger checks need.
+    monkeypatch.setenv("TRADEFLOW_FEE_THRESHOLD", "0")
     write_real_candles(tmp_path / "data", FIRST_ROWS)
     app_settings.cache_clear()
     return app_settings()

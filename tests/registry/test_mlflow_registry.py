@@ -34,7 +34,7 @@ class ScriptedMember:
 
 @pytest.fixture(scope="module")
 def splits(btc_1h: pd.DataFrame):  # type: ignore[no-untyped-def]
-    data = training_rows({"BTC/USDT": btc_1h.head(2000)}, 4, 0.002)
+    data = training_rows({"BTC/USDT": btc_1h.head(2000)}, "BTC/USDT", 4, 0.002)
     return time_split(data, 0.15, 0.15, pd.Timedelta(hours=4))
 
 

@@ -1,3 +1,5 @@
+"""Every feature, on real candles: no lookahead, declared warm-up, no inf, incremental = full."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,76 +8,118 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.features.build import build_features
-from core.features.registry import FEATURE_NAMES, FEATURES, MAX_LOOKBACK, feature_set_version
+from core.features.build import INCREMENTAL_WINDOW, MissingReference, build_features
+from core.features.registry import (
+    FEATURE_NAMES,
+    FEATURES,
+    GROUPS,
+    MAX_LOOKBACK,
+    feature_set_version,
+)
 
-WINDOW = 1200  # real candles used by the lookahead checks
+WINDOW = 1500  # real candles used by the lookahead checks
 
 
 @pytest.fixture(scope="module")
-def candles(btc_1h: pd.DataFrame) -> pd.DataFrame:
+def btc(btc_1h: pd.DataFrame) -> pd.DataFrame:
     return btc_1h.head(WINDOW).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
-def full(candles: pd.DataFrame) -> pd.DataFrame:
-    return build_features(candles)
+def eth(eth_1h: pd.DataFrame) -> pd.DataFrame:
+    return eth_1h.head(WINDOW).reset_index(drop=True)
 
 
-def test_registry_when_listed_then_at_least_20_unique_features_in_several_groups() -> None:
-    assert len(FEATURE_NAMES) >= 20
+@pytest.fixture(scope="module")
+def full(eth: pd.DataFrame, btc: pd.DataFrame) -> pd.DataFrame:
+    return build_features(eth, btc)
+
+
+def test_registry_when_listed_then_about_86_unique_features_in_eight_groups() -> None:
+    assert 80 <= len(FEATURE_NAMES) <= 100
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
-    assert {f.group for f in FEATURES} >= {"trend", "momentum", "volatility", "volume", "time"}
+    assert set(GROUPS) == {
+        "trend",
+        "momentum",
+        "volatility",
+        "volume",
+        "microstructure",
+        "time",
+        "regime",
+        "cross_asset",
+    }
+    assert all(f.definition and f.reference and f.lookback >= 1 for f in FEATURES)
 
 
 def test_build_when_real_candles_then_columns_match_registry_and_no_inf(full: pd.DataFrame) -> None:
     assert tuple(full.columns) == FEATURE_NAMES
-    assert np.isfinite(full.to_numpy()[~np.isnan(full.to_numpy())]).all()
-    # After the declared warm-up every feature is defined.
-    assert not full.iloc[MAX_LOOKBACK:].isna().any().any()
+    values = full.to_numpy()
+    assert not np.isinf(values).any()
 
 
-def test_build_when_computed_then_no_label_or_future_column(full: pd.DataFrame) -> None:
-    assert "label" not in full.columns
+def test_build_when_real_candles_then_nan_exactly_in_declared_warmup(full: pd.DataFrame) -> None:
+    for spec in FEATURES:
+        column = full[spec.name]
+        assert column.iloc[: spec.lookback - 1].isna().all(), spec.name
+        assert column.iloc[MAX_LOOKBACK:].notna().all(), spec.name
 
 
-def _assert_prefix_equal(candles: pd.DataFrame, full: pd.DataFrame, t: int) -> None:
-    truncated = build_features(candles.iloc[: t + 1])
-    np.testing.assert_allclose(
-        truncated.iloc[t].to_numpy(),
-        full.iloc[t].to_numpy(),
-        rtol=0,
-        atol=0,
-        equal_nan=True,
-        err_msg=f"feature at row {t} changed when later candles were removed",
-    )
+def _row(eth: pd.DataFrame, btc: pd.DataFrame, t: int) -> np.ndarray:
+    return build_features(eth.iloc[: t + 1], btc.iloc[: t + 1]).iloc[t].to_numpy()
 
 
-@pytest.mark.parametrize("t", list(range(0, WINDOW, 37)))
+@pytest.mark.parametrize("t", list(range(0, WINDOW, 97)))
 def test_features_when_truncated_after_t_then_row_t_is_identical(
-    candles: pd.DataFrame, full: pd.DataFrame, t: int
+    eth: pd.DataFrame, btc: pd.DataFrame, full: pd.DataFrame, t: int
 ) -> None:
-    _assert_prefix_equal(candles, full, t)
+    np.testing.assert_array_equal(_row(eth, btc, t), full.iloc[t].to_numpy())
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(t=st.integers(min_value=0, max_value=WINDOW - 1))
-def test_features_property_when_any_future_removed_then_past_rows_unchanged(
-    candles: pd.DataFrame, full: pd.DataFrame, t: int
+def test_features_property_when_any_future_removed_then_row_t_unchanged(
+    eth: pd.DataFrame, btc: pd.DataFrame, full: pd.DataFrame, t: int
 ) -> None:
-    _assert_prefix_equal(candles, full, t)
+    """Both the symbol's and the reference's candles after t are removed."""
+    np.testing.assert_array_equal(_row(eth, btc, t), full.iloc[t].to_numpy())
 
 
-def test_features_when_future_candles_changed_then_past_rows_unchanged(
-    candles: pd.DataFrame, full: pd.DataFrame
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(t=st.integers(min_value=MAX_LOOKBACK, max_value=WINDOW - 2), scale=st.floats(0.2, 5.0))
+def test_features_property_when_future_candles_changed_then_past_rows_unchanged(
+    eth: pd.DataFrame, btc: pd.DataFrame, full: pd.DataFrame, t: int, scale: float
 ) -> None:
-    t = 600
-    shocked = candles.copy()
-    shocked.loc[t + 1 :, ["open", "high", "low", "close"]] *= 3.0
-    shocked.loc[t + 1 :, "volume"] *= 10.0
-    pd.testing.assert_frame_equal(build_features(shocked).iloc[: t + 1], full.iloc[: t + 1])
+    shocked_eth, shocked_btc = eth.copy(), btc.copy()
+    for frame in (shocked_eth, shocked_btc):
+        frame.loc[t + 1 :, ["open", "high", "low", "close"]] *= scale
+        frame.loc[t + 1 :, "volume"] *= scale * 3
+    past = build_features(shocked_eth, shocked_btc).iloc[: t + 1]
+    pd.testing.assert_frame_equal(past, full.iloc[: t + 1])
+
+
+def test_incremental_when_newest_row_from_bounded_window_then_equals_full_history(
+    eth_1h: pd.DataFrame, btc_1h: pd.DataFrame
+) -> None:
+    full = build_features(eth_1h, btc_1h)
+    for end in (INCREMENTAL_WINDOW + 10, 3000, len(eth_1h)):
+        window = slice(end - INCREMENTAL_WINDOW, end)
+        inc = build_features(eth_1h.iloc[window], btc_1h.iloc[window]).iloc[-1]
+        np.testing.assert_allclose(
+            inc.to_numpy(),
+            full.iloc[end - 1].to_numpy(),
+            rtol=1e-9,
+            atol=1e-12,
+            err_msg=f"row {end - 1}",
+        )
+
+
+def test_build_when_no_reference_then_clear_error(eth: pd.DataFrame) -> None:
+    with pytest.raises(MissingReference, match="BTC"):
+        build_features(eth, pd.DataFrame())
 
 
 def test_feature_set_version_when_computed_twice_then_stable_hex() -> None:

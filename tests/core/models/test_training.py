@@ -12,7 +12,9 @@ GAP = pd.Timedelta(hours=4)
 
 @pytest.fixture(scope="module")
 def dataset(btc_1h: pd.DataFrame, eth_1h: pd.DataFrame) -> pd.DataFrame:
-    return training_rows({"BTC/USDT": btc_1h.head(2500), "ETH/USDT": eth_1h.head(2500)}, 4, 0.002)
+    return training_rows(
+        {"BTC/USDT": btc_1h.head(2500), "ETH/USDT": eth_1h.head(2500)}, "BTC/USDT", 4, 0.002
+    )
 
 
 def test_time_split_when_real_rows_then_ordered_with_gap_of_label_horizon(
@@ -51,12 +53,12 @@ def test_split_metrics_when_trained_then_every_member_split_metric_present(
 def test_training_rows_when_candles_filled_then_labels_touching_them_excluded(
     btc_1h: pd.DataFrame,
 ) -> None:
-    candles = btc_1h.head(400).copy()
+    candles = btc_1h.head(700).copy()
     candles["is_filled"] = False
-    candles.loc[300, "is_filled"] = True
-    rows = training_rows({"BTC/USDT": candles}, 4, 0.002)
+    candles.loc[600, "is_filled"] = True
+    rows = training_rows({"BTC/USDT": candles}, "BTC/USDT", 4, 0.002)
     times = candles["open_time"]
-    excluded = set(times.iloc[296:301])  # labels whose window [t, t+4] contains row 300
+    excluded = set(times.iloc[596:601])  # labels whose window [t, t+4] contains row 600
     assert excluded.isdisjoint(rows.index)
-    assert times.iloc[295] in rows.index
-    assert times.iloc[301] in rows.index
+    assert times.iloc[595] in rows.index
+    assert times.iloc[601] in rows.index
