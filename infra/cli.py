@@ -112,6 +112,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from core.candles.clean import CandleConflictError
     from core.candles.gaps import CandleGapError
     from core.candles.schema import CandleValidationError
+    from core.features.build import MissingReference
+    from core.features.schema import DatasetValidationError
     from core.models.training import NotEnoughData
     from flows.ingest import IngestFailed
     from infra.exchange_errors import ExchangeError
@@ -124,6 +126,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
         CandleConflictError,
         CandleGapError,
         StoredCandleConflict,
+        DatasetValidationError,
+        MissingReference,
         CandleValidationError,
         CandleFileError,
         ExchangeError,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from core.features.build import MissingReference, build_features
+from core.features.schema import validate_training_rows
 from core.labels import forward_return_label
 
 
@@ -31,4 +32,4 @@ def training_rows(
         part = features.join(label).dropna()
         part["symbol"] = symbol
         parts.append(part)
-    return pd.concat(parts).sort_index(kind="stable")
+    return validate_training_rows(pd.concat(parts).sort_index(kind="stable"))
