@@ -19,7 +19,7 @@ from infra.jobs.decisions import DecisionConfig
 from infra.jobs.training import TrainingConfig
 from infra.ledger.database import migrate, session_factory
 from infra.ledger.repository import Ledger
-from infra.market_data.ccxt_source import CcxtCandleSource, make_exchange
+from infra.market_data.ccxt_source import CcxtMarketSource, make_exchange
 from infra.settings import Settings
 from registry.mlflow_registry import ChampionCache, configure
 
@@ -68,8 +68,8 @@ def champion_cache(settings: Settings) -> ChampionCache:
     return _champion_cache(settings.model_name, settings.tracking_uri)
 
 
-def candle_source(settings: Settings) -> CcxtCandleSource:
-    return CcxtCandleSource(make_exchange(settings.exchange), SystemClock())
+def market_source(settings: Settings) -> CcxtMarketSource:
+    return CcxtMarketSource(make_exchange(settings.exchange), SystemClock())
 
 
 def ccxt_since(settings: Settings) -> datetime:

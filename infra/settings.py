@@ -50,11 +50,16 @@ class Settings(BaseSettings):
     exchange: str = "binance"
     # Comma-separated in the environment: TRADEFLOW_SYMBOLS=BTC/USDT,ETH/USDT
     symbols: Annotated[tuple[str, ...], NoDecode] = ("BTC/USDT", "ETH/USDT")
-    timeframe: str = "1h"
+    timeframe: str = "1h"  # the one the models train and decide on
+    # Ingested as well (comma-separated); the decision timeframe is always included.
+    extra_timeframes: Annotated[tuple[str, ...], NoDecode] = ()
     # Cross-asset features are measured against this symbol; it must be one of `symbols`.
     reference_symbol: str = "BTC/USDT"
     ccxt_since: str = "2024-01-01T00:00:00Z"  # first candle asked for when nothing is stored
     gap_policy: GapPolicy = GapPolicy.KEEP  # keep | ffill | reject
+    # Live (ccxt) only: top-N order-book levels and recent public trades stored at each ingest;
+    # 0 turns both off.
+    order_book_depth: int = Field(20, ge=0, le=5000)
 
     # Training
     model_name: str = "tradeflow-direction"
@@ -88,7 +93,7 @@ class Settings(BaseSettings):
     kill_switch_secret: SecretStr | None = None
     kill_switch_window_s: int = Field(30, ge=1)
 
-    @field_validator("symbols", "whitelist", mode="before")
+    @field_validator("symbols", "whitelist", "extra_timeframes", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -103,6 +108,10 @@ class Settings(BaseSettings):
                 f"{list(self.symbols)}: cross-asset features need its candles"
             )
         return self
+
+    @property
+    def ingest_timeframes(self) -> tuple[str, ...]:
+        return (self.timeframe, *(t for t in self.extra_timeframes if t != self.timeframe))
 
     @property
     def ledger_url(self) -> str:

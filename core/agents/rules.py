@@ -1,17 +1,39 @@
 """Deterministic offline Bull and Bear agents: the backend when no LLM endpoint is configured.
 
 Each argues one side. It scores the evidence for its side from the features and the model's
-probability, votes for its side when the evidence is strong enough and HOLD otherwise.
+probability, votes for its side when the evidence is strong enough and HOLD otherwise. When a
+live order book was seen at the candle's close, its top-5 imbalance adds a little evidence.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from core.agents.base import AgentContext, Vote
 from core.types import Action
+
+# The candle features the rule agents read; a test checks they exist in the registry.
+RULE_FEATURES = ("ema_ratio_12", "macd_hist", "rsi_14")
+BOOK_IMBALANCE = "book_imbalance_top5"
 
 
 def _clip(x: float) -> float:
     return max(0.0, min(1.0, x))
+
+
+def _book(f: Mapping[str, float], sign: float) -> tuple[float, str]:
+    imbalance = f.get(BOOK_IMBALANCE)
+    if imbalance is None:
+        return 0.0, ""
+    return (0.05 if imbalance * sign > 0.2 else 0.0), f", book imbalance {imbalance:+.2f}"
+
+
+def _evidence(f: Mapping[str, float], p: float, trend: str) -> str:
+    return (
+        f"model p_up={p:.2f}, {trend} "
+        f"(ema12 {f['ema_ratio_12']:+.3%}, macd_hist {f['macd_hist']:+.5f}), "
+        f"rsi {f['rsi_14'] * 100:.0f}"
+    )
 
 
 class BullAgent:
@@ -23,19 +45,17 @@ class BullAgent:
     def vote(self, context: AgentContext) -> Vote:
         f = context.features
         p = context.model_probability
-        trend_up = f["ema_12_ratio"] > 0 and f["macd_hist"] > 0
+        trend_up = f["ema_ratio_12"] > 0 and f["macd_hist"] > 0
         not_overbought = f["rsi_14"] < 0.70
+        book_bonus, book_note = _book(f, +1.0)
         score = _clip(
             0.5
             + (p - 0.5) * 2.0
             + (0.1 if trend_up else -0.1)
             + (0.05 if not_overbought else -0.15)
+            + book_bonus
         )
-        reason = (
-            f"model p_up={p:.2f}, {'uptrend' if trend_up else 'no uptrend'} "
-            f"(ema12 {f['ema_12_ratio']:+.3%}, macd_hist {f['macd_hist']:+.5f}), "
-            f"rsi {f['rsi_14'] * 100:.0f}"
-        )
+        reason = _evidence(f, p, "uptrend" if trend_up else "no uptrend") + book_note
         action = Action.BUY if score >= self.min_confidence else Action.HOLD
         return Vote(self.name, action, round(score, 4), reason)
 
@@ -49,15 +69,16 @@ class BearAgent:
     def vote(self, context: AgentContext) -> Vote:
         f = context.features
         p = context.model_probability
-        trend_down = f["ema_12_ratio"] < 0 and f["macd_hist"] < 0
+        trend_down = f["ema_ratio_12"] < 0 and f["macd_hist"] < 0
         overbought = f["rsi_14"] > 0.70
+        book_bonus, book_note = _book(f, -1.0)
         score = _clip(
-            0.5 + (0.5 - p) * 2.0 + (0.1 if trend_down else -0.1) + (0.1 if overbought else 0.0)
+            0.5
+            + (0.5 - p) * 2.0
+            + (0.1 if trend_down else -0.1)
+            + (0.1 if overbought else 0.0)
+            + book_bonus
         )
-        reason = (
-            f"model p_up={p:.2f}, {'downtrend' if trend_down else 'no downtrend'} "
-            f"(ema12 {f['ema_12_ratio']:+.3%}, macd_hist {f['macd_hist']:+.5f}), "
-            f"rsi {f['rsi_14'] * 100:.0f}"
-        )
+        reason = _evidence(f, p, "downtrend" if trend_down else "no downtrend") + book_note
         action = Action.SELL if score >= self.min_confidence else Action.HOLD
         return Vote(self.name, action, round(score, 4), reason)

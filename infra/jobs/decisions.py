@@ -21,6 +21,7 @@ from core.clock import Clock
 from core.consensus import ConsensusConfig
 from core.decision import DecisionInput, Sizing, decide
 from core.features.build import INCREMENTAL_WINDOW, build_features
+from core.features.order_book import book_features_at_closes
 from core.features.registry import FEATURE_NAMES
 from core.orders import Order, decision_id_for
 from core.risk.limits import RiskLimits, RiskState
@@ -87,6 +88,7 @@ def run_decisions(
     features = {s: build_features(f, reference) for s, f in frames.items()}
     probabilities = {s: _predict(model, features[s]) for s in cfg.symbols}
     times = sorted(set().union(*(set(f.index[-candles:]) for f in candle_rows.values())))
+    books = {s: _book_features(ledger, cfg, s, features[s].index[-candles:]) for s in cfg.symbols}
     report = DecisionRunReport()
     for t in times:
         ts = t.to_pydatetime()
@@ -121,7 +123,7 @@ def run_decisions(
                     timeframe=cfg.timeframe,
                     candle_time=ts,
                     price=prices[symbol],
-                    features=row.to_dict(),
+                    features=row.to_dict() | books[symbol].get(t, {}),
                     model_probability=float(probability),
                     model_name=model.name,
                     model_version=model.version,
@@ -146,6 +148,25 @@ def run_decisions(
         if on_candle is not None:
             on_candle(ts)
     return report
+
+
+def _book_features(
+    ledger: Ledger,
+    cfg: DecisionConfig,
+    symbol: str,
+    opens: pd.DatetimeIndex,  # type: ignore[type-arg]
+) -> dict[pd.Timestamp, dict[str, float]]:
+    """Order-book features at each candle close, where a live snapshot was stored no more than
+    one candle before it; empty when the source never stored books (files, replays)."""
+    if len(opens) == 0:
+        return {}
+    step = timeframe_delta(cfg.timeframe)
+    first, last = opens[0].to_pydatetime(), opens[-1].to_pydatetime() + step
+    snapshots = ledger.microstructure.order_books(cfg.exchange, symbol, first, last)
+    if not snapshots:
+        return {}
+    frame = book_features_at_closes(snapshots, opens, step, max_age=step).dropna()
+    return {t: row.to_dict() for t, row in frame.iterrows()}
 
 
 def _predict(model: ServedModel, features: pd.DataFrame) -> pd.Series:

@@ -11,13 +11,14 @@ import pandas as pd
 from core.candles.gaps import GapPolicy, apply_gap_policy
 from core.candles.timeframe import timeframe_delta
 from infra.ledger.repository import Ledger
-from infra.market_data.ccxt_source import CcxtCandleSource
+from infra.market_data.ccxt_source import CcxtMarketSource
 from infra.market_data.files import candle_file_for, read_candle_file
 
 
 @dataclass(frozen=True, slots=True)
 class IngestReport:
     symbol: str
+    timeframe: str
     source: str
     received: int
     inserted: int
@@ -27,6 +28,36 @@ class IngestReport:
     gaps: int = 0
     missing: int = 0
     filled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MicrostructureReport:
+    symbol: str
+    book_levels: int
+    book_time: datetime | None
+    trades_received: int
+    trades_new: int
+
+
+def ingest_microstructure(
+    ledger: Ledger, source: CcxtMarketSource, symbol: str, depth: int
+) -> MicrostructureReport:
+    """One order-book snapshot and the public trades since the last stored one.
+
+    Each is validated whole before anything is stored; a snapshot already stored for the same
+    moment, or a trade already stored, is skipped."""
+    store = ledger.microstructure
+    book = source.order_book(symbol, depth)
+    trades = source.trades(symbol, store.last_trade_time(source.name, symbol))
+    store.record_order_book(book)
+    new = store.record_trades(trades)
+    return MicrostructureReport(
+        symbol=symbol,
+        book_levels=len(book.bids) + len(book.asks),
+        book_time=book.taken_at,
+        trades_received=len(trades),
+        trades_new=new,
+    )
 
 
 def ingest_file(
@@ -44,7 +75,7 @@ def ingest_file(
 
 def ingest_exchange(
     ledger: Ledger,
-    source: CcxtCandleSource,
+    source: CcxtMarketSource,
     symbol: str,
     timeframe: str,
     default_since: datetime,
@@ -87,6 +118,7 @@ def _store(
         )
     return IngestReport(
         symbol=symbol,
+        timeframe=timeframe,
         source=source,
         received=len(frame),
         inserted=inserted,

@@ -76,6 +76,43 @@ class CandleGapRow(Base):
     detected_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class OrderBookLevelRow(Base):
+    """One level of one side of an order-book snapshot (top N levels, stored when live)."""
+
+    __tablename__ = "order_book_levels"
+    __table_args__ = (
+        UniqueConstraint(
+            "exchange", "symbol", "taken_at_ms", "side", "level", name="uq_order_book_levels_key"
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(32))
+    taken_at_ms: Mapped[int] = mapped_column(BigInteger)
+    nonce: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    side: Mapped[str] = mapped_column(String(3))
+    level: Mapped[int] = mapped_column(Integer)
+    price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+
+
+class PublicTradeRow(Base):
+    """A public trade on the exchange (not ours), kept for microstructure features."""
+
+    __tablename__ = "public_trades"
+    __table_args__ = (
+        UniqueConstraint("exchange", "symbol", "trade_id", name="uq_public_trades_key"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(32))
+    trade_id: Mapped[str] = mapped_column(String(64))
+    traded_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    side: Mapped[str] = mapped_column(String(4))
+    price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+
+
 class AccountRow(Base):
     __tablename__ = "accounts"
     account: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -98,6 +135,8 @@ class DecisionRow(Base):
     model_version: Mapped[str] = mapped_column(String(32))
     probability: Mapped[float] = mapped_column(Float)
     votes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # The live order book's features at the candle close, when one was stored (else NULL).
+    order_book_features: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     action: Mapped[str] = mapped_column(String(8))
     score: Mapped[float] = mapped_column(Float)
     consensus_reason: Mapped[str] = mapped_column(Text)

@@ -12,15 +12,17 @@ from decimal import Decimal
 
 import pandas as pd
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.candles.gaps import Gap
 from core.decision import Decision
+from core.features.order_book import BOOK_FEATURE_NAMES
 from core.orders import Fill, Order, OrderEvent, OrderStatus
 from core.portfolio import Position, apply_fill, cash_after
 from core.types import ClientOrderId, DecisionId, Side, Symbol, to_decimal
+from infra.ledger.dialect import insert_for
+from infra.ledger.microstructure import MicrostructureStore
 from infra.ledger.models import (
     AccountRow,
     CandleGapRow,
@@ -69,11 +71,6 @@ class StoredCandleConflict(LedgerError):
 _CANDLE_VALUES = ("open", "high", "low", "close", "volume")
 
 
-def _insert(session: Session):  # type: ignore[no-untyped-def]
-    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
-    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-
-
 def _differs(stored: CandleRow, incoming: dict[str, object]) -> bool:
     return any(getattr(stored, c) != incoming[c] for c in _CANDLE_VALUES)
 
@@ -92,6 +89,7 @@ class KillSwitchState:
 class Ledger:
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
+        self.microstructure = MicrostructureStore(factory)
 
     # -- health ----------------------------------------------------------------------------
     def ping(self) -> None:
@@ -171,7 +169,7 @@ class Ledger:
                         old.is_filled = False
                     elif not old.is_filled and _differs(old, row):
                         raise StoredCandleConflict(source or exchange, symbol, timeframe, old, row)
-                insert = _insert(s)
+                insert = insert_for(s)
                 for first in range(0, len(fresh), _CANDLE_BATCH):
                     stmt = insert(CandleRow).values(fresh[first : first + _CANDLE_BATCH])
                     stmt = stmt.on_conflict_do_nothing(
@@ -291,7 +289,7 @@ class Ledger:
     def ensure_account(self, account: str, starting_cash: Decimal, now: datetime) -> None:
         """Create the account once; safe when several workers start at the same moment."""
         with self._factory() as s, s.begin():
-            stmt = _insert(s)(AccountRow).values(
+            stmt = insert_for(s)(AccountRow).values(
                 account=account, starting_cash=starting_cash, cash=starting_cash, updated_at=now
             )
             s.execute(stmt.on_conflict_do_nothing(index_elements=["account"]))
@@ -343,6 +341,10 @@ class Ledger:
                 }
                 for v in decision.votes
             ],
+            order_book_features={
+                k: float(inp.features[k]) for k in BOOK_FEATURE_NAMES if k in inp.features
+            }
+            or None,
             action=decision.consensus.action.value,
             score=decision.consensus.score,
             consensus_reason=decision.consensus.reason,

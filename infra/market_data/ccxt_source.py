@@ -1,9 +1,12 @@
-"""Candles from a live exchange through ccxt: paginated, resumable, closed candles only."""
+"""A live exchange through ccxt: closed candles (paginated, resumable), order-book snapshots and
+recent public trades. Every call retries ccxt's NetworkError family with backoff and jitter."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import ccxt
 import pandas as pd
@@ -18,7 +21,16 @@ from core.candles.clean import order_candles
 from core.candles.schema import CANDLE_COLUMNS, validate_candles
 from core.candles.timeframe import timeframe_seconds
 from core.clock import Clock
+from core.market.order_book import (
+    OrderBookSnapshot,
+    PublicTrade,
+    snapshot_from_ccxt,
+    trades_from_ccxt,
+    validate_order_book,
+)
 from infra.exchange_errors import ccxt_errors
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +44,7 @@ class RetryPolicy:
     jitter_s: float = 1.0
 
 
-class CcxtCandleSource:
+class CcxtMarketSource:
     def __init__(
         self,
         exchange: ccxt.Exchange,
@@ -80,7 +92,32 @@ class CcxtCandleSource:
         ordered, _ = order_candles(frame, operation)
         return validate_candles(ordered, operation)
 
+    def order_book(self, symbol: str, depth: int) -> OrderBookSnapshot:
+        """The top `depth` levels now, validated (sorted, positive, not crossed)."""
+        operation = f"{self.name} fetch_order_book {symbol}"
+        with ccxt_errors(operation):
+            raw = self._retrying(lambda: self.exchange.fetch_order_book(symbol, depth))
+        snapshot = snapshot_from_ccxt(self.name, symbol, raw, self.clock.now(), depth)
+        return validate_order_book(snapshot, operation)
+
+    def trades(self, symbol: str, since: datetime | None, limit: int = 1000) -> list[PublicTrade]:
+        """Recent public trades (after `since` when given), oldest first, validated."""
+        operation = f"{self.name} fetch_trades {symbol}"
+        since_ms = None if since is None else int(since.timestamp() * 1000) + 1
+        with ccxt_errors(operation):
+            raw = self._retrying(
+                lambda: self.exchange.fetch_trades(symbol, since=since_ms, limit=limit)
+            )
+        return trades_from_ccxt(self.name, symbol, raw, operation)
+
     def _page(self, symbol: str, timeframe: str, since_ms: int) -> list[list[float]]:
+        return self._retrying(
+            lambda: self.exchange.fetch_ohlcv(
+                symbol, timeframe, since=since_ms, limit=self.page_limit
+            )
+        )
+
+    def _retrying(self, call: Callable[[], T]) -> T:
         for attempt in Retrying(
             stop=stop_after_attempt(self.retry.attempts),
             wait=wait_exponential_jitter(
@@ -90,9 +127,7 @@ class CcxtCandleSource:
             reraise=True,
         ):
             with attempt:
-                return self.exchange.fetch_ohlcv(
-                    symbol, timeframe, since=since_ms, limit=self.page_limit
-                )
+                return call()
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 import pytest
 
 from core.agents.base import AgentContext, InvalidVote, Vote
-from core.agents.rules import BearAgent, BullAgent
+from core.agents.rules import RULE_FEATURES, BearAgent, BullAgent
 from core.consensus import ConsensusConfig, combine
+from core.features.build import build_features
+from core.features.registry import FEATURE_NAMES
 from core.types import Action, Symbol
 
-UP = {"ema_12_ratio": 0.01, "macd_hist": 0.001, "rsi_14": 0.55}
-DOWN = {"ema_12_ratio": -0.01, "macd_hist": -0.001, "rsi_14": 0.75}
+UP = {"ema_ratio_12": 0.01, "macd_hist": 0.001, "rsi_14": 0.55}
+DOWN = {"ema_ratio_12": -0.01, "macd_hist": -0.001, "rsi_14": 0.75}
 
 
 def ctx(features: dict[str, float], p: float) -> AgentContext:
@@ -29,6 +31,31 @@ def test_bull_when_downtrend_and_model_bearish_then_holds() -> None:
 
 def test_bear_when_downtrend_and_model_bearish_then_votes_sell() -> None:
     assert BearAgent().vote(ctx(DOWN, 0.3)).action is Action.SELL
+
+
+def test_rule_agents_when_reading_features_then_every_one_is_in_the_registry() -> None:
+    assert set(RULE_FEATURES) <= set(FEATURE_NAMES)
+
+
+def test_rule_agents_when_real_feature_rows_then_vote_without_failing(btc_1h) -> None:  # type: ignore[no-untyped-def]
+    rows = build_features(btc_1h.head(600), btc_1h.head(600)).dropna().tail(50)
+    assert len(rows) == 50
+    actions = set()
+    for _, row in rows.iterrows():
+        for agent in (BullAgent(), BearAgent()):
+            vote = agent.vote(ctx(row.to_dict(), 0.5))
+            actions.add(vote.action)
+            assert vote.reason.startswith("model p_up=0.50")
+    assert actions >= {Action.HOLD}
+
+
+def test_agents_when_book_imbalance_present_then_it_adds_evidence_and_is_cited() -> None:
+    plain = BullAgent().vote(ctx(UP, 0.55))
+    with_book = BullAgent().vote(ctx(UP | {"book_imbalance_top5": 0.6}, 0.55))
+    assert with_book.confidence == pytest.approx(plain.confidence + 0.05)
+    assert "book imbalance +0.60" in with_book.reason
+    against = BearAgent().vote(ctx(DOWN | {"book_imbalance_top5": 0.6}, 0.45))
+    assert against.confidence == BearAgent().vote(ctx(DOWN, 0.45)).confidence
 
 
 def test_agents_when_same_input_twice_then_same_vote() -> None:

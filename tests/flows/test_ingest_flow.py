@@ -31,7 +31,7 @@ def test_ingest_when_one_symbol_has_no_file_then_it_fails_alone_and_others_are_s
 
     with pytest.raises(
         IngestFailed,
-        match=r"1 of 3 symbols failed \(stored: BTC/USDT, ETH/USDT\)"
+        match=r"1 of 3 ingest tasks failed \(stored: BTC/USDT 1h, ETH/USDT 1h\)"
         r".*NOPE/USDT.*NOPE_USDT-1h",
     ):
         ingest()

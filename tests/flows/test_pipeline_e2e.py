@@ -13,12 +13,14 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
+from core.features.order_book import BOOK_FEATURE_NAMES
 from core.orders import OrderStatus
 from core.portfolio import replay_fills
 from core.safety.signing import sign
 from core.types import Side
 from infra import composition
 from tests.conftest import GENETRADER
+from tests.core.features.test_order_book_features import recorded_book
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -67,6 +69,8 @@ def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consiste
     assert len(decisions) == REPLAY * len(env.symbols)
     assert {d.model_version for d in decisions} == {"1"}
     assert all(len(d.votes) == 2 and d.feature_set_version for d in decisions)
+    # Every agent read its features: none abstained with an error.
+    assert not [v for d in decisions for v in d.votes if v["reason"].startswith("agent failed")]
     approved = [d for d in decisions if d.risk_approved]
     orders = {o.client_order_id: o for o in ledger.orders(env.account)}
     assert approved
@@ -106,12 +110,20 @@ def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consiste
 
     write_real_candles(Path(env.data_dir), FIRST_ROWS + 1)
     assert [r.inserted for r in ingest()] == [1, 1]
+    # A live order book for BTC was stored at the new candle's close (ccxt's recorded one).
+    new_open = ledger.last_candle_time("binance", "BTC/USDT", "1h")
+    assert new_open is not None
+    assert ledger.microstructure.record_order_book(recorded_book(new_open + timedelta(hours=1)))
     started = datetime.now(tz=UTC)
     live = decide()
     assert live.decided.total() == len(env.symbols)
     newest = ledger.decisions(env.account)[-len(env.symbols) :]
     assert {d.candle_time for d in newest} == {live.candle_times[0]}
     assert all(d.decided_at >= started for d in newest)  # wall clock, not the replay clock
+    by_symbol = {d.symbol: d for d in newest}
+    assert set(by_symbol["BTC/USDT"].order_book_features or {}) == set(BOOK_FEATURE_NAMES)
+    assert all("book imbalance" in v["reason"] for v in by_symbol["BTC/USDT"].votes)
+    assert by_symbol["ETH/USDT"].order_book_features is None
 
 
 def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forged_is_refused(

@@ -6,7 +6,11 @@ with its own code, exactly as it would against the exchange.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import ccxt
@@ -74,3 +78,49 @@ class RecordedBinance(ccxt.binance):
         limit = int(query.get("limit", 500))
         page = frame[frame["open_time"] >= start].head(limit)
         return [kline(r) for _, r in page.iterrows()]
+
+
+SPOT_FIXTURE = Path(__file__).parents[2] / "fixtures" / "ccxt_binance_spot.json"
+
+# Which recorded method answers which Binance REST path.
+ENDPOINTS = {
+    "/api/v3/depth": "fetchOrderBook",
+    "/api/v3/aggTrades": "fetchTrades",
+    "/api/v3/order": "createOrder",
+    "/api/v3/openOrders": "fetchOpenOrders",
+    "/api/v3/allOrders": "fetchOrders",
+    "/api/v3/myTrades": "fetchMyTrades",
+    "/api/v3/account": "fetchBalance",
+}
+
+
+def recorded_spot_cases() -> dict[str, dict[str, Any]]:
+    return json.loads(SPOT_FIXTURE.read_text())["methods"]  # type: ignore[no-any-return]
+
+
+class RecordedSpotBinance(RecordedBinance):
+    """Answers each REST path with ccxt's recorded Binance response for it. `answers` may
+    override a method's response, and `fault(n, url)` may raise before answering."""
+
+    def __init__(
+        self,
+        symbols: Sequence[str] = ("BTC/USDT", "ETH/USDT", "LTC/USDT", "SOL/USDT"),
+        answers: dict[str, Any] | None = None,
+        fault: Callable[[int, str], None] | None = None,
+    ) -> None:
+        super().__init__({s: pd.DataFrame() for s in symbols}, fault)
+        self.cases = recorded_spot_cases()
+        self.answers = answers or {}
+        self.calls: list[tuple[str, str]] = []
+
+    def fetch(self, url, method="GET", headers=None, body=None):  # type: ignore[no-untyped-def]
+        path = urlparse(url).path
+        self.calls.append((method, url))
+        if self._fault is not None:
+            self._fault(len(self.calls), url)
+        name = next((m for p, m in ENDPOINTS.items() if path.endswith(p)), None)
+        if name is None:
+            raise AssertionError(f"no recorded response for {method} {url}")
+        if name in self.answers:
+            return copy.deepcopy(self.answers[name])
+        return copy.deepcopy(self.cases[name]["httpResponse"])

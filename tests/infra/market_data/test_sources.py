@@ -15,7 +15,7 @@ from core.clock import FakeClock
 from infra.exchange_errors import FatalExchangeError, RetryableExchangeError
 from infra.jobs.ingest import ingest_exchange, ingest_file
 from infra.ledger.repository import Ledger
-from infra.market_data.ccxt_source import CcxtCandleSource, RetryPolicy
+from infra.market_data.ccxt_source import CcxtMarketSource, RetryPolicy
 from infra.market_data.files import CandleFileError, candle_file_for, read_candle_file
 from tests.conftest import GENETRADER
 from tests.core.candles.test_clean_and_gaps import KNOWN_GAPS
@@ -92,8 +92,8 @@ ZERO_WAIT = RetryPolicy(attempts=3, initial_s=0, max_s=0, jitter_s=0)
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def source(ex: ccxt.Exchange, clock: FakeClock, page_limit: int = 1000) -> CcxtCandleSource:
-    return CcxtCandleSource(ex, clock, page_limit=page_limit, retry=ZERO_WAIT)
+def source(ex: ccxt.Exchange, clock: FakeClock, page_limit: int = 1000) -> CcxtMarketSource:
+    return CcxtMarketSource(ex, clock, page_limit=page_limit, retry=ZERO_WAIT)
 
 
 def clock_during(frame: pd.DataFrame, row: int, minutes: int = 30) -> FakeClock:
@@ -198,7 +198,7 @@ def test_ccxt_fetch_when_ccxt_recorded_binance_response_then_parsed_as_ccxt_expe
     ex = Replay({symbol: pd.DataFrame()})
     last_ms = case["parsedResponse"][-1][0]
     clock = FakeClock(datetime.fromtimestamp((last_ms + 3_600_000) / 1000, tz=UTC))
-    out = CcxtCandleSource(ex, clock, page_limit=limit, retry=ZERO_WAIT).fetch(
+    out = CcxtMarketSource(ex, clock, page_limit=limit, retry=ZERO_WAIT).fetch(
         symbol, timeframe, datetime.fromtimestamp(since_ms / 1000, tz=UTC)
     )
     assert "symbol=BTCUSDT" in ex.requests[0]["url"]
