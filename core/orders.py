@@ -1,4 +1,14 @@
-"""Orders: deterministic client ids and a small explicit state machine."""
+"""Orders: deterministic client ids and an explicit lifecycle state machine.
+
+    NEW -> SUBMITTED -> (ACCEPTED) -> PARTIALLY_FILLED -> FILLED
+    any working state -> CANCEL_PENDING -> CANCELLED; REJECTED; EXPIRED
+
+A fill carries a quantity: it moves the order to PARTIALLY_FILLED or FILLED, never beyond its
+quantity, and keeps the quantity-weighted average price. A fill may still arrive while a cancel
+is pending (the race every exchange has): it is applied, and the order stays CANCEL_PENDING
+until the cancel is confirmed or the fill completes it. Terminal states never change. Anything
+else raises InvalidTransition and the order is left as it was.
+"""
 
 from __future__ import annotations
 
@@ -11,29 +21,74 @@ from enum import StrEnum
 
 from core.types import ClientOrderId, DecisionId, Side, Symbol
 
+ZERO = Decimal(0)
+
 
 class OrderStatus(StrEnum):
-    NEW = "new"  # recorded in the ledger, not yet acknowledged by the broker
-    SUBMITTED = "submitted"  # the broker holds it
+    NEW = "new"  # recorded in the ledger, not yet sent
+    SUBMITTED = "submitted"  # sent; the broker has not confirmed it yet
+    ACCEPTED = "accepted"  # the broker holds it (resting or about to match)
+    PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
+    CANCEL_PENDING = "cancel_pending"
+    CANCELLED = "cancelled"
     REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def is_open(self) -> bool:
+        """Working at the broker (or about to be): counts against limits, can be cancelled."""
+        return self not in TERMINAL
+
+
+TERMINAL = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
 
 
 class OrderEvent(StrEnum):
     SUBMIT = "submit"
+    ACCEPT = "accept"
     FILL = "fill"
+    REQUEST_CANCEL = "request_cancel"
+    CANCEL = "cancel"  # the broker confirmed the cancel (or the order never left us)
+    CANCEL_REJECTED = "cancel_rejected"  # too late: the order is still working
     REJECT = "reject"
+    EXPIRE = "expire"
 
 
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+_S, _E = OrderStatus, OrderEvent
+_WORKING = (_S.SUBMITTED, _S.ACCEPTED, _S.PARTIALLY_FILLED)
+
+# Non-fill transitions. FILL is handled by Order.fill (its target depends on the quantity);
+# CANCEL_REJECTED returns to the working state the filled quantity implies.
 NEXT: Mapping[tuple[OrderStatus, OrderEvent], OrderStatus] = {
-    (OrderStatus.NEW, OrderEvent.SUBMIT): OrderStatus.SUBMITTED,
-    (OrderStatus.NEW, OrderEvent.REJECT): OrderStatus.REJECTED,
-    (OrderStatus.SUBMITTED, OrderEvent.FILL): OrderStatus.FILLED,
-    (OrderStatus.SUBMITTED, OrderEvent.REJECT): OrderStatus.REJECTED,
+    (_S.NEW, _E.SUBMIT): _S.SUBMITTED,
+    (_S.NEW, _E.REJECT): _S.REJECTED,
+    (_S.NEW, _E.CANCEL): _S.CANCELLED,
+    (_S.SUBMITTED, _E.ACCEPT): _S.ACCEPTED,
+    (_S.SUBMITTED, _E.REJECT): _S.REJECTED,
+    **{(s, _E.REQUEST_CANCEL): _S.CANCEL_PENDING for s in _WORKING},
+    **{(s, _E.CANCEL): _S.CANCELLED for s in (*_WORKING, _S.CANCEL_PENDING)},
+    **{(s, _E.EXPIRE): _S.EXPIRED for s in (*_WORKING, _S.CANCEL_PENDING)},
 }
+FILLABLE = frozenset({*_WORKING, _S.CANCEL_PENDING})
 
 
 class InvalidTransition(Exception):
+    """An event that the order's state does not allow; the order is unchanged."""
+
+
+class Overfill(InvalidTransition):
     pass
 
 
@@ -57,18 +112,63 @@ class Order:
     created_at: datetime
     # Close of the candle the decision saw: a fill may only use prices from this moment on.
     market_time: datetime
-    order_type: str = "market"
+    order_type: OrderType = OrderType.MARKET
     status: OrderStatus = OrderStatus.NEW
+    limit_price: Decimal | None = None
+    filled_quantity: Decimal = ZERO
+    filled_cost: Decimal = ZERO  # sum of price * quantity over fills: exact, unlike an average
 
     def __post_init__(self) -> None:
         if not isinstance(self.quantity, Decimal) or self.quantity <= 0:
             raise ValueError(f"{self.client_order_id}: bad quantity {self.quantity!r}")
+        if (self.order_type is OrderType.LIMIT) != (self.limit_price is not None):
+            raise ValueError(f"{self.client_order_id}: a limit order needs a limit price, only")
+        if self.limit_price is not None and self.limit_price <= 0:
+            raise ValueError(f"{self.client_order_id}: bad limit price {self.limit_price!r}")
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+    @property
+    def average_price(self) -> Decimal | None:
+        return self.filled_cost / self.filled_quantity if self.filled_quantity else None
 
     def apply(self, event: OrderEvent) -> Order:
+        if event is OrderEvent.FILL:
+            raise InvalidTransition(f"{self.client_order_id}: a fill needs Order.fill(qty, price)")
+        if event is OrderEvent.CANCEL_REJECTED and self.status is OrderStatus.CANCEL_PENDING:
+            back = OrderStatus.PARTIALLY_FILLED if self.filled_quantity else OrderStatus.ACCEPTED
+            return replace(self, status=back)
         nxt = NEXT.get((self.status, event))
         if nxt is None:
             raise InvalidTransition(f"{self.client_order_id}: {self.status} -/-> {event}")
         return replace(self, status=nxt)
+
+    def fill(self, quantity: Decimal, price: Decimal) -> Order:
+        if self.status not in FILLABLE:
+            raise InvalidTransition(f"{self.client_order_id}: {self.status} cannot be filled")
+        if quantity <= 0 or price <= 0:
+            raise InvalidTransition(
+                f"{self.client_order_id}: fill of {quantity} at {price} is not positive"
+            )
+        filled = self.filled_quantity + quantity
+        if filled > self.quantity:
+            raise Overfill(
+                f"{self.client_order_id}: fill of {quantity} would make {filled} of {self.quantity}"
+            )
+        if filled == self.quantity:
+            status = OrderStatus.FILLED
+        elif self.status is OrderStatus.CANCEL_PENDING:
+            status = OrderStatus.CANCEL_PENDING
+        else:
+            status = OrderStatus.PARTIALLY_FILLED
+        return replace(
+            self,
+            status=status,
+            filled_quantity=filled,
+            filled_cost=self.filled_cost + price * quantity,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ price is the next candle's open, moved against the order by the slippage, and a 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -56,18 +55,18 @@ class PaperBroker:
                 continue
             sign = 1 if order.side is Side.BUY else -1
             price = (open_price * (1 + sign * self.slippage)).quantize(_PRICE_STEP, ROUND_HALF_EVEN)
-            fee = (price * order.quantity * self.fee_rate).quantize(_FEE_STEP, ROUND_HALF_EVEN)
+            fee = (price * order.remaining * self.fee_rate).quantize(_FEE_STEP, ROUND_HALF_EVEN)
             fills.append(
                 Fill(
                     coid,
                     order.symbol,
                     order.side,
-                    order.quantity,
+                    order.remaining,
                     price,
                     fee,
                     candle_open_time,
                     f"{coid}-1",
                 )
             )
-            self._orders[coid] = replace(order, status=OrderStatus.FILLED)
+            self._orders[coid] = order.fill(order.remaining, price)
         return fills

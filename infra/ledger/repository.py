@@ -5,6 +5,7 @@ Each public method is one transaction: it commits whole or writes nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.candles.gaps import Gap
 from core.decision import Decision
 from core.features.order_book import BOOK_FEATURE_NAMES
-from core.orders import Fill, Order, OrderEvent, OrderStatus
+from core.orders import Fill, InvalidTransition, Order, OrderEvent, OrderStatus, OrderType
 from core.portfolio import Position, apply_fill, cash_after
 from core.types import ClientOrderId, DecisionId, Side, Symbol, to_decimal
 from infra.ledger.dialect import insert_for
@@ -35,6 +36,8 @@ from infra.ledger.models import (
     SafetyStateRow,
     UsedSignatureRow,
 )
+
+log = logging.getLogger(__name__)
 
 KILL_SWITCH = "kill_switch"
 _CANDLE_BATCH = 2000
@@ -402,7 +405,11 @@ class Ledger:
             row = s.get(OrderRow, client_order_id, with_for_update=True)
             if row is None:
                 raise UnknownOrder(f"no order {client_order_id} in the ledger")
-            nxt = _order(row).apply(event)
+            try:
+                nxt = _order(row).apply(event)
+            except InvalidTransition:
+                log.warning("refused order transition", exc_info=True)
+                raise
             row.status, row.updated_at, row.error = nxt.status.value, now, error
             return nxt
 
@@ -418,7 +425,11 @@ class Ledger:
                         raise UnknownOrder(
                             f"fill {fill.fill_id} for unknown order {fill.client_order_id}"
                         )
-                    order = _order(order_row).apply(OrderEvent.FILL)
+                    try:
+                        order = _order(order_row).fill(fill.quantity, fill.price)
+                    except InvalidTransition:
+                        log.warning("refused fill %s", fill.fill_id, exc_info=True)
+                        raise
                     pos_row = s.get(PositionRow, (account, fill.symbol), with_for_update=True)
                     current = (
                         Position(fill.symbol)
@@ -451,6 +462,8 @@ class Ledger:
                             fill.filled_at,
                         )
                     order_row.status, order_row.updated_at = order.status.value, fill.filled_at
+                    order_row.filled_quantity = order.filled_quantity
+                    order_row.filled_cost = order.filled_cost
                     s.add(
                         FillRow(
                             fill_id=fill.fill_id,
@@ -604,8 +617,11 @@ def _order_row(order: Order, account: str, broker: str) -> OrderRow:
         broker=broker,
         symbol=order.symbol,
         side=order.side.value,
-        order_type=order.order_type,
+        order_type=order.order_type.value,
         quantity=order.quantity,
+        limit_price=order.limit_price,
+        filled_quantity=order.filled_quantity,
+        filled_cost=order.filled_cost,
         status=order.status.value,
         market_time=order.market_time,
         created_at=order.created_at,
@@ -623,8 +639,11 @@ def _order(row: OrderRow) -> Order:
         quantity=row.quantity,
         created_at=row.created_at,
         market_time=row.market_time,
-        order_type=row.order_type,
+        order_type=OrderType(row.order_type),
         status=OrderStatus(row.status),
+        limit_price=row.limit_price,
+        filled_quantity=row.filled_quantity,
+        filled_cost=row.filled_cost,
     )
 
 

@@ -4,14 +4,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from core.orders import (
     Fill,
-    InvalidTransition,
     Order,
-    OrderEvent,
     OrderStatus,
     client_order_id_for,
     decision_id_for,
@@ -42,41 +38,6 @@ def test_client_order_id_when_same_decision_then_same_short_id() -> None:
     c = client_order_id_for(decision_id_for("paper", "ETH/USDT", "1h", T0))
     assert a == b != c
     assert len(a) <= 36
-
-
-def test_order_when_new_submitted_filled_then_follows_table() -> None:
-    assert order().apply(OrderEvent.SUBMIT).apply(OrderEvent.FILL).status is OrderStatus.FILLED
-
-
-def test_order_when_filling_a_new_order_then_invalid_transition() -> None:
-    with pytest.raises(InvalidTransition):
-        order().apply(OrderEvent.FILL)
-
-
-def test_order_when_quantity_not_positive_decimal_then_rejected() -> None:
-    with pytest.raises(ValueError, match="quantity"):
-        Order(
-            ClientOrderId("x"),
-            decision_id_for("a", "b", "1h", T0),
-            Symbol("B"),
-            Side.BUY,
-            Decimal(0),
-            T0,
-            T0,
-        )
-
-
-@given(st.lists(st.sampled_from(list(OrderEvent)), max_size=12))
-def test_order_property_when_random_events_then_terminal_state_never_changes(events) -> None:  # type: ignore[no-untyped-def]
-    current = order()
-    for event in events:
-        before = current.status
-        try:
-            current = current.apply(event)
-        except InvalidTransition:
-            assert current.status is before  # an illegal event changes nothing
-        if before in (OrderStatus.FILLED, OrderStatus.REJECTED):
-            assert current.status is before
 
 
 def fill(side: Side, qty: str, price: str, fee: str = "0") -> Fill:
