@@ -90,7 +90,7 @@ def test_order_when_illegal_event_then_raises_and_order_unchanged(
 
 def test_order_when_fill_exceeds_quantity_then_overfill_and_nothing_applied() -> None:
     o = order("1").apply(E.SUBMIT).fill(Decimal("0.6"), Decimal(1))
-    with pytest.raises(Overfill, match="would make 1.2 of 1"):
+    with pytest.raises(Overfill, match=r"would make 1\.2 of 1"):
         o.fill(Decimal("0.6"), Decimal(1))
     assert o.filled_quantity == Decimal("0.6")
 

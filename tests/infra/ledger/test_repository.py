@@ -271,7 +271,7 @@ def test_migration_0004_when_ledger_has_filled_orders_then_filled_quantity_and_c
         cfg = alembic_config(ledger_url)
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0003")
-        assert "filled_cost" not in conn.execute(text("SELECT * FROM orders")).keys()
+        assert "filled_cost" not in list(conn.execute(text("SELECT * FROM orders")).keys())
         command.upgrade(cfg, "head")
     order = ledger.get_order(coid)
     assert order is not None
