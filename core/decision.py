@@ -8,13 +8,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
 from core.agents.base import Agent, AgentContext, InvalidVote, Vote
 from core.candles.timeframe import timeframe_delta
 from core.consensus import Consensus, ConsensusConfig, combine
 from core.orders import Order, client_order_id_for, decision_id_for
-from core.risk.limits import ProposedOrder, RiskLimits, RiskState, RiskVerdict, evaluate
+from core.risk.limits import (
+    ProposedOrder,
+    RiskLimits,
+    RiskState,
+    RiskVerdict,
+    available_to_sell,
+    evaluate,
+    normalise,
+)
 from core.types import Action, DecisionId, Side, Symbol
 
 
@@ -35,7 +43,6 @@ class DecisionInput:
 @dataclass(frozen=True, slots=True)
 class Sizing:
     order_notional: Decimal  # quote currency per BUY
-    quantity_step: Decimal = Decimal("0.00001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +68,17 @@ def collect_votes(agents: Sequence[Agent], context: AgentContext) -> tuple[Vote,
     return tuple(votes)
 
 
-def size_order(action: Action, inp: DecisionInput, held: Decimal, sizing: Sizing) -> ProposedOrder:
+def size_order(
+    action: Action, inp: DecisionInput, state: RiskState, limits: RiskLimits, sizing: Sizing
+) -> ProposedOrder:
+    """A BUY spends the configured notional; a SELL closes what is held and not already being
+    sold. Amounts are rounded down to the exchange's step."""
+    rules = limits.rules_for(inp.symbol)
     if action is Action.BUY:
-        qty = (sizing.order_notional / inp.price).quantize(sizing.quantity_step, ROUND_DOWN)
-        return ProposedOrder(inp.symbol, Side.BUY, qty, inp.price)
-    # A SELL closes the whole long position.
-    return ProposedOrder(inp.symbol, Side.SELL, held, inp.price)
+        qty = sizing.order_notional / inp.price
+        return normalise(ProposedOrder(inp.symbol, Side.BUY, qty, inp.price), rules)
+    free = available_to_sell(inp.symbol, state)
+    return normalise(ProposedOrder(inp.symbol, Side.SELL, free, inp.price), rules)
 
 
 def decide(
@@ -84,7 +96,7 @@ def decide(
     consensus = combine(inp.model_probability, votes, consensus_config)
     if consensus.action is Action.HOLD:
         return Decision(decision_id, inp, votes, consensus, None, None, None, now)
-    proposed = size_order(consensus.action, inp, risk_state.position_quantity, sizing)
+    proposed = size_order(consensus.action, inp, risk_state, limits, sizing)
     verdict = evaluate(proposed, risk_state, limits)
     order = None
     if verdict.approved:

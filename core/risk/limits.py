@@ -1,12 +1,33 @@
-"""Pre-trade risk gate. Each check returns a denial reason or None; a verdict keeps them all."""
+"""Pre-trade risk gate. Each check returns a denial reason or None; a verdict keeps them all.
+
+Exposure is counted the pessimistic way: open (unfilled) buy orders are treated as if they had
+filled, and open sells as if they had not, so that no sequence of accepted orders can leave a
+position or an exposure above its limit whatever fills arrive later. Limits come in four
+layers (per order, per symbol, per quote currency, whole portfolio), each as a notional in
+quote currency and as a fraction of equity.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
+from core.risk.state import TradingState
 from core.types import Side, Symbol
+
+ZERO = Decimal(0)
+UNLIMITED = Decimal("Infinity")
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRules:
+    """An exchange's trading rules for one symbol (ccxt market: precision and limits)."""
+
+    amount_step: Decimal = Decimal("0.00001")
+    price_step: Decimal = Decimal("0.01")
+    min_amount: Decimal = ZERO
+    min_notional: Decimal = ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +36,20 @@ class RiskLimits:
     max_order_notional: Decimal
     max_position_notional: Decimal
     max_total_exposure: Decimal
-    max_daily_loss: Decimal  # a positive amount of quote currency
+    max_daily_loss: Decimal  # a positive amount of quote currency, realised + unrealised
+    max_order_pct_equity: Decimal = Decimal(1)
+    max_position_pct_equity: Decimal = Decimal(1)
+    max_quote_exposure: Decimal = UNLIMITED  # per quote currency (all USDT pairs together)
+    max_quote_pct_equity: Decimal = Decimal(1)
+    max_total_pct_equity: Decimal = Decimal(1)
+    max_daily_loss_pct: Decimal = Decimal(1)  # of the equity at 00:00 UTC
+    max_leverage: Decimal = Decimal(1)  # gross exposure / equity; 1 = spot, no borrowing
+    max_open_orders: int = 50
+    max_price_deviation_pct: Decimal = Decimal("0.05")  # limit price vs last trade
+    rules: Mapping[str, MarketRules] = field(default_factory=dict)
+
+    def rules_for(self, symbol: str) -> MarketRules:
+        return self.rules.get(symbol, MarketRules())
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,20 +58,59 @@ class ProposedOrder:
     side: Side
     quantity: Decimal
     price: Decimal  # the last known price, used to value the order
+    limit_price: Decimal | None = None
 
     @property
     def notional(self) -> Decimal:
-        return self.quantity * self.price
+        return self.quantity * (self.limit_price or self.price)
+
+    @property
+    def quote(self) -> str:
+        return self.symbol.split("/")[1].split(":")[0]
 
 
 @dataclass(frozen=True, slots=True)
 class RiskState:
-    kill_switch_active: bool
-    kill_switch_reason: str | None
-    position_quantity: Decimal  # held in this symbol
-    total_exposure: Decimal  # notional of all positions at last prices
-    daily_realised_pnl: Decimal  # since 00:00 UTC of the decision's day, fees included
-    cash: Decimal
+    """The portfolio and the safety controls as they are at decision time."""
+
+    cash: Decimal  # free quote currency (open buys already reserved out of it)
+    positions: Mapping[Symbol, Decimal]  # quantity held per symbol
+    prices: Mapping[Symbol, Decimal]  # last price per symbol
+    daily_pnl: Decimal = ZERO  # realised + unrealised since 00:00 UTC, fees included
+    day_start_equity: Decimal = ZERO
+    open_buys: Mapping[Symbol, Decimal] = field(default_factory=dict)  # unfilled quantity
+    open_sells: Mapping[Symbol, Decimal] = field(default_factory=dict)
+    open_orders: int = 0
+    trading_state: TradingState = TradingState.ACTIVE
+    halt_reason: str = ""
+
+    def held(self, symbol: str) -> Decimal:
+        return self.positions.get(Symbol(symbol), ZERO)
+
+    def committed(self, symbol: str) -> Decimal:
+        """Held plus what open buys may still add: the most this symbol can come to hold."""
+        return self.held(symbol) + self.open_buys.get(Symbol(symbol), ZERO)
+
+    def notional(self, symbol: str) -> Decimal:
+        return self.committed(symbol) * self.prices.get(Symbol(symbol), ZERO)
+
+    @property
+    def equity(self) -> Decimal:
+        reserved = sum(
+            (q * self.prices.get(s, ZERO) for s, q in self.open_buys.items()), ZERO
+        )  # cash set aside for open buys is still ours until they fill
+        held = sum((q * self.prices.get(s, ZERO) for s, q in self.positions.items()), ZERO)
+        return self.cash + reserved + held
+
+    def exposure(self, quote: str | None = None) -> Decimal:
+        return sum(
+            (
+                self.notional(s)
+                for s in {*self.positions, *self.open_buys}
+                if quote is None or s.split("/")[1].split(":")[0] == quote
+            ),
+            ZERO,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +125,31 @@ class RiskVerdict:
 Check = Callable[[ProposedOrder, RiskState, RiskLimits], str | None]
 
 
-def check_kill_switch(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
-    if state.kill_switch_active:
-        return f"KILL_SWITCH_ACTIVE: {state.kill_switch_reason or 'no reason given'}"
+def reduces_exposure(order: ProposedOrder, state: RiskState) -> bool:
+    return order.side is Side.SELL and order.quantity <= available_to_sell(order.symbol, state)
+
+
+def available_to_sell(symbol: str, state: RiskState) -> Decimal:
+    return state.held(symbol) - state.open_sells.get(Symbol(symbol), ZERO)
+
+
+def normalise(order: ProposedOrder, rules: MarketRules) -> ProposedOrder:
+    """Round the amount down to the exchange's step and a limit price to its tick (down for a
+    buy, up for a sell: never a worse price than asked)."""
+    qty = order.quantity.quantize(rules.amount_step, ROUND_DOWN)
+    limit = order.limit_price
+    if limit is not None:
+        ticks = limit / rules.price_step
+        ticks = ticks.to_integral_value(ROUND_DOWN if order.side is Side.BUY else ROUND_UP)
+        limit = ticks * rules.price_step
+    return ProposedOrder(order.symbol, order.side, qty, order.price, limit)
+
+
+def check_trading_state(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+    if state.trading_state is TradingState.HALTED:
+        return f"TRADING_HALTED: {state.halt_reason or 'no reason given'}"
+    if state.trading_state is TradingState.REDUCING and not reduces_exposure(order, state):
+        return f"REDUCING_ONLY: {order.side} {order.symbol} would not shrink exposure"
     return None
 
 
@@ -64,68 +159,130 @@ def check_whitelist(order: ProposedOrder, state: RiskState, limits: RiskLimits) 
     return None
 
 
+def check_size_and_precision(
+    order: ProposedOrder, state: RiskState, limits: RiskLimits
+) -> str | None:
+    rules = limits.rules_for(order.symbol)
+    if order.quantity <= 0:
+        return f"ORDER_SIZE_NOT_POSITIVE: {order.quantity}"
+    if order.quantity != order.quantity.quantize(rules.amount_step, ROUND_DOWN):
+        return f"AMOUNT_PRECISION: {order.quantity} is not a multiple of {rules.amount_step}"
+    if order.limit_price is not None and order.limit_price % rules.price_step:
+        return f"PRICE_PRECISION: {order.limit_price} is not a multiple of {rules.price_step}"
+    if order.quantity < rules.min_amount:
+        return f"ORDER_BELOW_MIN_AMOUNT: {order.quantity} < {rules.min_amount}"
+    if order.notional < rules.min_notional:
+        return f"ORDER_BELOW_MIN_NOTIONAL: {order.notional:.2f} < {rules.min_notional}"
+    return None
+
+
 def check_order_notional(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
     # Caps new risk: a sell closing a long may be larger, or the gate would trap the position.
-    if order.side is Side.BUY and order.notional > limits.max_order_notional:
-        return (
-            f"ORDER_NOTIONAL_EXCEEDS_MAX: notional={order.notional:.2f} "
-            f"max={limits.max_order_notional}"
-        )
+    if order.side is Side.SELL:
+        return None
+    cap = min(limits.max_order_notional, limits.max_order_pct_equity * state.equity)
+    if order.notional > cap:
+        return f"ORDER_NOTIONAL_EXCEEDS_MAX: notional={order.notional:.2f} max={cap:.2f}"
     return None
 
 
 def check_position(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
     if order.side is Side.SELL:
-        if state.position_quantity <= 0:
+        if state.held(order.symbol) <= 0:
             return f"NO_POSITION_TO_SELL: flat in {order.symbol} (spot, no shorting)"
-        if order.quantity > state.position_quantity:
+        free = available_to_sell(order.symbol, state)
+        if order.quantity > free:
             return (
-                f"NO_SHORT_SELLING: sell {order.quantity} > held "
-                f"{state.position_quantity} {order.symbol}"
+                f"NO_SHORT_SELLING: sell {order.quantity} > held and not already being sold "
+                f"{free} {order.symbol}"
             )
         return None
-    after = (state.position_quantity + order.quantity) * order.price
-    if after > limits.max_position_notional:
-        return (
-            f"POSITION_EXCEEDS_MAX: {order.symbol} notional after={after:.2f} "
-            f"max={limits.max_position_notional}"
-        )
+    cap = min(limits.max_position_notional, limits.max_position_pct_equity * state.equity)
+    after = state.notional(order.symbol) + order.quantity * order.price
+    if after > cap:
+        return f"POSITION_EXCEEDS_MAX: {order.symbol} notional after={after:.2f} max={cap:.2f}"
+    return None
+
+
+def check_quote_exposure(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+    if order.side is Side.SELL:
+        return None
+    cap = min(limits.max_quote_exposure, limits.max_quote_pct_equity * state.equity)
+    after = state.exposure(order.quote) + order.quantity * order.price
+    if after > cap:
+        return f"QUOTE_EXPOSURE_EXCEEDS_MAX: {order.quote} after={after:.2f} max={cap:.2f}"
     return None
 
 
 def check_total_exposure(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
-    if order.side is Side.BUY and state.total_exposure + order.notional > limits.max_total_exposure:
-        return (
-            f"TOTAL_EXPOSURE_EXCEEDS_MAX: after={state.total_exposure + order.notional:.2f} "
-            f"max={limits.max_total_exposure}"
-        )
+    if order.side is Side.SELL:
+        return None
+    cap = min(limits.max_total_exposure, limits.max_total_pct_equity * state.equity)
+    after = state.exposure() + order.quantity * order.price
+    if after > cap:
+        return f"TOTAL_EXPOSURE_EXCEEDS_MAX: after={after:.2f} max={cap:.2f}"
+    return None
+
+
+def check_leverage_and_margin(
+    order: ProposedOrder, state: RiskState, limits: RiskLimits
+) -> str | None:
+    if order.side is Side.SELL:
+        return None
+    if order.notional > state.cash * limits.max_leverage:
+        return f"INSUFFICIENT_MARGIN: needs {order.notional:.2f} has {state.cash:.2f} free"
+    equity = state.equity
+    after = state.exposure() + order.notional
+    if equity <= 0 or after > limits.max_leverage * equity:
+        return f"LEVERAGE_EXCEEDS_MAX: gross {after:.2f} on equity {equity:.2f}"
     return None
 
 
 def check_daily_loss(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
     # Reducing exposure is always allowed: the limit stops new risk, not an exit.
-    if order.side is Side.BUY and -state.daily_realised_pnl >= limits.max_daily_loss:
+    if reduces_exposure(order, state):
+        return None
+    cap = min(limits.max_daily_loss, limits.max_daily_loss_pct * state.day_start_equity)
+    if state.day_start_equity <= 0:
+        cap = limits.max_daily_loss
+    if -state.daily_pnl >= cap:
+        return f"DAILY_LOSS_LIMIT: today={state.daily_pnl:.2f} limit=-{cap:.2f}"
+    return None
+
+
+def check_open_orders(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+    if state.open_orders >= limits.max_open_orders:
+        return f"TOO_MANY_OPEN_ORDERS: {state.open_orders} open, max {limits.max_open_orders}"
+    return None
+
+
+def check_price_sanity(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+    last = state.prices.get(order.symbol)
+    if last is None or last <= 0:
+        return f"NO_LAST_PRICE: {order.symbol}"
+    if order.limit_price is None:
+        return None
+    deviation = abs(order.limit_price - last) / last
+    if deviation > limits.max_price_deviation_pct:
         return (
-            f"DAILY_LOSS_LIMIT: realised today={state.daily_realised_pnl:.2f} "
-            f"limit=-{limits.max_daily_loss}"
+            f"PRICE_SANITY: limit {order.limit_price} is {deviation:.2%} from last {last}, "
+            f"max {limits.max_price_deviation_pct:.2%}"
         )
     return None
 
 
-def check_cash(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
-    if order.side is Side.BUY and order.notional > state.cash:
-        return f"INSUFFICIENT_CASH: needs {order.notional:.2f} has {state.cash:.2f}"
-    return None
-
-
 CHECKS: tuple[Check, ...] = (
-    check_kill_switch,
+    check_trading_state,
     check_whitelist,
+    check_size_and_precision,
     check_order_notional,
     check_position,
+    check_quote_exposure,
     check_total_exposure,
+    check_leverage_and_margin,
     check_daily_loss,
-    check_cash,
+    check_open_orders,
+    check_price_sanity,
 )
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -24,10 +23,11 @@ from core.features.build import INCREMENTAL_WINDOW, build_features
 from core.features.order_book import book_features_at_closes
 from core.features.registry import FEATURE_NAMES
 from core.orders import Order, decision_id_for
-from core.risk.limits import RiskLimits, RiskState
+from core.risk.limits import RiskLimits
 from core.types import ClientOrderId, Symbol, to_decimal
 from infra.brokers.paper import PaperBroker
 from infra.jobs.execution import settle_paper_fills
+from infra.jobs.risk_snapshot import RiskSnapshots
 from infra.ledger.repository import Ledger
 from registry.mlflow_registry import ServedModel
 
@@ -90,6 +90,7 @@ def run_decisions(
     times = sorted(set().union(*(set(f.index[-candles:]) for f in candle_rows.values())))
     books = {s: _book_features(ledger, cfg, s, features[s].index[-candles:]) for s in cfg.symbols}
     report = DecisionRunReport()
+    snapshots = RiskSnapshots(ledger, cfg.account, cfg.exchange, cfg.timeframe)
     for t in times:
         ts = t.to_pydatetime()
         for symbol in cfg.symbols:
@@ -132,7 +133,7 @@ def run_decisions(
                 agents,
                 cfg.consensus,
                 cfg.sizing,
-                _risk_state(ledger, cfg, symbol, prices, now),
+                snapshots.snapshot(prices, now),
                 cfg.limits,
                 now,
             )
@@ -174,23 +175,3 @@ def _predict(model: ServedModel, features: pd.DataFrame) -> pd.Series:
     if ready.empty:
         return pd.Series(dtype="float64")
     return pd.Series(model.predict(ready.loc[:, list(FEATURE_NAMES)]), index=ready.index)
-
-
-def _risk_state(
-    ledger: Ledger, cfg: DecisionConfig, symbol: str, prices: dict[str, Decimal], now: datetime
-) -> RiskState:
-    kill = ledger.kill_switch()
-    positions = ledger.positions(cfg.account)
-    exposure = sum(
-        (p.quantity * prices[s] for s, p in positions.items() if p.quantity and s in prices),
-        Decimal(0),
-    )
-    held = positions[Symbol(symbol)].quantity if Symbol(symbol) in positions else Decimal(0)
-    return RiskState(
-        kill_switch_active=kill.active,
-        kill_switch_reason=kill.reason,
-        position_quantity=held,
-        total_exposure=exposure,
-        daily_realised_pnl=ledger.daily_realised_pnl(cfg.account, now - timedelta(microseconds=1)),
-        cash=ledger.cash(cfg.account),
-    )

@@ -21,6 +21,7 @@ from core.decision import Decision
 from core.features.order_book import BOOK_FEATURE_NAMES
 from core.orders import Fill, InvalidTransition, Order, OrderEvent, OrderStatus, OrderType
 from core.portfolio import Position, apply_fill, cash_after
+from core.risk.state import SafetyFlags
 from core.types import ClientOrderId, DecisionId, Side, Symbol, to_decimal
 from infra.ledger.dialect import insert_for
 from infra.ledger.microstructure import MicrostructureStore
@@ -40,6 +41,7 @@ from infra.ledger.models import (
 log = logging.getLogger(__name__)
 
 KILL_SWITCH = "kill_switch"
+CIRCUIT_BREAKER = "circuit_breaker"
 _CANDLE_BATCH = 2000
 
 
@@ -533,7 +535,28 @@ class Ledger:
         with self._factory() as s:
             return list(s.scalars(q.order_by(DecisionRow.candle_time, DecisionRow.symbol)))
 
-    # -- kill switch -----------------------------------------------------------------------
+    def open_orders(self, account: str, symbol: str | None = None) -> list[Order]:
+        """Orders not yet in a terminal state: they count against limits and can be cancelled."""
+        q = select(OrderRow).where(
+            OrderRow.account == account,
+            OrderRow.status.in_([s.value for s in OrderStatus if s.is_open]),
+        )
+        if symbol is not None:
+            q = q.where(OrderRow.symbol == symbol)
+        with self._factory() as s:
+            return [_order(r) for r in s.scalars(q.order_by(OrderRow.created_at))]
+
+    # -- safety controls -------------------------------------------------------------------
+    def safety_flags(self) -> SafetyFlags:
+        with self._factory() as s:
+            rows = {r.control: r for r in s.scalars(select(SafetyStateRow))}
+        kill = rows.get(KILL_SWITCH)
+        breaker = rows.get(CIRCUIT_BREAKER)
+        return SafetyFlags(
+            kill_switch_reason=(kill.reason or "no reason given") if kill and kill.active else None,
+            breaker_reason=(breaker.reason or "tripped") if breaker and breaker.active else None,
+        )
+
     def kill_switch(self) -> KillSwitchState:
         with self._factory() as s:
             row = s.get(SafetyStateRow, KILL_SWITCH)

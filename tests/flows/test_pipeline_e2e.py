@@ -174,6 +174,6 @@ def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forg
     ]
     assert acted, "the window should contain BUY/SELL decisions for the gate to stop"
     assert all(d.risk_approved is False and d.client_order_id is None for d in acted)
-    assert all("KILL_SWITCH_ACTIVE: e2e drill" in d.risk_reasons for d in acted)
+    assert all("TRADING_HALTED: kill_switch: e2e drill" in d.risk_reasons for d in acted)
     rejected = [e for e in ledger.kill_switch_events() if not e.accepted]
     assert [e.rejection for e in rejected] == ["signature does not match"]
