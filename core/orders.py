@@ -61,6 +61,11 @@ class OrderEvent(StrEnum):
     EXPIRE = "expire"
 
 
+class OrderOrigin(StrEnum):
+    DECISION = "decision"  # placed by the decision flow, through the risk gate
+    KILL_SWITCH = "kill_switch"  # the kill switch closing a position
+
+
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
@@ -102,10 +107,16 @@ def client_order_id_for(decision_id: DecisionId) -> ClientOrderId:
     return ClientOrderId("tf-" + hashlib.sha256(decision_id.encode()).hexdigest()[:32])
 
 
+def kill_switch_order_id(activated_at: datetime, symbol: str) -> ClientOrderId:
+    """One closing order per symbol per activation: a repeated activation finds the same id."""
+    key = f"kill:{int(activated_at.timestamp() * 1000)}:{symbol}"
+    return ClientOrderId("ks-" + hashlib.sha256(key.encode()).hexdigest()[:32])
+
+
 @dataclass(frozen=True, slots=True)
 class Order:
     client_order_id: ClientOrderId
-    decision_id: DecisionId
+    decision_id: DecisionId | None  # None for orders the safety layer places itself
     symbol: Symbol
     side: Side
     quantity: Decimal
@@ -117,6 +128,7 @@ class Order:
     limit_price: Decimal | None = None
     filled_quantity: Decimal = ZERO
     filled_cost: Decimal = ZERO  # sum of price * quantity over fills: exact, unlike an average
+    origin: OrderOrigin = OrderOrigin.DECISION
 
     def __post_init__(self) -> None:
         if not isinstance(self.quantity, Decimal) or self.quantity <= 0:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from decimal import Decimal
 from functools import lru_cache
+
+import ccxt
 
 from core.agents.base import Agent
 from core.agents.rules import BearAgent, BullAgent
@@ -13,8 +14,11 @@ from core.clock import SystemClock
 from core.consensus import ConsensusConfig
 from core.decision import Sizing
 from core.features.registry import feature_set_version
+from core.ports import Broker
 from core.risk.limits import RiskLimits
-from infra.brokers.paper import PaperBroker
+from infra.alerts import Alerts
+from infra.brokers.dummy import DummyBroker
+from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.jobs.decisions import DecisionConfig
 from infra.jobs.training import TrainingConfig
 from infra.ledger.database import migrate, session_factory
@@ -45,13 +49,46 @@ def ledger(settings: Settings) -> Ledger:
     return led
 
 
-@lru_cache(maxsize=16)
-def _paper_broker(account: str, slippage_bps: str, fee_rate: str) -> PaperBroker:
-    return PaperBroker(Decimal(slippage_bps), Decimal(fee_rate))
+def broker(settings: Settings) -> Broker:
+    if settings.broker == "dummy":
+        return _dummy_broker(settings.account)
+    if settings.broker == "ccxt":
+        from infra.brokers.ccxt_broker import CcxtBroker
+
+        return CcxtBroker(authenticated_exchange(settings))
+    return SimulatedBroker(
+        SimulationConfig(
+            fee_rate=settings.fee_rate,
+            slippage_bps=settings.slippage_bps,
+            liquidity=settings.paper_liquidity,
+            latency_candles=settings.paper_latency_candles,
+            reject_rate=settings.paper_reject_rate,
+            seed=settings.seed,
+            starting_cash=settings.starting_cash,
+        ),
+        state_path=settings.var_dir / f"paper-exchange-{settings.account}.json",
+    )
 
 
-def paper_broker(settings: Settings) -> PaperBroker:
-    return _paper_broker(settings.account, str(settings.slippage_bps), str(settings.fee_rate))
+@lru_cache(maxsize=4)
+def _dummy_broker(account: str) -> DummyBroker:
+    return DummyBroker()
+
+
+def authenticated_exchange(settings: Settings) -> ccxt.Exchange:
+    if settings.exchange_api_key is None or settings.exchange_api_secret is None:
+        raise ValueError(
+            "TRADEFLOW_BROKER=ccxt needs TRADEFLOW_EXCHANGE_API_KEY and "
+            "TRADEFLOW_EXCHANGE_API_SECRET"
+        )
+    exchange = make_exchange(settings.exchange)
+    exchange.apiKey = settings.exchange_api_key.get_secret_value()
+    exchange.secret = settings.exchange_api_secret.get_secret_value()
+    return exchange
+
+
+def alerts(settings: Settings) -> Alerts:
+    return Alerts(settings.alert_urls)
 
 
 def mlflow_store(settings: Settings) -> None:

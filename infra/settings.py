@@ -85,15 +85,27 @@ class Settings(BaseSettings):
     max_total_exposure: Decimal = Decimal("5000")
     max_daily_loss: Decimal = Decimal("300")
 
-    # Paper broker
+    # Broker: paper (the simulated exchange, its book under var/), dummy (accepts, never
+    # fills) or ccxt (the real exchange; needs API keys).
+    broker: Literal["paper", "dummy", "ccxt"] = "paper"
     slippage_bps: Decimal = Decimal("5")
     fee_rate: Decimal = Decimal("0.001")
+    paper_liquidity: Decimal | None = None  # fraction of a candle's volume one order may take
+    paper_latency_candles: int = Field(0, ge=0)
+    paper_reject_rate: float = Field(0.0, ge=0, le=1)
+    exchange_api_key: SecretStr | None = None
+    exchange_api_secret: SecretStr | None = None
+
+    # Safety
+    close_positions_on_kill: bool = True  # kill switch: close every position (else freeze)
+    alert_urls: Annotated[tuple[str, ...], NoDecode] = ()  # apprise URLs, comma-separated
+    safety_rate_limit: int = Field(10, ge=1)  # rejected safety requests per client per minute
 
     # Safety API. No default secret: the API refuses to start without one.
     kill_switch_secret: SecretStr | None = None
     kill_switch_window_s: int = Field(30, ge=1)
 
-    @field_validator("symbols", "whitelist", "extra_timeframes", mode="before")
+    @field_validator("symbols", "whitelist", "extra_timeframes", "alert_urls", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

@@ -36,7 +36,7 @@ def decide_candles(
     """Decide the newest `candles` candles; a retry skips decisions already recorded."""
     settings = get_settings()
     ledger = composition.ledger(settings)
-    broker = composition.paper_broker(settings)
+    broker = composition.broker(settings)
     return run_decisions(
         ledger,
         broker,

@@ -118,7 +118,7 @@ def app_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: P
     caches = (
         get_settings,
         composition._migrated_ledger,
-        composition._paper_broker,
+        composition._dummy_broker,
         composition._champion_cache,
     )
     for cache in caches:

@@ -16,17 +16,18 @@ import pandas as pd
 
 from core.agents.base import Agent
 from core.candles.timeframe import timeframe_delta
-from core.clock import Clock
+from core.clock import Clock, FakeClock
 from core.consensus import ConsensusConfig
 from core.decision import DecisionInput, Sizing, decide
 from core.features.build import INCREMENTAL_WINDOW, build_features
 from core.features.order_book import book_features_at_closes
 from core.features.registry import FEATURE_NAMES
 from core.orders import Order, decision_id_for
+from core.ports import Broker
 from core.risk.limits import RiskLimits
 from core.types import ClientOrderId, Symbol, to_decimal
-from infra.brokers.paper import PaperBroker
-from infra.jobs.execution import settle_paper_fills
+from infra.brokers.simulated import Bar, SimulatedBroker
+from infra.jobs.execution import settle_simulated
 from infra.jobs.risk_snapshot import RiskSnapshots
 from infra.ledger.repository import Ledger
 from registry.mlflow_registry import ServedModel
@@ -62,7 +63,7 @@ SubmitFn = Callable[[ClientOrderId], Order]
 
 def run_decisions(
     ledger: Ledger,
-    broker: PaperBroker,
+    broker: Broker,
     model: ServedModel,
     agents: Sequence[Agent],
     cfg: DecisionConfig,
@@ -95,9 +96,14 @@ def run_decisions(
         ts = t.to_pydatetime()
         for symbol in cfg.symbols:
             rows = candle_rows[symbol]
-            if t in rows.index:
-                fills = settle_paper_fills(
-                    ledger, broker, cfg.account, symbol, ts, rows.at[t, "open"]
+            if t in rows.index and isinstance(broker, SimulatedBroker):
+                fills = settle_simulated(
+                    ledger,
+                    broker,
+                    cfg.account,
+                    Symbol(symbol),
+                    _bar(ts, rows.loc[t]),
+                    clock or FakeClock(ts),
                 )
                 report.fills += len(fills)
         prices = {
@@ -149,6 +155,13 @@ def run_decisions(
         if on_candle is not None:
             on_candle(ts)
     return report
+
+
+def _bar(open_time: datetime, row: pd.Series) -> Bar:
+    return Bar(
+        open_time,
+        *(to_decimal(float(row[c])) for c in ("open", "high", "low", "close", "volume")),
+    )
 
 
 def _book_features(

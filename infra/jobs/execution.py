@@ -1,16 +1,22 @@
-"""Order execution: submit once per client order id, settle paper fills, record everything."""
+"""Order execution: submit once per client order id, settle simulated fills, keep the ledger's
+order states in step with the broker's, record everything."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
-
 from core.clock import Clock
-from core.orders import Fill, Order, OrderEvent, OrderStatus
-from core.ports import Broker, FatalBrokerError
-from core.types import ClientOrderId, to_decimal
-from infra.brokers.paper import PaperBroker
+from core.orders import Fill, Order, OrderEvent, OrderOrigin, OrderStatus
+from core.ports import Broker, BrokerOrder, FatalBrokerError
+from core.types import ClientOrderId, Symbol
+from infra.brokers.simulated import Bar, SimulatedBroker
 from infra.ledger.repository import Ledger, UnknownOrder
+
+# What a broker's view of an order means for the ledger's copy of it.
+_FOLLOW = {
+    OrderStatus.ACCEPTED: OrderEvent.ACCEPT,
+    OrderStatus.CANCELLED: OrderEvent.CANCEL,
+    OrderStatus.EXPIRED: OrderEvent.EXPIRE,
+    OrderStatus.REJECTED: OrderEvent.REJECT,
+}
 
 
 def submit_order(
@@ -19,15 +25,25 @@ def submit_order(
     """Send a recorded order to the broker at most once, however often this is retried.
 
     The order row exists before any attempt (written with its decision). A retry after an
-    unknown outcome asks the broker for the client id before sending anything.
+    unknown outcome asks the broker for the client id before sending anything. An order whose
+    trading was halted after it was decided (kill switch, breaker) is cancelled, not sent.
     """
     order = ledger.get_order(client_order_id)
     if order is None:
         raise UnknownOrder(f"order {client_order_id} is not in the ledger; refusing to send it")
     if order.status is not OrderStatus.NEW:
         return order
+    flags = ledger.safety_flags(clock.now())
+    halted = flags.kill_switch_reason or flags.breaker_reason
+    if halted is not None and order.origin is OrderOrigin.DECISION:
+        return ledger.transition_order(
+            client_order_id,
+            OrderEvent.CANCEL,
+            clock.now(),
+            error=f"halted before sending: {halted}",
+        )
     ledger.mark_submit_attempt(client_order_id, clock.now())
-    placed = broker.get_order(client_order_id)
+    placed = broker.get_order(client_order_id, order.symbol)
     if placed is None:
         try:
             placed = broker.place(order)
@@ -35,18 +51,29 @@ def submit_order(
             return ledger.transition_order(
                 client_order_id, OrderEvent.REJECT, clock.now(), error=str(exc)
             )
-    return ledger.transition_order(client_order_id, OrderEvent.SUBMIT, clock.now())
+    submitted = ledger.transition_order(client_order_id, OrderEvent.SUBMIT, clock.now())
+    return follow_broker(ledger, submitted, placed, clock)
 
 
-def settle_paper_fills(
-    ledger: Ledger,
-    broker: PaperBroker,
-    account: str,
-    symbol: str,
-    candle_open_time: datetime,
-    open_price: float | Decimal,
+def follow_broker(ledger: Ledger, order: Order, seen: BrokerOrder, clock: Clock) -> Order:
+    """Bring the ledger's order to the broker's state (fills are recorded separately)."""
+    event = _FOLLOW.get(seen.status)
+    if event is None or order.status.is_terminal:
+        return order
+    if event is OrderEvent.ACCEPT and order.status is not OrderStatus.SUBMITTED:
+        return order
+    return ledger.transition_order(order.client_order_id, event, clock.now())
+
+
+def settle_simulated(
+    ledger: Ledger, broker: SimulatedBroker, account: str, symbol: Symbol, bar: Bar, clock: Clock
 ) -> list[Fill]:
-    """Fill working paper orders of `symbol` at this candle's open and record the fills."""
-    broker.adopt(ledger.orders(account, OrderStatus.SUBMITTED, symbol))
-    fills = broker.match(symbol, candle_open_time, to_decimal(open_price))
-    return [f for f in fills if ledger.record_fill(account, f)]
+    """Match working simulated orders of `symbol` against this candle; record the fills and
+    every state the broker moved an order to (a confirmed cancel, say)."""
+    fills = broker.on_candle(symbol, bar)
+    recorded = [f for f in fills if ledger.record_fill(account, f)]
+    for order in ledger.open_orders(account, symbol):
+        seen = broker.get_order(order.client_order_id, order.symbol)
+        if seen is not None:
+            follow_broker(ledger, order, seen, clock)
+    return recorded

@@ -31,8 +31,8 @@ class RiskSnapshots:
         )
         self._day_start: dict[datetime, Decimal] = {}
 
-    def flags(self) -> SafetyFlags:
-        return self.ledger.safety_flags()
+    def flags(self, now: datetime) -> SafetyFlags:
+        return self.ledger.safety_flags(now)
 
     def snapshot(self, prices: Mapping[str, Decimal], now: datetime) -> RiskState:
         positions = {s: p.quantity for s, p in self.ledger.positions(self.account).items()}
@@ -47,7 +47,7 @@ class RiskSnapshots:
         cash = self.ledger.cash(self.account)
         equity = cash + sum((q * known.get(s, ZERO) for s, q in positions.items()), ZERO)
         day_start = self.day_start_equity(now)
-        state, cause, detail = effective_state(self.flags())
+        state, cause, detail = effective_state(self.flags(now))
         return RiskState(
             cash=cash - reserved,
             positions=positions,

@@ -48,10 +48,36 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def migrate(url: str) -> None:
-    """Bring the ledger at `url` to the newest schema (safe to call on every start)."""
+class MigrationError(RuntimeError):
+    pass
+
+
+def migrate(url: str, revision: str = "head", downgrade: bool = False) -> None:
+    """Bring the ledger at `url` to `revision` (newest by default; safe on every start).
+
+    On SQLite, Alembic rebuilds a table to alter a column, which foreign keys would refuse
+    mid-way; they are switched off for the migration (outside its transaction, where SQLite
+    honours the pragma), checked after it, and switched back on.
+    """
     engine = engine_for(url)
     cfg = alembic_config(url)
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # ends SQLAlchemy's autobegun transaction; pysqlite began none
+        try:
+            with connection.begin():
+                cfg.attributes["connection"] = connection
+                if downgrade:
+                    command.downgrade(cfg, revision)
+                else:
+                    command.upgrade(cfg, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise MigrationError(f"foreign keys broken by the migration: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()

@@ -149,7 +149,11 @@ class DecisionRow(Base):
 class OrderRow(Base):
     __tablename__ = "orders"
     client_order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.decision_id"), unique=True)
+    # NULL for orders the safety layer places itself (kill switch closing a position).
+    decision_id: Mapped[str | None] = mapped_column(
+        ForeignKey("decisions.decision_id"), unique=True, nullable=True
+    )
+    origin: Mapped[str] = mapped_column(String(16), default="decision", server_default="decision")
     account: Mapped[str] = mapped_column(String(64))
     broker: Mapped[str] = mapped_column(String(32))
     symbol: Mapped[str] = mapped_column(String(32))
@@ -199,6 +203,19 @@ class SafetyStateRow(Base):
     active: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)  # cooldown end
+
+
+class SafetyEventRow(Base):
+    """Every step a safety control takes (kill switch cancels and closes, breaker trips,
+    trading-state changes, reconciliations), in order, with what it saw and did."""
+
+    __tablename__ = "safety_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    control: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class KillSwitchEventRow(Base):

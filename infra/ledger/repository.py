@@ -19,9 +19,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.candles.gaps import Gap
 from core.decision import Decision
 from core.features.order_book import BOOK_FEATURE_NAMES
-from core.orders import Fill, InvalidTransition, Order, OrderEvent, OrderStatus, OrderType
+from core.orders import (
+    Fill,
+    InvalidTransition,
+    Order,
+    OrderEvent,
+    OrderOrigin,
+    OrderStatus,
+    OrderType,
+)
 from core.portfolio import Position, apply_fill, cash_after
-from core.risk.state import SafetyFlags
+from core.risk.state import SafetyFlags, TradingState
 from core.types import ClientOrderId, DecisionId, Side, Symbol, to_decimal
 from infra.ledger.dialect import insert_for
 from infra.ledger.microstructure import MicrostructureStore
@@ -34,6 +42,7 @@ from infra.ledger.models import (
     KillSwitchEventRow,
     OrderRow,
     PositionRow,
+    SafetyEventRow,
     SafetyStateRow,
     UsedSignatureRow,
 )
@@ -42,6 +51,8 @@ log = logging.getLogger(__name__)
 
 KILL_SWITCH = "kill_switch"
 CIRCUIT_BREAKER = "circuit_breaker"
+RECONCILIATION = "reconciliation"  # active: not yet reconciled since start, or differences found
+OPERATOR = "operator"  # reason holds the state an operator asked for (reducing, halted)
 _CANDLE_BATCH = 2000
 
 
@@ -546,15 +557,84 @@ class Ledger:
         with self._factory() as s:
             return [_order(r) for r in s.scalars(q.order_by(OrderRow.created_at))]
 
+    def insert_order(self, order: Order, account: str, broker: str) -> bool:
+        """Record an order the safety layer places itself; False if that id is stored already."""
+        with self._factory() as s, s.begin():
+            if s.get(OrderRow, order.client_order_id) is not None:
+                return False
+            s.add(_order_row(order, account, broker))
+        return True
+
     # -- safety controls -------------------------------------------------------------------
-    def safety_flags(self) -> SafetyFlags:
+    def control(self, name: str) -> SafetyStateRow | None:
+        with self._factory() as s:
+            return s.get(SafetyStateRow, name)
+
+    def set_control(
+        self,
+        name: str,
+        active: bool,
+        reason: str | None,
+        now: datetime,
+        until: datetime | None = None,
+        event: str | None = None,
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        """Set a control's state and record why, in one transaction."""
+        with self._factory() as s, s.begin():
+            row = s.get(SafetyStateRow, name, with_for_update=True)
+            if row is None:
+                s.add(
+                    SafetyStateRow(
+                        control=name, active=active, reason=reason, changed_at=now, until=until
+                    )
+                )
+            else:
+                row.active, row.reason, row.changed_at, row.until = active, reason, now, until
+            s.add(
+                SafetyEventRow(
+                    at=now,
+                    control=name,
+                    step=event or ("activated" if active else "cleared"),
+                    detail={"reason": reason, **(detail or {})}
+                    | ({"until": until.isoformat()} if until else {}),
+                )
+            )
+
+    def record_safety_event(
+        self, control: str, step: str, detail: dict[str, object], now: datetime
+    ) -> None:
+        with self._factory() as s, s.begin():
+            s.add(SafetyEventRow(at=now, control=control, step=step, detail=detail))
+
+    def safety_events(self, control: str | None = None, limit: int = 100) -> list[SafetyEventRow]:
+        q = select(SafetyEventRow)
+        if control is not None:
+            q = q.where(SafetyEventRow.control == control)
+        with self._factory() as s:
+            rows = list(s.scalars(q.order_by(SafetyEventRow.id.desc()).limit(limit)))
+        return rows[::-1]
+
+    def safety_flags(self, now: datetime | None = None) -> SafetyFlags:
+        """The controls as the gate sees them at `now`: a breaker whose cooldown has ended no
+        longer halts (the breaker job records its clearing)."""
         with self._factory() as s:
             rows = {r.control: r for r in s.scalars(select(SafetyStateRow))}
         kill = rows.get(KILL_SWITCH)
         breaker = rows.get(CIRCUIT_BREAKER)
+        pending = rows.get(RECONCILIATION)
+        operator = rows.get(OPERATOR)
         return SafetyFlags(
             kill_switch_reason=(kill.reason or "no reason given") if kill and kill.active else None,
-            breaker_reason=(breaker.reason or "tripped") if breaker and breaker.active else None,
+            breaker_reason=(breaker.reason or "tripped")
+            if breaker
+            and breaker.active
+            and (now is None or breaker.until is None or now < breaker.until)
+            else None,
+            reconciled=not (pending and pending.active),
+            operator_state=TradingState(operator.reason)
+            if operator and operator.active and operator.reason
+            else TradingState.ACTIVE,
         )
 
     def kill_switch(self) -> KillSwitchState:
@@ -580,13 +660,15 @@ class Ledger:
                 s.flush()
                 row = s.get(SafetyStateRow, KILL_SWITCH, with_for_update=True)
                 if row is None:
-                    s.add(
-                        SafetyStateRow(
-                            control=KILL_SWITCH, active=active, reason=reason, changed_at=now
-                        )
+                    row = SafetyStateRow(
+                        control=KILL_SWITCH, active=active, reason=reason, changed_at=now
                     )
-                else:
+                    s.add(row)
+                elif row.active != active:
                     row.active, row.reason, row.changed_at = active, reason, now
+                # else: already in that state; the first activation's time and reason stand,
+                # so a repeated activation is a no-op that finds the same closing orders.
+                state = KillSwitchState(row.active, row.reason, row.changed_at)
                 s.add(
                     KillSwitchEventRow(
                         at=now,
@@ -599,7 +681,7 @@ class Ledger:
                 )
         except IntegrityError as exc:
             raise SignatureReplayed("signature already used") from exc
-        return KillSwitchState(active, reason, now)
+        return state
 
     def record_kill_switch_rejection(
         self,
@@ -623,6 +705,22 @@ class Ledger:
                 )
             )
 
+    def count_rejections(self, client: str | None, since: datetime) -> int:
+        """Rejected safety requests from `client` since `since` (for per-client rate limits)."""
+        with self._factory() as s:
+            return (
+                s.scalar(
+                    select(func.count())
+                    .select_from(KillSwitchEventRow)
+                    .where(
+                        KillSwitchEventRow.accepted.is_(False),
+                        KillSwitchEventRow.client == client,
+                        KillSwitchEventRow.at >= since,
+                    )
+                )
+                or 0
+            )
+
     def kill_switch_events(self, limit: int = 100) -> list[KillSwitchEventRow]:
         with self._factory() as s:
             return list(
@@ -640,6 +738,7 @@ def _order_row(order: Order, account: str, broker: str) -> OrderRow:
         broker=broker,
         symbol=order.symbol,
         side=order.side.value,
+        origin=order.origin.value,
         order_type=order.order_type.value,
         quantity=order.quantity,
         limit_price=order.limit_price,
@@ -656,7 +755,7 @@ def _order_row(order: Order, account: str, broker: str) -> OrderRow:
 def _order(row: OrderRow) -> Order:
     return Order(
         client_order_id=ClientOrderId(row.client_order_id),
-        decision_id=DecisionId(row.decision_id),
+        decision_id=None if row.decision_id is None else DecisionId(row.decision_id),
         symbol=Symbol(row.symbol),
         side=Side(row.side),
         quantity=row.quantity,
@@ -667,6 +766,7 @@ def _order(row: OrderRow) -> Order:
         limit_price=row.limit_price,
         filled_quantity=row.filled_quantity,
         filled_cost=row.filled_cost,
+        origin=OrderOrigin(row.origin),
     )
 
 

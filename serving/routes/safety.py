@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from core.risk.state import effective_state
 from core.safety.signing import verify
-from infra.ledger.repository import KillSwitchState, SignatureReplayed
-from serving.deps import ClockDep, LedgerDep, SettingsDep
+from infra.jobs.kill_switch import engage
+from infra.ledger.repository import KILL_SWITCH, KillSwitchState, SignatureReplayed
+from serving.deps import AlertsDep, BrokerDep, ClockDep, LedgerDep, SettingsDep
 
 router = APIRouter(prefix="/safety", tags=["safety"])
 
@@ -30,6 +32,11 @@ class KillSwitchOut(BaseModel):
     active: bool
     reason: str | None
     changed_at: datetime | None
+    # Filled in on activation: what the kill switch did before this answer was sent.
+    cancelled_orders: int | None = None
+    closing_orders: int | None = None
+    failures: list[str] = Field(default_factory=list)
+    seconds: float | None = None
 
     @classmethod
     def of(cls, state: KillSwitchState) -> KillSwitchOut:
@@ -37,7 +44,7 @@ class KillSwitchOut(BaseModel):
 
 
 @router.get("/status")
-def status(ledger: LedgerDep) -> dict[str, object]:
+def status(ledger: LedgerDep, clock: ClockDep) -> dict[str, object]:
     events = [
         {
             "at": e.at.isoformat(),
@@ -49,15 +56,28 @@ def status(ledger: LedgerDep) -> dict[str, object]:
         }
         for e in ledger.kill_switch_events(limit=20)
     ]
+    trading, cause, detail = effective_state(ledger.safety_flags(clock.now()))
+    steps = [
+        {"at": e.at.isoformat(), "step": e.step, "detail": e.detail}
+        for e in ledger.safety_events(KILL_SWITCH, limit=10)
+    ]
     return {
+        "trading_state": trading.value,
+        "halted_by": None if cause is None else {"control": cause.value, "detail": detail},
         "kill_switch": KillSwitchOut.of(ledger.kill_switch()).model_dump(mode="json"),
+        "kill_switch_steps": steps,
         "recent_events": events,
     }
 
 
 @router.post("/kill-switch", response_model=KillSwitchOut)
 async def kill_switch(
-    request: Request, ledger: LedgerDep, settings: SettingsDep, clock: ClockDep
+    request: Request,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    broker: BrokerDep,
+    alerts: AlertsDep,
 ) -> JSONResponse:
     now = clock.now()
     client = request.client.host if request.client else None
@@ -72,6 +92,9 @@ async def kill_switch(
         ledger.record_kill_switch_rejection(action, reason, why, now, client, timestamp)
         return JSONResponse({"detail": why}, status_code=status)
 
+    recent = ledger.count_rejections(client, now - timedelta(seconds=60))
+    if recent >= settings.safety_rate_limit:
+        return reject(429, f"too many rejected requests from {client}: {recent} in the last 60s")
     if body_error is not None:
         return reject(422, body_error)
     assert body is not None
@@ -98,7 +121,19 @@ async def kill_switch(
         )
     except SignatureReplayed:
         return reject(401, "signature already used (replay)")
-    return JSONResponse(KillSwitchOut.of(state).model_dump(mode="json"))
+    out = KillSwitchOut.of(state)
+    if state.active:
+        # Runs before the answer: the caller learns what was cancelled and closed.
+        report = engage(
+            ledger, broker, settings.account, clock, alerts, settings.close_positions_on_kill
+        )
+        out.cancelled_orders = len(report.cancelled)
+        out.closing_orders = len(report.closing_orders)
+        out.failures = report.cancel_failed + report.close_failed
+        out.seconds = round(report.seconds_total, 4)
+    else:
+        alerts.send("tradeflow kill switch released", f"reason: {body.reason}")
+    return JSONResponse(out.model_dump(mode="json"))
 
 
 def _parse(raw: bytes) -> tuple[KillSwitchIn | None, str | None]:

@@ -34,11 +34,11 @@ def test_submit_task_when_broker_fails_after_accepting_then_retried_task_leaves_
         again = fast(ledger, broker, coid)  # a restarted flow submitting the same decision
         return [first.status.value, again.status.value]
 
-    assert submit_twice() == ["submitted", "submitted"]
+    assert submit_twice() == ["accepted", "accepted"]
     assert broker.place_calls == 1
-    assert list(broker._orders) == [coid]
+    assert [o.client_order_id for o in broker.open_orders()] == [coid]
     orders = ledger.orders("paper")
-    assert [(o.client_order_id, o.status) for o in orders] == [(coid, OrderStatus.SUBMITTED)]
+    assert [(o.client_order_id, o.status) for o in orders] == [(coid, OrderStatus.ACCEPTED)]
     from infra.ledger.models import OrderRow
 
     with ledger._factory() as s:

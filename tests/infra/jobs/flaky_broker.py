@@ -1,21 +1,19 @@
-"""A paper broker that accepts an order, then loses the answer: the ambiguous timeout."""
+"""A simulated exchange that accepts an order, then loses the answer: the ambiguous timeout."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from core.orders import Order
-from core.ports import RetryableBrokerError
-from infra.brokers.paper import PaperBroker
+from core.ports import BrokerOrder, RetryableBrokerError
+from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 
 
-class AcceptThenTimeout(PaperBroker):
+class AcceptThenTimeout(SimulatedBroker):
     def __init__(self, failures: int = 1) -> None:
-        super().__init__(Decimal("5"), Decimal("0.001"))
+        super().__init__(SimulationConfig())
         self.failures = failures
         self.place_calls = 0
 
-    def place(self, order: Order) -> Order:
+    def place(self, order: Order) -> BrokerOrder:
         self.place_calls += 1
         placed = super().place(order)  # the exchange has it now
         if self.failures > 0:

@@ -32,11 +32,11 @@ def test_submit_when_broker_times_out_after_accepting_then_retry_sends_nothing_t
         submit_order(ledger, broker, recorded, CLOCK)
     assert ledger.get_order(recorded).status is OrderStatus.NEW  # type: ignore[union-attr,arg-type]
     placed = submit_order(ledger, broker, recorded, CLOCK)  # the retry
-    assert placed.status is OrderStatus.SUBMITTED
+    assert placed.status is OrderStatus.ACCEPTED
     assert broker.place_calls == 1  # found by client id, not re-sent
-    assert len(broker._orders) == 1
-    assert ledger.get_order(recorded).status is OrderStatus.SUBMITTED  # type: ignore[union-attr,arg-type]
-    assert submit_order(ledger, broker, recorded, CLOCK).status is OrderStatus.SUBMITTED
+    assert len(broker.open_orders()) == 1
+    assert ledger.get_order(recorded).status is OrderStatus.ACCEPTED  # type: ignore[union-attr,arg-type]
+    assert submit_order(ledger, broker, recorded, CLOCK).status is OrderStatus.ACCEPTED
     assert broker.place_calls == 1
 
 

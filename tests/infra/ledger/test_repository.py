@@ -253,11 +253,6 @@ def test_migration_0004_when_ledger_has_filled_orders_then_filled_quantity_and_c
     ledger_url: str, ledger: Ledger
 ) -> None:
     """Upgrade an existing ledger: orders filled under 0003 get their fills' exact totals."""
-    from alembic import command
-    from sqlalchemy import text
-
-    from infra.ledger.database import alembic_config, engine_for
-
     ledger.ensure_account("paper", Decimal("10000"), T0)
     d = make_decision(qty="0.10000001")
     ledger.record_decision(d, "paper")
@@ -266,13 +261,8 @@ def test_migration_0004_when_ledger_has_filled_orders_then_filled_quantity_and_c
     fill = Fill(coid, Symbol("BTC/USDT"), Side.BUY, Decimal("0.10000001"),
                 Decimal("60000.12345678"), Decimal("6.1"), T0, "f-1")  # fmt: skip
     assert ledger.record_fill("paper", fill)
-    engine = engine_for(ledger_url)
-    with engine.begin() as conn:
-        cfg = alembic_config(ledger_url)
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0003")
-        assert "filled_cost" not in list(conn.execute(text("SELECT * FROM orders")).keys())
-        command.upgrade(cfg, "head")
+    migrate(ledger_url, "0003", downgrade=True)
+    migrate(ledger_url)
     order = ledger.get_order(coid)
     assert order is not None
     assert order.filled_quantity == Decimal("0.10000001")
