@@ -58,6 +58,8 @@ def engage(
     _step(ledger, clock, "halted", {"reason": state.reason})
 
     for order in ledger.open_orders(account):
+        if order.origin is OrderOrigin.KILL_SWITCH:
+            continue  # its own closing orders, from an earlier activation: let them fill
         try:
             _cancel(ledger, broker, order, clock)
             report.cancelled.append(order.client_order_id)

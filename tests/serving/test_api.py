@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,9 @@ URL = "/api/v1/safety/kill-switch"
 
 
 def make_client(url: str, clock: FakeClock | None = None) -> TestClient:
-    app = create_app(Settings(database_url=url, kill_switch_secret=SECRET))
+    # var_dir holds the paper exchange's book: one per test, never the repository's var/.
+    var = Path(tempfile.mkdtemp(prefix="tradeflow-api-"))
+    app = create_app(Settings(database_url=url, kill_switch_secret=SECRET, var_dir=var))
     app.dependency_overrides[get_clock] = lambda: clock or FakeClock(NOW)
     return TestClient(app)
 
@@ -143,3 +146,53 @@ def test_kill_switch_when_signature_replayed_then_401_and_recorded(
     assert "replay" in r.json()["detail"]
     assert events(ledger_url) == [(True, None), (False, "signature already used (replay)")]
     assert json.dumps(client.get("/api/v1/safety/status").json()).count('"accepted": false') == 1
+
+
+def test_kill_switch_when_activated_with_open_book_then_answer_reports_cancels_and_closes(
+    ledger_url: str,
+    ledger,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Through the API and the shared paper exchange: one signed request halts, cancels every
+    open order and closes every position before it answers; status shows each step."""
+    from infra.brokers.simulated import SimulatedBroker, SimulationConfig
+    from tests.infra.jobs.open_book import open_book
+
+    settings = Settings(database_url=ledger_url, kill_switch_secret=SECRET, var_dir=tmp_path)
+    book = SimulatedBroker(SimulationConfig(), state_path=tmp_path / "paper-exchange-paper.json")
+    open_book(ledger, book, open_orders=4, positions=2)
+    app = create_app(settings)
+    app.dependency_overrides[get_clock] = lambda: FakeClock(NOW)
+    with TestClient(app) as api:
+        r = api.post(URL, json=body(), headers=signed("activate"))
+        status = api.get("/api/v1/safety/status").json()
+    assert r.status_code == 200
+    out = r.json()
+    assert (out["active"], out["cancelled_orders"], out["closing_orders"]) == (True, 4, 2)
+    assert out["failures"] == []
+    assert out["seconds"] < 1.0
+    assert status["trading_state"] == "halted"
+    assert status["halted_by"] == {"control": "kill_switch", "detail": "ops drill"}
+    assert [s["step"] for s in status["kill_switch_steps"]] == [
+        "halted",
+        "orders_cancelled",
+        "positions_closing",
+        "alerted",
+    ]
+    reopened = SimulatedBroker(
+        SimulationConfig(), state_path=tmp_path / "paper-exchange-paper.json"
+    )
+    assert [o.side.value for o in reopened.open_orders()] == ["sell", "sell"]
+
+
+def test_kill_switch_when_a_client_keeps_failing_then_rate_limited_and_still_recorded(
+    client: TestClient, ledger_url: str
+) -> None:
+    for _ in range(10):
+        assert (
+            client.post(URL, json=body(), headers=signed("activate", secret="x")).status_code == 401
+        )
+    r = client.post(URL, json=body(), headers=signed("activate"))  # even a good one, for now
+    assert r.status_code == 429
+    assert "too many rejected requests" in r.json()["detail"]
+    assert events(ledger_url)[-1] == (False, r.json()["detail"])

@@ -1,0 +1,175 @@
+"""Kill-switch latency: from the signed activation request to every order cancelled and every
+position closing, with 50 open orders and 20 positions on the paper exchange.
+
+Run: .venv/bin/python -m bench.kill_switch [--repeats N] [--database-url URL]  (from the repo root)
+
+Each repeat builds a fresh ledger (SQLite under a temp dir unless --database-url) and a fresh
+paper exchange with its book on disk (as `make run` uses it), then POSTs one signed activation
+to the real FastAPI app. Reported, median over the repeats:
+- request: the POST from sending to its answer (the answer comes after the work is done);
+- cancelled: activation persisted -> the 50th cancel confirmed and recorded;
+- total: activation persisted -> 20 closing orders accepted and the alert sent.
+Reference, measured in the same run: the paper exchange alone doing the same 50 cancels and 20
+market sells with no ledger and no API, i.e. the floor any kill switch here pays. The issue's
+budget is 1 s for the whole sequence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from core.clock import SystemClock
+from core.orders import Order, OrderOrigin, OrderType
+from core.safety.signing import sign
+from core.types import ClientOrderId, Side
+from infra.brokers.simulated import SimulatedBroker, SimulationConfig
+from infra.ledger.database import migrate
+from infra.ledger.repository import ledger_for
+from infra.settings import Settings
+from serving.app import create_app
+from tests.infra.jobs.open_book import open_book
+
+OPEN_ORDERS, POSITIONS = 50, 20
+SECRET = "bench-secret"
+
+
+def one_run(database_url: str | None) -> tuple[float, float, float, float]:
+    with tempfile.TemporaryDirectory(prefix="tradeflow-bench-") as tmp:
+        var = Path(tmp)
+        url = _fresh_schema(database_url) if database_url else f"sqlite:///{var / 'ledger.db'}"
+        migrate(url)
+        ledger = ledger_for(url)
+        book_path = var / "paper-exchange-paper.json"
+        config = SimulationConfig(starting_cash=Decimal(1_000_000))
+        open_book(ledger, SimulatedBroker(config, book_path), OPEN_ORDERS, POSITIONS)
+        settings = Settings(
+            database_url=url,
+            kill_switch_secret=SECRET,
+            var_dir=var,
+            starting_cash=Decimal(1_000_000),
+        )
+        with TestClient(create_app(settings)) as api:
+            ts = int(time.time())
+            headers = {
+                "X-Kill-Switch-Timestamp": str(ts),
+                "X-Kill-Switch-Signature": sign(SECRET, "activate", ts),
+            }
+            started = time.perf_counter()
+            r = api.post(
+                "/api/v1/safety/kill-switch",
+                json={"action": "activate", "reason": "bench"},
+                headers=headers,
+            )
+            request_s = time.perf_counter() - started
+        out = r.json()
+        assert r.status_code == 200, out
+        assert (out["cancelled_orders"], out["closing_orders"]) == (OPEN_ORDERS, POSITIONS), out
+        steps = {e.step: e.detail for e in ledger.safety_events("kill_switch")}
+        cancelled_s = float(steps["orders_cancelled"]["seconds"])  # type: ignore[arg-type]
+        total_s = float(out["seconds"])
+        reference_s = broker_only(var / "reference.json")
+        return request_s, cancelled_s, total_s, reference_s
+
+
+def _fresh_schema(database_url: str) -> str:
+    """A new PostgreSQL schema per run, so runs never see each other's rows."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(database_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    sep = "&" if "?" in database_url else "?"
+    return f"{database_url}{sep}options=-csearch_path%3D{schema}"
+
+
+def broker_only(path: Path) -> float:
+    """The same cancels and sells straight on a paper exchange: no ledger, no API."""
+    from tests.infra.jobs.open_book import T0
+
+    broker = SimulatedBroker(SimulationConfig(starting_cash=Decimal(1_000_000)), path)
+    orders = [
+        Order(
+            ClientOrderId(f"r{i}"),
+            None,
+            f"R{i}/USDT",
+            Side.BUY,
+            Decimal(1),
+            T0,
+            T0,  # type: ignore[arg-type]
+            order_type=OrderType.LIMIT,
+            limit_price=Decimal(1),
+        )  # fmt: skip
+        for i in range(OPEN_ORDERS)
+    ]
+    for o in orders:
+        broker.place(o)
+    now = SystemClock().now()
+    started = time.perf_counter()
+    for o in orders:
+        broker.cancel(o.client_order_id, o.symbol)
+    for i in range(POSITIONS):
+        broker.place(
+            Order(
+                ClientOrderId(f"k{i}"),
+                None,
+                f"S{i}/USDT",
+                Side.SELL,
+                Decimal(1),
+                now,
+                now,  # type: ignore[arg-type]
+                origin=OrderOrigin.KILL_SWITCH,
+            )  # fmt: skip
+        )
+    return time.perf_counter() - started
+
+
+def _drop_bench_schemas(database_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from infra.ledger.database import engine_for
+
+    admin = create_engine(database_url)
+    with admin.begin() as conn:
+        names = conn.execute(
+            text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_%'")
+        ).scalars()
+        for name in list(names):
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+    admin.dispose()
+    engine_for.cache_clear()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    try:
+        runs = [one_run(args.database_url) for _ in range(args.repeats)]
+    finally:
+        if args.database_url:
+            _drop_bench_schemas(args.database_url)
+    request, cancelled, total, reference = (statistics.median(c) for c in zip(*runs, strict=True))
+    where = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"kill switch, {OPEN_ORDERS} open orders + {POSITIONS} positions, {where} ledger, "
+          f"paper exchange on disk, median of {args.repeats}")  # fmt: skip
+    print(f"request -> answer:        {request * 1000:8.1f} ms")
+    print(f"activation -> cancelled:  {cancelled * 1000:8.1f} ms")
+    print(f"activation -> all done:   {total * 1000:8.1f} ms   budget 1000 ms "
+          f"({total:.2f}x of budget)")  # fmt: skip
+    print(f"reference (exchange only): {reference * 1000:7.1f} ms   "
+          f"ratio ours / reference: {total / reference:.1f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
