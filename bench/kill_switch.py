@@ -29,7 +29,7 @@ from fastapi.testclient import TestClient
 from core.clock import SystemClock
 from core.orders import Order, OrderOrigin, OrderType
 from core.safety.signing import sign
-from core.types import ClientOrderId, Side
+from core.types import ClientOrderId, Side, Symbol
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.database import migrate
 from infra.ledger.repository import ledger_for
@@ -101,14 +101,14 @@ def broker_only(path: Path) -> float:
         Order(
             ClientOrderId(f"r{i}"),
             None,
-            f"R{i}/USDT",
+            Symbol(f"R{i}/USDT"),
             Side.BUY,
             Decimal(1),
             T0,
-            T0,  # type: ignore[arg-type]
+            T0,
             order_type=OrderType.LIMIT,
             limit_price=Decimal(1),
-        )  # fmt: skip
+        )
         for i in range(OPEN_ORDERS)
     ]
     for o in orders:
@@ -122,13 +122,13 @@ def broker_only(path: Path) -> float:
             Order(
                 ClientOrderId(f"k{i}"),
                 None,
-                f"S{i}/USDT",
+                Symbol(f"S{i}/USDT"),
                 Side.SELL,
                 Decimal(1),
                 now,
-                now,  # type: ignore[arg-type]
+                now,
                 origin=OrderOrigin.KILL_SWITCH,
-            )  # fmt: skip
+            )
         )
     return time.perf_counter() - started
 

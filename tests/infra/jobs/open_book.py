@@ -48,7 +48,7 @@ def record_order(
             RiskVerdict(()),
             order,
             t,
-        ),  # fmt: skip
+        ),
         "paper",
     )
     return order.client_order_id
