@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 import ccxt
@@ -15,6 +15,7 @@ from core.consensus import ConsensusConfig
 from core.decision import Sizing
 from core.features.registry import feature_set_version
 from core.ports import Broker
+from core.risk.breaker import BreakerConfig
 from core.risk.limits import RiskLimits
 from infra.alerts import Alerts
 from infra.brokers.dummy import DummyBroker
@@ -143,6 +144,16 @@ def decision_config(settings: Settings) -> DecisionConfig:
             settings.model_weight, settings.agent_weight, settings.consensus_threshold
         ),
         sizing=Sizing(settings.order_notional),
+        breaker=BreakerConfig(
+            max_daily_loss_pct=settings.breaker_daily_loss_pct,
+            max_drawdown_pct=settings.breaker_max_drawdown_pct,
+            max_consecutive_losses=settings.breaker_consecutive_losses,
+            min_win_rate=settings.breaker_min_win_rate,
+            win_rate_window=settings.breaker_win_rate_window,
+            min_sharpe=settings.breaker_min_sharpe,
+            sharpe_window=settings.breaker_sharpe_window,
+            cooldown=timedelta(hours=settings.breaker_cooldown_hours),
+        ),
         limits=RiskLimits(
             whitelist=frozenset(settings.whitelist),
             max_order_notional=settings.max_order_notional,

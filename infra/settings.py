@@ -96,6 +96,16 @@ class Settings(BaseSettings):
     exchange_api_key: SecretStr | None = None
     exchange_api_secret: SecretStr | None = None
 
+    # Circuit breaker: any threshold crossed halts trading for the cooldown.
+    breaker_daily_loss_pct: Decimal = Decimal("0.05")
+    breaker_max_drawdown_pct: Decimal = Decimal("0.15")
+    breaker_consecutive_losses: int = Field(6, ge=1)
+    breaker_min_win_rate: float = Field(0.25, ge=0, le=1)
+    breaker_win_rate_window: int = Field(20, ge=1)
+    breaker_min_sharpe: float = -0.5
+    breaker_sharpe_window: int = Field(30, ge=2)
+    breaker_cooldown_hours: float = Field(24, gt=0)
+
     # Safety
     close_positions_on_kill: bool = True  # kill switch: close every position (else freeze)
     alert_urls: Annotated[tuple[str, ...], NoDecode] = ()  # apprise URLs, comma-separated

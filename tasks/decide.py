@@ -47,6 +47,7 @@ def decide_candles(
         submit=lambda coid: submit_order(ledger, broker, coid),
         clock=None if replay else SystemClock(),
         on_candle=on_candle,
+        alerts=composition.alerts(settings),
     )
 
 

@@ -24,9 +24,12 @@ from core.features.order_book import book_features_at_closes
 from core.features.registry import FEATURE_NAMES
 from core.orders import Order, decision_id_for
 from core.ports import Broker
+from core.risk.breaker import BreakerConfig
 from core.risk.limits import RiskLimits
 from core.types import ClientOrderId, Symbol, to_decimal
+from infra.alerts import Alerts
 from infra.brokers.simulated import Bar, SimulatedBroker
+from infra.jobs.circuit_breaker import check_circuit_breaker
 from infra.jobs.execution import settle_simulated
 from infra.jobs.risk_snapshot import RiskSnapshots
 from infra.ledger.repository import Ledger
@@ -46,6 +49,7 @@ class DecisionConfig:
     consensus: ConsensusConfig
     sizing: Sizing
     limits: RiskLimits
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
 
 @dataclass
@@ -71,6 +75,7 @@ def run_decisions(
     submit: SubmitFn,
     clock: Clock | None = None,
     on_candle: Callable[[datetime], None] | None = None,
+    alerts: Alerts | None = None,
 ) -> DecisionRunReport:
     """Decide the newest `candles` closed candles. `clock=None` replays: `now` is each close."""
     step = timeframe_delta(cfg.timeframe)
@@ -92,6 +97,7 @@ def run_decisions(
     books = {s: _book_features(ledger, cfg, s, features[s].index[-candles:]) for s in cfg.symbols}
     report = DecisionRunReport()
     snapshots = RiskSnapshots(ledger, cfg.account, cfg.exchange, cfg.timeframe)
+    alerts = alerts or Alerts()
     for t in times:
         ts = t.to_pydatetime()
         for symbol in cfg.symbols:
@@ -111,6 +117,8 @@ def run_decisions(
             for s in cfg.symbols
             if candle_rows[s].index[0] <= t
         }
+        decided_at = ts + step if clock is None else clock.now()
+        check_circuit_breaker(ledger, snapshots, prices, decided_at, cfg.breaker, alerts)
         for symbol in cfg.symbols:
             if t not in candle_rows[symbol].index:
                 continue

@@ -29,6 +29,7 @@ from core.orders import (
     OrderType,
 )
 from core.portfolio import Position, apply_fill, cash_after
+from core.risk.breaker import TradeResult
 from core.risk.state import SafetyFlags, TradingState
 from core.types import ClientOrderId, DecisionId, Side, Symbol, to_decimal
 from infra.ledger.dialect import insert_for
@@ -535,6 +536,21 @@ class Ledger:
             )
             return sum(values, Decimal(0))
 
+    def closed_trades(
+        self, account: str, until: datetime | None = None, limit: int = 500
+    ) -> list[TradeResult]:
+        """Closing (sell) fills with their realised P&L, oldest first: the breaker's trades."""
+        q = select(FillRow.filled_at, FillRow.realised_pnl, FillRow.price, FillRow.quantity).where(
+            FillRow.account == account, FillRow.side == Side.SELL.value
+        )
+        if until is not None:
+            q = q.where(FillRow.filled_at <= until)
+        with self._factory() as s:
+            rows = s.execute(
+                q.order_by(FillRow.filled_at.desc(), FillRow.fill_id.desc()).limit(limit)
+            ).all()
+        return [TradeResult(t, pnl, price * qty) for t, pnl, price, qty in reversed(rows)]
+
     def daily_realised_pnl(self, account: str, at: datetime) -> Decimal:
         day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return self.realised_pnl_between(account, day, day + timedelta(days=1))
@@ -704,6 +720,44 @@ class Ledger:
                     request_timestamp=request_timestamp,
                 )
             )
+
+    def reset_circuit_breaker(
+        self,
+        reason: str,
+        signature: str,
+        now: datetime,
+        client: str | None,
+        request_timestamp: int | None,
+    ) -> None:
+        """An authenticated early reset; the signature may be used once (SignatureReplayed)."""
+        try:
+            with self._factory() as s, s.begin():
+                s.add(UsedSignatureRow(signature=signature, used_at=now))
+                s.flush()
+                row = s.get(SafetyStateRow, CIRCUIT_BREAKER, with_for_update=True)
+                was = bool(row and row.active)
+                if row is not None:
+                    row.active, row.reason, row.changed_at, row.until = False, reason, now, None
+                s.add(
+                    SafetyEventRow(
+                        at=now,
+                        control=CIRCUIT_BREAKER,
+                        step="reset_early" if was else "reset_not_tripped",
+                        detail={"reason": reason, "client": client},
+                    )
+                )
+                s.add(
+                    KillSwitchEventRow(
+                        at=now,
+                        action="breaker_reset",
+                        accepted=True,
+                        reason=reason,
+                        client=client,
+                        request_timestamp=request_timestamp,
+                    )
+                )
+        except IntegrityError as exc:
+            raise SignatureReplayed("signature already used") from exc
 
     def count_rejections(self, client: str | None, since: datetime) -> int:
         """Rejected safety requests from `client` since `since` (for per-client rate limits)."""

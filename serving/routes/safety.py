@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -10,10 +12,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from core.clock import Clock
 from core.risk.state import effective_state
 from core.safety.signing import verify
 from infra.jobs.kill_switch import engage
-from infra.ledger.repository import KILL_SWITCH, KillSwitchState, SignatureReplayed
+from infra.ledger.repository import (
+    CIRCUIT_BREAKER,
+    KILL_SWITCH,
+    KillSwitchState,
+    Ledger,
+    SignatureReplayed,
+)
+from infra.settings import Settings
 from serving.deps import AlertsDep, BrokerDep, ClockDep, LedgerDep, SettingsDep
 
 router = APIRouter(prefix="/safety", tags=["safety"])
@@ -25,6 +35,12 @@ SIGNATURE_HEADER = "X-Kill-Switch-Signature"
 class KillSwitchIn(BaseModel):
     model_config = {"extra": "forbid"}
     action: Literal["activate", "deactivate"]
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class BreakerResetIn(BaseModel):
+    model_config = {"extra": "forbid"}
+    action: Literal["reset"]
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -66,24 +82,35 @@ def status(ledger: LedgerDep, clock: ClockDep) -> dict[str, object]:
         "halted_by": None if cause is None else {"control": cause.value, "detail": detail},
         "kill_switch": KillSwitchOut.of(ledger.kill_switch()).model_dump(mode="json"),
         "kill_switch_steps": steps,
+        "circuit_breaker": _breaker(ledger),
         "recent_events": events,
     }
 
 
-@router.post("/kill-switch", response_model=KillSwitchOut)
-async def kill_switch(
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    action: str
+    reason: str
+    signature: str
+    timestamp: int
+    client: str | None
+    now: datetime
+    reject: Callable[[int, str], JSONResponse]
+
+
+async def _authenticate(
     request: Request,
-    ledger: LedgerDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    broker: BrokerDep,
-    alerts: AlertsDep,
-) -> JSONResponse:
+    ledger: Ledger,
+    settings: Settings,
+    clock: Clock,
+    model: type[KillSwitchIn] | type[BreakerResetIn],
+) -> SignedRequest | JSONResponse:
+    """Rate limit, parse, check headers, time window and HMAC; every refusal is recorded."""
     now = clock.now()
     client = request.client.host if request.client else None
     raw_ts = request.headers.get(TIMESTAMP_HEADER)
     signature = request.headers.get(SIGNATURE_HEADER)
-    body, body_error = _parse(await request.body())
+    body, body_error = _parse(await request.body(), model)
     action = body.action if body else None
     reason = body.reason if body else None
     timestamp = int(raw_ts) if raw_ts is not None and raw_ts.strip().isdigit() else None
@@ -115,12 +142,27 @@ async def kill_switch(
     )
     if refusal is not None:
         return reject(401, refusal)
+    return SignedRequest(body.action, body.reason, signature or "", timestamp, client, now, reject)
+
+
+@router.post("/kill-switch", response_model=KillSwitchOut)
+async def kill_switch(
+    request: Request,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    broker: BrokerDep,
+    alerts: AlertsDep,
+) -> JSONResponse:
+    req = await _authenticate(request, ledger, settings, clock, KillSwitchIn)
+    if isinstance(req, JSONResponse):
+        return req
     try:
         state = ledger.set_kill_switch(
-            body.action == "activate", body.reason, signature or "", now, client, timestamp
+            req.action == "activate", req.reason, req.signature, req.now, req.client, req.timestamp
         )
     except SignatureReplayed:
-        return reject(401, "signature already used (replay)")
+        return req.reject(401, "signature already used (replay)")
     out = KillSwitchOut.of(state)
     if state.active:
         # Runs before the answer: the caller learns what was cancelled and closed.
@@ -132,17 +174,50 @@ async def kill_switch(
         out.failures = report.cancel_failed + report.close_failed
         out.seconds = round(report.seconds_total, 4)
     else:
-        alerts.send("tradeflow kill switch released", f"reason: {body.reason}")
+        alerts.send("tradeflow kill switch released", f"reason: {req.reason}")
     return JSONResponse(out.model_dump(mode="json"))
 
 
-def _parse(raw: bytes) -> tuple[KillSwitchIn | None, str | None]:
+@router.post("/circuit-breaker")
+async def circuit_breaker_reset(
+    request: Request, ledger: LedgerDep, settings: SettingsDep, clock: ClockDep, alerts: AlertsDep
+) -> JSONResponse:
+    """Reset a tripped breaker before its cooldown ends: signed like the kill switch, with
+    action "reset" (HMAC over "reset:<timestamp>")."""
+    req = await _authenticate(request, ledger, settings, clock, BreakerResetIn)
+    if isinstance(req, JSONResponse):
+        return req
+    try:
+        ledger.reset_circuit_breaker(req.reason, req.signature, req.now, req.client, req.timestamp)
+    except SignatureReplayed:
+        return req.reject(401, "signature already used (replay)")
+    alerts.send("tradeflow circuit breaker reset early", f"reason: {req.reason}")
+    row = ledger.control(CIRCUIT_BREAKER)
+    return JSONResponse(
+        {"tripped": bool(row and row.active), "reason": req.reason, "reset_at": req.now.isoformat()}
+    )
+
+
+def _breaker(ledger: Ledger) -> dict[str, object]:
+    row = ledger.control(CIRCUIT_BREAKER)
+    if row is None:
+        return {"tripped": False, "reason": None, "until": None}
+    return {
+        "tripped": row.active,
+        "reason": row.reason,
+        "until": None if row.until is None else row.until.isoformat(),
+    }
+
+
+def _parse(
+    raw: bytes, model: type[KillSwitchIn] | type[BreakerResetIn]
+) -> tuple[KillSwitchIn | BreakerResetIn | None, str | None]:
     try:
         payload = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return None, f"body is not JSON: {exc}"
     try:
-        return KillSwitchIn.model_validate(payload), None
+        return model.model_validate(payload), None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()

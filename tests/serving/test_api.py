@@ -196,3 +196,35 @@ def test_kill_switch_when_a_client_keeps_failing_then_rate_limited_and_still_rec
     assert r.status_code == 429
     assert "too many rejected requests" in r.json()["detail"]
     assert events(ledger_url)[-1] == (False, r.json()["detail"])
+
+
+def test_breaker_reset_when_signed_then_cleared_and_forged_or_replayed_refused(
+    client: TestClient, ledger_url: str
+) -> None:
+    from datetime import timedelta
+
+    from infra.ledger.repository import CIRCUIT_BREAKER
+
+    ledger = ledger_for(ledger_url)
+    ledger.set_control(
+        CIRCUIT_BREAKER, True, "MAX_DRAWDOWN: 16%", NOW, until=NOW + timedelta(hours=24)
+    )
+    status = client.get("/api/v1/safety/status").json()
+    assert status["trading_state"] == "halted"
+    assert status["circuit_breaker"]["tripped"] is True
+    url = "/api/v1/safety/circuit-breaker"
+    wrong = client.post(url, json={"action": "reset", "reason": "x"}, headers=signed("activate"))
+    assert wrong.status_code == 401
+    assert wrong.json()["detail"] == "signature does not match"
+    good = client.post(url, json={"action": "reset", "reason": "reviewed"}, headers=signed("reset"))
+    assert good.status_code == 200
+    assert good.json()["tripped"] is False
+    replay = client.post(url, json={"action": "reset", "reason": "again"}, headers=signed("reset"))
+    assert replay.status_code == 401
+    assert client.get("/api/v1/safety/status").json()["trading_state"] == "active"
+    steps = [e.step for e in ledger.safety_events(CIRCUIT_BREAKER)]
+    assert steps == ["activated", "reset_early"]
+    bad_action = client.post(
+        url, json={"action": "activate", "reason": "x"}, headers=signed("reset")
+    )
+    assert bad_action.status_code == 422
