@@ -24,7 +24,8 @@ class FatalExchangeError(ExchangeError):
 def ccxt_errors(operation: str) -> Iterator[None]:
     try:
         yield
-    except (ccxt.NetworkError, ccxt.RateLimitExceeded) as exc:  # DDoS, timeouts, 5xx, 429
+    # OperationFailed: network, timeouts, DDoS/429, maintenance, an exchange's internal error.
+    except (ccxt.OperationFailed, ccxt.RateLimitExceeded) as exc:
         raise RetryableExchangeError(f"{operation}: {type(exc).__name__}: {exc}") from exc
     except ccxt.BaseError as exc:  # BadSymbol, AuthenticationError, ExchangeError …
         raise FatalExchangeError(f"{operation}: {type(exc).__name__}: {exc}") from exc

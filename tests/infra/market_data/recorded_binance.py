@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -60,7 +61,7 @@ class RecordedBinance(ccxt.binance):
                         "active": True,
                         "precision": {"amount": 0.00001, "price": 0.01},
                         "limits": {},
-                        "info": {},
+                        "info": {"orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"]},
                     }
                 )
                 for s in candles
@@ -82,15 +83,17 @@ class RecordedBinance(ccxt.binance):
 
 SPOT_FIXTURE = Path(__file__).parents[2] / "fixtures" / "ccxt_binance_spot.json"
 
-# Which recorded method answers which Binance REST path.
+# Which recorded method answers which Binance REST call.
 ENDPOINTS = {
-    "/api/v3/depth": "fetchOrderBook",
-    "/api/v3/aggTrades": "fetchTrades",
-    "/api/v3/order": "createOrder",
-    "/api/v3/openOrders": "fetchOpenOrders",
-    "/api/v3/allOrders": "fetchOrders",
-    "/api/v3/myTrades": "fetchMyTrades",
-    "/api/v3/account": "fetchBalance",
+    ("GET", "/api/v3/depth"): "fetchOrderBook",
+    ("GET", "/api/v3/aggTrades"): "fetchTrades",
+    ("POST", "/api/v3/order"): "createOrder",
+    ("GET", "/api/v3/order"): "fetchOrder",
+    ("DELETE", "/api/v3/order"): "cancelOrder",
+    ("GET", "/api/v3/openOrders"): "fetchOpenOrders",
+    ("GET", "/api/v3/allOrders"): "fetchOrders",
+    ("GET", "/api/v3/myTrades"): "fetchMyTrades",
+    ("GET", "/api/v3/account"): "fetchBalance",
 }
 
 
@@ -109,18 +112,35 @@ class RecordedSpotBinance(RecordedBinance):
         fault: Callable[[int, str], None] | None = None,
     ) -> None:
         super().__init__({s: pd.DataFrame() for s in symbols}, fault)
+        self.apiKey, self.secret = "recorded-key", "recorded-secret"
         self.cases = recorded_spot_cases()
         self.answers = answers or {}
         self.calls: list[tuple[str, str]] = []
+        self.bodies: list[str | None] = []
 
     def fetch(self, url, method="GET", headers=None, body=None):  # type: ignore[no-untyped-def]
         path = urlparse(url).path
         self.calls.append((method, url))
+        self.bodies.append(body)
         if self._fault is not None:
             self._fault(len(self.calls), url)
-        name = next((m for p, m in ENDPOINTS.items() if path.endswith(p)), None)
+        name = next(
+            (n for (m, p), n in ENDPOINTS.items() if m == method and path.endswith(p)), None
+        )
         if name is None:
             raise AssertionError(f"no recorded response for {method} {url}")
-        if name in self.answers:
-            return copy.deepcopy(self.answers[name])
-        return copy.deepcopy(self.cases[name]["httpResponse"])
+        answer = self.answers[name] if name in self.answers else self.cases[name]["httpResponse"]
+        if isinstance(answer, HttpError):
+            body = json.dumps(answer.body)
+            self.handle_errors(answer.status, "", url, method, {}, body, answer.body, {}, None)
+            self.handle_http_status_code(answer.status, "", url, method, body)
+            raise AssertionError(f"ccxt did not turn HTTP {answer.status} {body} into an error")
+        return copy.deepcopy(answer)
+
+
+@dataclass(frozen=True)
+class HttpError:
+    """An exchange error answer, turned into an exception by ccxt's own error mapping."""
+
+    status: int
+    body: dict[str, Any]
