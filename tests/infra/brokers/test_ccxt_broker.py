@@ -104,19 +104,21 @@ def test_open_orders_fills_and_balances_when_recorded_then_parsed_exactly() -> N
     }
 
 
+INSUFFICIENT = {"code": -2010, "msg": "Account has insufficient balance for requested action."}
+BAD_KEY = {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
+TOO_MANY = {"code": -1003, "msg": "Too many requests."}
+INTERNAL = {"code": -1001, "msg": "Internal error; unable to process your request."}
+
+
 @pytest.mark.parametrize(
     ("error", "kind", "name"),
     [
-        (
-            HttpError(400, {"code": -2010, "msg": "Account has insufficient balance for requested action."}),
-            FatalBrokerError,
-            "InsufficientFunds",
-        ),
-        (HttpError(401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}), FatalBrokerError, "AuthenticationError"),
-        (HttpError(429, {"code": -1003, "msg": "Too many requests."}), RetryableBrokerError, "DDoSProtection"),
-        (HttpError(503, {"code": -1001, "msg": "Internal error; unable to process your request."}), RetryableBrokerError, "OperationFailed"),
+        (HttpError(400, INSUFFICIENT), FatalBrokerError, "InsufficientFunds"),
+        (HttpError(401, BAD_KEY), FatalBrokerError, "AuthenticationError"),
+        (HttpError(429, TOO_MANY), RetryableBrokerError, "DDoSProtection"),
+        (HttpError(503, INTERNAL), RetryableBrokerError, "OperationFailed"),
     ],
-)  # fmt: skip
+)
 def test_place_when_exchange_refuses_then_error_translated_at_the_boundary(
     error: HttpError, kind: type[Exception], name: str
 ) -> None:
