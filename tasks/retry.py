@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from core.ports import RetryableBrokerError
 from infra.exchange_errors import RetryableExchangeError
 
-RETRYABLE = (RetryableExchangeError, RetryableBrokerError, ConnectionError, TimeoutError)
+# OperationalError: the database is unreachable for a moment; the work was not recorded and
+# nothing was sent without being recorded first, so the task may run again.
+RETRYABLE = (
+    RetryableExchangeError,
+    RetryableBrokerError,
+    ConnectionError,
+    TimeoutError,
+    OperationalError,
+)
 
 
 def only_retryable(task: Any, task_run: Any, state: Any) -> bool:

@@ -59,6 +59,9 @@ class SimulationConfig:
     seed: int = 0
     starting_cash: Decimal = Decimal("10000")
     quote: str = "USDT"
+    # False: like an exchange that does not enforce unique client ids, a second place() with
+    # the same id opens a second order. Fault tests use it to prove we never send twice.
+    unique_client_ids: bool = True
 
 
 @dataclass
@@ -121,9 +124,12 @@ class SimulatedBroker:
     # -- the Broker interface --------------------------------------------------------------
     @_locked
     def place(self, order: Order) -> BrokerOrder:
-        known = self._book.orders.get(order.client_order_id)
+        key: str = order.client_order_id
+        known = self._book.orders.get(key)
         if known is not None:
-            return known.order
+            if self.config.unique_client_ids:
+                return known.order
+            key = f"{key}#dup{len(self._book.orders)}"
         if self._rejects(order.client_order_id):
             raise FatalBrokerError(f"{order.client_order_id}: rejected by the simulated exchange")
         accepted = BrokerOrder(
@@ -136,9 +142,7 @@ class SimulatedBroker:
             filled=ZERO,
             limit_price=order.limit_price,
         )
-        self._book.orders[order.client_order_id] = _Resting(
-            accepted, order.market_time, order.order_type
-        )
+        self._book.orders[key] = _Resting(accepted, order.market_time, order.order_type)
         return accepted
 
     @_locked
@@ -168,6 +172,11 @@ class SimulatedBroker:
             for r in self._book.orders.values()
             if r.order.status.is_open and (symbol is None or r.order.symbol == symbol)
         ]
+
+    @_locked
+    def duplicated_orders(self) -> int:
+        """Orders opened a second time under a client id already held (never, if we behave)."""
+        return sum("#dup" in key for key in self._book.orders)
 
     @_locked
     def fills(self, symbol: Symbol, since: datetime | None = None) -> list[Fill]:

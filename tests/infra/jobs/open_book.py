@@ -28,8 +28,10 @@ def record_order(
     side: Side = Side.BUY,
     qty: str = "1",
     limit: str | None = None,
+    at: datetime | None = None,
 ) -> ClientOrderId:
-    t = T0 + timedelta(hours=n)
+    """A recorded decision and its order for the candle opening at `at` (default T0 + n h)."""
+    t = at or T0 + timedelta(hours=n)
     did = decision_id_for(ACCOUNT, symbol, "1h", t)
     order = Order(
         client_order_id_for(did), did, Symbol(symbol), side, Decimal(qty), t, t,

@@ -1,0 +1,324 @@
+"""Fault injection over decision -> order -> fill cycles on the simulated exchange.
+
+Faults, drawn from a seeded generator:
+- timeout_before: the request times out before the exchange saw it;
+- timeout_after: the exchange accepted the order, then the answer was lost;
+- rate_limited: HTTP 429;
+- db_outage: the ledger is unreachable for a few cycles (every call raises OperationalError);
+- duplicate_fill: a fill event is delivered twice;
+- kill: a separate process is SIGKILLed right after the exchange accepted its order (before
+  the ledger heard of it) or right before it sent it, then "restarted" with reconciliation.
+The exchange here does not enforce unique client ids (a second send opens a second order), so
+a duplicated order can only be prevented by our own lookup-before-send.
+
+Used by tests/faults (a few hundred cycles) and bench/faults.py (1,000+ and a report).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.exc import OperationalError
+
+from core.clock import FakeClock
+from core.orders import Order, OrderStatus
+from core.ports import BrokerOrder, RetryableBrokerError
+from core.types import Side, Symbol, to_decimal
+from infra.alerts import Alerts
+from infra.brokers.simulated import Bar, SimulatedBroker, SimulationConfig
+from infra.jobs.execution import follow_broker, submit_order
+from infra.jobs.reconcile import reconcile
+from infra.ledger.database import migrate
+from infra.ledger.repository import Ledger, ledger_for
+from tests.infra.jobs.open_book import ACCOUNT, record_order
+
+ROOT = Path(__file__).resolve().parents[2]
+D = Decimal
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    seed: int = 7
+    timeout_before: float = 0.04
+    timeout_after: float = 0.04
+    rate_limited: float = 0.04
+    duplicate_fill: float = 0.10
+    db_outage_every: int = 97  # cycles between outages
+    db_outage_cycles: int = 3
+    reconcile_every: int = 50
+    kills: int = 4
+
+
+@dataclass
+class FaultReport:
+    cycles: int = 0
+    orders: int = 0
+    fills: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    duplicated_orders: int = 0
+    lost_fills: int = 0
+    position_mismatches: int = 0
+    cash_mismatches: int = 0
+    placed_while_ledger_down: int = 0
+    reconciliations_failed: int = 0
+    seconds: float = 0.0
+
+
+class FlakyLedger:
+    """The ledger, unreachable while `down`: every call raises OperationalError."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._ledger, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise OperationalError("ledger call", {}, ConnectionError("ledger unreachable"))
+            return target(*args, **kwargs)
+
+        return call
+
+
+class FaultyExchange(SimulatedBroker):
+    def __init__(self, config: SimulationConfig, rng: random.Random, plan: FaultPlan) -> None:
+        super().__init__(config)
+        self.rng, self.plan = rng, plan
+        self.faults: Counter[str] = Counter()
+        self.ledger: FlakyLedger | None = None
+        self.placed_while_down = 0
+
+    def place(self, order: Order) -> BrokerOrder:
+        roll = self.rng.random()
+        p = self.plan
+        if roll < p.timeout_before:
+            self.faults["timeout_before"] += 1
+            raise RetryableBrokerError("read timeout before the exchange saw the order")
+        if roll < p.timeout_before + p.rate_limited:
+            self.faults["rate_limited"] += 1
+            raise RetryableBrokerError("HTTP 429 Too Many Requests")
+        if self.ledger is not None and self.ledger.down:
+            self.placed_while_down += 1
+        placed = super().place(order)
+        if roll < p.timeout_before + p.rate_limited + p.timeout_after:
+            self.faults["timeout_after"] += 1
+            raise RetryableBrokerError("read timeout after the exchange accepted the order")
+        return placed
+
+
+def real_bars(shared_data: Path, rows: int) -> dict[Symbol, list[Bar]]:
+    out = {}
+    for pair in ("BTC_USDT", "ETH_USDT"):
+        frame = pd.read_feather(
+            shared_data / "ohlcv/genetrader-binance-spot-2024" / f"{pair}-1h.feather"
+        )
+        frame = frame.head(rows)
+        columns = ("open", "high", "low", "close", "volume")
+        out[Symbol(pair.replace("_", "/"))] = [
+            Bar(r.date.to_pydatetime(), *(to_decimal(float(getattr(r, c))) for c in columns))
+            for r in frame.itertuples()
+        ]
+    return out
+
+
+def run_cycles(
+    ledger_url: str, shared_data: Path, cycles: int, plan: FaultPlan, work_dir: Path
+) -> FaultReport:
+    started = time.perf_counter()
+    migrate(ledger_url)
+    rng = random.Random(plan.seed)
+    ledger = FlakyLedger(ledger_for(ledger_url))
+    config = SimulationConfig(
+        starting_cash=D(1_000_000), unique_client_ids=False, fee_rate=D("0.001")
+    )
+    broker = FaultyExchange(config, rng, plan)
+    broker.ledger = ledger
+    bars = real_bars(shared_data, cycles + 2)
+    symbols = sorted(bars)
+    report = FaultReport()
+    ledger.ensure_account(ACCOUNT, config.starting_cash, bars[symbols[0]][0].open_time)
+    pending: list[str] = []  # orders decided but not yet acknowledged by the broker
+    for i in range(cycles):
+        symbol = symbols[i % len(symbols)]
+        bar = bars[symbol][i // len(symbols) + 1]
+        clock = FakeClock(bar.open_time)
+        ledger.down = plan.db_outage_every > 0 and i % plan.db_outage_every < plan.db_outage_cycles
+        if ledger.down and i % plan.db_outage_every == 0:
+            report.faults["db_outage"] += 1
+        report.cycles += 1
+        # The exchange trades this candle whatever state our side is in.
+        fills = broker.on_candle(symbol, bar)
+        report.fills += len(fills)
+        try:
+            # 1. fill events reach the ledger (some twice); order states follow the exchange
+            for fill in fills:
+                ledger.record_fill(ACCOUNT, fill)
+                if rng.random() < plan.duplicate_fill:
+                    report.faults["duplicate_fill"] += 1
+                    assert ledger.record_fill(ACCOUNT, fill) is False
+            for order in ledger.open_orders(ACCOUNT, symbol):
+                seen = broker.get_order(order.client_order_id, order.symbol)
+                if seen is not None and order.status is not OrderStatus.NEW:
+                    follow_broker(ledger, order, seen, clock)  # type: ignore[arg-type]
+            # 2. decide at this candle's close: buy when flat, sell what is held
+            held = ledger.positions(ACCOUNT).get(symbol)
+            if not ledger.open_orders(ACCOUNT, symbol):
+                quantity = (D(1000) / bar.close).quantize(D("0.00001"))
+                side = Side.BUY
+                if held and held.quantity:
+                    quantity, side = held.quantity, Side.SELL
+                pending.append(
+                    record_order(
+                        ledger,  # type: ignore[arg-type]
+                        symbol,
+                        i,
+                        side=side,
+                        qty=str(quantity),
+                        at=bar.open_time,
+                    )
+                )
+                report.orders += 1
+            # 3. send everything not yet acknowledged, each with a bounded retry loop
+            for coid in list(pending):
+                for _attempt in range(8):
+                    try:
+                        submit_order(ledger, broker, coid, clock)  # type: ignore[arg-type]
+                        pending.remove(coid)
+                        break
+                    except RetryableBrokerError:
+                        continue
+        except OperationalError:
+            # The ledger is down: nothing recorded and so nothing sent. Fills the exchange
+            # made meanwhile are missing from the ledger until reconciliation adopts them.
+            report.faults["fills_missed_in_outage"] += len(fills)
+            continue
+        if (i + 1) % plan.reconcile_every == 0:
+            outcome = reconcile(ledger, broker, ACCOUNT, symbols, clock, Alerts())  # type: ignore[arg-type]
+            report.reconciliations_failed += not outcome.passed
+    ledger.down = False
+    for coid in pending:  # finish what the last cycles left unsent
+        submit_order(ledger, broker, coid, clock)  # type: ignore[arg-type]
+    final = reconcile(ledger, broker, ACCOUNT, symbols, clock, Alerts())  # type: ignore[arg-type]
+    report.reconciliations_failed += not final.passed
+    report.faults.update(broker.faults)
+    _tally(report, ledger._ledger, broker, symbols)
+    report.placed_while_ledger_down = broker.placed_while_down
+    for k in range(plan.kills):
+        kill_episode(work_dir / f"kill-{k}", shared_data, report, before_send=k % 2 == 1)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _tally(
+    report: FaultReport, ledger: Ledger, broker: SimulatedBroker, symbols: list[Symbol]
+) -> None:
+    report.duplicated_orders += broker.duplicated_orders()
+    recorded = {f.fill_id for f in ledger.fills(ACCOUNT)}
+    for symbol in symbols:
+        report.lost_fills += sum(f.fill_id not in recorded for f in broker.fills(symbol))
+    ours = {s: p.quantity for s, p in ledger.positions(ACCOUNT).items()}
+    theirs = broker.positions(symbols)
+    report.position_mismatches += sum(ours.get(s, D(0)) != theirs[s] for s in symbols)
+    report.cash_mismatches += ledger.cash(ACCOUNT) != broker.balances()["USDT"].total
+
+
+# -- SIGKILL between the exchange and the ledger -------------------------------------------
+def kill_episode(folder: Path, shared_data: Path, report: FaultReport, before_send: bool) -> None:
+    """A child process submits one order and is SIGKILLed mid-way; the parent restarts from the
+    ledger and the exchange's book (both on disk), reconciles, and trades on."""
+    folder.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{folder / 'ledger.db'}"
+    migrate(url)
+    ledger = ledger_for(url)
+    config = SimulationConfig(starting_cash=D(1_000_000), unique_client_ids=False)
+    book = folder / "exchange.json"
+    broker = SimulatedBroker(config, book)
+    symbol = Symbol("BTC/USDT")
+    bar = real_bars(shared_data, 3)[symbol][1]
+    ledger.ensure_account(ACCOUNT, config.starting_cash, bar.open_time)
+    coid = record_order(ledger, symbol, 1, qty="0.01", at=bar.open_time - timedelta(hours=1))
+    marker = folder / "marker"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.faults.harness",
+            url,
+            str(book),
+            coid,
+            str(marker),
+            "before" if before_send else "after",
+        ],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"child exited early ({child.returncode}) or hung")
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    report.faults["kill_before_send" if before_send else "kill_after_accept"] += 1
+
+    # The restart: a new broker client over the same book, reconciliation first.
+    broker = SimulatedBroker(config, book)
+    clock = FakeClock(bar.open_time)
+    outcome = reconcile(ledger, broker, ACCOUNT, [symbol], clock, Alerts())
+    report.reconciliations_failed += not outcome.passed
+    submit_order(ledger, broker, coid, clock)  # the restarted task runs again: never twice
+    for fill in broker.on_candle(symbol, bar):
+        ledger.record_fill(ACCOUNT, fill)
+    final = reconcile(ledger, broker, ACCOUNT, [symbol], clock, Alerts())
+    report.reconciliations_failed += not final.passed
+    _tally(report, ledger, broker, [symbol])
+
+
+class _DieAround(SimulatedBroker):
+    """In the child: signal the parent (which then SIGKILLs us) before or after the send."""
+
+    def __init__(self, config: SimulationConfig, book: Path, marker: Path, when: str) -> None:
+        super().__init__(config, book)
+        self.marker, self.when = marker, when
+
+    def place(self, order: Order) -> BrokerOrder:
+        if self.when == "before":
+            self._hang()
+        placed = super().place(order)
+        self._hang()
+        return placed
+
+    def _hang(self) -> None:
+        self.marker.write_text("now")
+        time.sleep(600)
+
+
+def _child(url: str, book: str, coid: str, marker: str, when: str) -> None:
+    ledger = ledger_for(url)
+    config = SimulationConfig(starting_cash=D(1_000_000), unique_client_ids=False)
+    broker = _DieAround(config, Path(book), Path(marker), when)
+    order = ledger.get_order(coid)  # type: ignore[arg-type]
+    assert order is not None
+    submit_order(
+        ledger, broker, order.client_order_id, FakeClock(order.created_at + timedelta(hours=1))
+    )
+
+
+if __name__ == "__main__":
+    _child(*sys.argv[1:6])
