@@ -164,7 +164,8 @@ def check_size_and_precision(
 ) -> str | None:
     rules = limits.rules_for(order.symbol)
     if order.quantity <= 0:
-        return f"ORDER_SIZE_NOT_POSITIVE: {order.quantity}"
+        # A sell of nothing is reported once, by the position check (NO_POSITION_TO_SELL).
+        return None if order.side is Side.SELL else f"ORDER_SIZE_NOT_POSITIVE: {order.quantity}"
     if order.quantity != order.quantity.quantize(rules.amount_step, ROUND_DOWN):
         return f"AMOUNT_PRECISION: {order.quantity} is not a multiple of {rules.amount_step}"
     if order.limit_price is not None and order.limit_price % rules.price_step:
