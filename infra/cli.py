@@ -224,11 +224,13 @@ def _print_summary(settings: Settings, report, summary, elapsed: float) -> None:
 
 @app.command("sign-kill-switch")
 def sign_kill_switch(
-    action: Annotated[str, typer.Argument(help="activate or deactivate")],
+    action: Annotated[
+        str, typer.Argument(help="activate or deactivate (kill switch), reset (breaker)")
+    ],
     reason: Annotated[str, typer.Option(help="why, recorded in the ledger")] = "manual",
     url: Annotated[str, typer.Option(help="API base URL")] = "http://127.0.0.1:8000",
 ) -> None:
-    """Print a curl command with a fresh HMAC signature for the kill switch."""
+    """Print a curl command with a fresh HMAC signature for the kill switch or the breaker."""
     import json
     import shlex
 
@@ -238,17 +240,48 @@ def sign_kill_switch(
     if settings.kill_switch_secret is None:
         console.print("[red]TRADEFLOW_KILL_SWITCH_SECRET is not set[/]")
         raise typer.Exit(2)
-    if action not in ("activate", "deactivate"):
-        console.print("[red]action must be 'activate' or 'deactivate'[/]")
+    if action not in ("activate", "deactivate", "reset"):
+        console.print("[red]action must be 'activate', 'deactivate' or 'reset'[/]")
         raise typer.Exit(2)
+    route = "circuit-breaker" if action == "reset" else "kill-switch"
     ts = int(time.time())
     sig = sign(settings.kill_switch_secret.get_secret_value(), action, ts)
     body = json.dumps({"action": action, "reason": reason})
     typer.echo(
-        f"curl -sS -X POST {url}/api/v1/safety/kill-switch -H 'Content-Type: application/json' "
+        f"curl -sS -X POST {url}/api/v1/safety/{route} -H 'Content-Type: application/json' "
         f"-H 'X-Kill-Switch-Timestamp: {ts}' -H 'X-Kill-Switch-Signature: {sig}' "
         f"-d {shlex.quote(body)}"
     )
+
+
+@app.command("trading-state")
+def trading_state(
+    state: Annotated[str, typer.Argument(help="active, reducing or halted")],
+    reason: Annotated[str, typer.Option(help="why, recorded in the ledger")] = "operator",
+) -> None:
+    """Set the operator's trading state (whoever can run this can write the ledger anyway).
+    The effective state is the most restrictive of this, the kill switch, the breaker and
+    reconciliation."""
+    from core.clock import SystemClock
+    from core.risk.state import TradingState, effective_state
+    from infra import composition
+    from infra.ledger.repository import OPERATOR
+
+    try:
+        wanted = TradingState(state)
+    except ValueError:
+        console.print("[red]state must be active, reducing or halted[/]")
+        raise typer.Exit(2) from None
+    settings = _settings()
+    ledger = composition.ledger(settings)
+    now = SystemClock().now()
+    ledger.set_control(
+        OPERATOR, wanted is not TradingState.ACTIVE, wanted.value, now, detail={"why": reason}
+    )
+    effective, cause, detail = effective_state(ledger.safety_flags(now))
+    console.print(f"operator state {wanted.value}; effective {effective.value}" + (
+        f" ({cause.value}: {detail})" if cause else ""
+    ))  # fmt: skip
 
 
 @app.command()

@@ -20,6 +20,7 @@ class HaltCause(StrEnum):
     NOT_RECONCILED = "not_reconciled"  # after a restart, until the first reconciliation passes
     DAILY_LOSS = "daily_loss"  # moves ACTIVE to REDUCING
     OPERATOR = "operator"
+    CLEARED = "cleared"  # back to ACTIVE: every control released
 
 
 @dataclass(frozen=True, slots=True)

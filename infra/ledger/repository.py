@@ -30,7 +30,13 @@ from core.orders import (
 )
 from core.portfolio import Position, apply_fill, cash_after
 from core.risk.breaker import TradeResult
-from core.risk.state import SafetyFlags, TradingState
+from core.risk.state import (
+    HaltCause,
+    SafetyFlags,
+    StateChange,
+    TradingState,
+    effective_state,
+)
 from core.types import ClientOrderId, DecisionId, Side, Symbol, to_decimal
 from infra.ledger.dialect import insert_for
 from infra.ledger.microstructure import MicrostructureStore
@@ -53,6 +59,7 @@ log = logging.getLogger(__name__)
 KILL_SWITCH = "kill_switch"
 CIRCUIT_BREAKER = "circuit_breaker"
 RECONCILIATION = "reconciliation"  # active: not yet reconciled since start, or differences found
+TRADING_STATE = "trading_state"  # safety_events only: each change of the effective state
 OPERATOR = "operator"  # reason holds the state an operator asked for (reducing, halted)
 _CANDLE_BATCH = 2000
 
@@ -616,6 +623,7 @@ class Ledger:
                     | ({"until": until.isoformat()} if until else {}),
                 )
             )
+        self.note_trading_state(now)
 
     def record_safety_event(
         self, control: str, step: str, detail: dict[str, object], now: datetime
@@ -630,6 +638,31 @@ class Ledger:
         with self._factory() as s:
             rows = list(s.scalars(q.order_by(SafetyEventRow.id.desc()).limit(limit)))
         return rows[::-1]
+
+    def note_trading_state(self, now: datetime) -> StateChange | None:
+        """Record a change of the effective trading state (ACTIVE/REDUCING/HALTED) with its
+        cause, when the controls just moved it; None when it did not change."""
+        current, cause, detail = effective_state(self.safety_flags(now))
+        with self._factory() as s, s.begin():
+            last = s.scalar(
+                select(SafetyEventRow)
+                .where(SafetyEventRow.control == TRADING_STATE)
+                .order_by(SafetyEventRow.id.desc())
+                .limit(1)
+            )
+            previous = TradingState(last.step) if last is not None else TradingState.ACTIVE
+            if previous is current:
+                return None
+            why = cause or HaltCause.CLEARED
+            s.add(
+                SafetyEventRow(
+                    at=now,
+                    control=TRADING_STATE,
+                    step=current.value,
+                    detail={"previous": previous.value, "cause": why.value, "detail": detail},
+                )
+            )
+        return StateChange(previous, current, why, detail, now)
 
     def safety_flags(self, now: datetime | None = None) -> SafetyFlags:
         """The controls as the gate sees them at `now`: a breaker whose cooldown has ended no
@@ -697,6 +730,7 @@ class Ledger:
                 )
         except IntegrityError as exc:
             raise SignatureReplayed("signature already used") from exc
+        self.note_trading_state(now)
         return state
 
     def record_kill_switch_rejection(
@@ -758,6 +792,7 @@ class Ledger:
                 )
         except IntegrityError as exc:
             raise SignatureReplayed("signature already used") from exc
+        self.note_trading_state(now)
 
     def count_rejections(self, client: str | None, since: datetime) -> int:
         """Rejected safety requests from `client` since `since` (for per-client rate limits)."""

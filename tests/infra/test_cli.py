@@ -52,3 +52,23 @@ def test_sign_kill_switch_when_no_secret_then_exit_2_naming_the_variable(
     get_settings.cache_clear()
     assert result.exit_code == 2
     assert "TRADEFLOW_KILL_SWITCH_SECRET" in result.output
+
+
+def test_trading_state_when_operator_sets_reducing_then_effective_state_and_transition_recorded(
+    app_settings,  # type: ignore[no-untyped-def]
+) -> None:
+    from infra import composition
+    from infra.ledger.repository import TRADING_STATE
+
+    result = runner.invoke(app, ["trading-state", "reducing", "--reason", "news risk"])
+    assert result.exit_code == 0, result.output
+    assert "effective reducing (operator" in result.output
+    ledger = composition.ledger(app_settings())
+    back = runner.invoke(app, ["trading-state", "active"])
+    assert "effective active" in back.output
+    changes = [
+        (e.step, e.detail["previous"], e.detail["cause"])
+        for e in ledger.safety_events(TRADING_STATE)
+    ]
+    assert changes == [("reducing", "active", "operator"), ("active", "reducing", "cleared")]
+    assert runner.invoke(app, ["trading-state", "sideways"]).exit_code == 2

@@ -100,3 +100,18 @@ def test_submit_when_kill_switch_active_then_decided_order_cancelled_not_sent(
     out = submit_order(ledger, broker, coid, FakeClock(NOW))
     assert out.status is OrderStatus.CANCELLED
     assert broker.get_order(coid, out.symbol) is None
+
+
+def test_kill_switch_when_activated_and_released_then_trading_state_changes_recorded_with_cause(
+    ledger: Ledger,
+) -> None:
+    from infra.ledger.repository import TRADING_STATE
+
+    ledger.ensure_account(ACCOUNT, Decimal(1000), T0)
+    activate(ledger)
+    ledger.set_kill_switch(False, "drill over", "sig-2", NOW, "test", int(NOW.timestamp()))
+    changes = [
+        (e.step, e.detail["previous"], e.detail["cause"])
+        for e in ledger.safety_events(TRADING_STATE)
+    ]
+    assert changes == [("halted", "active", "kill_switch"), ("active", "halted", "cleared")]
