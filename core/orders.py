@@ -169,18 +169,21 @@ class Order:
             raise Overfill(
                 f"{self.client_order_id}: fill of {quantity} would make {filled} of {self.quantity}"
             )
-        if filled == self.quantity:
-            status = OrderStatus.FILLED
-        elif self.status is OrderStatus.CANCEL_PENDING:
-            status = OrderStatus.CANCEL_PENDING
-        else:
-            status = OrderStatus.PARTIALLY_FILLED
         return replace(
             self,
-            status=status,
+            status=status_after_fill(self.status, filled, self.quantity),
             filled_quantity=filled,
             filled_cost=self.filled_cost + price * quantity,
         )
+
+
+def status_after_fill(current: OrderStatus, filled: Decimal, quantity: Decimal) -> OrderStatus:
+    """Complete: FILLED. Otherwise a pending cancel stays pending (it may still win)."""
+    if filled == quantity:
+        return OrderStatus.FILLED
+    if current is OrderStatus.CANCEL_PENDING:
+        return OrderStatus.CANCEL_PENDING
+    return OrderStatus.PARTIALLY_FILLED
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,17 @@ class FatalExchangeError(ExchangeError):
 
 
 @contextmanager
-def ccxt_errors(operation: str) -> Iterator[None]:
+def ccxt_errors(
+    operation: str,
+    retryable: type[Exception] = RetryableExchangeError,
+    fatal: type[Exception] = FatalExchangeError,
+) -> Iterator[None]:
+    """ccxt's OperationFailed family (network, timeouts, DDoS/429, maintenance, an exchange's
+    internal error: the outcome may be unknown) becomes `retryable`; every other ccxt error
+    (bad symbol, authentication, insufficient funds, invalid order …) becomes `fatal`."""
     try:
         yield
-    # OperationFailed: network, timeouts, DDoS/429, maintenance, an exchange's internal error.
     except (ccxt.OperationFailed, ccxt.RateLimitExceeded) as exc:
-        raise RetryableExchangeError(f"{operation}: {type(exc).__name__}: {exc}") from exc
-    except ccxt.BaseError as exc:  # BadSymbol, AuthenticationError, ExchangeError …
-        raise FatalExchangeError(f"{operation}: {type(exc).__name__}: {exc}") from exc
+        raise retryable(f"{operation}: {type(exc).__name__}: {exc}") from exc
+    except ccxt.BaseError as exc:
+        raise fatal(f"{operation}: {type(exc).__name__}: {exc}") from exc

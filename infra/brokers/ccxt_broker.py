@@ -10,8 +10,8 @@ insufficient funds, invalid orders, bad symbols and authentication are FatalBrok
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -21,6 +21,7 @@ import ccxt
 from core.orders import Fill, Order, OrderStatus, OrderType
 from core.ports import Balance, BrokerOrder, FatalBrokerError, RetryableBrokerError
 from core.types import ClientOrderId, Side, Symbol
+from infra.exchange_errors import ccxt_errors
 
 ZERO = Decimal(0)
 
@@ -33,16 +34,8 @@ _STATUS = {
 }
 
 
-@contextmanager
-def broker_errors(operation: str) -> Iterator[None]:
-    try:
-        yield
-    # OperationFailed is ccxt's family for "may succeed later" (network, timeouts, rate limits,
-    # an exchange's internal error): the outcome of a send is unknown, so look up, then retry.
-    except (ccxt.OperationFailed, ccxt.RateLimitExceeded) as exc:
-        raise RetryableBrokerError(f"{operation}: {type(exc).__name__}: {exc}") from exc
-    except ccxt.BaseError as exc:
-        raise FatalBrokerError(f"{operation}: {type(exc).__name__}: {exc}") from exc
+def broker_errors(operation: str) -> AbstractContextManager[None]:
+    return ccxt_errors(operation, RetryableBrokerError, FatalBrokerError)
 
 
 def _dec(value: object) -> Decimal:

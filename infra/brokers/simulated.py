@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from filelock import FileLock
 
-from core.orders import Fill, Order, OrderStatus, OrderType
+from core.orders import Fill, Order, OrderStatus, OrderType, status_after_fill
 from core.ports import Balance, BrokerOrder, FatalBrokerError
 from core.types import ClientOrderId, Side, Symbol
 
@@ -245,12 +245,7 @@ class SimulatedBroker:
         self._book.assets[self.config.quote] = quote - sign * price * qty - fee
         filled = order.filled + qty
         cost = (order.average_price or ZERO) * order.filled + price * qty
-        if filled == order.quantity:
-            status = OrderStatus.FILLED
-        elif order.status is OrderStatus.CANCEL_PENDING:
-            status = OrderStatus.CANCEL_PENDING
-        else:
-            status = OrderStatus.PARTIALLY_FILLED
+        status = status_after_fill(order.status, filled, order.quantity)
         resting.order = replace(order, filled=filled, average_price=cost / filled, status=status)
         resting.fills += 1
         return Fill(

@@ -6,7 +6,8 @@ Each public method is one transaction: it commits whole or writes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -693,6 +694,37 @@ class Ledger:
                 return KillSwitchState(False, None, None)
             return KillSwitchState(row.active, row.reason, row.changed_at)
 
+    @contextmanager
+    def _signed(
+        self,
+        signature: str,
+        now: datetime,
+        action: str,
+        reason: str | None,
+        client: str | None,
+        request_timestamp: int | None,
+    ) -> Iterator[Session]:
+        """One transaction for an authenticated safety request: the signature is used up (a
+        replay raises SignatureReplayed) and the accepted attempt recorded with the change."""
+        try:
+            with self._factory() as s, s.begin():
+                s.add(UsedSignatureRow(signature=signature, used_at=now))
+                s.flush()
+                yield s
+                s.add(
+                    KillSwitchEventRow(
+                        at=now,
+                        action=action,
+                        accepted=True,
+                        reason=reason,
+                        client=client,
+                        request_timestamp=request_timestamp,
+                    )
+                )
+        except IntegrityError as exc:
+            raise SignatureReplayed("signature already used") from exc
+        self.note_trading_state(now)
+
     def set_kill_switch(
         self,
         active: bool,
@@ -703,34 +735,19 @@ class Ledger:
         request_timestamp: int | None,
     ) -> KillSwitchState:
         """Apply an authenticated request; a signature may be used once (SignatureReplayed)."""
-        try:
-            with self._factory() as s, s.begin():
-                s.add(UsedSignatureRow(signature=signature, used_at=now))
-                s.flush()
-                row = s.get(SafetyStateRow, KILL_SWITCH, with_for_update=True)
-                if row is None:
-                    row = SafetyStateRow(
-                        control=KILL_SWITCH, active=active, reason=reason, changed_at=now
-                    )
-                    s.add(row)
-                elif row.active != active:
-                    row.active, row.reason, row.changed_at = active, reason, now
-                # else: already in that state; the first activation's time and reason stand,
-                # so a repeated activation is a no-op that finds the same closing orders.
-                state = KillSwitchState(row.active, row.reason, row.changed_at)
-                s.add(
-                    KillSwitchEventRow(
-                        at=now,
-                        action="activate" if active else "deactivate",
-                        accepted=True,
-                        reason=reason,
-                        client=client,
-                        request_timestamp=request_timestamp,
-                    )
+        action = "activate" if active else "deactivate"
+        with self._signed(signature, now, action, reason, client, request_timestamp) as s:
+            row = s.get(SafetyStateRow, KILL_SWITCH, with_for_update=True)
+            if row is None:
+                row = SafetyStateRow(
+                    control=KILL_SWITCH, active=active, reason=reason, changed_at=now
                 )
-        except IntegrityError as exc:
-            raise SignatureReplayed("signature already used") from exc
-        self.note_trading_state(now)
+                s.add(row)
+            elif row.active != active:
+                row.active, row.reason, row.changed_at = active, reason, now
+            # else: already in that state; the first activation's time and reason stand,
+            # so a repeated activation is a no-op that finds the same closing orders.
+            state = KillSwitchState(row.active, row.reason, row.changed_at)
         return state
 
     def record_kill_switch_rejection(
@@ -764,35 +781,19 @@ class Ledger:
         request_timestamp: int | None,
     ) -> None:
         """An authenticated early reset; the signature may be used once (SignatureReplayed)."""
-        try:
-            with self._factory() as s, s.begin():
-                s.add(UsedSignatureRow(signature=signature, used_at=now))
-                s.flush()
-                row = s.get(SafetyStateRow, CIRCUIT_BREAKER, with_for_update=True)
-                was = bool(row and row.active)
-                if row is not None:
-                    row.active, row.reason, row.changed_at, row.until = False, reason, now, None
-                s.add(
-                    SafetyEventRow(
-                        at=now,
-                        control=CIRCUIT_BREAKER,
-                        step="reset_early" if was else "reset_not_tripped",
-                        detail={"reason": reason, "client": client},
-                    )
+        with self._signed(signature, now, "breaker_reset", reason, client, request_timestamp) as s:
+            row = s.get(SafetyStateRow, CIRCUIT_BREAKER, with_for_update=True)
+            was = bool(row and row.active)
+            if row is not None:
+                row.active, row.reason, row.changed_at, row.until = False, reason, now, None
+            s.add(
+                SafetyEventRow(
+                    at=now,
+                    control=CIRCUIT_BREAKER,
+                    step="reset_early" if was else "reset_not_tripped",
+                    detail={"reason": reason, "client": client},
                 )
-                s.add(
-                    KillSwitchEventRow(
-                        at=now,
-                        action="breaker_reset",
-                        accepted=True,
-                        reason=reason,
-                        client=client,
-                        request_timestamp=request_timestamp,
-                    )
-                )
-        except IntegrityError as exc:
-            raise SignatureReplayed("signature already used") from exc
-        self.note_trading_state(now)
+            )
 
     def count_rejections(self, client: str | None, since: datetime) -> int:
         """Rejected safety requests from `client` since `since` (for per-client rate limits)."""
