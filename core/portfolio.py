@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -65,3 +65,17 @@ def total_exposure(
     positions: Mapping[Symbol, Position], prices: Mapping[Symbol, Decimal]
 ) -> Decimal:
     return sum((p.notional(prices[s]) for s, p in positions.items() if p.quantity), ZERO)
+
+
+def equity_path(starting_cash: Decimal, fills: Iterable[Fill]) -> Iterator[Decimal]:
+    """The account's equity after each fill, every position valued at its latest fill price
+    (the only prices the fills themselves carry): the curve a drawdown is measured on."""
+    cash = starting_cash
+    held: dict[Symbol, Decimal] = {}
+    last: dict[Symbol, Decimal] = {}
+    for fill in fills:
+        cash = cash_after(cash, fill)
+        sign = 1 if fill.side is Side.BUY else -1
+        held[fill.symbol] = held.get(fill.symbol, ZERO) + sign * fill.quantity
+        last[fill.symbol] = fill.price
+        yield cash + sum((q * last[s] for s, q in held.items()), ZERO)

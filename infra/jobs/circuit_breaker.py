@@ -8,14 +8,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from core.portfolio import cash_after, replay_fills
+from core.portfolio import equity_path
 from core.risk.breaker import BreakerConfig, BreakerInputs, BreakerReading, read, trips
-from core.types import Symbol
 from infra.alerts import Alerts
 from infra.jobs.risk_snapshot import RiskSnapshots
 from infra.ledger.repository import CIRCUIT_BREAKER, Ledger
-
-ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,30 +63,14 @@ def _inputs(
     ledger: Ledger, snapshots: RiskSnapshots, prices: Mapping[str, Decimal], now: datetime
 ) -> BreakerInputs:
     account = snapshots.account
+    state = snapshots.snapshot(prices, now)  # equity now and at 00:00 UTC, from the ledger
     fills = [f for f in ledger.fills(account) if f.filled_at <= now]
-    cash = ledger.starting_cash(account)
-    peak = cash
-    last_price: dict[Symbol, Decimal] = {}
-    held: dict[Symbol, Decimal] = {}
-    for fill in fills:  # the equity after each fill, valued at the latest fill prices
-        cash = cash_after(cash, fill)
-        last_price[fill.symbol] = fill.price
-        sign = 1 if fill.side.value == "buy" else -1
-        held[fill.symbol] = held.get(fill.symbol, ZERO) + sign * fill.quantity
-        peak = max(peak, cash + sum((q * last_price[s] for s, q in held.items()), ZERO))
-    positions = replay_fills(fills)
-    equity_now = cash + sum(
-        (
-            p.quantity * Decimal(prices.get(s, last_price.get(s, p.avg_price)))
-            for s, p in positions.items()
-        ),
-        ZERO,
-    )
+    peak = max(ledger.starting_cash(account), *equity_path(ledger.starting_cash(account), fills))
     return BreakerInputs(
         trades=ledger.closed_trades(account, until=now),
-        equity_now=equity_now,
-        day_start_equity=snapshots.day_start_equity(now),
-        peak_equity=max(peak, equity_now),
+        equity_now=state.equity,
+        day_start_equity=state.day_start_equity,
+        peak_equity=max(peak, state.equity),
     )
 
 

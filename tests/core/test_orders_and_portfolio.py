@@ -71,3 +71,13 @@ def test_apply_fill_when_selling_more_than_held_then_oversell() -> None:
 def test_cash_after_when_buy_and_sell_then_exact_decimal() -> None:
     cash = cash_after(Decimal("100.10"), fill(Side.BUY, "0.1", "0.3", "0.01"))
     assert cash == Decimal("100.10") - Decimal("0.03") - Decimal("0.01")
+
+
+def test_equity_path_when_buy_then_sell_then_equity_after_each_fill_at_its_prices() -> None:
+    from core.portfolio import equity_path
+
+    fills = [
+        fill(Side.BUY, "0.1", "60000", "6"),  # cash 3994, holds 0.1 @ 60000 -> 9994
+        fill(Side.SELL, "0.1", "61000", "6.1"),  # cash 10093.9, flat
+    ]
+    assert list(equity_path(Decimal(10000), fills)) == [Decimal("9994"), Decimal("10093.9")]

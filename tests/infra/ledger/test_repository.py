@@ -177,31 +177,6 @@ def test_kill_switch_when_set_then_persists_and_replayed_signature_refused(ledge
     assert [e.accepted for e in events] == [True]
 
 
-def test_daily_realised_pnl_when_fills_on_two_days_then_only_that_day(ledger: Ledger) -> None:
-    ledger.ensure_account("paper", Decimal("10000"), T0)
-    for day, (t, pnl) in enumerate(((T0, "-1.5"), (T0 + timedelta(days=1), "-2.25"))):
-        d = make_decision(t)
-        ledger.record_decision(d, "paper")
-        coid = d.order.client_order_id  # type: ignore[union-attr]
-        ledger.transition_order(coid, OrderEvent.SUBMIT, t)
-        fee = Decimal(pnl).copy_negate()
-        ledger.record_fill(
-            "paper",
-            Fill(
-                coid,
-                Symbol("BTC/USDT"),
-                Side.BUY,
-                Decimal("0.01753"),
-                Decimal("100"),
-                fee,
-                t,
-                f"f{day}",
-            ),
-        )
-    assert ledger.daily_realised_pnl("paper", T0) == Decimal("-1.5")
-    assert ledger.daily_realised_pnl("paper", T0 + timedelta(days=1)) == Decimal("-2.25")
-
-
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
