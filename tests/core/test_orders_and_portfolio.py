@@ -78,6 +78,6 @@ def test_equity_path_when_buy_then_sell_then_equity_after_each_fill_at_its_price
 
     fills = [
         fill(Side.BUY, "0.1", "60000", "6"),  # cash 3994, holds 0.1 @ 60000 -> 9994
-        fill(Side.SELL, "0.1", "61000", "6.1"),  # cash 10093.9, flat
+        fill(Side.SELL, "0.1", "61000", "6.1"),  # cash 3994 + 6100 - 6.1, flat
     ]
-    assert list(equity_path(Decimal(10000), fills)) == [Decimal("9994"), Decimal("10093.9")]
+    assert list(equity_path(Decimal(10000), fills)) == [Decimal("9994"), Decimal("10087.9")]
