@@ -49,9 +49,8 @@ class CcxtBroker:
         self._client_ids: dict[str, ClientOrderId] = {}  # exchange order id -> ours
 
     def place(self, order: Order) -> BrokerOrder:
-        known = self.get_order(order.client_order_id, order.symbol)
-        if known is not None:
-            return known
+        """Send as is. Callers look the client id up first (submit_order does), so a send whose
+        answer was lost is found, not repeated, without a second lookup here."""
         with broker_errors(f"{self.name} create_order {order.client_order_id}"):
             raw = self.exchange.create_order(
                 order.symbol,
@@ -117,6 +116,15 @@ class CcxtBroker:
 
     # -- ccxt structures -> ours -----------------------------------------------------------
     def _order(self, raw: dict[str, Any], client_order_id: str | None = None) -> BrokerOrder:
+        try:
+            return self._parse_order(raw, client_order_id)
+        except (KeyError, ValueError, ArithmeticError) as exc:
+            raise FatalBrokerError(
+                f"{self.name}: order payload not understood ({type(exc).__name__}: {exc}): "
+                f"{_summary(raw)}"
+            ) from exc
+
+    def _parse_order(self, raw: dict[str, Any], client_order_id: str | None) -> BrokerOrder:
         coid = ClientOrderId(client_order_id or raw.get("clientOrderId") or "")
         if raw.get("id"):
             self._client_ids[str(raw["id"])] = coid
@@ -138,15 +146,28 @@ class CcxtBroker:
         )
 
     def _fill(self, trade: dict[str, Any]) -> Fill:
+        if not trade.get("order"):
+            raise FatalBrokerError(f"{self.name}: trade without an order id: {_summary(trade)}")
         exchange_id = str(trade["order"])
         coid = self._client_ids.get(exchange_id)
         if coid is None:
             with broker_errors(f"{self.name} fetch_order {exchange_id}"):
                 raw = self.exchange.fetch_order(exchange_id, trade["symbol"])
             coid = self._order(raw).client_order_id
+        try:
+            return self._parse_fill(trade, coid)
+        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+            raise FatalBrokerError(
+                f"{self.name}: trade payload not understood ({type(exc).__name__}: {exc}): "
+                f"{_summary(trade)}"
+            ) from exc
+
+    def _parse_fill(self, trade: dict[str, Any], coid: ClientOrderId) -> Fill:
         symbol = Symbol(str(trade["symbol"]))
         base, quote = symbol.split("/")[0], symbol.split("/")[1].split(":")[0]
         price, amount = _dec(trade["price"]), _dec(trade["amount"])
+        if price <= 0 or amount <= 0 or trade.get("timestamp") is None or not trade.get("id"):
+            raise ValueError("a trade needs an id, a time and a positive price and amount")
         fee = trade.get("fee") or {}
         fee_cost, fee_ccy = _dec(fee.get("cost")), fee.get("currency")
         if fee_ccy == base:  # taken from what was bought: count it in quote at the fill price
@@ -166,3 +187,8 @@ class CcxtBroker:
             filled_at=datetime.fromtimestamp(int(trade["timestamp"]) / 1000, tz=UTC),
             fill_id=f"{self.name}-{trade['id']}",
         )
+
+
+def _summary(raw: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "clientOrderId", "order", "symbol", "side", "status", "price", "amount")
+    return {k: raw.get(k) for k in keys if k in raw}

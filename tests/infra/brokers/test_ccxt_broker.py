@@ -11,7 +11,10 @@ import pytest
 from core.orders import Order, OrderStatus, OrderType
 from core.ports import FatalBrokerError, RetryableBrokerError
 from core.types import ClientOrderId, Side, Symbol
+from core.clock import FakeClock
 from infra.brokers.ccxt_broker import CcxtBroker
+from infra.jobs.execution import submit_order
+from tests.infra.jobs.open_book import record_order
 from tests.infra.market_data.recorded_binance import HttpError, RecordedSpotBinance
 
 T0 = datetime(2025, 1, 23, tzinfo=UTC)
@@ -27,12 +30,11 @@ def sol_limit_buy() -> Order:
     )  # fmt: skip
 
 
-def test_place_when_not_at_the_exchange_then_created_with_our_client_id() -> None:
-    ex = RecordedSpotBinance(answers={"fetchOrder": NOT_FOUND})
+def test_place_when_sent_then_created_with_our_client_id_in_one_request() -> None:
+    ex = RecordedSpotBinance()
     placed = CcxtBroker(ex).place(sol_limit_buy())
-    assert [m for m, _ in ex.calls] == ["GET", "POST"]  # looked up first, then sent
-    assert "origClientOrderId=tf-0123456789abcdef" in ex.calls[0][1]
-    assert "newClientOrderId=tf-0123456789abcdef" in (ex.bodies[1] or "")
+    assert [m for m, _ in ex.calls] == ["POST"]
+    assert "newClientOrderId=tf-0123456789abcdef" in (ex.bodies[0] or "")
     assert (placed.status, placed.exchange_order_id) == (OrderStatus.ACCEPTED, "9780331417")
     assert (placed.quantity, placed.limit_price, placed.filled) == (
         Decimal("0.05"),
@@ -41,11 +43,25 @@ def test_place_when_not_at_the_exchange_then_created_with_our_client_id() -> Non
     )
 
 
-def test_place_when_exchange_already_has_the_client_id_then_not_sent_again() -> None:
-    ex = RecordedSpotBinance()  # fetchOrder answers with the recorded (filled) order
-    seen = CcxtBroker(ex).place(sol_limit_buy())
+def test_submit_when_not_at_the_exchange_then_looked_up_once_and_sent_once(ledger) -> None:  # type: ignore[no-untyped-def]
+    ex = RecordedSpotBinance(answers={"fetchOrder": NOT_FOUND})
+    coid = _recorded_sol_order(ledger)
+    out = submit_order(ledger, CcxtBroker(ex), coid, FakeClock(T0))
+    assert [m for m, _ in ex.calls] == ["GET", "POST"]
+    assert "origClientOrderId=" + coid in ex.calls[0][1]
+    assert out.status is OrderStatus.ACCEPTED
+
+
+def test_submit_when_exchange_already_has_the_client_id_then_not_sent_again(ledger) -> None:  # type: ignore[no-untyped-def]
+    ex = RecordedSpotBinance()  # fetchOrder answers with the recorded order: it is there
+    coid = _recorded_sol_order(ledger)
+    submit_order(ledger, CcxtBroker(ex), coid, FakeClock(T0))
     assert [m for m, _ in ex.calls] == ["GET"]
-    assert seen.status is OrderStatus.FILLED
+
+
+def _recorded_sol_order(ledger) -> ClientOrderId:  # type: ignore[no-untyped-def]
+    ledger.ensure_account("paper", Decimal(1000), T0)
+    return record_order(ledger, "SOL/USDT", 0, qty="0.05", limit="241", at=T0)
 
 
 def test_get_order_when_recorded_closed_order_then_filled_with_average_price() -> None:
@@ -125,3 +141,17 @@ def test_place_when_exchange_refuses_then_error_translated_at_the_boundary(
     ex = RecordedSpotBinance(answers={"fetchOrder": NOT_FOUND, "createOrder": error})
     with pytest.raises(kind, match=f"create_order tf-0123456789abcdef: {name}"):
         CcxtBroker(ex).place(sol_limit_buy())
+
+
+def test_fills_when_exchange_reports_a_trade_without_price_then_clear_error() -> None:
+    [trade] = RecordedSpotBinance().cases["fetchMyTrades"]["httpResponse"]
+    ex = RecordedSpotBinance(answers={"fetchMyTrades": [trade | {"price": "0.00000000"}]})
+    with pytest.raises(FatalBrokerError, match=r"trade payload not understood.*'id': '309520010'"):
+        CcxtBroker(ex).fills(LTC)
+
+
+def test_open_orders_when_exchange_omits_the_side_then_clear_error() -> None:
+    [raw] = RecordedSpotBinance().cases["fetchOpenOrders"]["httpResponse"]
+    broken = {k: v for k, v in raw.items() if k != "side"}
+    with pytest.raises(FatalBrokerError, match=r"order payload not understood.*3811057334"):
+        CcxtBroker(RecordedSpotBinance(answers={"fetchOpenOrders": [broken]})).open_orders(LTC)
