@@ -51,8 +51,9 @@ class Balance:
 
 
 class Broker(Protocol):
-    """One interface for every venue. `place` is idempotent per client order id: an id the
-    broker already holds is answered, never re-sent."""
+    """One interface for every venue. Never-twice is the caller's lookup: submit_order asks
+    `get_order` for the client order id before it calls `place`, so a send whose answer was lost
+    is found, not repeated. `place` itself only sends."""
 
     name: str
 

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from core.clock import FakeClock
 from core.orders import Order, OrderStatus, OrderType
 from core.ports import FatalBrokerError, RetryableBrokerError
 from core.types import ClientOrderId, Side, Symbol
-from core.clock import FakeClock
 from infra.brokers.ccxt_broker import CcxtBroker
 from infra.jobs.execution import submit_order
 from tests.infra.jobs.open_book import record_order
