@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from infra import composition
 from infra.jobs.ingest import (
@@ -12,18 +11,10 @@ from infra.jobs.ingest import (
     ingest_microstructure,
 )
 from infra.settings import get_settings
-from tasks.retry import only_retryable
+from tasks.retry import IO_RETRIES
 
 
-@task(
-    name="ingest-candles",
-    task_run_name="ingest-{symbol}-{timeframe}",
-    retries=3,
-    retry_delay_seconds=[2, 5, 15],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=only_retryable,
-    cache_policy=NO_CACHE,
-)
+@task(name="ingest-candles", task_run_name="ingest-{symbol}-{timeframe}", **IO_RETRIES)
 def ingest_candles(symbol: str, timeframe: str) -> IngestReport:
     settings = get_settings()
     ledger = composition.ledger(settings)
@@ -41,15 +32,7 @@ def ingest_candles(symbol: str, timeframe: str) -> IngestReport:
     )
 
 
-@task(
-    name="ingest-microstructure",
-    task_run_name="microstructure-{symbol}",
-    retries=3,
-    retry_delay_seconds=[2, 5, 15],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=only_retryable,
-    cache_policy=NO_CACHE,
-)
+@task(name="ingest-microstructure", task_run_name="microstructure-{symbol}", **IO_RETRIES)
 def ingest_order_book_and_trades(symbol: str) -> MicrostructureReport:
     settings = get_settings()
     return ingest_microstructure(

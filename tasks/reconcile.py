@@ -1,22 +1,15 @@
 from __future__ import annotations
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from core.clock import SystemClock
 from infra import composition
 from infra.jobs.reconcile import ReconciliationReport, mark_pending, reconcile
 from infra.settings import get_settings
-from tasks.retry import only_retryable
+from tasks.retry import IO_RETRIES
 
 
-@task(
-    name="reconcile",
-    retries=3,
-    retry_delay_seconds=[2, 5, 15],
-    retry_condition_fn=only_retryable,
-    cache_policy=NO_CACHE,
-)
+@task(name="reconcile", **IO_RETRIES)
 def reconcile_with_broker(after_start: bool = False) -> ReconciliationReport:
     """Compare the ledger with the broker; with `after_start`, trading is HALTED from before
     the comparison until it passes (a new process must not trade on an unverified ledger)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import OperationalError
 
 from core.ports import RetryableBrokerError
@@ -28,3 +29,14 @@ def only_retryable(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:
         return False
     return False
+
+
+# I/O tasks (exchange, broker, ledger): retried with backoff and jitter on retryable errors
+# only, and never cached, since a cached result would hide work that must really happen.
+IO_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": [2, 5, 15],
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": only_retryable,
+    "cache_policy": NO_CACHE,
+}
