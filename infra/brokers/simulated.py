@@ -101,23 +101,22 @@ class SimulatedBroker:
         self.config = config
         self.state_path = state_path
         self._lock = FileLock(f"{state_path}.lock") if state_path else None
+        self._book = self._fresh_book()
         with self._exclusive():
-            pass  # creates the book with its starting cash
+            pass  # on disk: reads the book, or writes a new one with its starting cash
+
+    def _fresh_book(self) -> _Book:
+        return _Book(assets={self.config.quote: self.config.starting_cash})
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
-        """Every operation reads the book, changes it and writes it back under a file lock, so
-        the API process (kill switch) and the flow process share one exchange."""
-        if self._lock is None:
-            if not hasattr(self, "_book"):
-                self._book = _Book()
-                self._book.assets[self.config.quote] = self.config.starting_cash
+        """With a book on disk, every operation reads it, changes it and writes it back under a
+        file lock, so the API process (kill switch) and the flow process share one exchange."""
+        if self._lock is None or self.state_path is None:
             yield
             return
         with self._lock:
-            assert self.state_path is not None
-            self._book = self._load() if self.state_path.exists() else _Book()
-            self._book.assets.setdefault(self.config.quote, self.config.starting_cash)
+            self._book = self._load() if self.state_path.exists() else self._fresh_book()
             yield
             self._save()
 

@@ -102,6 +102,8 @@ def run_decisions(
         ts = t.to_pydatetime()
         for symbol in cfg.symbols:
             rows = candle_rows[symbol]
+            # Only the simulated exchange trades on our candles; a real one trades by itself and
+            # its fills reach the ledger through reconciliation at the start of each run.
             if t in rows.index and isinstance(broker, SimulatedBroker):
                 fills = settle_simulated(
                     ledger,

@@ -25,7 +25,7 @@ from core.orders import (
     kill_switch_order_id,
 )
 from core.ports import Broker, BrokerError
-from core.types import ClientOrderId, Side
+from core.types import Side
 from infra.alerts import Alerts
 from infra.jobs.execution import follow_broker, submit_order
 from infra.ledger.repository import KILL_SWITCH, Ledger
@@ -95,7 +95,7 @@ def engage(
             )
             ledger.insert_order(closing, account, broker.name)  # False: placed on an earlier try
             try:
-                _send(ledger, broker, coid, clock)
+                submit_order(ledger, broker, coid, clock)
                 report.closing_orders.append(coid)
             except BrokerError as exc:
                 report.close_failed.append(f"{symbol}: {exc}")
@@ -137,10 +137,6 @@ def _cancel(ledger: Ledger, broker: Broker, order: Order, clock: Clock) -> None:
         )
     seen = broker.cancel(order.client_order_id, order.symbol)
     follow_broker(ledger, order, seen, clock)
-
-
-def _send(ledger: Ledger, broker: Broker, coid: ClientOrderId, clock: Clock) -> None:
-    submit_order(ledger, broker, coid, clock)
 
 
 def _step(ledger: Ledger, clock: Clock, step: str, detail: dict[str, object]) -> None:

@@ -66,7 +66,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Plain DROP COLUMN (SQLite >= 3.35 has it): a batch copy of `orders` would trip the
-    # foreign keys that fills and decisions hold on it.
+    # Plain DROP COLUMN (SQLite >= 3.35 has it): no need to copy the whole table.
     for column in ("filled_cost", "filled_quantity", "limit_price"):
         op.drop_column("orders", column)
