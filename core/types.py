@@ -23,6 +23,16 @@ class Side(StrEnum):
     SELL = "sell"
 
 
+def base_of(symbol: str) -> str:
+    """'BTC/USDT' -> 'BTC' (ccxt's unified symbols; 'BTC/USDT:USDT' for a swap)."""
+    return symbol.split("/")[0]
+
+
+def quote_of(symbol: str) -> str:
+    """'BTC/USDT' -> 'USDT'; 'BTC/USDT:USDT' -> 'USDT'."""
+    return symbol.split("/")[1].split(":")[0]
+
+
 def to_decimal(value: float | int | str | Decimal) -> Decimal:
     """Floats enter the money domain through their shortest repr, never their binary expansion."""
     if isinstance(value, Decimal):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from core.risk.state import TradingState
-from core.types import Side, Symbol
+from core.types import Side, Symbol, quote_of
 
 ZERO = Decimal(0)
 UNLIMITED = Decimal("Infinity")
@@ -66,7 +66,7 @@ class ProposedOrder:
 
     @property
     def quote(self) -> str:
-        return self.symbol.split("/")[1].split(":")[0]
+        return quote_of(self.symbol)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ class RiskState:
             (
                 self.notional(s)
                 for s in {*self.positions, *self.open_buys}
-                if quote is None or s.split("/")[1].split(":")[0] == quote
+                if quote is None or quote_of(s) == quote
             ),
             ZERO,
         )

@@ -20,7 +20,7 @@ import ccxt
 
 from core.orders import Fill, Order, OrderStatus, OrderType
 from core.ports import Balance, BrokerOrder, FatalBrokerError, RetryableBrokerError
-from core.types import ClientOrderId, Side, Symbol
+from core.types import ClientOrderId, Side, Symbol, base_of, quote_of
 from infra.exchange_errors import ccxt_errors
 
 ZERO = Decimal(0)
@@ -110,7 +110,7 @@ class CcxtBroker:
         balances = self.balances()
         out = {}
         for s in symbols:
-            base = s.split("/")[0]
+            base = base_of(s)
             out[s] = balances[base].total if base in balances else ZERO
         return out
 
@@ -164,7 +164,7 @@ class CcxtBroker:
 
     def _parse_fill(self, trade: dict[str, Any], coid: ClientOrderId) -> Fill:
         symbol = Symbol(str(trade["symbol"]))
-        base, quote = symbol.split("/")[0], symbol.split("/")[1].split(":")[0]
+        base, quote = base_of(symbol), quote_of(symbol)
         price, amount = _dec(trade["price"]), _dec(trade["amount"])
         if price <= 0 or amount <= 0 or trade.get("timestamp") is None or not trade.get("id"):
             raise ValueError("a trade needs an id, a time and a positive price and amount")

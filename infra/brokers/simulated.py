@@ -32,7 +32,7 @@ from filelock import FileLock
 
 from core.orders import Fill, Order, OrderStatus, OrderType, status_after_fill
 from core.ports import Balance, BrokerOrder, FatalBrokerError
-from core.types import ClientOrderId, Side, Symbol
+from core.types import ClientOrderId, Side, Symbol, base_of
 
 _BPS = Decimal("0.0001")
 _STEP = Decimal("0.00000001")
@@ -191,7 +191,7 @@ class SimulatedBroker:
 
     @_locked
     def positions(self, symbols: Sequence[Symbol]) -> dict[Symbol, Decimal]:
-        return {s: self._book.assets.get(s.split("/")[0], ZERO) for s in symbols}
+        return {s: self._book.assets.get(base_of(s), ZERO) for s in symbols}
 
     # -- the market ------------------------------------------------------------------------
     @_locked
@@ -233,11 +233,11 @@ class SimulatedBroker:
             )
             qty = min(qty, affordable.quantize(_STEP, ROUND_DOWN))
         else:
-            qty = min(qty, self._book.assets.get(order.symbol.split("/")[0], ZERO))
+            qty = min(qty, self._book.assets.get(base_of(order.symbol), ZERO))
         if qty <= 0:
             return None
         fee = (price * qty * self.config.fee_rate).quantize(_STEP, ROUND_HALF_EVEN)
-        base = order.symbol.split("/")[0]
+        base = base_of(order.symbol)
         sign = 1 if order.side is Side.BUY else -1
         self._book.assets[base] = self._book.assets.get(base, ZERO) + sign * qty
         quote = self._book.assets.get(self.config.quote, ZERO)
