@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import ccxt
 
@@ -20,13 +21,15 @@ from core.risk.limits import RiskLimits
 from infra.alerts import Alerts
 from infra.brokers.dummy import DummyBroker
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
-from infra.jobs.decisions import DecisionConfig
-from infra.jobs.training import TrainingConfig
 from infra.ledger.database import migrate, session_factory
 from infra.ledger.repository import Ledger
 from infra.market_data.ccxt_source import CcxtMarketSource, make_exchange
 from infra.settings import Settings
-from registry.mlflow_registry import ChampionCache, configure
+
+if TYPE_CHECKING:  # heavy (mlflow, xgboost, lightgbm, TA-Lib): imported by what needs them
+    from infra.jobs.decisions import DecisionConfig
+    from infra.jobs.training import TrainingConfig
+    from registry.mlflow_registry import ChampionCache
 
 _MIGRATING = threading.Lock()
 
@@ -93,11 +96,15 @@ def alerts(settings: Settings) -> Alerts:
 
 
 def mlflow_store(settings: Settings) -> None:
+    from registry.mlflow_registry import configure
+
     configure(settings.tracking_uri, settings.artifacts_dir)
 
 
 @lru_cache(maxsize=16)
 def _champion_cache(name: str, tracking_uri: str) -> ChampionCache:
+    from registry.mlflow_registry import ChampionCache
+
     return ChampionCache(name, feature_set_version())
 
 
@@ -119,6 +126,8 @@ def agents(settings: Settings) -> list[Agent]:
 
 
 def training_config(settings: Settings) -> TrainingConfig:
+    from infra.jobs.training import TrainingConfig
+
     return TrainingConfig(
         exchange=settings.exchange,
         symbols=settings.symbols,
@@ -134,6 +143,8 @@ def training_config(settings: Settings) -> TrainingConfig:
 
 
 def decision_config(settings: Settings) -> DecisionConfig:
+    from infra.jobs.decisions import DecisionConfig
+
     return DecisionConfig(
         account=settings.account,
         exchange=settings.exchange,

@@ -65,7 +65,8 @@ def _inputs(
     account = snapshots.account
     state = snapshots.snapshot(prices, now)  # equity now and at 00:00 UTC, from the ledger
     fills = [f for f in ledger.fills(account) if f.filled_at <= now]
-    peak = max(ledger.starting_cash(account), *equity_path(ledger.starting_cash(account), fills))
+    start = ledger.starting_cash(account)
+    peak = max([start, *equity_path(start, fills)])
     return BreakerInputs(
         trades=ledger.closed_trades(account, until=now),
         equity_now=state.equity,

@@ -56,8 +56,9 @@ def reconcile(
     quote: str = "USDT",
 ) -> ReconciliationReport:
     report = ReconciliationReport()
+    # Traded symbols plus any the ledger holds or has orders working in.
     known = {Symbol(s) for s in symbols}
-    known |= {o.symbol for o in ledger.orders(account)} | set(ledger.positions(account))
+    known |= {o.symbol for o in ledger.open_orders(account)} | set(ledger.positions(account))
 
     _orders(ledger, broker, account, clock, report)
     recorded = {f.fill_id for f in ledger.fills(account)}

@@ -228,3 +228,19 @@ def test_breaker_reset_when_signed_then_cleared_and_forged_or_replayed_refused(
         url, json={"action": "activate", "reason": "x"}, headers=signed("reset")
     )
     assert bad_action.status_code == 422
+
+
+def test_api_import_when_started_then_no_model_libraries_loaded() -> None:
+    """The safety API must start fast: it needs the ledger and the broker, not the models."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, serving.app; "
+        "print(sorted(m for m in ('mlflow', 'xgboost', 'lightgbm', 'torch', 'talib') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"

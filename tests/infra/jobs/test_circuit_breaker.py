@@ -93,3 +93,12 @@ def test_breaker_when_trades_mixed_then_not_tripped(ledger: Ledger) -> None:
     assert not status.tripped
     assert status.reading is not None
     assert status.reading.consecutive_losses == 0
+
+
+def test_breaker_when_no_trades_yet_then_reads_flat_and_does_not_trip(ledger: Ledger) -> None:
+    ledger.ensure_account(ACCOUNT, Decimal(10000), T0)
+    snapshots = RiskSnapshots(ledger, ACCOUNT, "binance", "1h")
+    status = check_circuit_breaker(ledger, snapshots, {}, T0 + timedelta(hours=1), CFG, Alerts())
+    assert not status.tripped
+    assert status.reading is not None
+    assert (status.reading.drawdown_pct, status.reading.daily_loss_pct) == (0.0, 0.0)
