@@ -11,15 +11,15 @@ is what surviving the faults costs in time.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from tests.faults.harness import FaultPlan, FaultReport, run_cycles
+from tests.shared_data import locate_shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TRADEFLOW_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = locate_shared_data()
 CALM = FaultPlan(
     timeout_before=0, timeout_after=0, rate_limited=0, duplicate_fill=0, db_outage_every=0, kills=0
 )

@@ -1,6 +1,6 @@
 """Feature computation speed on real candles, with pandas-ta-classic as the reference.
 
-Run: .venv/bin/python bench/features.py [--repeats N]
+Run: .venv/bin/python -m bench.features [--repeats N]  (from the repo root)
 
 - full: every feature on 100,000 real Binance 5m candles (BTC/USDT then ETH/USDT, the ETH
   times shifted to continue BTC's grid: the prices are real, the join is only for length);
@@ -14,7 +14,6 @@ Targets (issue 4): full < 1 s, >= 3x faster than the reference, incremental < 5 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 import warnings
@@ -25,9 +24,10 @@ import pandas as pd
 
 from core.features.build import INCREMENTAL_WINDOW, build_features
 from core.features.registry import FEATURE_NAMES, GROUPS
+from tests.shared_data import locate_shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TRADEFLOW_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = locate_shared_data()
 DATA = SHARED / "ohlcv" / "genetrader-binance-spot-2024"
 ROWS = 100_000
 

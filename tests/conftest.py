@@ -22,9 +22,10 @@ import pandas as pd  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from infra.market_data.files import read_candle_file  # noqa: E402
+from tests.shared_data import locate_shared_data  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("TRADEFLOW_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED_DATA = locate_shared_data()
 GENETRADER = SHARED_DATA / "ohlcv" / "genetrader-binance-spot-2024"
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

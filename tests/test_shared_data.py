@@ -1,0 +1,30 @@
+"""A clone made outside the workspace still finds the real data beside its origin."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.shared_data import ROOT, locate_shared_data
+
+
+def test_locate_when_cloned_elsewhere_then_finds_shared_data_beside_the_origin(
+    tmp_path: Path,
+) -> None:
+    expected = locate_shared_data()
+    assert (expected / "ohlcv").is_dir()
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "TRADEFLOW_SHARED_DATA"}
+    out = subprocess.run(
+        [sys.executable, "-c", "from tests.shared_data import locate_shared_data as f; print(f())"],
+        cwd=clone,
+        env=env | {"PYTHONPATH": str(clone)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert Path(out.stdout.strip()) == expected
