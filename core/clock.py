@@ -15,12 +15,18 @@ class SystemClock:
         return datetime.now(tz=UTC)
 
 
-class FakeClock:
+class FixedClock:
+    """Reads one set time: a replayed candle's close, or a test's moment."""
+
     def __init__(self, start: datetime) -> None:
         self._now = start
 
     def now(self) -> datetime:
         return self._now
+
+
+class FakeClock(FixedClock):
+    """A FixedClock that tests move forward."""
 
     def advance(self, **delta: float) -> None:
         self._now += timedelta(**delta)

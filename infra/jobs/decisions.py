@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.agents.base import Agent
 from core.candles.timeframe import timeframe_delta
-from core.clock import Clock, FakeClock
+from core.clock import Clock, FixedClock
 from core.consensus import ConsensusConfig
 from core.decision import DecisionInput, Sizing, decide
 from core.features.build import INCREMENTAL_WINDOW, build_features
@@ -111,7 +111,7 @@ def run_decisions(
                     cfg.account,
                     Symbol(symbol),
                     _bar(ts, rows.loc[t]),
-                    clock or FakeClock(ts),
+                    clock or FixedClock(ts),
                 )
                 report.fills += len(fills)
         prices = {
