@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from core.clock import Clock
 from core.orders import (
@@ -79,15 +80,26 @@ def engage(
 
     if close_positions:
         for symbol, position in sorted(ledger.positions(account).items()):
-            if position.quantity <= 0:
-                continue
             coid = kill_switch_order_id(state.changed_at, symbol)
+            # Sells still working (one whose cancel failed, or an earlier activation's closing
+            # order) already cover part of the position: never sell more than is held.
+            selling = sum(
+                (
+                    o.remaining
+                    for o in ledger.open_orders(account, symbol)
+                    if o.side is Side.SELL and o.client_order_id != coid
+                ),
+                Decimal(0),
+            )
+            quantity = position.quantity - selling
+            if quantity <= 0:
+                continue
             closing = Order(
                 client_order_id=coid,
                 decision_id=None,
                 symbol=symbol,
                 side=Side.SELL,
-                quantity=position.quantity,
+                quantity=quantity,
                 created_at=clock.now(),
                 market_time=clock.now(),
                 order_type=OrderType.MARKET,

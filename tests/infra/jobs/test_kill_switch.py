@@ -115,3 +115,28 @@ def test_kill_switch_when_activated_and_released_then_trading_state_changes_reco
         for e in ledger.safety_events(TRADING_STATE)
     ]
     assert changes == [("halted", "active", "kill_switch"), ("active", "halted", "cleared")]
+
+
+def test_engage_when_a_sell_cannot_be_cancelled_then_closing_order_sells_only_the_rest(
+    ledger: Ledger, broker: SimulatedBroker
+) -> None:
+    from core.ports import RetryableBrokerError
+
+    _, [held] = open_book(ledger, broker, open_orders=0, positions=1)
+    stuck = record_order(ledger, held, 300, side=Side.SELL, qty="0.4", limit="1000")
+    submit_order(ledger, broker, stuck, FakeClock(NOW))
+    real_cancel = broker.cancel
+
+    def cancel(coid, symbol):  # type: ignore[no-untyped-def]
+        if coid == stuck:
+            raise RetryableBrokerError("exchange timed out on the cancel")
+        return real_cancel(coid, symbol)
+
+    broker.cancel = cancel  # type: ignore[method-assign]
+    activate(ledger)
+    report = engage(ledger, broker, ACCOUNT, FakeClock(NOW), Alerts())
+
+    assert report.cancel_failed == [f"{stuck}: exchange timed out on the cancel"]
+    [closing] = [ledger.get_order(c) for c in report.closing_orders]
+    assert closing is not None
+    assert closing.quantity == Decimal("0.6")  # 1 held, 0.4 still offered by the stuck sell
