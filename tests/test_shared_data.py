@@ -10,13 +10,14 @@ from pathlib import Path
 from tests.shared_data import ROOT, locate_shared_data
 
 
-def test_locate_when_cloned_elsewhere_then_finds_shared_data_beside_the_origin(
+def test_locate_when_cloned_elsewhere_twice_then_finds_shared_data_beside_the_first_origin(
     tmp_path: Path,
 ) -> None:
     expected = locate_shared_data()
     assert (expected / "ohlcv").is_dir()
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    first, clone = tmp_path / "a" / "clone", tmp_path / "b" / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(first)], check=True, timeout=120)
+    subprocess.run(["git", "clone", "-q", str(first), str(clone)], check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if k != "TRADEFLOW_SHARED_DATA"}
     out = subprocess.run(
         [sys.executable, "-c", "from tests.shared_data import locate_shared_data as f; print(f())"],
