@@ -711,16 +711,7 @@ class Ledger:
                 s.add(UsedSignatureRow(signature=signature, used_at=now))
                 s.flush()
                 yield s
-                s.add(
-                    KillSwitchEventRow(
-                        at=now,
-                        action=action,
-                        accepted=True,
-                        reason=reason,
-                        client=client,
-                        request_timestamp=request_timestamp,
-                    )
-                )
+                s.add(_attempt(now, action, reason, client, request_timestamp))
         except IntegrityError as exc:
             raise SignatureReplayed("signature already used") from exc
         self.note_trading_state(now)
@@ -760,17 +751,7 @@ class Ledger:
         request_timestamp: int | None,
     ) -> None:
         with self._factory() as s, s.begin():
-            s.add(
-                KillSwitchEventRow(
-                    at=now,
-                    action=action,
-                    accepted=False,
-                    reason=reason,
-                    rejection=rejection,
-                    client=client,
-                    request_timestamp=request_timestamp,
-                )
-            )
+            s.add(_attempt(now, action, reason, client, request_timestamp, rejection))
 
     def reset_circuit_breaker(
         self,
@@ -818,6 +799,26 @@ class Ledger:
                     select(KillSwitchEventRow).order_by(KillSwitchEventRow.id.desc()).limit(limit)
                 )
             )
+
+
+def _attempt(
+    now: datetime,
+    action: str | None,
+    reason: str | None,
+    client: str | None,
+    request_timestamp: int | None,
+    rejection: str | None = None,
+) -> KillSwitchEventRow:
+    """One signed safety request as it was answered: accepted, or refused and why."""
+    return KillSwitchEventRow(
+        at=now,
+        action=action,
+        accepted=rejection is None,
+        reason=reason,
+        rejection=rejection,
+        client=client,
+        request_timestamp=request_timestamp,
+    )
 
 
 def _order_row(order: Order, account: str, broker: str) -> OrderRow:
