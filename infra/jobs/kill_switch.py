@@ -79,16 +79,13 @@ def engage(
     )
 
     if close_positions:
+        # Sells still working (one whose cancel failed, or an earlier activation's closing
+        # order) already cover part of a position: never sell more than is held.
+        working = [o for o in ledger.open_orders(account) if o.side is Side.SELL]
         for symbol, position in sorted(ledger.positions(account).items()):
             coid = kill_switch_order_id(state.changed_at, symbol)
-            # Sells still working (one whose cancel failed, or an earlier activation's closing
-            # order) already cover part of the position: never sell more than is held.
             selling = sum(
-                (
-                    o.remaining
-                    for o in ledger.open_orders(account, symbol)
-                    if o.side is Side.SELL and o.client_order_id != coid
-                ),
+                (o.remaining for o in working if o.symbol == symbol and o.client_order_id != coid),
                 Decimal(0),
             )
             quantity = position.quantity - selling
