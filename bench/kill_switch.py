@@ -32,10 +32,10 @@ from core.safety.signing import sign
 from core.types import ClientOrderId, Side, Symbol
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.database import migrate
-from infra.ledger.repository import ledger_for
+from infra.ledger.ledger import open_ledger
 from infra.settings import Settings
 from serving.app import create_app
-from tests.infra.jobs.open_book import open_book
+from tests.services.open_book import open_book
 
 OPEN_ORDERS, POSITIONS = 50, 20
 SECRET = "bench-secret"
@@ -46,7 +46,7 @@ def one_run(database_url: str | None) -> tuple[float, float, float, float]:
         var = Path(tmp)
         url = _fresh_schema(database_url) if database_url else f"sqlite:///{var / 'ledger.db'}"
         migrate(url)
-        ledger = ledger_for(url)
+        ledger = open_ledger(url)
         book_path = var / "paper-exchange-paper.json"
         config = SimulationConfig(starting_cash=Decimal(1_000_000))
         open_book(ledger, SimulatedBroker(config, book_path), OPEN_ORDERS, POSITIONS)
@@ -72,7 +72,7 @@ def one_run(database_url: str | None) -> tuple[float, float, float, float]:
         out = r.json()
         assert r.status_code == 200, out
         assert (out["cancelled_orders"], out["closing_orders"]) == (OPEN_ORDERS, POSITIONS), out
-        steps = {e.step: e.detail for e in ledger.safety_events("kill_switch")}
+        steps = {e.step: e.detail for e in ledger.safety.events("kill_switch")}
         cancelled_s = float(steps["orders_cancelled"]["seconds"])  # type: ignore[arg-type]
         total_s = float(out["seconds"])
         reference_s = broker_only(var / "reference.json")
@@ -94,7 +94,7 @@ def _fresh_schema(database_url: str) -> str:
 
 def broker_only(path: Path) -> float:
     """The same cancels and sells straight on a paper exchange: no ledger, no API."""
-    from tests.infra.jobs.open_book import T0
+    from tests.services.open_book import T0
 
     broker = SimulatedBroker(SimulationConfig(starting_cash=Decimal(1_000_000)), path)
     orders = [

@@ -19,7 +19,17 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from core.types import ClientOrderId, DecisionId, Side, Symbol
+from core.errors import FatalError
+from core.types import (
+    ClientOrderId,
+    DecisionId,
+    Price,
+    Quantity,
+    Side,
+    Symbol,
+    as_price,
+    as_quantity,
+)
 
 ZERO = Decimal(0)
 
@@ -89,7 +99,7 @@ NEXT: Mapping[tuple[OrderStatus, OrderEvent], OrderStatus] = {
 FILLABLE = frozenset({*_WORKING, _S.CANCEL_PENDING})
 
 
-class InvalidTransition(Exception):
+class InvalidTransition(FatalError):
     """An event that the order's state does not allow; the order is unchanged."""
 
 
@@ -119,13 +129,13 @@ class Order:
     decision_id: DecisionId | None  # None for orders the safety layer places itself
     symbol: Symbol
     side: Side
-    quantity: Decimal
+    quantity: Quantity
     created_at: datetime
     # Close of the candle the decision saw: a fill may only use prices from this moment on.
     market_time: datetime
     order_type: OrderType = OrderType.MARKET
     status: OrderStatus = OrderStatus.NEW
-    limit_price: Decimal | None = None
+    limit_price: Price | None = None
     filled_quantity: Decimal = ZERO
     filled_cost: Decimal = ZERO  # sum of price * quantity over fills: exact, unlike an average
     origin: OrderOrigin = OrderOrigin.DECISION
@@ -133,10 +143,13 @@ class Order:
     def __post_init__(self) -> None:
         if not isinstance(self.quantity, Decimal) or self.quantity <= 0:
             raise ValueError(f"{self.client_order_id}: bad quantity {self.quantity!r}")
+        object.__setattr__(self, "quantity", as_quantity(self.quantity))
         if (self.order_type is OrderType.LIMIT) != (self.limit_price is not None):
             raise ValueError(f"{self.client_order_id}: a limit order needs a limit price, only")
-        if self.limit_price is not None and self.limit_price <= 0:
-            raise ValueError(f"{self.client_order_id}: bad limit price {self.limit_price!r}")
+        if self.limit_price is not None:
+            if self.limit_price <= 0:
+                raise ValueError(f"{self.client_order_id}: bad limit price {self.limit_price!r}")
+            object.__setattr__(self, "limit_price", as_price(self.limit_price))
 
     @property
     def remaining(self) -> Decimal:
@@ -191,8 +204,12 @@ class Fill:
     client_order_id: ClientOrderId
     symbol: Symbol
     side: Side
-    quantity: Decimal
-    price: Decimal
+    quantity: Quantity
+    price: Price
     fee: Decimal  # in quote currency
     filled_at: datetime
     fill_id: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quantity", as_quantity(self.quantity))
+        object.__setattr__(self, "price", as_price(self.price))

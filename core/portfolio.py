@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from core.orders import Fill
@@ -61,21 +61,46 @@ def replay_fills(fills: Iterable[Fill]) -> dict[Symbol, Position]:
     return positions
 
 
+def equity(
+    cash: Decimal, holdings: Mapping[Symbol, Decimal], prices: Mapping[Symbol, Decimal]
+) -> Decimal:
+    """Cash plus every holding at its price: the one definition of equity in this system (a
+    holding without a price counts as zero, so a caller passes every price it knows)."""
+    return cash + sum((q * prices.get(s, ZERO) for s, q in holdings.items() if q), ZERO)
+
+
 def total_exposure(
     positions: Mapping[Symbol, Position], prices: Mapping[Symbol, Decimal]
 ) -> Decimal:
     return sum((p.notional(prices[s]) for s, p in positions.items() if p.quantity), ZERO)
 
 
-def equity_path(starting_cash: Decimal, fills: Iterable[Fill]) -> Iterator[Decimal]:
+@dataclass
+class EquityCurve:
     """The account's equity after each fill, every position valued at its latest fill price
-    (the only prices the fills themselves carry): the curve a drawdown is measured on."""
-    cash = starting_cash
-    held: dict[Symbol, Decimal] = {}
-    last: dict[Symbol, Decimal] = {}
-    for fill in fills:
-        cash = cash_after(cash, fill)
+    (the only prices the fills themselves carry): the curve a drawdown is measured on. Fed
+    fill by fill, oldest first, so a caller can keep it and add only the new fills."""
+
+    cash: Decimal
+    peak: Decimal
+    held: dict[Symbol, Decimal] = field(default_factory=dict)
+    last: dict[Symbol, Decimal] = field(default_factory=dict)
+
+    @classmethod
+    def starting(cls, cash: Decimal) -> EquityCurve:
+        return cls(cash=cash, peak=cash)
+
+    def add(self, fill: Fill) -> Decimal:
+        self.cash = cash_after(self.cash, fill)
         sign = 1 if fill.side is Side.BUY else -1
-        held[fill.symbol] = held.get(fill.symbol, ZERO) + sign * fill.quantity
-        last[fill.symbol] = fill.price
-        yield cash + sum((q * last[s] for s, q in held.items()), ZERO)
+        self.held[fill.symbol] = self.held.get(fill.symbol, ZERO) + sign * fill.quantity
+        self.last[fill.symbol] = fill.price
+        value = equity(self.cash, self.held, self.last)
+        self.peak = max(self.peak, value)
+        return value
+
+
+def equity_path(starting_cash: Decimal, fills: Iterable[Fill]) -> Iterator[Decimal]:
+    curve = EquityCurve.starting(starting_cash)
+    for fill in fills:
+        yield curve.add(fill)

@@ -1,27 +1,39 @@
-"""What the domain needs from the outside world, as Protocols (no adapter imports here)."""
+"""What the use cases need from the outside world, as Protocols (no adapter imports here).
+
+infra/ implements the exchange, market-data, ledger and alert ports; registry/ the model ports.
+services/ is written against these alone, so a use case can be tested with any implementation.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-from core.orders import Fill, Order, OrderStatus
-from core.types import ClientOrderId, Side, Symbol
+import numpy as np
+import pandas as pd
 
+from core.candles.bar import Bar
+from core.candles.gaps import Gap
+from core.decision import Decision
+from core.market.order_book import OrderBookSnapshot, PublicTrade
+from core.orders import Fill, Order, OrderEvent, OrderStatus
+from core.portfolio import Position
+from core.records import (
+    CandleGapRecord,
+    ControlState,
+    DecisionRecord,
+    KillSwitchState,
+    SafetyEvent,
+    SafetyRequest,
+)
+from core.risk.breaker import TradeResult
+from core.risk.state import SafetyFlags, StateChange
+from core.types import ClientOrderId, DecisionId, Side, Symbol
 
-class BrokerError(Exception):
-    pass
-
-
-class RetryableBrokerError(BrokerError):
-    """The outcome is unknown or the broker is unreachable: look the order up, then retry."""
-
-
-class FatalBrokerError(BrokerError):
-    """The broker refused the order; retrying the same order cannot help."""
+# -- exchange ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +65,7 @@ class Balance:
 class Broker(Protocol):
     """One interface for every venue. Never-twice is the caller's lookup: submit_order asks
     `get_order` for the client order id before it calls `place`, so a send whose answer was lost
-    is found, not repeated. `place` itself only sends."""
+    is found, not repeated. `place` itself only sends. Errors are core.errors' exchange tree."""
 
     name: str
 
@@ -70,3 +82,264 @@ class Broker(Protocol):
     def balances(self) -> dict[str, Balance]: ...
 
     def positions(self, symbols: Sequence[Symbol]) -> dict[Symbol, Decimal]: ...
+
+
+class MarketReplay(Protocol):
+    """A simulated market: working orders of `symbol` match against one more candle."""
+
+    def on_candle(self, symbol: Symbol, bar: Bar) -> list[Fill]: ...
+
+
+class SimulatedExchange(Broker, MarketReplay, Protocol):
+    """The only venue a replay may trade on: it fills on history, never on a real account."""
+
+
+class CandleSource(Protocol):
+    """Closed candles of one venue, in validated batches (pages) oldest first, so that each can
+    be stored before the next is asked for. `exchange` is the ledger's key for them."""
+
+    exchange: str
+
+    def describe(self, symbol: str, timeframe: str) -> str: ...
+
+    def fetch(self, symbol: str, timeframe: str, since: datetime) -> Iterator[pd.DataFrame]: ...
+
+
+class MicrostructureSource(Protocol):
+    name: str
+
+    def order_book(self, symbol: str, depth: int) -> OrderBookSnapshot: ...
+
+    def trades(self, symbol: str, since: datetime | None) -> list[PublicTrade]: ...
+
+
+class Notifier(Protocol):
+    def send(self, title: str, body: str) -> bool: ...
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+class Model(Protocol):
+    """A served model: P(up beyond fees) for each row of features it was trained on."""
+
+    name: str
+    version: str
+    feature_set_version: str
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray: ...
+
+
+class ChampionSource(Protocol):
+    def get(self) -> Model: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    name: str
+    version: str
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    promoted: bool
+    champion_version: str
+    reason: str
+
+
+class ModelRegistry(Protocol):
+    def register(
+        self,
+        model: Any,
+        name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        example: pd.DataFrame,
+    ) -> Registered: ...
+
+    def promote_if_better(
+        self, registered: Registered, validation: pd.DataFrame, features: Sequence[str]
+    ) -> Promotion: ...
+
+
+# -- the ledger -------------------------------------------------------------------------------
+
+
+class CandleStore(Protocol):
+    def upsert(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        frame: pd.DataFrame,
+        gaps: Sequence[Gap] = (),
+        gap_policy: str = "keep",
+        source: str = "",
+        now: datetime | None = None,
+    ) -> int: ...
+
+    def gaps(self, exchange: str, symbol: str, timeframe: str) -> list[CandleGapRecord]: ...
+
+    def last_time(self, exchange: str, symbol: str, timeframe: str) -> datetime | None: ...
+
+    def count(self, exchange: str, symbol: str, timeframe: str) -> int: ...
+
+    def load(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        *,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame: ...
+
+    def last_close(
+        self, exchange: str, symbol: str, timeframe: str, until: datetime | None = None
+    ) -> Decimal | None: ...
+
+
+class AccountStore(Protocol):
+    def ensure(self, account: str, starting_cash: Decimal, now: datetime) -> None: ...
+
+    def cash(self, account: str) -> Decimal: ...
+
+    def starting_cash(self, account: str) -> Decimal: ...
+
+
+class OrderStore(Protocol):
+    def has_decision(self, decision_id: DecisionId) -> bool: ...
+
+    def record_decision(self, decision: Decision, broker: str) -> bool: ...
+
+    def decisions(self, account: str, since: datetime | None = None) -> list[DecisionRecord]: ...
+
+    def last_decided(self, account: str, symbol: str, timeframe: str) -> datetime | None: ...
+
+    def decided_ids(self, account: str, timeframe: str, since: datetime) -> set[DecisionId]: ...
+
+    def get(self, client_order_id: ClientOrderId) -> Order | None: ...
+
+    def find(
+        self, account: str, status: OrderStatus | None = None, symbol: str | None = None
+    ) -> list[Order]: ...
+
+    def open(self, account: str, symbol: str | None = None) -> list[Order]: ...
+
+    def insert(self, order: Order, account: str, broker: str) -> bool: ...
+
+    def mark_submit_attempt(self, client_order_id: ClientOrderId, now: datetime) -> None: ...
+
+    def transition(
+        self,
+        client_order_id: ClientOrderId,
+        event: OrderEvent,
+        now: datetime,
+        error: str | None = None,
+    ) -> Order: ...
+
+
+class FillStore(Protocol):
+    def record(self, account: str, fill: Fill) -> bool: ...
+
+    def history(
+        self, account: str, after: datetime | None = None, until: datetime | None = None
+    ) -> list[Fill]: ...
+
+    def count(self, account: str, until: datetime | None = None) -> int: ...
+
+    def positions(self, account: str) -> dict[Symbol, Position]: ...
+
+    def closed_trades(
+        self, account: str, until: datetime | None = None, limit: int = 500
+    ) -> list[TradeResult]: ...
+
+
+class SafetyStore(Protocol):
+    def control(self, name: str) -> ControlState | None: ...
+
+    def set_control(
+        self,
+        name: str,
+        active: bool,
+        reason: str | None,
+        now: datetime,
+        until: datetime | None = None,
+        event: str | None = None,
+        detail: Mapping[str, object] | None = None,
+    ) -> StateChange | None: ...
+
+    def record_event(
+        self, control: str, step: str, detail: Mapping[str, object], now: datetime
+    ) -> None: ...
+
+    def events(self, control: str | None = None, limit: int = 100) -> list[SafetyEvent]: ...
+
+    def flags(self, now: datetime | None = None) -> SafetyFlags: ...
+
+    def kill_switch(self) -> KillSwitchState: ...
+
+
+class SafetyRequestStore(Protocol):
+    """Signed safety requests: a signature is used once; every answer is kept or counted."""
+
+    def set_kill_switch(
+        self,
+        active: bool,
+        reason: str,
+        signature: str,
+        now: datetime,
+        client: str | None,
+        request_timestamp: int,
+    ) -> KillSwitchState: ...
+
+    def reset_circuit_breaker(
+        self,
+        reason: str,
+        signature: str,
+        now: datetime,
+        client: str | None,
+        request_timestamp: int,
+    ) -> bool: ...
+
+    def record_refusal(
+        self,
+        action: str | None,
+        reason: str | None,
+        rejection: str,
+        now: datetime,
+        client: str | None,
+        request_timestamp: int | None,
+    ) -> None: ...
+
+    def count_refusals(self, client: str | None, since: datetime) -> int: ...
+
+    def recent(self, limit: int = 20, accepted: bool | None = None) -> list[SafetyRequest]: ...
+
+
+class MicrostructureStore(Protocol):
+    def record_order_book(self, snapshot: OrderBookSnapshot) -> bool: ...
+
+    def order_books(
+        self, exchange: str, symbol: str, since: datetime, until: datetime
+    ) -> list[OrderBookSnapshot]: ...
+
+    def record_trades(self, trades: Sequence[PublicTrade]) -> int: ...
+
+    def last_trade_time(self, exchange: str, symbol: str) -> datetime | None: ...
+
+    def count_trades(self, exchange: str, symbol: str) -> int: ...
+
+
+class Ledger(Protocol):
+    candles: CandleStore
+    accounts: AccountStore
+    orders: OrderStore
+    fills: FillStore
+    safety: SafetyStore
+    requests: SafetyRequestStore
+    microstructure: MicrostructureStore
+
+    def ping(self) -> None: ...

@@ -23,6 +23,51 @@ class Side(StrEnum):
     SELL = "sell"
 
 
+class Quantity(Decimal):
+    """An amount of an asset: a finite Decimal, never negative. Arithmetic gives plain Decimals;
+    the type marks what a value is where it is stored, so a price cannot stand in for it."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: object = "0") -> Quantity:
+        if isinstance(value, Price):
+            raise TypeError(f"a price ({value}) was given where a quantity belongs")
+        number = Decimal.__new__(cls, _decimal_text(value))
+        if not number.is_finite() or number < 0:
+            raise ValueError(f"bad quantity {value!r}: must be finite and not negative")
+        return number
+
+
+class Price(Decimal):
+    """A price in quote currency: a finite Decimal above zero."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: object = "0") -> Price:
+        if isinstance(value, Quantity):
+            raise TypeError(f"a quantity ({value}) was given where a price belongs")
+        number = Decimal.__new__(cls, _decimal_text(value))
+        if not number.is_finite() or number <= 0:
+            raise ValueError(f"bad price {value!r}: must be finite and above zero")
+        return number
+
+
+def _decimal_text(value: object) -> Decimal | str | int:
+    if isinstance(value, float):
+        return repr(float(value))  # the shortest repr, never the binary expansion
+    if isinstance(value, Decimal | str | int):
+        return value
+    raise TypeError(f"not a number: {value!r}")
+
+
+def as_quantity(value: Decimal | int | str) -> Quantity:
+    return value if type(value) is Quantity else Quantity(value)
+
+
+def as_price(value: Decimal | int | str) -> Price:
+    return value if type(value) is Price else Price(value)
+
+
 def base_of(symbol: str) -> str:
     """'BTC/USDT' -> 'BTC' (ccxt's unified symbols; 'BTC/USDT:USDT' for a swap)."""
     return symbol.split("/")[0]

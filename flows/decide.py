@@ -1,23 +1,27 @@
-from __future__ import annotations
+"""Live decisions: reconcile, then decide every closed candle since the last decided one, then
+send each approved order as its own task. A run that leaves trading halted by something that
+went wrong (failed reconciliation, tripped breaker) fails, naming the cause."""
 
-from collections.abc import Callable
-from datetime import datetime
+from __future__ import annotations
 
 from prefect import flow
 
-from infra.jobs.decisions import DecisionRunReport
-from tasks.decide import decide_candles, load_champion
+from services.decide.live import LiveReport
+from services.outcome import raise_if_failed
+from tasks.decide import decide_new_candles, load_champion, read_trading_state
+from tasks.orders import submit_order
 from tasks.reconcile import reconcile_with_broker
+from tasks.reporting import publish_decisions, publish_reconciliation
 
 
-@flow(name="decide", log_prints=True)
-def decide(
-    candles: int = 1, replay: bool = False, on_candle: Callable[[datetime], None] | None = None
-) -> DecisionRunReport:
-    """Decide the newest closed candle (live, on schedule) or replay the newest `candles`.
-
-    Each run is a fresh process under a Prefect worker: it reconciles with the broker first,
-    and stays HALTED (decisions recorded, no orders) if that finds what it cannot explain."""
-    reconcile_with_broker(after_start=True)
+@flow(name="decide")
+def decide() -> LiveReport:
+    publish_reconciliation(reconcile_with_broker(after_start=True))
     model = load_champion()
-    return decide_candles(model, candles, replay, on_candle)
+    report = decide_new_candles(model)
+    for client_order_id in report.to_send:
+        submit_order(client_order_id)
+    outcome = read_trading_state()
+    publish_decisions(report, outcome, "Live decisions")
+    raise_if_failed(outcome)
+    return report

@@ -2,18 +2,17 @@ from __future__ import annotations
 
 from prefect import flow
 
-from infra.jobs.reconcile import ReconciliationReport
+from services.reconcile import ReconciliationFailed, ReconciliationReport
 from tasks.reconcile import reconcile_with_broker
+from tasks.reporting import publish_reconciliation
 
 
-@flow(name="reconcile", log_prints=True)
+@flow(name="reconcile")
 def reconcile() -> ReconciliationReport:
-    """Ledger against broker: adopt what can be explained, halt and alert on the rest."""
+    """Ledger against broker: adopt what can be explained, halt and alert on the rest (and
+    fail the run, so the UI shows it)."""
     report = reconcile_with_broker()
-    print(
-        f"reconciliation {'passed' if report.passed else 'FAILED'}: "
-        f"{len(report.adopted_fills)} fills adopted, {len(report.orders_updated)} orders updated, "
-        f"{len(report.orders_unknown_to_broker)} unknown to the broker"
-        + (f"; unexplained: {report.unexplained}" if report.unexplained else "")
-    )
+    publish_reconciliation(report)
+    if not report.passed:
+        raise ReconciliationFailed("; ".join(report.unexplained))
     return report

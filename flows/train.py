@@ -4,11 +4,14 @@ from datetime import datetime
 
 from prefect import flow
 
-from infra.jobs.training import TrainingReport
+from services.training import TrainingReport
+from tasks.reporting import publish_training
 from tasks.train import train_model
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train")
 def train(until: datetime | None = None) -> TrainingReport:
     """Train the ensemble on stored candles (up to `until`), register it, maybe promote it."""
-    return train_model(until)
+    report = train_model(until)
+    publish_training(report)
+    return report

@@ -1,4 +1,9 @@
-"""ccxt errors translated at the boundary: retryable (try again) versus fatal (stop and say)."""
+"""ccxt errors translated at the boundary into core.errors' exchange tree, most specific first.
+
+ccxt's OperationFailed family (network, timeouts, DDoS/429, maintenance, an exchange's internal
+error: the outcome may be unknown) is retryable; insufficient funds and invalid orders are order
+rejections; every other ccxt error (bad symbol, authentication …) is fatal.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +12,27 @@ from contextlib import contextmanager
 
 import ccxt
 
-
-class ExchangeError(Exception):
-    pass
-
-
-class RetryableExchangeError(ExchangeError):
-    """Network trouble, timeouts, rate limits, maintenance: the same call may succeed later."""
-
-
-class FatalExchangeError(ExchangeError):
-    """Bad symbol, bad credentials, refused request: retrying cannot help."""
+from core.errors import (
+    FatalExchangeError,
+    InsufficientFunds,
+    OrderRejected,
+    RetryableExchangeError,
+)
 
 
 @contextmanager
-def ccxt_errors(
-    operation: str,
-    retryable: type[Exception] = RetryableExchangeError,
-    fatal: type[Exception] = FatalExchangeError,
-) -> Iterator[None]:
-    """ccxt's OperationFailed family (network, timeouts, DDoS/429, maintenance, an exchange's
-    internal error: the outcome may be unknown) becomes `retryable`; every other ccxt error
-    (bad symbol, authentication, insufficient funds, invalid order …) becomes `fatal`."""
+def ccxt_errors(operation: str) -> Iterator[None]:
     try:
         yield
+    except ccxt.InsufficientFunds as exc:
+        raise InsufficientFunds(_text(operation, exc)) from exc
+    except ccxt.InvalidOrder as exc:
+        raise OrderRejected(_text(operation, exc)) from exc
     except (ccxt.OperationFailed, ccxt.RateLimitExceeded) as exc:
-        raise retryable(f"{operation}: {type(exc).__name__}: {exc}") from exc
+        raise RetryableExchangeError(_text(operation, exc)) from exc
     except ccxt.BaseError as exc:
-        raise fatal(f"{operation}: {type(exc).__name__}: {exc}") from exc
+        raise FatalExchangeError(_text(operation, exc)) from exc
+
+
+def _text(operation: str, exc: Exception) -> str:
+    return f"{operation}: {type(exc).__name__}: {exc}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -12,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.candles.gaps import GapPolicy
+from core.candles.timeframe import timeframe_delta
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
@@ -72,6 +75,10 @@ class Settings(BaseSettings):
     # Decisions
     account: str = "paper"
     replay_candles: int = Field(240, ge=1)  # the most recent window `make run` replays
+    catch_up_candles: int = Field(24, ge=1)  # live: the most closed candles one run decides
+    # Live: a candle decided longer than this after it closed trades nothing (STALE_CANDLE).
+    # Default: one timeframe + 5 minutes.
+    max_candle_age_s: int | None = Field(None, ge=1)
     starting_cash: Decimal = Decimal("10000")
     order_notional: Decimal = Decimal("1000")
     consensus_threshold: float = 0.15
@@ -136,12 +143,25 @@ class Settings(BaseSettings):
         return (self.timeframe, *(t for t in self.extra_timeframes if t != self.timeframe))
 
     @property
+    def max_candle_age(self) -> timedelta:
+        if self.max_candle_age_s is not None:
+            return timedelta(seconds=self.max_candle_age_s)
+        return timeframe_delta(self.timeframe) + timedelta(minutes=5)
+
+    @property
     def ledger_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'ledger.db'}"
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.var_dir / 'mlflow.db'}"
+        """Models belong with the ledger whose candles trained them: a ledger other than the
+        default gets its own MLflow store unless TRADEFLOW_MLFLOW_TRACKING_URI names one."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        if self.database_url is None:
+            return f"sqlite:///{self.var_dir / 'mlflow.db'}"
+        tag = hashlib.sha256(self.database_url.encode()).hexdigest()[:10]
+        return f"sqlite:///{self.var_dir / f'mlflow-{tag}.db'}"
 
     @property
     def artifacts_dir(self) -> Path:

@@ -1,9 +1,12 @@
-"""MLflow: log a trained ensemble, register it, move `champion` only when it wins, load by alias."""
+"""MLflow: log a trained ensemble, register it, move `champion` only when it wins, load by alias.
+
+Implements core.ports' ModelRegistry (MlflowRegistry), ChampionSource (ChampionCache) and
+Model (ServedModel)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from core.errors import FatalError
 from core.models.training import EnsembleClassifier, evaluate
+from core.ports import Promotion, Registered
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -31,7 +36,7 @@ PIP_REQUIREMENTS = [
 ]
 
 
-class RegistryError(Exception):
+class RegistryError(FatalError):
     pass
 
 
@@ -63,18 +68,24 @@ def configure(tracking_uri: str, artifacts_dir: Path) -> None:
     mlflow.set_experiment(EXPERIMENT)
 
 
-@dataclass(frozen=True, slots=True)
-class Registered:
-    name: str
-    version: str
-    run_id: str
+class MlflowRegistry:
+    """The model registry port over the configured MLflow store."""
 
+    def register(
+        self,
+        model: EnsembleClassifier,
+        name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        example: pd.DataFrame,
+    ) -> Registered:
+        return log_and_register(model, name, dict(params), dict(metrics), dict(tags), example)
 
-@dataclass(frozen=True, slots=True)
-class Promotion:
-    promoted: bool
-    champion_version: str
-    reason: str
+    def promote_if_better(
+        self, registered: Registered, validation: pd.DataFrame, features: Sequence[str]
+    ) -> Promotion:
+        return promote_if_better(registered, validation, features)
 
 
 def log_and_register(

@@ -8,14 +8,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from infra.ledger.database import migrate
-from infra.settings import Settings, get_settings
+from core.errors import ConfigurationError
+from services import bootstrap
+from services.bootstrap import Settings, get_settings
 from serving.routes import health, safety
 
 log = logging.getLogger(__name__)
 
 
-class MissingSecret(RuntimeError):
+class MissingSecret(ConfigurationError):
     pass
 
 
@@ -30,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
-            migrate(settings.ledger_url)
+            bootstrap.ledger(settings)  # migrates once per process
         except Exception as exc:  # the API still starts so /health can report the outage
             log.error("ledger migration failed at start-up: %s", exc)
         yield

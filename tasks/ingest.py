@@ -1,43 +1,38 @@
+"""Ingest tasks: one per (symbol, timeframe) and one per symbol for book and trades."""
+
 from __future__ import annotations
 
 from prefect import task
 
-from infra import composition
-from infra.jobs.ingest import (
+from services import bootstrap
+from services.ingest import (
     IngestReport,
     MicrostructureReport,
-    ingest_exchange,
-    ingest_file,
+    ingest_candles,
     ingest_microstructure,
 )
-from infra.settings import get_settings
 from tasks.retry import IO_RETRIES
 
 
 @task(name="ingest-candles", task_run_name="ingest-{symbol}-{timeframe}", **IO_RETRIES)
-def ingest_candles(symbol: str, timeframe: str) -> IngestReport:
-    settings = get_settings()
-    ledger = composition.ledger(settings)
-    if settings.source == "ccxt":
-        return ingest_exchange(
-            ledger,
-            composition.market_source(settings),
-            symbol,
-            timeframe,
-            composition.ccxt_since(settings),
-            settings.gap_policy,
-        )
-    return ingest_file(
-        ledger, settings.exchange, settings.data_dir, symbol, timeframe, settings.gap_policy
+def ingest_symbol(symbol: str, timeframe: str) -> IngestReport:
+    settings = bootstrap.get_settings()
+    return ingest_candles(
+        bootstrap.ledger(settings),
+        bootstrap.candle_source(settings),
+        symbol,
+        timeframe,
+        bootstrap.ccxt_since(settings),
+        settings.gap_policy,
     )
 
 
 @task(name="ingest-microstructure", task_run_name="microstructure-{symbol}", **IO_RETRIES)
 def ingest_order_book_and_trades(symbol: str) -> MicrostructureReport:
-    settings = get_settings()
+    settings = bootstrap.get_settings()
     return ingest_microstructure(
-        composition.ledger(settings),
-        composition.market_source(settings),
+        bootstrap.ledger(settings),
+        bootstrap.market_source(settings),
         symbol,
         settings.order_book_depth,
     )

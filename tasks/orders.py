@@ -1,3 +1,5 @@
+"""Send one recorded order: a task of its own, so a retry is visible and never doubles it."""
+
 from __future__ import annotations
 
 from prefect import task
@@ -5,21 +7,24 @@ from prefect.cache_policies import NO_CACHE
 
 from core.clock import SystemClock
 from core.orders import Order
-from core.ports import Broker
 from core.types import ClientOrderId
-from infra.jobs.execution import submit_order as submit_order_once
-from infra.ledger.repository import Ledger
+from services import bootstrap
+from services.execution import submit_order as submit_once
 from tasks.retry import only_retryable
 
 
 # No result cache: a cached result would hide a real submit. Retries are safe because
-# submit_order_once looks the client id up before sending anything.
+# submit_once looks the client id up at the broker before sending anything.
 @task(
     name="submit-order",
+    task_run_name="submit-{client_order_id}",
     retries=3,
     retry_delay_seconds=[1, 2, 5],
     retry_condition_fn=only_retryable,
     cache_policy=NO_CACHE,
 )
-def submit_order(ledger: Ledger, broker: Broker, client_order_id: ClientOrderId) -> Order:
-    return submit_order_once(ledger, broker, client_order_id, SystemClock())
+def submit_order(client_order_id: ClientOrderId) -> Order:
+    settings = bootstrap.get_settings()
+    return submit_once(
+        bootstrap.ledger(settings), bootstrap.broker(settings), client_order_id, SystemClock()
+    )

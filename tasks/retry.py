@@ -1,30 +1,22 @@
-"""Retry only what can succeed on a second try; fatal errors fail the task at once."""
+"""Retry only what can succeed on a second try; everything else fails the task at once.
+
+This is the one retry layer: adapters translate their errors into core.errors and never retry
+themselves, so a page of candles or an order is tried at most `retries + 1` times in all.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.exc import OperationalError
 
-from core.ports import RetryableBrokerError
-from infra.exchange_errors import RetryableExchangeError
-
-# OperationalError: the database is unreachable for a moment; the work was not recorded and
-# nothing was sent without being recorded first, so the task may run again.
-RETRYABLE = (
-    RetryableExchangeError,
-    RetryableBrokerError,
-    ConnectionError,
-    TimeoutError,
-    OperationalError,
-)
+from core.errors import RetryableError
 
 
 def only_retryable(task: Any, task_run: Any, state: Any) -> bool:
     try:
         state.result()
-    except RETRYABLE:
+    except RetryableError:
         return True
     except Exception:
         return False

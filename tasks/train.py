@@ -5,15 +5,16 @@ from datetime import datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from infra import composition
-from infra.jobs.training import TrainingReport, train_and_register
-from infra.settings import get_settings
+from services import bootstrap
+from services.training import TrainingReport, train_and_register
 
 
 @task(name="train-and-register", cache_policy=NO_CACHE)
 def train_model(until: datetime | None = None) -> TrainingReport:
-    settings = get_settings()
-    composition.mlflow_store(settings)
+    settings = bootstrap.get_settings()
     return train_and_register(
-        composition.ledger(settings), composition.training_config(settings), until=until
+        bootstrap.ledger(settings),
+        bootstrap.model_registry(settings),
+        bootstrap.training_config(settings),
+        until=until,
     )

@@ -84,11 +84,9 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def ledger(ledger_url: str):  # type: ignore[no-untyped-def]
-    from infra.ledger.database import migrate
-    from infra.ledger.repository import ledger_for
+    from infra.ledger.ledger import open_ledger
 
-    migrate(ledger_url)
-    return ledger_for(ledger_url)
+    return open_ledger(ledger_url)
 
 
 @pytest.fixture(scope="session")
@@ -111,19 +109,10 @@ def mlflow_store(tmp_path: Path) -> str:
 @pytest.fixture
 def app_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path):  # type: ignore[no-untyped-def]
     """Environment-built Settings under tmp_path, the way flows and tasks read them."""
-    from infra import composition
-    from infra.settings import get_settings
+    from services import bootstrap
 
     monkeypatch.setenv("TRADEFLOW_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("TRADEFLOW_KILL_SWITCH_SECRET", "test-secret-" + uuid.uuid4().hex)
-    caches = (
-        get_settings,
-        composition._migrated_ledger,
-        composition._dummy_broker,
-        composition._champion_cache,
-    )
-    for cache in caches:
-        cache.cache_clear()
-    yield get_settings
-    for cache in caches:
-        cache.cache_clear()
+    bootstrap.forget()
+    yield bootstrap.get_settings
+    bootstrap.forget()

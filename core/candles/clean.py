@@ -5,11 +5,12 @@ from __future__ import annotations
 import pandas as pd
 
 from core.candles.schema import CANDLE_COLUMNS
+from core.errors import FatalError
 
 _VALUES = list(CANDLE_COLUMNS[1:])
 
 
-class CandleConflictError(ValueError):
+class CandleConflictError(FatalError, ValueError):
     """The same open time arrived twice with different values: nothing is stored."""
 
     def __init__(self, source: str, conflicts: pd.DataFrame) -> None:

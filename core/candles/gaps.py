@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.candles.timeframe import timeframe_delta
+from core.errors import FatalError
 
 
 class GapPolicy(StrEnum):
@@ -30,7 +31,7 @@ class Gap:
     missing: int
 
 
-class CandleGapError(ValueError):
+class CandleGapError(FatalError, ValueError):
     def __init__(self, source: str, gaps: list[Gap]) -> None:
         self.source = source
         self.gaps = gaps

@@ -10,10 +10,12 @@ from __future__ import annotations
 import pandas as pd
 import pandera.pandas as pa
 
+from core.errors import FatalError
+
 CANDLE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
 
 
-class CandleValidationError(ValueError):
+class CandleValidationError(FatalError, ValueError):
     def __init__(
         self, source: str, check: str, first_bad_row: dict[str, object] | None, count: int
     ):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from core.errors import FatalError
+
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class InvalidTimeframe(ValueError):
+class InvalidTimeframe(FatalError, ValueError):
     pass
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import talib
 
+from core.errors import FatalError
 from core.features.registry import FEATURE_NAMES, FEATURES
 from core.features.rolling import (
     diff,
@@ -34,7 +35,7 @@ INCREMENTAL_WINDOW = 800
 Array = np.ndarray
 
 
-class MissingReference(ValueError):
+class MissingReference(FatalError, ValueError):
     pass
 
 

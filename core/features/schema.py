@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from core.errors import FatalError
 from core.features.registry import FEATURE_NAMES
 
 
-class DatasetValidationError(ValueError):
+class DatasetValidationError(FatalError, ValueError):
     """A training batch failed a check; the report names the check, column, count and rows."""
 
     def __init__(self, check: str, column: str | None, count: int, first_rows: list[object]):

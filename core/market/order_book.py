@@ -17,6 +17,7 @@ from enum import StrEnum
 import pandas as pd
 import pandera.pandas as pa
 
+from core.errors import FatalError
 from core.types import Side
 
 Level = tuple[Decimal, Decimal]  # price, amount
@@ -27,7 +28,7 @@ class BookSide(StrEnum):
     ASK = "ask"
 
 
-class MarketDataError(ValueError):
+class MarketDataError(FatalError, ValueError):
     """An order book or trade batch failed a check; nothing of it is stored."""
 
     def __init__(self, source: str, check: str, count: int, first_rows: list[object]):

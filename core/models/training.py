@@ -11,8 +11,10 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
+from core.errors import FatalError
 
-class NotEnoughData(ValueError):
+
+class NotEnoughData(FatalError, ValueError):
     pass
 
 

@@ -10,9 +10,12 @@ quote currency and as a fraction of equity.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from enum import StrEnum
 
+from core.portfolio import equity
 from core.risk.state import TradingState
 from core.types import Side, Symbol, quote_of
 
@@ -46,6 +49,8 @@ class RiskLimits:
     max_leverage: Decimal = Decimal(1)  # gross exposure / equity; 1 = spot, no borrowing
     max_open_orders: int = 50
     max_price_deviation_pct: Decimal = Decimal("0.05")  # limit price vs last trade
+    # A live decision on a candle that closed longer ago than this trades on stale prices.
+    max_candle_age: timedelta | None = None
     rules: Mapping[str, MarketRules] = field(default_factory=dict)
 
     def rules_for(self, symbol: str) -> MarketRules:
@@ -83,6 +88,7 @@ class RiskState:
     open_orders: int = 0
     trading_state: TradingState = TradingState.ACTIVE
     halt_reason: str = ""
+    candle_age: timedelta = timedelta(0)  # decision time minus the decided candle's close
 
     def held(self, symbol: str) -> Decimal:
         return self.positions.get(Symbol(symbol), ZERO)
@@ -96,11 +102,21 @@ class RiskState:
 
     @property
     def equity(self) -> Decimal:
-        reserved = sum(
-            (q * self.prices.get(s, ZERO) for s, q in self.open_buys.items()), ZERO
-        )  # cash set aside for open buys is still ours until they fill
-        held = sum((q * self.prices.get(s, ZERO) for s, q in self.positions.items()), ZERO)
-        return self.cash + reserved + held
+        # Cash set aside for open buys is still ours until they fill: count it back in.
+        reserved = equity(ZERO, self.open_buys, self.prices)
+        return equity(self.cash + reserved, self.positions, self.prices)
+
+    def with_order(self, side: Side, symbol: Symbol, quantity: Decimal) -> RiskState:
+        """The state once this order is open: a buy reserves its cash at the last price, a sell
+        holds back what it offers (the same bookkeeping the ledger's snapshot does)."""
+        if side is Side.BUY:
+            buys = {**self.open_buys, symbol: self.open_buys.get(symbol, ZERO) + quantity}
+            reserved = quantity * self.prices.get(symbol, ZERO)
+            return replace(
+                self, cash=self.cash - reserved, open_buys=buys, open_orders=self.open_orders + 1
+            )
+        sells = {**self.open_sells, symbol: self.open_sells.get(symbol, ZERO) + quantity}
+        return replace(self, open_sells=sells, open_orders=self.open_orders + 1)
 
     def exposure(self, quote: str | None = None) -> Decimal:
         return sum(
@@ -113,16 +129,57 @@ class RiskState:
         )
 
 
+class DenialCode(StrEnum):
+    TRADING_HALTED = "TRADING_HALTED"
+    REDUCING_ONLY = "REDUCING_ONLY"
+    STALE_CANDLE = "STALE_CANDLE"
+    SYMBOL_NOT_WHITELISTED = "SYMBOL_NOT_WHITELISTED"
+    ORDER_SIZE_NOT_POSITIVE = "ORDER_SIZE_NOT_POSITIVE"
+    AMOUNT_PRECISION = "AMOUNT_PRECISION"
+    PRICE_PRECISION = "PRICE_PRECISION"
+    ORDER_BELOW_MIN_AMOUNT = "ORDER_BELOW_MIN_AMOUNT"
+    ORDER_BELOW_MIN_NOTIONAL = "ORDER_BELOW_MIN_NOTIONAL"
+    ORDER_NOTIONAL_EXCEEDS_MAX = "ORDER_NOTIONAL_EXCEEDS_MAX"
+    NO_POSITION_TO_SELL = "NO_POSITION_TO_SELL"
+    NO_SHORT_SELLING = "NO_SHORT_SELLING"
+    POSITION_EXCEEDS_MAX = "POSITION_EXCEEDS_MAX"
+    QUOTE_EXPOSURE_EXCEEDS_MAX = "QUOTE_EXPOSURE_EXCEEDS_MAX"
+    TOTAL_EXPOSURE_EXCEEDS_MAX = "TOTAL_EXPOSURE_EXCEEDS_MAX"
+    INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
+    LEVERAGE_EXCEEDS_MAX = "LEVERAGE_EXCEEDS_MAX"
+    DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
+    TOO_MANY_OPEN_ORDERS = "TOO_MANY_OPEN_ORDERS"
+    NO_LAST_PRICE = "NO_LAST_PRICE"
+    PRICE_SANITY = "PRICE_SANITY"
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """Why the gate refused an order: a code to count and act on, a detail for people."""
+
+    code: DenialCode
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.detail}"
+
+    @classmethod
+    def parse(cls, text: str) -> Denial:
+        """The inverse of str(): how the ledger stores a denial."""
+        code, _, detail = text.partition(": ")
+        return cls(DenialCode(code), detail)
+
+
 @dataclass(frozen=True, slots=True)
 class RiskVerdict:
-    reasons: tuple[str, ...]
+    denials: tuple[Denial, ...]
 
     @property
     def approved(self) -> bool:
-        return not self.reasons
+        return not self.denials
 
 
-Check = Callable[[ProposedOrder, RiskState, RiskLimits], str | None]
+Check = Callable[[ProposedOrder, RiskState, RiskLimits], Denial | None]
 
 
 def reduces_exposure(order: ProposedOrder, state: RiskState) -> bool:
@@ -145,101 +202,143 @@ def normalise(order: ProposedOrder, rules: MarketRules) -> ProposedOrder:
     return ProposedOrder(order.symbol, order.side, qty, order.price, limit)
 
 
-def check_trading_state(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+def check_trading_state(
+    order: ProposedOrder, state: RiskState, limits: RiskLimits
+) -> Denial | None:
     if state.trading_state is TradingState.HALTED:
-        return f"TRADING_HALTED: {state.halt_reason or 'no reason given'}"
+        return Denial(DenialCode.TRADING_HALTED, f"{state.halt_reason or 'no reason given'}")
     if state.trading_state is TradingState.REDUCING and not reduces_exposure(order, state):
-        return f"REDUCING_ONLY: {order.side} {order.symbol} would not shrink exposure"
+        return Denial(
+            DenialCode.REDUCING_ONLY, f"{order.side} {order.symbol} would not shrink exposure"
+        )
     return None
 
 
-def check_whitelist(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+def check_freshness(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> Denial | None:
+    if limits.max_candle_age is not None and state.candle_age > limits.max_candle_age:
+        return Denial(
+            DenialCode.STALE_CANDLE,
+            f"decided {state.candle_age} after the candle closed, max {limits.max_candle_age}",
+        )
+    return None
+
+
+def check_whitelist(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> Denial | None:
     if order.symbol not in limits.whitelist:
-        return f"SYMBOL_NOT_WHITELISTED: {order.symbol} not in {sorted(limits.whitelist)}"
+        return Denial(
+            DenialCode.SYMBOL_NOT_WHITELISTED, f"{order.symbol} not in {sorted(limits.whitelist)}"
+        )
     return None
 
 
 def check_size_and_precision(
     order: ProposedOrder, state: RiskState, limits: RiskLimits
-) -> str | None:
+) -> Denial | None:
     rules = limits.rules_for(order.symbol)
     if order.quantity <= 0:
         # A sell of nothing is reported once, by the position check (NO_POSITION_TO_SELL).
-        return None if order.side is Side.SELL else f"ORDER_SIZE_NOT_POSITIVE: {order.quantity}"
+        if order.side is Side.SELL:
+            return None
+        return Denial(DenialCode.ORDER_SIZE_NOT_POSITIVE, f"{order.quantity}")
     if order.quantity != order.quantity.quantize(rules.amount_step, ROUND_DOWN):
-        return f"AMOUNT_PRECISION: {order.quantity} is not a multiple of {rules.amount_step}"
+        return Denial(
+            DenialCode.AMOUNT_PRECISION,
+            f"{order.quantity} is not a multiple of {rules.amount_step}",
+        )
     if order.limit_price is not None and order.limit_price % rules.price_step:
-        return f"PRICE_PRECISION: {order.limit_price} is not a multiple of {rules.price_step}"
+        return Denial(
+            DenialCode.PRICE_PRECISION,
+            f"{order.limit_price} is not a multiple of {rules.price_step}",
+        )
     if order.quantity < rules.min_amount:
-        return f"ORDER_BELOW_MIN_AMOUNT: {order.quantity} < {rules.min_amount}"
+        return Denial(DenialCode.ORDER_BELOW_MIN_AMOUNT, f"{order.quantity} < {rules.min_amount}")
     if order.notional < rules.min_notional:
-        return f"ORDER_BELOW_MIN_NOTIONAL: {order.notional:.2f} < {rules.min_notional}"
+        return Denial(
+            DenialCode.ORDER_BELOW_MIN_NOTIONAL, f"{order.notional:.2f} < {rules.min_notional}"
+        )
     return None
 
 
-def check_order_notional(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+def check_order_notional(
+    order: ProposedOrder, state: RiskState, limits: RiskLimits
+) -> Denial | None:
     # Caps new risk: a sell closing a long may be larger, or the gate would trap the position.
     if order.side is Side.SELL:
         return None
     cap = min(limits.max_order_notional, limits.max_order_pct_equity * state.equity)
     if order.notional > cap:
-        return f"ORDER_NOTIONAL_EXCEEDS_MAX: notional={order.notional:.2f} max={cap:.2f}"
+        return Denial(
+            DenialCode.ORDER_NOTIONAL_EXCEEDS_MAX, f"notional={order.notional:.2f} max={cap:.2f}"
+        )
     return None
 
 
-def check_position(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+def check_position(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> Denial | None:
     if order.side is Side.SELL:
         if state.held(order.symbol) <= 0:
-            return f"NO_POSITION_TO_SELL: flat in {order.symbol} (spot, no shorting)"
+            return Denial(
+                DenialCode.NO_POSITION_TO_SELL, f"flat in {order.symbol} (spot, no shorting)"
+            )
         free = available_to_sell(order.symbol, state)
         if order.quantity > free:
-            return (
-                f"NO_SHORT_SELLING: sell {order.quantity} > held and not already being sold "
-                f"{free} {order.symbol}"
+            return Denial(
+                DenialCode.NO_SHORT_SELLING,
+                f"sell {order.quantity} > held and not already being sold {free} {order.symbol}",
             )
         return None
     cap = min(limits.max_position_notional, limits.max_position_pct_equity * state.equity)
     after = state.notional(order.symbol) + order.quantity * order.price
     if after > cap:
-        return f"POSITION_EXCEEDS_MAX: {order.symbol} notional after={after:.2f} max={cap:.2f}"
+        return Denial(
+            DenialCode.POSITION_EXCEEDS_MAX,
+            f"{order.symbol} notional after={after:.2f} max={cap:.2f}",
+        )
     return None
 
 
-def check_quote_exposure(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+def check_quote_exposure(
+    order: ProposedOrder, state: RiskState, limits: RiskLimits
+) -> Denial | None:
     if order.side is Side.SELL:
         return None
     cap = min(limits.max_quote_exposure, limits.max_quote_pct_equity * state.equity)
     after = state.exposure(order.quote) + order.quantity * order.price
     if after > cap:
-        return f"QUOTE_EXPOSURE_EXCEEDS_MAX: {order.quote} after={after:.2f} max={cap:.2f}"
+        return Denial(
+            DenialCode.QUOTE_EXPOSURE_EXCEEDS_MAX, f"{order.quote} after={after:.2f} max={cap:.2f}"
+        )
     return None
 
 
-def check_total_exposure(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+def check_total_exposure(
+    order: ProposedOrder, state: RiskState, limits: RiskLimits
+) -> Denial | None:
     if order.side is Side.SELL:
         return None
     cap = min(limits.max_total_exposure, limits.max_total_pct_equity * state.equity)
     after = state.exposure() + order.quantity * order.price
     if after > cap:
-        return f"TOTAL_EXPOSURE_EXCEEDS_MAX: after={after:.2f} max={cap:.2f}"
+        return Denial(DenialCode.TOTAL_EXPOSURE_EXCEEDS_MAX, f"after={after:.2f} max={cap:.2f}")
     return None
 
 
 def check_leverage_and_margin(
     order: ProposedOrder, state: RiskState, limits: RiskLimits
-) -> str | None:
+) -> Denial | None:
     if order.side is Side.SELL:
         return None
     if order.notional > state.cash * limits.max_leverage:
-        return f"INSUFFICIENT_MARGIN: needs {order.notional:.2f} has {state.cash:.2f} free"
+        return Denial(
+            DenialCode.INSUFFICIENT_MARGIN, f"needs {order.notional:.2f} has {state.cash:.2f} free"
+        )
     equity = state.equity
     after = state.exposure() + order.notional
     if equity <= 0 or after > limits.max_leverage * equity:
-        return f"LEVERAGE_EXCEEDS_MAX: gross {after:.2f} on equity {equity:.2f}"
+        return Denial(DenialCode.LEVERAGE_EXCEEDS_MAX, f"gross {after:.2f} on equity {equity:.2f}")
     return None
 
 
-def check_daily_loss(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+def check_daily_loss(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> Denial | None:
     # Reducing exposure is always allowed: the limit stops new risk, not an exit.
     if reduces_exposure(order, state):
         return None
@@ -247,33 +346,38 @@ def check_daily_loss(order: ProposedOrder, state: RiskState, limits: RiskLimits)
     if state.day_start_equity <= 0:
         cap = limits.max_daily_loss
     if -state.daily_pnl >= cap:
-        return f"DAILY_LOSS_LIMIT: today={state.daily_pnl:.2f} limit=-{cap:.2f}"
+        return Denial(DenialCode.DAILY_LOSS_LIMIT, f"today={state.daily_pnl:.2f} limit=-{cap:.2f}")
     return None
 
 
-def check_open_orders(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+def check_open_orders(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> Denial | None:
     if state.open_orders >= limits.max_open_orders:
-        return f"TOO_MANY_OPEN_ORDERS: {state.open_orders} open, max {limits.max_open_orders}"
+        return Denial(
+            DenialCode.TOO_MANY_OPEN_ORDERS,
+            f"{state.open_orders} open, max {limits.max_open_orders}",
+        )
     return None
 
 
-def check_price_sanity(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> str | None:
+def check_price_sanity(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> Denial | None:
     last = state.prices.get(order.symbol)
     if last is None or last <= 0:
-        return f"NO_LAST_PRICE: {order.symbol}"
+        return Denial(DenialCode.NO_LAST_PRICE, f"{order.symbol}")
     if order.limit_price is None:
         return None
     deviation = abs(order.limit_price - last) / last
     if deviation > limits.max_price_deviation_pct:
-        return (
-            f"PRICE_SANITY: limit {order.limit_price} is {deviation:.2%} from last {last}, "
-            f"max {limits.max_price_deviation_pct:.2%}"
+        return Denial(
+            DenialCode.PRICE_SANITY,
+            f"limit {order.limit_price} is {deviation:.2%} from last {last}, "
+            f"max {limits.max_price_deviation_pct:.2%}",
         )
     return None
 
 
 CHECKS: tuple[Check, ...] = (
     check_trading_state,
+    check_freshness,
     check_whitelist,
     check_size_and_precision,
     check_order_notional,
@@ -288,4 +392,4 @@ CHECKS: tuple[Check, ...] = (
 
 
 def evaluate(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> RiskVerdict:
-    return RiskVerdict(tuple(r for check in CHECKS if (r := check(order, state, limits))))
+    return RiskVerdict(tuple(d for check in CHECKS if (d := check(order, state, limits))))

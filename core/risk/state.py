@@ -14,6 +14,16 @@ class TradingState(StrEnum):
     HALTED = "halted"
 
 
+class Control(StrEnum):
+    """The safety controls the ledger keeps a state for (and their events' `control` column)."""
+
+    KILL_SWITCH = "kill_switch"
+    CIRCUIT_BREAKER = "circuit_breaker"
+    RECONCILIATION = "reconciliation"  # active: not reconciled since start, or differences found
+    OPERATOR = "operator"  # reason holds the state an operator asked for (reducing, halted)
+    TRADING_STATE = "trading_state"  # events only: each change of the effective state
+
+
 class HaltCause(StrEnum):
     KILL_SWITCH = "kill_switch"
     CIRCUIT_BREAKER = "circuit_breaker"
@@ -39,6 +49,7 @@ class SafetyFlags:
     kill_switch_reason: str | None = None  # None: not active
     breaker_reason: str | None = None  # None: not tripped (or its cooldown is over)
     reconciled: bool = True
+    reconciliation_reason: str | None = None  # why not reconciled: pending since start, or failed
     operator_state: TradingState = TradingState.ACTIVE
 
 
@@ -49,11 +60,8 @@ def effective_state(flags: SafetyFlags) -> tuple[TradingState, HaltCause | None,
     if flags.breaker_reason is not None:
         return TradingState.HALTED, HaltCause.CIRCUIT_BREAKER, flags.breaker_reason
     if not flags.reconciled:
-        return (
-            TradingState.HALTED,
-            HaltCause.NOT_RECONCILED,
-            "waiting for the first reconciliation since start",
-        )
+        why = flags.reconciliation_reason or "waiting for the first reconciliation since start"
+        return TradingState.HALTED, HaltCause.NOT_RECONCILED, why
     if flags.operator_state is not TradingState.ACTIVE:
         return flags.operator_state, HaltCause.OPERATOR, "set by the operator"
     return TradingState.ACTIVE, None, ""

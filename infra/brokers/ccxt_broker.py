@@ -3,23 +3,23 @@
 `create_order` carries our client order id (ccxt maps `clientOrderId` to the exchange's own
 field, Binance's newClientOrderId), so an order is looked up by it before anything is re-sent.
 ccxt errors are translated here, at the boundary: network trouble, timeouts and rate limits
-and an exchange's internal errors are RetryableBrokerError (the outcome may be unknown:
-look the order up, then retry);
-insufficient funds, invalid orders, bad symbols and authentication are FatalBrokerError.
+and an exchange's internal errors are RetryableExchangeError (the outcome may be unknown:
+look the order up, then retry); insufficient funds and invalid orders are OrderRejected; bad
+symbols and authentication are FatalExchangeError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import ccxt
 
+from core.errors import FatalExchangeError
 from core.orders import Fill, Order, OrderStatus, OrderType
-from core.ports import Balance, BrokerOrder, FatalBrokerError, RetryableBrokerError
+from core.ports import Balance, BrokerOrder
 from core.types import ClientOrderId, Side, Symbol, base_of, quote_of
 from infra.exchange_errors import ccxt_errors
 
@@ -32,10 +32,6 @@ _STATUS = {
     "expired": OrderStatus.EXPIRED,
     "rejected": OrderStatus.REJECTED,
 }
-
-
-def broker_errors(operation: str) -> AbstractContextManager[None]:
-    return ccxt_errors(operation, RetryableBrokerError, FatalBrokerError)
 
 
 def _dec(value: object) -> Decimal:
@@ -51,7 +47,7 @@ class CcxtBroker:
     def place(self, order: Order) -> BrokerOrder:
         """Send as is. Callers look the client id up first (submit_order does), so a send whose
         answer was lost is found, not repeated, without a second lookup here."""
-        with broker_errors(f"{self.name} create_order {order.client_order_id}"):
+        with ccxt_errors(f"{self.name} create_order {order.client_order_id}"):
             raw = self.exchange.create_order(
                 order.symbol,
                 order.order_type.value,
@@ -64,9 +60,9 @@ class CcxtBroker:
 
     def cancel(self, client_order_id: ClientOrderId, symbol: Symbol) -> BrokerOrder:
         try:
-            with broker_errors(f"{self.name} cancel_order {client_order_id}"):
+            with ccxt_errors(f"{self.name} cancel_order {client_order_id}"):
                 raw = self.exchange.cancel_order(None, symbol, {"clientOrderId": client_order_id})
-        except FatalBrokerError as exc:
+        except FatalExchangeError as exc:
             if not isinstance(exc.__cause__, ccxt.OrderNotFound):
                 raise
             # Filled or cancelled in the meantime: say what it is now.
@@ -78,27 +74,27 @@ class CcxtBroker:
 
     def get_order(self, client_order_id: ClientOrderId, symbol: Symbol) -> BrokerOrder | None:
         try:
-            with broker_errors(f"{self.name} fetch_order {client_order_id}"):
+            with ccxt_errors(f"{self.name} fetch_order {client_order_id}"):
                 raw = self.exchange.fetch_order(None, symbol, {"clientOrderId": client_order_id})
-        except FatalBrokerError as exc:
+        except FatalExchangeError as exc:
             if isinstance(exc.__cause__, ccxt.OrderNotFound):
                 return None
             raise
         return self._order(raw, client_order_id)
 
     def open_orders(self, symbol: Symbol | None = None) -> list[BrokerOrder]:
-        with broker_errors(f"{self.name} fetch_open_orders {symbol or 'all'}"):
+        with ccxt_errors(f"{self.name} fetch_open_orders {symbol or 'all'}"):
             raws = self.exchange.fetch_open_orders(symbol)
         return [self._order(r) for r in raws]
 
     def fills(self, symbol: Symbol, since: datetime | None = None) -> list[Fill]:
         since_ms = None if since is None else int(since.timestamp() * 1000)
-        with broker_errors(f"{self.name} fetch_my_trades {symbol}"):
+        with ccxt_errors(f"{self.name} fetch_my_trades {symbol}"):
             trades = self.exchange.fetch_my_trades(symbol, since_ms)
         return [self._fill(t) for t in trades]
 
     def balances(self) -> dict[str, Balance]:
-        with broker_errors(f"{self.name} fetch_balance"):
+        with ccxt_errors(f"{self.name} fetch_balance"):
             raw = self.exchange.fetch_balance()
         free, used = raw.get("free", {}), raw.get("used", {})
         return {
@@ -119,7 +115,7 @@ class CcxtBroker:
         try:
             return self._parse_order(raw, client_order_id)
         except (KeyError, ValueError, ArithmeticError) as exc:
-            raise FatalBrokerError(
+            raise FatalExchangeError(
                 f"{self.name}: order payload not understood ({type(exc).__name__}: {exc}): "
                 f"{_summary(raw)}"
             ) from exc
@@ -147,17 +143,17 @@ class CcxtBroker:
 
     def _fill(self, trade: dict[str, Any]) -> Fill:
         if not trade.get("order"):
-            raise FatalBrokerError(f"{self.name}: trade without an order id: {_summary(trade)}")
+            raise FatalExchangeError(f"{self.name}: trade without an order id: {_summary(trade)}")
         exchange_id = str(trade["order"])
         coid = self._client_ids.get(exchange_id)
         if coid is None:
-            with broker_errors(f"{self.name} fetch_order {exchange_id}"):
+            with ccxt_errors(f"{self.name} fetch_order {exchange_id}"):
                 raw = self.exchange.fetch_order(exchange_id, trade["symbol"])
             coid = self._order(raw).client_order_id
         try:
             return self._parse_fill(trade, coid)
         except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
-            raise FatalBrokerError(
+            raise FatalExchangeError(
                 f"{self.name}: trade payload not understood ({type(exc).__name__}: {exc}): "
                 f"{_summary(trade)}"
             ) from exc
@@ -173,7 +169,7 @@ class CcxtBroker:
         if fee_ccy == base:  # taken from what was bought: count it in quote at the fill price
             fee_cost *= price
         elif fee_ccy not in (None, quote):
-            raise FatalBrokerError(
+            raise FatalExchangeError(
                 f"{self.name} trade {trade['id']}: fee in {fee_ccy}, neither {base} nor {quote}; "
                 "pay fees in the quote currency to keep the ledger exact"
             )

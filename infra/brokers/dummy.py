@@ -7,8 +7,9 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
+from core.errors import FatalExchangeError
 from core.orders import Fill, Order, OrderStatus
-from core.ports import Balance, BrokerOrder, FatalBrokerError
+from core.ports import Balance, BrokerOrder
 from core.types import ClientOrderId, Symbol
 
 
@@ -37,7 +38,7 @@ class DummyBroker:
     def cancel(self, client_order_id: ClientOrderId, symbol: Symbol) -> BrokerOrder:
         known = self.placed.get(client_order_id)
         if known is None:
-            raise FatalBrokerError(f"{client_order_id}: unknown order, nothing to cancel")
+            raise FatalExchangeError(f"{client_order_id}: unknown order, nothing to cancel")
         self.placed[client_order_id] = replace(known, status=OrderStatus.CANCELLED)
         return self.placed[client_order_id]
 

@@ -30,23 +30,15 @@ from typing import Any, TypeVar
 
 from filelock import FileLock
 
+from core.candles.bar import Bar
+from core.errors import FatalExchangeError, OrderRejected
 from core.orders import Fill, Order, OrderStatus, OrderType, status_after_fill
-from core.ports import Balance, BrokerOrder, FatalBrokerError
+from core.ports import Balance, BrokerOrder
 from core.types import ClientOrderId, Side, Symbol, base_of
 
 _BPS = Decimal("0.0001")
 _STEP = Decimal("0.00000001")
 ZERO = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True)
-class Bar:
-    open_time: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +122,7 @@ class SimulatedBroker:
                 return known.order
             key = f"{key}#dup{len(self._book.orders)}"
         if self._rejects(order.client_order_id):
-            raise FatalBrokerError(f"{order.client_order_id}: rejected by the simulated exchange")
+            raise OrderRejected(f"{order.client_order_id}: rejected by the simulated exchange")
         accepted = BrokerOrder(
             client_order_id=order.client_order_id,
             exchange_order_id=f"sim-{len(self._book.orders) + 1}",
@@ -148,7 +140,7 @@ class SimulatedBroker:
     def cancel(self, client_order_id: ClientOrderId, symbol: Symbol) -> BrokerOrder:
         resting = self._book.orders.get(client_order_id)
         if resting is None:
-            raise FatalBrokerError(f"{client_order_id}: unknown order, nothing to cancel")
+            raise FatalExchangeError(f"{client_order_id}: unknown order, nothing to cancel")
         if resting.order.status.is_terminal:
             return resting.order
         if self.config.latency_candles:

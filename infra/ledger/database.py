@@ -10,6 +10,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.errors import FatalError
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -48,7 +50,7 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-class MigrationError(RuntimeError):
+class MigrationError(FatalError):
     pass
 
 

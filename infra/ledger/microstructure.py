@@ -7,17 +7,17 @@ from datetime import datetime
 from itertools import groupby
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from core.market.order_book import BookSide, OrderBookSnapshot, PublicTrade
 from core.types import datetime_to_ms, ms_to_datetime
 from infra.ledger.dialect import insert_for
 from infra.ledger.models import OrderBookLevelRow, PublicTradeRow
+from infra.ledger.sessions import Sessions
 
 
-class MicrostructureStore:
-    def __init__(self, factory: sessionmaker[Session]) -> None:
-        self._factory = factory
+class Microstructure:
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
 
     def record_order_book(self, snapshot: OrderBookSnapshot) -> bool:
         """Store every level of a validated snapshot; False when that moment is stored already."""
@@ -36,7 +36,7 @@ class MicrostructureStore:
             for side, levels in ((BookSide.BID, snapshot.bids), (BookSide.ASK, snapshot.asks))
             for level, (price, amount) in enumerate(levels)
         ]
-        with self._factory() as s, s.begin():
+        with self._sessions.write() as s:
             stmt = (
                 insert_for(s)(OrderBookLevelRow)
                 .values(rows)
@@ -62,7 +62,7 @@ class MicrostructureStore:
                 OrderBookLevelRow.taken_at_ms, OrderBookLevelRow.side, OrderBookLevelRow.level
             )
         )
-        with self._factory() as s:
+        with self._sessions.read() as s:
             rows = list(s.scalars(q))
         books = []
         for taken_ms, group in groupby(rows, key=lambda r: r.taken_at_ms):
@@ -95,7 +95,7 @@ class MicrostructureStore:
             }
             for t in trades
         ]
-        with self._factory() as s, s.begin():
+        with self._sessions.write() as s:
             stmt = (
                 insert_for(s)(PublicTradeRow)
                 .values(rows)
@@ -105,7 +105,7 @@ class MicrostructureStore:
             return len(s.execute(stmt).all())
 
     def last_trade_time(self, exchange: str, symbol: str) -> datetime | None:
-        with self._factory() as s:
+        with self._sessions.read() as s:
             ms = s.scalar(
                 select(func.max(PublicTradeRow.traded_at_ms)).where(
                     PublicTradeRow.exchange == exchange, PublicTradeRow.symbol == symbol
@@ -114,7 +114,7 @@ class MicrostructureStore:
         return None if ms is None else ms_to_datetime(ms)
 
     def count_trades(self, exchange: str, symbol: str) -> int:
-        with self._factory() as s:
+        with self._sessions.read() as s:
             return (
                 s.scalar(
                     select(func.count())

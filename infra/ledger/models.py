@@ -219,9 +219,11 @@ class SafetyEventRow(Base):
 
 
 class KillSwitchEventRow(Base):
-    """Every kill-switch attempt, accepted or rejected."""
+    """Signed safety requests: every accepted one, and refused ones up to a per-client budget
+    per minute (beyond it they are only counted in RefusalCountRow)."""
 
     __tablename__ = "kill_switch_events"
+    __table_args__ = (Index("ix_kill_switch_events_accepted_at", "accepted", "at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     action: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -238,3 +240,12 @@ class UsedSignatureRow(Base):
     __tablename__ = "used_signatures"
     signature: Mapped[str] = mapped_column(String(64), primary_key=True)
     used_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RefusalCountRow(Base):
+    """Refused safety requests per client per 10-second bucket: what the rate limit reads."""
+
+    __tablename__ = "safety_refusal_counts"
+    client: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True, index=True)
+    refusals: Mapped[int] = mapped_column(Integer)

@@ -1,21 +1,14 @@
 """A live exchange through ccxt: closed candles (paginated, resumable), order-book snapshots and
-recent public trades. Every call retries ccxt's NetworkError family with backoff and jitter."""
+recent public trades. ccxt's errors become core.errors' exchange tree here; retrying is the
+caller's job (Prefect's task retries, in tasks/), done once, not here as well."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime
-from typing import TypeVar
 
 import ccxt
 import pandas as pd
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from core.candles.clean import order_candles
 from core.candles.schema import CANDLE_COLUMNS, validate_candles
@@ -30,19 +23,6 @@ from core.market.order_book import (
 )
 from infra.exchange_errors import ccxt_errors
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Per-page retries on ccxt's NetworkError family: RequestTimeout, DDoSProtection,
-    RateLimitExceeded, ExchangeNotAvailable. Anything else fails at once."""
-
-    attempts: int = 5
-    initial_s: float = 1.0
-    max_s: float = 30.0
-    jitter_s: float = 1.0
-
 
 class CcxtMarketSource:
     def __init__(
@@ -51,52 +31,43 @@ class CcxtMarketSource:
         clock: Clock,
         page_limit: int = 1000,
         max_pages: int = 10_000,
-        retry: RetryPolicy | None = None,
     ) -> None:
-        self.exchange = exchange
+        self.client = exchange
         self.clock = clock
         self.page_limit = page_limit
         self.max_pages = max_pages
-        self.retry = retry or RetryPolicy()
+        self.name = str(exchange.id)
+        self.exchange = self.name  # the ledger's key for this venue's candles
 
-    @property
-    def name(self) -> str:
-        return str(self.exchange.id)
+    def describe(self, symbol: str, timeframe: str) -> str:
+        return f"ccxt:{self.name}"
 
-    def fetch(self, symbol: str, timeframe: str, since: datetime) -> pd.DataFrame:
-        """Every closed candle from `since` up to now, validated; empty frame if none yet."""
+    def fetch(self, symbol: str, timeframe: str, since: datetime) -> Iterator[pd.DataFrame]:
+        """Every closed candle from `since` up to now, one validated page at a time, so the
+        caller can store each before asking for the next: a failure part-way loses nothing and
+        a retry resumes after the last stored candle. The still-open candle is never returned."""
         step_ms = timeframe_seconds(timeframe) * 1000
         now_ms = int(self.clock.now().timestamp() * 1000)
         cursor = int(since.timestamp() * 1000)
-        rows: list[list[float]] = []
         operation = f"{self.name} fetch_ohlcv {symbol} {timeframe}"
         for _ in range(self.max_pages):
             with ccxt_errors(f"{operation} since={cursor}"):
                 page = self._page(symbol, timeframe, cursor)
             page = [r for r in page if r[0] >= cursor]
             if not page:
-                break
-            rows.extend(page)
+                return
+            closed = [r[:6] for r in page if int(r[0]) + step_ms <= now_ms]
+            if closed:
+                yield _validated(closed, operation)
             cursor = int(page[-1][0]) + step_ms
             if cursor + step_ms > now_ms:  # the next candle is still open
-                break
-        # The still-open candle (open + one step beyond now) is never returned.
-        closed = [r[:6] for r in rows if int(r[0]) + step_ms <= now_ms]
-        frame = pd.DataFrame(closed, columns=list(CANDLE_COLUMNS))
-        if frame.empty:
-            return frame
-        frame["open_time"] = pd.to_datetime(frame["open_time"].astype("int64"), unit="ms", utc=True)
-        frame["open_time"] = frame["open_time"].astype("datetime64[ns, UTC]")
-        for col in CANDLE_COLUMNS[1:]:
-            frame[col] = frame[col].astype("float64")
-        ordered, _ = order_candles(frame, operation)
-        return validate_candles(ordered, operation)
+                return
 
     def order_book(self, symbol: str, depth: int) -> OrderBookSnapshot:
         """The top `depth` levels now, validated (sorted, positive, not crossed)."""
         operation = f"{self.name} fetch_order_book {symbol}"
         with ccxt_errors(operation):
-            raw = self._retrying(lambda: self.exchange.fetch_order_book(symbol, depth))
+            raw = self.client.fetch_order_book(symbol, depth)
         snapshot = snapshot_from_ccxt(self.name, symbol, raw, self.clock.now(), depth)
         return validate_order_book(snapshot, operation)
 
@@ -105,30 +76,21 @@ class CcxtMarketSource:
         operation = f"{self.name} fetch_trades {symbol}"
         since_ms = None if since is None else int(since.timestamp() * 1000) + 1
         with ccxt_errors(operation):
-            raw = self._retrying(
-                lambda: self.exchange.fetch_trades(symbol, since=since_ms, limit=limit)
-            )
+            raw = self.client.fetch_trades(symbol, since=since_ms, limit=limit)
         return trades_from_ccxt(self.name, symbol, raw, operation)
 
     def _page(self, symbol: str, timeframe: str, since_ms: int) -> list[list[float]]:
-        return self._retrying(
-            lambda: self.exchange.fetch_ohlcv(
-                symbol, timeframe, since=since_ms, limit=self.page_limit
-            )
-        )
+        return self.client.fetch_ohlcv(symbol, timeframe, since=since_ms, limit=self.page_limit)
 
-    def _retrying(self, call: Callable[[], T]) -> T:
-        for attempt in Retrying(
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=wait_exponential_jitter(
-                self.retry.initial_s, self.retry.max_s, jitter=self.retry.jitter_s
-            ),
-            retry=retry_if_exception_type(ccxt.NetworkError),
-            reraise=True,
-        ):
-            with attempt:
-                return call()
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+def _validated(rows: list[list[float]], operation: str) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(CANDLE_COLUMNS))
+    frame["open_time"] = pd.to_datetime(frame["open_time"].astype("int64"), unit="ms", utc=True)
+    frame["open_time"] = frame["open_time"].astype("datetime64[ns, UTC]")
+    for col in CANDLE_COLUMNS[1:]:
+        frame[col] = frame[col].astype("float64")
+    ordered, _ = order_candles(frame, operation)
+    return validate_candles(ordered, operation)
 
 
 def make_exchange(exchange_id: str) -> ccxt.Exchange:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from core.candles.clean import CandleConflictError, order_candles
 from core.candles.schema import CANDLE_COLUMNS, CandleValidationError, validate_candles
+from core.errors import FatalError
 
 EXTENSIONS = (".feather", ".json", ".json.gz", ".csv")
 _TIME_COLUMNS = ("open_time", "date", "timestamp", "time")
 
 
-class CandleFileError(ValueError):
+class CandleFileError(FatalError, ValueError):
     pass
 
 
@@ -145,3 +148,18 @@ def _floats(frame: pd.DataFrame) -> pd.DataFrame:
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     frame["open_time"] = frame["open_time"].astype("datetime64[ns, UTC]")
     return frame
+
+
+class FileCandleSource:
+    """Candles from a directory of freqtrade-layout files. A file holds its whole history, so
+    `since` is ignored: storing is idempotent and a re-read adds only what is new."""
+
+    def __init__(self, data_dir: Path, exchange: str) -> None:
+        self.data_dir = data_dir
+        self.exchange = exchange
+
+    def describe(self, symbol: str, timeframe: str) -> str:
+        return str(candle_file_for(self.data_dir, symbol, timeframe))
+
+    def fetch(self, symbol: str, timeframe: str, since: datetime) -> Iterator[pd.DataFrame]:
+        yield read_candle_file(candle_file_for(self.data_dir, symbol, timeframe))

@@ -13,17 +13,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from core.clock import Clock
-from core.risk.state import effective_state
+from core.errors import FatalError
+from core.ports import Ledger
+from core.records import KillSwitchState
+from core.risk.state import Control, effective_state
 from core.safety.signing import verify
-from infra.jobs.kill_switch import engage
-from infra.ledger.repository import (
-    CIRCUIT_BREAKER,
-    KILL_SWITCH,
-    KillSwitchState,
-    Ledger,
-    SignatureReplayed,
-)
-from infra.settings import Settings
+from services.bootstrap import Settings
+from services.kill_switch import engage
 from serving.deps import AlertsDep, BrokerDep, ClockDep, LedgerDep, SettingsDep
 
 router = APIRouter(prefix="/safety", tags=["safety"])
@@ -70,17 +66,17 @@ def status(ledger: LedgerDep, clock: ClockDep) -> dict[str, object]:
             "rejection": e.rejection,
             "client": e.client,
         }
-        for e in ledger.kill_switch_events(limit=20)
+        for e in ledger.requests.recent(limit=20)
     ]
-    trading, cause, detail = effective_state(ledger.safety_flags(clock.now()))
+    trading, cause, detail = effective_state(ledger.safety.flags(clock.now()))
     steps = [
         {"at": e.at.isoformat(), "step": e.step, "detail": e.detail}
-        for e in ledger.safety_events(KILL_SWITCH, limit=10)
+        for e in ledger.safety.events(Control.KILL_SWITCH, limit=10)
     ]
     return {
         "trading_state": trading.value,
         "halted_by": None if cause is None else {"control": cause.value, "detail": detail},
-        "kill_switch": KillSwitchOut.of(ledger.kill_switch()).model_dump(mode="json"),
+        "kill_switch": KillSwitchOut.of(ledger.safety.kill_switch()).model_dump(mode="json"),
         "kill_switch_steps": steps,
         "circuit_breaker": _breaker(ledger),
         "recent_events": events,
@@ -116,10 +112,10 @@ async def _authenticate(
     timestamp = int(raw_ts) if raw_ts is not None and raw_ts.strip().isdigit() else None
 
     def reject(status: int, why: str) -> JSONResponse:
-        ledger.record_kill_switch_rejection(action, reason, why, now, client, timestamp)
+        ledger.requests.record_refusal(action, reason, why, now, client, timestamp)
         return JSONResponse({"detail": why}, status_code=status)
 
-    recent = ledger.count_rejections(client, now - timedelta(seconds=60))
+    recent = ledger.requests.count_refusals(client, now - timedelta(seconds=60))
     if recent >= settings.safety_rate_limit:
         return reject(429, f"too many rejected requests from {client}: {recent} in the last 60s")
     if body_error is not None:
@@ -158,11 +154,11 @@ async def kill_switch(
     if isinstance(req, JSONResponse):
         return req
     try:
-        state = ledger.set_kill_switch(
+        state = ledger.requests.set_kill_switch(
             req.action == "activate", req.reason, req.signature, req.now, req.client, req.timestamp
         )
-    except SignatureReplayed:
-        return req.reject(401, "signature already used (replay)")
+    except FatalError as exc:
+        return req.reject(401, str(exc))
     out = KillSwitchOut.of(state)
     if state.active:
         # Runs before the answer: the caller learns what was cancelled and closed.
@@ -188,18 +184,20 @@ async def circuit_breaker_reset(
     if isinstance(req, JSONResponse):
         return req
     try:
-        ledger.reset_circuit_breaker(req.reason, req.signature, req.now, req.client, req.timestamp)
-    except SignatureReplayed:
-        return req.reject(401, "signature already used (replay)")
+        ledger.requests.reset_circuit_breaker(
+            req.reason, req.signature, req.now, req.client, req.timestamp
+        )
+    except FatalError as exc:
+        return req.reject(401, str(exc))
     alerts.send("tradeflow circuit breaker reset early", f"reason: {req.reason}")
-    row = ledger.control(CIRCUIT_BREAKER)
+    row = ledger.safety.control(Control.CIRCUIT_BREAKER)
     return JSONResponse(
         {"tripped": bool(row and row.active), "reason": req.reason, "reset_at": req.now.isoformat()}
     )
 
 
 def _breaker(ledger: Ledger) -> dict[str, object]:
-    row = ledger.control(CIRCUIT_BREAKER)
+    row = ledger.safety.control(Control.CIRCUIT_BREAKER)
     if row is None:
         return {"tripped": False, "reason": None, "until": None}
     return {

@@ -30,19 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy.exc import OperationalError
 
+from core.candles.bar import Bar
 from core.clock import FakeClock
+from core.errors import LedgerUnavailable, RetryableExchangeError
 from core.orders import Order, OrderStatus
-from core.ports import BrokerOrder, RetryableBrokerError
+from core.ports import BrokerOrder
 from core.types import Side, Symbol, to_decimal
 from infra.alerts import Alerts
-from infra.brokers.simulated import Bar, SimulatedBroker, SimulationConfig
-from infra.jobs.execution import follow_broker, submit_order
-from infra.jobs.reconcile import reconcile
+from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.database import migrate
-from infra.ledger.repository import Ledger, ledger_for
-from tests.infra.jobs.open_book import ACCOUNT, record_order
+from infra.ledger.ledger import Ledger, open_ledger
+from services.execution import follow_broker, submit_order
+from services.reconcile import reconcile
+from tests.services.open_book import ACCOUNT, record_order
 
 ROOT = Path(__file__).resolve().parents[2]
 D = Decimal
@@ -77,20 +78,27 @@ class FaultReport:
 
 
 class FlakyLedger:
-    """The ledger, unreachable while `down`: every call raises OperationalError."""
+    """The ledger, unreachable while `down`: every store call raises LedgerUnavailable, as the
+    ledger's sessions do when the database does not answer."""
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
         self.down = False
 
     def __getattr__(self, name: str) -> Any:
-        target = getattr(self._ledger, name)
-        if not callable(target):
-            return target
+        return _FlakyStore(self, getattr(self._ledger, name))
+
+
+class _FlakyStore:
+    def __init__(self, owner: FlakyLedger, store: Any) -> None:
+        self._owner, self._store = owner, store
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._store, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if self.down:
-                raise OperationalError("ledger call", {}, ConnectionError("ledger unreachable"))
+            if self._owner.down:
+                raise LedgerUnavailable("ledger database unavailable: unreachable")
             return target(*args, **kwargs)
 
         return call
@@ -109,16 +117,16 @@ class FaultyExchange(SimulatedBroker):
         p = self.plan
         if roll < p.timeout_before:
             self.faults["timeout_before"] += 1
-            raise RetryableBrokerError("read timeout before the exchange saw the order")
+            raise RetryableExchangeError("read timeout before the exchange saw the order")
         if roll < p.timeout_before + p.rate_limited:
             self.faults["rate_limited"] += 1
-            raise RetryableBrokerError("HTTP 429 Too Many Requests")
+            raise RetryableExchangeError("HTTP 429 Too Many Requests")
         if self.ledger is not None and self.ledger.down:
             self.placed_while_down += 1
         placed = super().place(order)
         if roll < p.timeout_before + p.rate_limited + p.timeout_after:
             self.faults["timeout_after"] += 1
-            raise RetryableBrokerError("read timeout after the exchange accepted the order")
+            raise RetryableExchangeError("read timeout after the exchange accepted the order")
         return placed
 
 
@@ -143,7 +151,7 @@ def run_cycles(
     started = time.perf_counter()
     migrate(ledger_url)
     rng = random.Random(plan.seed)
-    ledger = FlakyLedger(ledger_for(ledger_url))
+    ledger = FlakyLedger(open_ledger(ledger_url))
     config = SimulationConfig(
         starting_cash=D(1_000_000), unique_client_ids=False, fee_rate=D("0.001")
     )
@@ -152,7 +160,7 @@ def run_cycles(
     bars = real_bars(shared_data, cycles + 2)
     symbols = sorted(bars)
     report = FaultReport()
-    ledger.ensure_account(ACCOUNT, config.starting_cash, bars[symbols[0]][0].open_time)
+    ledger.accounts.ensure(ACCOUNT, config.starting_cash, bars[symbols[0]][0].open_time)
     pending: list[str] = []  # orders decided but not yet acknowledged by the broker
     for i in range(cycles):
         symbol = symbols[i % len(symbols)]
@@ -168,17 +176,17 @@ def run_cycles(
         try:
             # 1. fill events reach the ledger (some twice); order states follow the exchange
             for fill in fills:
-                ledger.record_fill(ACCOUNT, fill)
+                ledger.fills.record(ACCOUNT, fill)
                 if rng.random() < plan.duplicate_fill:
                     report.faults["duplicate_fill"] += 1
-                    assert ledger.record_fill(ACCOUNT, fill) is False
-            for order in ledger.open_orders(ACCOUNT, symbol):
+                    assert ledger.fills.record(ACCOUNT, fill) is False
+            for order in ledger.orders.open(ACCOUNT, symbol):
                 seen = broker.get_order(order.client_order_id, order.symbol)
                 if seen is not None and order.status is not OrderStatus.NEW:
                     follow_broker(ledger, order, seen, clock)  # type: ignore[arg-type]
             # 2. decide at this candle's close: buy when flat, sell what is held
-            held = ledger.positions(ACCOUNT).get(symbol)
-            if not ledger.open_orders(ACCOUNT, symbol):
+            held = ledger.fills.positions(ACCOUNT).get(symbol)
+            if not ledger.orders.open(ACCOUNT, symbol):
                 quantity = (D(1000) / bar.close).quantize(D("0.00001"))
                 side = Side.BUY
                 if held and held.quantity:
@@ -201,9 +209,9 @@ def run_cycles(
                         submit_order(ledger, broker, coid, clock)  # type: ignore[arg-type]
                         pending.remove(coid)
                         break
-                    except RetryableBrokerError:
+                    except RetryableExchangeError:
                         continue
-        except OperationalError:
+        except LedgerUnavailable:
             # The ledger is down: nothing recorded and so nothing sent. Fills the exchange
             # made meanwhile are missing from the ledger until reconciliation adopts them.
             report.faults["fills_missed_in_outage"] += len(fills)
@@ -229,13 +237,13 @@ def _tally(
     report: FaultReport, ledger: Ledger, broker: SimulatedBroker, symbols: list[Symbol]
 ) -> None:
     report.duplicated_orders += broker.duplicated_orders()
-    recorded = {f.fill_id for f in ledger.fills(ACCOUNT)}
+    recorded = {f.fill_id for f in ledger.fills.history(ACCOUNT)}
     for symbol in symbols:
         report.lost_fills += sum(f.fill_id not in recorded for f in broker.fills(symbol))
-    ours = {s: p.quantity for s, p in ledger.positions(ACCOUNT).items()}
+    ours = {s: p.quantity for s, p in ledger.fills.positions(ACCOUNT).items()}
     theirs = broker.positions(symbols)
     report.position_mismatches += sum(ours.get(s, D(0)) != theirs[s] for s in symbols)
-    report.cash_mismatches += ledger.cash(ACCOUNT) != broker.balances()["USDT"].total
+    report.cash_mismatches += ledger.accounts.cash(ACCOUNT) != broker.balances()["USDT"].total
 
 
 # -- SIGKILL between the exchange and the ledger -------------------------------------------
@@ -245,13 +253,13 @@ def kill_episode(folder: Path, shared_data: Path, report: FaultReport, before_se
     folder.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{folder / 'ledger.db'}"
     migrate(url)
-    ledger = ledger_for(url)
+    ledger = open_ledger(url)
     config = SimulationConfig(starting_cash=D(1_000_000), unique_client_ids=False)
     book = folder / "exchange.json"
     broker = SimulatedBroker(config, book)
     symbol = Symbol("BTC/USDT")
     bar = real_bars(shared_data, 3)[symbol][1]
-    ledger.ensure_account(ACCOUNT, config.starting_cash, bar.open_time)
+    ledger.accounts.ensure(ACCOUNT, config.starting_cash, bar.open_time)
     coid = record_order(ledger, symbol, 1, qty="0.01", at=bar.open_time - timedelta(hours=1))
     marker = folder / "marker"
     child = subprocess.Popen(
@@ -284,7 +292,7 @@ def kill_episode(folder: Path, shared_data: Path, report: FaultReport, before_se
     report.reconciliations_failed += not outcome.passed
     submit_order(ledger, broker, coid, clock)  # the restarted task runs again: never twice
     for fill in broker.on_candle(symbol, bar):
-        ledger.record_fill(ACCOUNT, fill)
+        ledger.fills.record(ACCOUNT, fill)
     final = reconcile(ledger, broker, ACCOUNT, [symbol], clock, Alerts())
     report.reconciliations_failed += not final.passed
     _tally(report, ledger, broker, [symbol])
@@ -310,10 +318,10 @@ class _DieAround(SimulatedBroker):
 
 
 def _child(url: str, book: str, coid: str, marker: str, when: str) -> None:
-    ledger = ledger_for(url)
+    ledger = open_ledger(url)
     config = SimulationConfig(starting_cash=D(1_000_000), unique_client_ids=False)
     broker = _DieAround(config, Path(book), Path(marker), when)
-    order = ledger.get_order(coid)  # type: ignore[arg-type]
+    order = ledger.orders.get(coid)  # type: ignore[arg-type]
     assert order is not None
     submit_order(
         ledger, broker, order.client_order_id, FakeClock(order.created_at + timedelta(hours=1))

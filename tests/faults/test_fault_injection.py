@@ -46,14 +46,14 @@ def test_harness_when_lookup_before_send_removed_then_duplicates_are_caught(
     """The harness can fail: a submit that re-sends after a lost answer, without asking the
     exchange first, opens second orders, and the report counts them."""
     from core.orders import OrderEvent, OrderStatus
-    from infra.jobs.execution import follow_broker
+    from services.execution import follow_broker
 
     def send_without_lookup(ledger, broker, coid, clock):  # type: ignore[no-untyped-def]
-        order = ledger.get_order(coid)
+        order = ledger.orders.get(coid)
         if order.status is not OrderStatus.NEW:
             return order
         placed = broker.place(order)
-        sent = ledger.transition_order(coid, OrderEvent.SUBMIT, clock.now())
+        sent = ledger.orders.transition(coid, OrderEvent.SUBMIT, clock.now())
         return follow_broker(ledger, sent, placed, clock)
 
     monkeypatch.setattr("tests.faults.harness.submit_order", send_without_lookup)

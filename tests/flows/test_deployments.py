@@ -50,4 +50,4 @@ def test_prefect_yaml_when_deployed_then_every_flow_scheduled_on_the_process_poo
             assert d.parameters == item["parameters"]
             flow = client.read_flow(d.flow_id)
             assert flow.name == item["entrypoint"].split(":")[1]
-    assert {"ingest-hourly", "train-daily", "decide-each-candle"} <= set(deployed)
+    assert {"trade-hourly", "train-daily", "reconcile-quarter-hourly"} <= set(deployed)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import composition
+from services import bootstrap
 from tests.conftest import GENETRADER
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -35,7 +35,7 @@ def test_ingest_when_one_symbol_has_no_file_then_it_fails_alone_and_others_are_s
         r".*NOPE/USDT.*NOPE_USDT-1h",
     ):
         ingest()
-    ledger = composition.ledger(settings)
-    assert ledger.count_candles("binance", "BTC/USDT", "1h") == 5980
-    assert ledger.count_candles("binance", "ETH/USDT", "1h") == 5980
-    assert ledger.count_candles("binance", "NOPE/USDT", "1h") == 0
+    ledger = bootstrap.ledger(settings)
+    assert ledger.candles.count("binance", "BTC/USDT", "1h") == 5980
+    assert ledger.candles.count("binance", "ETH/USDT", "1h") == 5980
+    assert ledger.candles.count("binance", "NOPE/USDT", "1h") == 0

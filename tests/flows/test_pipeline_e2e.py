@@ -16,9 +16,10 @@ from mlflow import MlflowClient
 from core.features.order_book import BOOK_FEATURE_NAMES
 from core.orders import OrderStatus
 from core.portfolio import replay_fills
+from core.risk.limits import DenialCode
 from core.safety.signing import sign
 from core.types import Side
-from infra import composition
+from services import bootstrap
 from tests.conftest import GENETRADER
 from tests.core.features.test_order_book_features import recorded_book
 
@@ -54,35 +55,35 @@ def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consiste
     from flows.pipeline import pipeline
 
     report = pipeline()
-    ledger = composition.ledger(env)
+    ledger = bootstrap.ledger(env)
 
     # Candles: every real row stored once.
     for symbol in env.symbols:
-        assert ledger.count_candles("binance", symbol, "1h") == FIRST_ROWS
+        assert ledger.candles.count("binance", symbol, "1h") == FIRST_ROWS
     # Model: registered, champion, trained only on data before the replayed window.
     client = MlflowClient(env.tracking_uri)
     champion = client.get_model_version_by_alias(env.model_name, "champion")
     assert str(champion.version) == report.training.registered.version == "1"
     assert pd.Timestamp(report.training.ranges["test"][1]) < pd.Timestamp(report.replay_from)
     # Decisions: one per symbol per replayed candle, each with votes and inputs.
-    decisions = ledger.decisions(env.account)
+    decisions = ledger.orders.decisions(env.account)
     assert len(decisions) == REPLAY * len(env.symbols)
     assert {d.model_version for d in decisions} == {"1"}
     assert all(len(d.votes) == 2 and d.feature_set_version for d in decisions)
     # Every agent read its features: none abstained with an error.
-    assert not [v for d in decisions for v in d.votes if v["reason"].startswith("agent failed")]
+    assert not [v for d in decisions for v in d.votes if v.reason.startswith("agent failed")]
     approved = [d for d in decisions if d.risk_approved]
-    orders = {o.client_order_id: o for o in ledger.orders(env.account)}
+    orders = {o.client_order_id: o for o in ledger.orders.find(env.account)}
     assert approved
     assert {d.client_order_id for d in approved} == set(orders)
     # Fills: at the open of the candle after the decision, moved against the order by slippage.
-    fills = ledger.fills(env.account)
+    fills = ledger.fills.history(env.account)
     assert fills
     by_order = {d.client_order_id: d for d in approved}
     for fill in fills:
         decided = by_order[fill.client_order_id]
         assert fill.filled_at == decided.candle_time + timedelta(hours=1)
-        candle = ledger.load_candles("binance", fill.symbol, "1h", until=fill.filled_at, limit=1)
+        candle = ledger.candles.load("binance", fill.symbol, "1h", until=fill.filled_at, limit=1)
         open_price = Decimal(repr(float(candle["open"].iloc[-1])))
         sign_ = 1 if fill.side is Side.BUY else -1
         assert fill.price == (open_price * (1 + sign_ * Decimal("0.0005"))).quantize(
@@ -90,39 +91,43 @@ def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consiste
         )
         assert orders[fill.client_order_id].status is OrderStatus.FILLED
     # Positions and cash agree with the fills, exactly.
-    assert ledger.positions(env.account) == replay_fills(fills)
+    assert ledger.fills.positions(env.account) == replay_fills(fills)
     spent = sum(
         (f.price * f.quantity * (1 if f.side is Side.BUY else -1) + f.fee for f in fills),
         Decimal(0),
     )
-    assert ledger.cash(env.account) == env.starting_cash - spent
+    assert ledger.accounts.cash(env.account) == env.starting_cash - spent
 
     # A second run (a restart) decides nothing twice and places no order twice.
     again = pipeline()
     assert again.decisions.skipped_existing == REPLAY * len(env.symbols)
     assert again.decisions.orders == 0
-    assert len(ledger.orders(env.account)) == len(orders)
+    assert len(ledger.orders.find(env.account)) == len(orders)
     assert report.training.registered.version != again.training.registered.version
 
-    # Live: one new candle closes; the scheduled decide flow (defaults) decides just that one.
+    # Live: one new candle closes; the scheduled decide flow decides just that one (a 2024
+    # candle, stale by now: decided and recorded, denied STALE_CANDLE, nothing sent).
     from flows.decide import decide
     from flows.ingest import ingest
 
     write_real_candles(Path(env.data_dir), FIRST_ROWS + 1)
     assert [r.inserted for r in ingest()] == [1, 1]
     # A live order book for BTC was stored at the new candle's close (ccxt's recorded one).
-    new_open = ledger.last_candle_time("binance", "BTC/USDT", "1h")
+    new_open = ledger.candles.last_time("binance", "BTC/USDT", "1h")
     assert new_open is not None
     assert ledger.microstructure.record_order_book(recorded_book(new_open + timedelta(hours=1)))
     started = datetime.now(tz=UTC)
     live = decide()
     assert live.decided.total() == len(env.symbols)
-    newest = ledger.decisions(env.account)[-len(env.symbols) :]
+    assert (live.stale, live.to_send) == ([live.candle_times[0]], [])
+    acted = [d for d in ledger.orders.decisions(env.account)[-2:] if d.action != "HOLD"]
+    assert all(d.denials[0].code is DenialCode.STALE_CANDLE for d in acted)
+    newest = ledger.orders.decisions(env.account)[-len(env.symbols) :]
     assert {d.candle_time for d in newest} == {live.candle_times[0]}
     assert all(d.decided_at >= started for d in newest)  # wall clock, not the replay clock
     by_symbol = {d.symbol: d for d in newest}
     assert set(by_symbol["BTC/USDT"].order_book_features or {}) == set(BOOK_FEATURE_NAMES)
-    assert all("book imbalance" in v["reason"] for v in by_symbol["BTC/USDT"].votes)
+    assert all("book imbalance" in v.reason for v in by_symbol["BTC/USDT"].votes)
     assert by_symbol["ETH/USDT"].order_book_features is None
 
 
@@ -132,14 +137,14 @@ def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forg
 ) -> None:
     import time
 
-    from flows.decide import decide
     from flows.ingest import ingest
     from flows.pipeline import pipeline
+    from flows.replay import replay
     from serving.app import create_app
 
     pipeline()
-    ledger = composition.ledger(env)
-    orders_before = len(ledger.orders(env.account))
+    ledger = bootstrap.ledger(env)
+    orders_before = len(ledger.orders.find(env.account))
     secret = env.kill_switch_secret.get_secret_value()
     with TestClient(create_app(env)) as api:
         now = int(time.time())
@@ -165,15 +170,17 @@ def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forg
 
     write_real_candles(tmp_path / "data", FIRST_ROWS + 30)  # 30 newer real candles arrive
     assert [r.inserted for r in ingest()] == [30, 30]
-    report = decide(candles=30, replay=True)
+    report = replay(candles=30)
 
     assert report.orders == 0
-    assert len(ledger.orders(env.account)) == orders_before
+    assert len(ledger.orders.find(env.account)) == orders_before
     acted = [
-        d for d in ledger.decisions(env.account, since=report.candle_times[0]) if d.action != "HOLD"
+        d
+        for d in ledger.orders.decisions(env.account, since=report.candle_times[0])
+        if d.action != "HOLD"
     ]
     assert acted, "the window should contain BUY/SELL decisions for the gate to stop"
     assert all(d.risk_approved is False and d.client_order_id is None for d in acted)
-    assert all("TRADING_HALTED: kill_switch: e2e drill" in d.risk_reasons for d in acted)
-    rejected = [e for e in ledger.kill_switch_events() if not e.accepted]
+    assert all("TRADING_HALTED: kill_switch: e2e drill" in map(str, d.denials) for d in acted)
+    rejected = [e for e in ledger.requests.recent() if not e.accepted]
     assert [e.rejection for e in rejected] == ["signature does not match"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 
 from core.clock import FakeClock
 from core.safety.signing import sign
-from infra.ledger.repository import ledger_for
+from infra.ledger.ledger import open_ledger
 from infra.settings import Settings
+from services import bootstrap
 from serving.app import MissingSecret, create_app
 from serving.deps import get_clock
 
@@ -45,7 +46,7 @@ def body(action: str = "activate", reason: str = "ops drill") -> dict[str, str]:
 
 
 def events(url: str) -> list[tuple[bool, str | None]]:
-    return [(e.accepted, e.rejection) for e in reversed(ledger_for(url).kill_switch_events())]
+    return [(e.accepted, e.rejection) for e in reversed(open_ledger(url).requests.recent(100))]
 
 
 def test_create_app_when_no_secret_then_refuses_naming_the_variable(tmp_path: Path) -> None:
@@ -63,7 +64,7 @@ def test_health_when_ledger_unreachable_then_503_with_reason() -> None:
     with make_client("postgresql+psycopg://postgres@127.0.0.1:1/nowhere") as c:
         r = c.get("/api/v1/health")
     assert r.status_code == 503
-    assert r.json()["reason"].startswith("ledger unavailable: OperationalError")
+    assert r.json()["reason"].startswith("ledger unavailable: LedgerUnavailable")
 
 
 def test_kill_switch_when_validly_signed_then_active_persisted_and_recorded(
@@ -156,10 +157,11 @@ def test_kill_switch_when_activated_with_open_book_then_answer_reports_cancels_a
     """Through the API and the shared paper exchange: one signed request halts, cancels every
     open order and closes every position before it answers; status shows each step."""
     from infra.brokers.simulated import SimulatedBroker, SimulationConfig
-    from tests.infra.jobs.open_book import open_book
+    from tests.services.open_book import open_book
 
     settings = Settings(database_url=ledger_url, kill_switch_secret=SECRET, var_dir=tmp_path)
-    book = SimulatedBroker(SimulationConfig(), state_path=tmp_path / "paper-exchange-paper.json")
+    book_path = bootstrap.paper_book_path(settings)
+    book = SimulatedBroker(SimulationConfig(), state_path=book_path)
     open_book(ledger, book, open_orders=4, positions=2)
     app = create_app(settings)
     app.dependency_overrides[get_clock] = lambda: FakeClock(NOW)
@@ -179,9 +181,7 @@ def test_kill_switch_when_activated_with_open_book_then_answer_reports_cancels_a
         "positions_closing",
         "alerted",
     ]
-    reopened = SimulatedBroker(
-        SimulationConfig(), state_path=tmp_path / "paper-exchange-paper.json"
-    )
+    reopened = SimulatedBroker(SimulationConfig(), state_path=book_path)
     assert [o.side.value for o in reopened.open_orders()] == ["sell", "sell"]
 
 
@@ -195,19 +195,22 @@ def test_kill_switch_when_a_client_keeps_failing_then_rate_limited_and_still_rec
     r = client.post(URL, json=body(), headers=signed("activate"))  # even a good one, for now
     assert r.status_code == 429
     assert "too many rejected requests" in r.json()["detail"]
-    assert events(ledger_url)[-1] == (False, r.json()["detail"])
+    # Ten refusals kept in detail; beyond the budget they are only counted.
+    assert len(events(ledger_url)) == 10
+    counted = open_ledger(ledger_url).requests.count_refusals(
+        "testclient", NOW - timedelta(minutes=1)
+    )
+    assert counted == 11
 
 
 def test_breaker_reset_when_signed_then_cleared_and_forged_or_replayed_refused(
     client: TestClient, ledger_url: str
 ) -> None:
-    from datetime import timedelta
+    from core.risk.state import Control
 
-    from infra.ledger.repository import CIRCUIT_BREAKER
-
-    ledger = ledger_for(ledger_url)
-    ledger.set_control(
-        CIRCUIT_BREAKER, True, "MAX_DRAWDOWN: 16%", NOW, until=NOW + timedelta(hours=24)
+    ledger = open_ledger(ledger_url)
+    ledger.safety.set_control(
+        Control.CIRCUIT_BREAKER, True, "MAX_DRAWDOWN: 16%", NOW, until=NOW + timedelta(hours=24)
     )
     status = client.get("/api/v1/safety/status").json()
     assert status["trading_state"] == "halted"
@@ -222,7 +225,7 @@ def test_breaker_reset_when_signed_then_cleared_and_forged_or_replayed_refused(
     replay = client.post(url, json={"action": "reset", "reason": "again"}, headers=signed("reset"))
     assert replay.status_code == 401
     assert client.get("/api/v1/safety/status").json()["trading_state"] == "active"
-    steps = [e.step for e in ledger.safety_events(CIRCUIT_BREAKER)]
+    steps = [e.step for e in ledger.safety.events(Control.CIRCUIT_BREAKER)]
     assert steps == ["activated", "reset_early"]
     bad_action = client.post(
         url, json={"action": "activate", "reason": "x"}, headers=signed("reset")

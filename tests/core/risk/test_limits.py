@@ -54,7 +54,7 @@ def sell(qty: str, symbol: Symbol = BTC) -> ProposedOrder:
 
 
 def reasons(order: ProposedOrder, s: RiskState, limits: RiskLimits = LIMITS) -> list[str]:
-    return [r.split(":")[0] for r in evaluate(order, s, limits).reasons]
+    return [d.code.value for d in evaluate(order, s, limits).denials]
 
 
 def test_evaluate_when_within_every_limit_then_approved() -> None:
@@ -80,7 +80,7 @@ def test_evaluate_when_many_limits_broken_then_every_reason_kept() -> None:
         "DAILY_LOSS_LIMIT",
         "TOO_MANY_OPEN_ORDERS",
     ]
-    assert evaluate(buy("20"), s, LIMITS).reasons[0] == "TRADING_HALTED: kill_switch: ops"
+    assert str(evaluate(buy("20"), s, LIMITS).denials[0]) == "TRADING_HALTED: kill_switch: ops"
 
 
 def test_evaluate_when_reducing_then_only_sells_of_held_quantity_pass() -> None:

@@ -9,13 +9,13 @@ from decimal import Decimal
 import pytest
 
 from core.clock import FakeClock
+from core.errors import FatalExchangeError, RetryableExchangeError
 from core.orders import Order, OrderStatus, OrderType
-from core.ports import FatalBrokerError, RetryableBrokerError
 from core.types import ClientOrderId, Side, Symbol
 from infra.brokers.ccxt_broker import CcxtBroker
-from infra.jobs.execution import submit_order
-from tests.infra.jobs.open_book import record_order
+from services.execution import submit_order
 from tests.infra.market_data.recorded_binance import HttpError, RecordedSpotBinance
+from tests.services.open_book import record_order
 
 T0 = datetime(2025, 1, 23, tzinfo=UTC)
 NOT_FOUND = HttpError(400, {"code": -2013, "msg": "Order does not exist."})
@@ -60,7 +60,7 @@ def test_submit_when_exchange_already_has_the_client_id_then_not_sent_again(ledg
 
 
 def _recorded_sol_order(ledger) -> ClientOrderId:  # type: ignore[no-untyped-def]
-    ledger.ensure_account("paper", Decimal(1000), T0)
+    ledger.accounts.ensure("paper", Decimal(1000), T0)
     return record_order(ledger, "SOL/USDT", 0, qty="0.05", limit="241", at=T0)
 
 
@@ -129,10 +129,10 @@ INTERNAL = {"code": -1001, "msg": "Internal error; unable to process your reques
 @pytest.mark.parametrize(
     ("error", "kind", "name"),
     [
-        (HttpError(400, INSUFFICIENT), FatalBrokerError, "InsufficientFunds"),
-        (HttpError(401, BAD_KEY), FatalBrokerError, "AuthenticationError"),
-        (HttpError(429, TOO_MANY), RetryableBrokerError, "DDoSProtection"),
-        (HttpError(503, INTERNAL), RetryableBrokerError, "OperationFailed"),
+        (HttpError(400, INSUFFICIENT), FatalExchangeError, "InsufficientFunds"),
+        (HttpError(401, BAD_KEY), FatalExchangeError, "AuthenticationError"),
+        (HttpError(429, TOO_MANY), RetryableExchangeError, "DDoSProtection"),
+        (HttpError(503, INTERNAL), RetryableExchangeError, "OperationFailed"),
     ],
 )
 def test_place_when_exchange_refuses_then_error_translated_at_the_boundary(
@@ -146,12 +146,14 @@ def test_place_when_exchange_refuses_then_error_translated_at_the_boundary(
 def test_fills_when_exchange_reports_a_trade_without_price_then_clear_error() -> None:
     [trade] = RecordedSpotBinance().cases["fetchMyTrades"]["httpResponse"]
     ex = RecordedSpotBinance(answers={"fetchMyTrades": [trade | {"price": "0.00000000"}]})
-    with pytest.raises(FatalBrokerError, match=r"trade payload not understood.*'id': '309520010'"):
+    with pytest.raises(
+        FatalExchangeError, match=r"trade payload not understood.*'id': '309520010'"
+    ):
         CcxtBroker(ex).fills(LTC)
 
 
 def test_open_orders_when_exchange_omits_the_side_then_clear_error() -> None:
     [raw] = RecordedSpotBinance().cases["fetchOpenOrders"]["httpResponse"]
     broken = {k: v for k, v in raw.items() if k != "side"}
-    with pytest.raises(FatalBrokerError, match=r"order payload not understood.*3811057334"):
+    with pytest.raises(FatalExchangeError, match=r"order payload not understood.*3811057334"):
         CcxtBroker(RecordedSpotBinance(answers={"fetchOpenOrders": [broken]})).open_orders(LTC)

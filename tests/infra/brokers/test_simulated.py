@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from core.candles.bar import Bar
+from core.errors import FatalExchangeError
 from core.orders import Order, OrderStatus, OrderType, client_order_id_for, decision_id_for
-from core.ports import FatalBrokerError
 from core.types import Side, Symbol
 from infra.brokers.dummy import DummyBroker
-from infra.brokers.simulated import Bar, SimulatedBroker, SimulationConfig
+from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 
 DECIDED_ON = datetime(2024, 9, 1, 12, tzinfo=UTC)  # candle 12:00 closes at 13:00
 CLOSE = DECIDED_ON + timedelta(hours=1)
@@ -117,7 +118,7 @@ def test_cancel_when_no_latency_then_cancelled_at_once_and_never_fills() -> None
     b.place(o)
     assert b.cancel(o.client_order_id, BTC).status is OrderStatus.CANCELLED
     assert b.on_candle(BTC, bar(CLOSE, "40", "40", "40", "40")) == []
-    with pytest.raises(FatalBrokerError, match="unknown order"):
+    with pytest.raises(FatalExchangeError, match="unknown order"):
         b.cancel(order(n=9).client_order_id, BTC)
 
 
@@ -136,7 +137,7 @@ def test_rejections_when_seeded_then_same_orders_rejected_every_time() -> None:
             try:
                 b.place(order(n=n))
                 out.append(False)
-            except FatalBrokerError:
+            except FatalExchangeError:
                 out.append(True)
         return out
 

@@ -10,21 +10,20 @@ import ccxt
 import pytest
 
 from core.clock import FakeClock
+from core.errors import FatalExchangeError, RetryableExchangeError
 from core.market.order_book import MarketDataError
 from core.types import Side
-from infra.exchange_errors import FatalExchangeError
-from infra.jobs.ingest import ingest_microstructure
-from infra.ledger.repository import Ledger
-from infra.market_data.ccxt_source import CcxtMarketSource, RetryPolicy
+from infra.ledger.ledger import Ledger
+from infra.market_data.ccxt_source import CcxtMarketSource
+from services.ingest import ingest_microstructure
 from tests.infra.market_data.recorded_binance import RecordedSpotBinance, recorded_spot_cases
 
-ZERO_WAIT = RetryPolicy(attempts=3, initial_s=0, max_s=0, jitter_s=0)
 NOW = datetime(2024, 3, 13, 11, 5, tzinfo=UTC)
 CASES = recorded_spot_cases()
 
 
 def source(ex: ccxt.Exchange, now: datetime = NOW) -> CcxtMarketSource:
-    return CcxtMarketSource(ex, FakeClock(now), retry=ZERO_WAIT)
+    return CcxtMarketSource(ex, FakeClock(now))
 
 
 def test_order_book_when_recorded_binance_depth_then_parsed_as_ccxt_expects() -> None:
@@ -147,15 +146,18 @@ def test_ingest_microstructure_when_a_trade_is_malformed_then_batch_refused_and_
     )
 
 
-def test_order_book_when_429_then_retried_and_returned() -> None:
+def test_order_book_when_429_then_retryable_error_after_one_call() -> None:
+    """The adapter translates, it never retries: Prefect's task retries are the one layer."""
+
     def once_429(n: int, url: str) -> None:
         if n == 1:
             raise ccxt.RateLimitExceeded("binance 429 Too Many Requests")
 
     ex = RecordedSpotBinance(fault=once_429)
-    book = source(ex).order_book("BTC/USDT", 2)
-    assert len(ex.calls) == 2
-    assert book.nonce == 25445101
+    with pytest.raises(RetryableExchangeError, match=r"fetch_order_book BTC/USDT.*RateLimit"):
+        source(ex).order_book("BTC/USDT", 2)
+    assert len(ex.calls) == 1
+    assert source(ex).order_book("BTC/USDT", 2).nonce == 25445101  # the retry succeeds
 
 
 def test_order_book_when_unknown_symbol_then_fatal_error_naming_it() -> None:

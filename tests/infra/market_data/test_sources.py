@@ -10,18 +10,42 @@ import ccxt
 import pandas as pd
 import pytest
 
+from core.candles.gaps import GapPolicy
 from core.candles.schema import CandleValidationError
 from core.clock import FakeClock
-from infra.exchange_errors import FatalExchangeError, RetryableExchangeError
-from infra.jobs.ingest import ingest_exchange, ingest_file
-from infra.ledger.repository import Ledger
-from infra.market_data.ccxt_source import CcxtMarketSource, RetryPolicy
-from infra.market_data.files import CandleFileError, candle_file_for, read_candle_file
+from core.errors import FatalExchangeError, RetryableExchangeError
+from infra.ledger.ledger import Ledger
+from infra.market_data.ccxt_source import CcxtMarketSource
+from infra.market_data.files import (
+    CandleFileError,
+    FileCandleSource,
+    candle_file_for,
+    read_candle_file,
+)
+from services.ingest import IngestReport, ingest_candles
 from tests.conftest import GENETRADER
 from tests.core.candles.test_clean_and_gaps import KNOWN_GAPS
 from tests.infra.market_data.recorded_binance import RecordedBinance
 
 FT = Path("ohlcv/freqtrade-testdata")
+EPOCH = datetime(2017, 1, 1, tzinfo=UTC)
+
+
+def ingest_file(
+    ledger: Ledger,
+    exchange: str,
+    data_dir: Path,
+    symbol: str,
+    timeframe: str,
+    policy: GapPolicy = GapPolicy.KEEP,
+) -> IngestReport:
+    return ingest_candles(
+        ledger, FileCandleSource(data_dir, exchange), symbol, timeframe, EPOCH, policy
+    )
+
+
+def fetch_all(src: CcxtMarketSource, symbol: str, timeframe: str, since: datetime) -> pd.DataFrame:
+    return pd.concat(list(src.fetch(symbol, timeframe, since)), ignore_index=True)
 
 
 @pytest.mark.parametrize(
@@ -70,7 +94,7 @@ def test_ingest_file_when_one_bad_row_then_error_names_file_row_and_nothing_stor
         ingest_file(ledger, "binance", tmp_path, "BTC/USDT", "1h")
     assert "BTC_USDT-1h.feather" in str(err.value)
     assert err.value.first_bad_row["row"] == 321
-    assert ledger.count_candles("binance", "BTC/USDT", "1h") == 0
+    assert ledger.candles.count("binance", "BTC/USDT", "1h") == 0
 
 
 def test_ingest_file_when_run_twice_then_same_rows(
@@ -88,12 +112,11 @@ def window(btc_1h: pd.DataFrame) -> pd.DataFrame:
     return btc_1h.head(2500).reset_index(drop=True)
 
 
-ZERO_WAIT = RetryPolicy(attempts=3, initial_s=0, max_s=0, jitter_s=0)
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def source(ex: ccxt.Exchange, clock: FakeClock, page_limit: int = 1000) -> CcxtMarketSource:
-    return CcxtMarketSource(ex, clock, page_limit=page_limit, retry=ZERO_WAIT)
+    return CcxtMarketSource(ex, clock, page_limit=page_limit)
 
 
 def clock_during(frame: pd.DataFrame, row: int, minutes: int = 30) -> FakeClock:
@@ -106,7 +129,7 @@ def test_ccxt_fetch_when_three_pages_then_stitched_without_gaps_and_open_candle_
 ) -> None:
     ex = RecordedBinance({"BTC/USDT": window})
     src = source(ex, clock_during(window, 2400), page_limit=1000)
-    out = src.fetch("BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime())
+    out = fetch_all(src, "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime())
     assert len(ex.requests) == 3
     pd.testing.assert_frame_equal(out, window.head(2400))  # candle 2400 is open: not returned
 
@@ -116,70 +139,58 @@ def test_ccxt_ingest_when_resumed_then_continues_after_last_stored_candle(
 ) -> None:
     ex = RecordedBinance({"BTC/USDT": window})
     since = window["open_time"].iloc[0].to_pydatetime()
-    first = ingest_exchange(ledger, source(ex, clock_during(window, 1200)), "BTC/USDT", "1h", since)
+    first = ingest_candles(ledger, source(ex, clock_during(window, 1200)), "BTC/USDT", "1h", since)
     assert (first.inserted, first.stored) == (1200, 1200)
     ex.requests.clear()
-    second = ingest_exchange(
-        ledger, source(ex, clock_during(window, 2000)), "BTC/USDT", "1h", since
-    )
+    second = ingest_candles(ledger, source(ex, clock_during(window, 2000)), "BTC/USDT", "1h", since)
     assert int(ex.requests[0]["startTime"]) == int(window["open_time"].iloc[1200].value // 10**6)
     assert (second.inserted, second.stored) == (800, 2000)
-    stored = ledger.load_candles("binance", "BTC/USDT", "1h").drop(columns="is_filled")
+    stored = ledger.candles.load("binance", "BTC/USDT", "1h").drop(columns="is_filled")
     pd.testing.assert_frame_equal(stored, window.head(2000))
 
 
-def test_ccxt_fetch_when_429_then_retried_and_pages_complete(window: pd.DataFrame) -> None:
+def test_ccxt_fetch_when_429_then_retryable_error_after_one_request(window: pd.DataFrame) -> None:
+    """The adapter translates, it never retries: Prefect's task retries are the one layer."""
+
     def rate_limited_once(n: int, url: str) -> None:
         if n == 2:
             ex.handle_http_status_code(429, "Too Many Requests", url, "GET", "")
 
     ex = RecordedBinance({"BTC/USDT": window}, fault=rate_limited_once)
-    out = source(ex, clock_during(window, 2400)).fetch(
-        "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
-    )
-    assert len(ex.requests) == 4  # 3 pages + 1 retry of the rate-limited one
-    assert ex.requests[1] == ex.requests[2]
-    pd.testing.assert_frame_equal(out, window.head(2400))
-
-
-def test_ccxt_fetch_when_always_429_then_retryable_error_after_attempts(
-    window: pd.DataFrame,
-) -> None:
-    def rate_limited(n: int, url: str) -> None:
-        ex.handle_http_status_code(429, "Too Many Requests", url, "GET", "")
-
-    ex = RecordedBinance({"BTC/USDT": window}, fault=rate_limited)
     with pytest.raises(RetryableExchangeError, match="fetch_ohlcv BTC/USDT 1h"):
-        source(ex, clock_during(window, 100)).fetch(
-            "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
-        )
-    assert len(ex.requests) == ZERO_WAIT.attempts
+        fetch_all(source(ex, clock_during(window, 2400)), "BTC/USDT", "1h", EPOCH)
+    assert len(ex.requests) == 2
 
 
-def test_ccxt_ingest_when_network_error_exhausts_retries_then_nothing_half_written(
+def test_ccxt_ingest_when_network_fails_part_way_then_pages_before_kept_and_rerun_resumes(
     ledger: Ledger, window: pd.DataFrame
 ) -> None:
-    def down_from_second(n: int, url: str) -> None:
-        if n >= 2:
+    failed: list[str] = []
+
+    def down_on_second(n: int, url: str) -> None:
+        if n == 2 and not failed:
+            failed.append(url)
             raise ccxt.RequestTimeout("binance GET " + url + " timed out")
 
-    ex = RecordedBinance({"BTC/USDT": window}, fault=down_from_second)
+    ex = RecordedBinance({"BTC/USDT": window}, fault=down_on_second)
+    src = source(ex, clock_during(window, 2400))
+    since = window["open_time"].iloc[0].to_pydatetime()
     with pytest.raises(RetryableExchangeError, match="RequestTimeout"):
-        ingest_exchange(
-            ledger,
-            source(ex, clock_during(window, 2400)),
-            "BTC/USDT",
-            "1h",
-            window["open_time"].iloc[0].to_pydatetime(),
-        )
-    assert len(ex.requests) == 1 + ZERO_WAIT.attempts
-    assert ledger.count_candles("binance", "BTC/USDT", "1h") == 0  # page 1 was not kept
+        ingest_candles(ledger, src, "BTC/USDT", "1h", since)
+    assert ledger.candles.count("binance", "BTC/USDT", "1h") == 1000  # page 1, validated, kept
+    ex.requests.clear()
+    again = ingest_candles(ledger, src, "BTC/USDT", "1h", since)  # what a task retry runs
+    assert int(ex.requests[0]["startTime"]) == int(window["open_time"].iloc[1000].value // 10**6)
+    assert (again.inserted, again.stored) == (1400, 2400)
 
 
 def test_ccxt_fetch_when_page_empty_then_stops_with_what_it_has(window: pd.DataFrame) -> None:
     ex = RecordedBinance({"BTC/USDT": window.head(1500)})  # the exchange has nothing after 1500
-    out = source(ex, clock_during(window, 2400)).fetch(
-        "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
+    out = fetch_all(
+        source(ex, clock_during(window, 2400)),
+        "BTC/USDT",
+        "1h",
+        window["open_time"].iloc[0].to_pydatetime(),
     )
     assert len(ex.requests) == 3  # 1000, 500, then an empty page
     pd.testing.assert_frame_equal(out, window.head(1500))
@@ -198,8 +209,11 @@ def test_ccxt_fetch_when_ccxt_recorded_binance_response_then_parsed_as_ccxt_expe
     ex = Replay({symbol: pd.DataFrame()})
     last_ms = case["parsedResponse"][-1][0]
     clock = FakeClock(datetime.fromtimestamp((last_ms + 3_600_000) / 1000, tz=UTC))
-    out = CcxtMarketSource(ex, clock, page_limit=limit, retry=ZERO_WAIT).fetch(
-        symbol, timeframe, datetime.fromtimestamp(since_ms / 1000, tz=UTC)
+    out = fetch_all(
+        CcxtMarketSource(ex, clock, page_limit=limit),
+        symbol,
+        timeframe,
+        datetime.fromtimestamp(since_ms / 1000, tz=UTC),
     )
     assert "symbol=BTCUSDT" in ex.requests[0]["url"]
     assert "interval=1h" in ex.requests[0]["url"]
@@ -213,17 +227,20 @@ def test_ccxt_fetch_when_ccxt_recorded_binance_response_then_parsed_as_ccxt_expe
 def test_ccxt_fetch_when_unknown_symbol_then_fatal_error_naming_it(window: pd.DataFrame) -> None:
     ex = RecordedBinance({"BTC/USDT": window})
     with pytest.raises(FatalExchangeError, match=r"BadSymbol.*NOPE/USDT"):
-        source(ex, clock_during(window, 10)).fetch(
-            "NOPE/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
+        fetch_all(
+            source(ex, clock_during(window, 10)),
+            "NOPE/USDT",
+            "1h",
+            window["open_time"].iloc[0].to_pydatetime(),
         )
 
 
-def test_ccxt_fetch_when_nothing_closed_yet_then_empty_frame(window: pd.DataFrame) -> None:
+def test_ccxt_fetch_when_nothing_closed_yet_then_no_batch(window: pd.DataFrame) -> None:
     ex = RecordedBinance({"BTC/USDT": window})
     out = source(ex, clock_during(window, 0)).fetch(
         "BTC/USDT", "1h", window["open_time"].iloc[0].to_pydatetime()
     )
-    assert out.empty
+    assert list(out) == []
 
 
 # -- every candle file in freqtrade's test data, Binance kline CSV, gap policies -------------
@@ -282,42 +299,40 @@ def test_read_candle_file_when_binance_kline_csv_without_header_then_read(
 def test_ingest_file_when_real_2021_gaps_then_gaps_recorded_and_policy_applied(
     ledger: Ledger, shared_data: Path, tmp_path: Path, policy: str
 ) -> None:
-    from core.candles.gaps import GapPolicy
-
     shutil.copy(shared_data / "ohlcv/nfi-binance-spot-2021/ETH_USDT-1h.json", tmp_path)
     report = ingest_file(ledger, "binance", tmp_path, "ETH/USDT", "1h", GapPolicy(policy))
     assert (report.gaps, report.missing) == (6, 11)
     assert report.filled == (11 if policy == "ffill" else 0)
     assert report.stored == 5482 + report.filled
-    gaps = ledger.candle_gaps("binance", "ETH/USDT", "1h")
+    gaps = ledger.candles.gaps("binance", "ETH/USDT", "1h")
     assert [(g.missing, g.policy) for g in gaps] == [(n, policy) for _, n in KNOWN_GAPS]
     again = ingest_file(ledger, "binance", tmp_path, "ETH/USDT", "1h", GapPolicy(policy))
     assert again.inserted == 0
-    assert len(ledger.candle_gaps("binance", "ETH/USDT", "1h")) == 6
+    assert len(ledger.candles.gaps("binance", "ETH/USDT", "1h")) == 6
 
 
 def test_ingest_file_when_reject_policy_and_gaps_then_nothing_stored(
     ledger: Ledger, shared_data: Path, tmp_path: Path
 ) -> None:
-    from core.candles.gaps import CandleGapError, GapPolicy
+    from core.candles.gaps import CandleGapError
 
     shutil.copy(shared_data / "ohlcv/nfi-binance-spot-2021/BTC_USDT-1h.json", tmp_path)
     with pytest.raises(CandleGapError):
         ingest_file(ledger, "binance", tmp_path, "BTC/USDT", "1h", GapPolicy.REJECT)
-    assert ledger.count_candles("binance", "BTC/USDT", "1h") == 0
+    assert ledger.candles.count("binance", "BTC/USDT", "1h") == 0
 
 
 def test_upsert_when_candle_conflicts_with_stored_then_refused_and_batch_not_written(
     ledger: Ledger, btc_1h: pd.DataFrame
 ) -> None:
-    from infra.ledger.repository import StoredCandleConflict
+    from infra.ledger.candles import StoredCandleConflict
 
-    ledger.upsert_candles("binance", "BTC/USDT", "1h", btc_1h.head(10))
+    ledger.candles.upsert("binance", "BTC/USDT", "1h", btc_1h.head(10))
     changed = btc_1h.head(20).copy()
     changed.loc[3, "close"] += 5.0
     with pytest.raises(StoredCandleConflict, match="2024-01-01T03:00:00"):
-        ledger.upsert_candles("binance", "BTC/USDT", "1h", changed, source="feed")
-    assert ledger.count_candles("binance", "BTC/USDT", "1h") == 10  # rows 10..19 not written
+        ledger.candles.upsert("binance", "BTC/USDT", "1h", changed, source="feed")
+    assert ledger.candles.count("binance", "BTC/USDT", "1h") == 10  # rows 10..19 not written
 
 
 def test_upsert_when_real_candle_arrives_for_a_filled_one_then_replaced(
@@ -327,9 +342,9 @@ def test_upsert_when_real_candle_arrives_for_a_filled_one_then_replaced(
 
     holey = btc_1h.head(10).drop(index=[4])
     filled, gaps = apply_gap_policy(holey, "1h", GapPolicy.FFILL, "x")
-    ledger.upsert_candles("binance", "BTC/USDT", "1h", filled, gaps, "ffill")
-    assert ledger.load_candles("binance", "BTC/USDT", "1h")["is_filled"].sum() == 1
-    ledger.upsert_candles("binance", "BTC/USDT", "1h", btc_1h.head(10))
-    stored = ledger.load_candles("binance", "BTC/USDT", "1h")
+    ledger.candles.upsert("binance", "BTC/USDT", "1h", filled, gaps, "ffill")
+    assert ledger.candles.load("binance", "BTC/USDT", "1h")["is_filled"].sum() == 1
+    ledger.candles.upsert("binance", "BTC/USDT", "1h", btc_1h.head(10))
+    stored = ledger.candles.load("binance", "BTC/USDT", "1h")
     assert not stored.pop("is_filled").any()
     pd.testing.assert_frame_equal(stored, btc_1h.head(10))

@@ -1,0 +1,174 @@
+"""`tradeflow` command line: run the pipeline, sign kill-switch requests, serve the API."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from infra.settings import Settings, apply_offline_env, get_settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Automated crypto trading: candles -> features -> models -> agents -> orders.",
+)
+console = Console()
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    apply_offline_env(settings.var_dir)
+    return settings
+
+
+@app.command()
+def run(
+    replay_candles: Annotated[
+        int | None, typer.Option(help="candles to replay (default: settings)")
+    ] = None,
+) -> None:
+    """Ingest, train + register, replay the newest window on the paper exchange, print a summary."""
+    settings = _settings()
+    # The progress display is the user's view here: Prefect's console handler stays quiet while
+    # flow and task logs still go, at INFO, to the Prefect UI (`make ui`).
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    import contextlib
+    import io
+    import warnings
+
+    warnings.filterwarnings("ignore", module="mlflow")
+    from cli.run_view import RunProgress, print_summary
+    from core.errors import TradeflowError
+    from flows.pipeline import pipeline  # heavy imports after the offline environment is set
+    from services import bootstrap
+    from services.summary import summarise
+
+    n = replay_candles or settings.replay_candles
+    console.print(
+        f"[bold]tradeflow[/]  source={settings.source} data={settings.data_dir}  "
+        f"symbols={', '.join(settings.symbols)} {settings.timeframe}"
+    )
+    console.print(f"ledger={settings.ledger_url}  mlflow={settings.tracking_uri}")
+    started = time.perf_counter()
+    # MLflow prints registry notices straight to stderr; they would tear the progress bars.
+    captured = io.StringIO()
+    failure: TradeflowError | None = None
+    try:
+        bootstrap.replay_exchange(settings)  # refuses any broker but the simulated exchange
+        with RunProgress(console, n), contextlib.redirect_stderr(captured):
+            report = pipeline(replay_candles=n)
+    except TradeflowError as exc:
+        failure = exc
+    log_path = settings.var_dir / "logs" / "run-stderr.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(captured.getvalue())
+    if failure is not None:
+        console.print(f"[red]error:[/] {type(failure).__name__}: {failure}", highlight=False)
+        console.print("the failed run and its logs are in the Prefect UI (`make ui`)")
+        raise typer.Exit(1)
+    elapsed = time.perf_counter() - started
+    summary = summarise(
+        bootstrap.ledger(settings),
+        settings.account,
+        settings.exchange,
+        settings.timeframe,
+        since=report.replay_from,
+    )
+    print_summary(console, settings, report, summary, elapsed)
+
+
+@app.command("sign-kill-switch")
+def sign_kill_switch(
+    action: Annotated[
+        str, typer.Argument(help="activate or deactivate (kill switch), reset (breaker)")
+    ],
+    reason: Annotated[str, typer.Option(help="why, recorded in the ledger")] = "manual",
+    url: Annotated[str, typer.Option(help="API base URL")] = "http://127.0.0.1:8000",
+) -> None:
+    """Print a curl command with a fresh HMAC signature for the kill switch or the breaker."""
+    import json
+    import shlex
+
+    from core.safety.signing import sign
+
+    settings = get_settings()
+    if settings.kill_switch_secret is None:
+        console.print("[red]TRADEFLOW_KILL_SWITCH_SECRET is not set[/]")
+        raise typer.Exit(2)
+    if action not in ("activate", "deactivate", "reset"):
+        console.print("[red]action must be 'activate', 'deactivate' or 'reset'[/]")
+        raise typer.Exit(2)
+    route = "circuit-breaker" if action == "reset" else "kill-switch"
+    ts = int(time.time())
+    sig = sign(settings.kill_switch_secret.get_secret_value(), action, ts)
+    body = json.dumps({"action": action, "reason": reason})
+    typer.echo(
+        f"curl -sS -X POST {url}/api/v1/safety/{route} -H 'Content-Type: application/json' "
+        f"-H 'X-Kill-Switch-Timestamp: {ts}' -H 'X-Kill-Switch-Signature: {sig}' "
+        f"-d {shlex.quote(body)}"
+    )
+
+
+@app.command("trading-state")
+def trading_state(
+    state: Annotated[str, typer.Argument(help="active, reducing or halted")],
+    reason: Annotated[str, typer.Option(help="why, recorded in the ledger")] = "operator",
+) -> None:
+    """Set the operator's trading state (whoever can run this can write the ledger anyway).
+    The effective state is the most restrictive of this, the kill switch, the breaker and
+    reconciliation."""
+    from core.clock import SystemClock
+    from core.risk.state import Control, TradingState, effective_state
+    from services import bootstrap
+
+    try:
+        wanted = TradingState(state)
+    except ValueError:
+        console.print("[red]state must be active, reducing or halted[/]")
+        raise typer.Exit(2) from None
+    settings = _settings()
+    ledger = bootstrap.ledger(settings)
+    now = SystemClock().now()
+    ledger.safety.set_control(
+        Control.OPERATOR, wanted is not TradingState.ACTIVE, wanted.value, now,
+        detail={"why": reason},
+    )  # fmt: skip
+    effective, cause, detail = effective_state(ledger.safety.flags(now))
+    console.print(f"operator state {wanted.value}; effective {effective.value}" + (
+        f" ({cause.value}: {detail})" if cause else ""
+    ))  # fmt: skip
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the safety/health API (needs TRADEFLOW_KILL_SWITCH_SECRET)."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    _settings()
+    uvicorn.run(create_app(), host=host, port=port)
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the ledger schema to the newest migration."""
+    from infra.ledger.database import migrate as upgrade  # the CLI may reach any layer
+
+    settings = _settings()
+    upgrade(settings.ledger_url)
+    console.print(f"ledger at {settings.ledger_url} is up to date")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Read models: what the ledger hands out about the past. Frozen, plain, no ORM rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from core.agents.base import Vote
+from core.risk.limits import Denial
+from core.types import Action, ClientOrderId, DecisionId, Symbol
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One recorded decision, as stored: what was seen, voted, decided and why."""
+
+    decision_id: DecisionId
+    account: str
+    symbol: Symbol
+    timeframe: str
+    candle_time: datetime
+    price: Decimal
+    feature_set_version: str
+    model_name: str
+    model_version: str
+    probability: float
+    votes: tuple[Vote, ...]
+    order_book_features: Mapping[str, float] | None
+    action: Action
+    score: float
+    consensus_reason: str
+    risk_approved: bool | None
+    denials: tuple[Denial, ...]
+    client_order_id: ClientOrderId | None
+    decided_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CandleGapRecord:
+    first_missing: datetime
+    last_missing: datetime
+    missing: int
+    policy: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ControlState:
+    """A safety control now: active or not, why, since when, until when (a cooldown)."""
+
+    control: str
+    active: bool
+    reason: str | None
+    changed_at: datetime
+    until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitchState:
+    active: bool
+    reason: str | None
+    changed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyEvent:
+    """One step a safety control took, with what it saw and did."""
+
+    at: datetime
+    control: str
+    step: str
+    detail: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyRequest:
+    """A signed safety request (kill switch, breaker reset) as it was answered."""
+
+    at: datetime
+    action: str | None
+    accepted: bool
+    reason: str | None
+    rejection: str | None
+    client: str | None

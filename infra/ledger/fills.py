@@ -1,0 +1,144 @@
+"""Fills, and the positions and cash they move; each method is one transaction."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.orders import Fill, InvalidTransition
+from core.portfolio import Position, apply_fill, cash_after
+from core.risk.breaker import TradeResult
+from core.types import ClientOrderId, Side, Symbol
+from infra.ledger.accounts import UnknownAccount
+from infra.ledger.mappers import order_of
+from infra.ledger.models import AccountRow, FillRow, OrderRow, PositionRow
+from infra.ledger.orders import UnknownOrder
+from infra.ledger.sessions import Sessions
+
+log = logging.getLogger(__name__)
+ZERO = Decimal(0)
+
+
+class Fills:
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    def record(self, account: str, fill: Fill) -> bool:
+        """Apply a fill to order, position and cash in one transaction; False if already seen."""
+        try:
+            with self._sessions.write() as s:
+                if s.get(FillRow, fill.fill_id) is not None:
+                    return False
+                realised = self._apply(s, account, fill)
+                s.add(
+                    FillRow(
+                        fill_id=fill.fill_id,
+                        client_order_id=fill.client_order_id,
+                        account=account,
+                        symbol=fill.symbol,
+                        side=fill.side.value,
+                        quantity=fill.quantity,
+                        price=fill.price,
+                        fee=fill.fee,
+                        realised_pnl=realised,
+                        filled_at=fill.filled_at,
+                    )
+                )
+        except IntegrityError:
+            return False  # a concurrent writer stored the same fill id
+        return True
+
+    @staticmethod
+    def _apply(s: Session, account: str, fill: Fill):  # type: ignore[no-untyped-def]
+        """Move the order, the position and the cash; return the fill's realised P&L."""
+        order_row = s.get(OrderRow, fill.client_order_id, with_for_update=True)
+        if order_row is None:
+            raise UnknownOrder(f"fill {fill.fill_id} for unknown order {fill.client_order_id}")
+        try:
+            order = order_of(order_row).fill(fill.quantity, fill.price)
+        except InvalidTransition:
+            log.warning("refused fill %s", fill.fill_id, exc_info=True)
+            raise
+        acct = s.get(AccountRow, account, with_for_update=True)
+        if acct is None:
+            raise UnknownAccount(f"unknown account {account!r}")
+        pos_row = s.get(PositionRow, (account, fill.symbol), with_for_update=True)
+        if pos_row is None:
+            pos_row = PositionRow(
+                account=account,
+                symbol=fill.symbol,
+                quantity=ZERO,
+                avg_price=ZERO,
+                realised_pnl=ZERO,
+            )
+            s.add(pos_row)
+        current = Position(fill.symbol, pos_row.quantity, pos_row.avg_price, pos_row.realised_pnl)
+        new_pos, realised = apply_fill(current, fill)
+        acct.cash, acct.updated_at = cash_after(acct.cash, fill), fill.filled_at
+        pos_row.quantity, pos_row.avg_price = new_pos.quantity, new_pos.avg_price
+        pos_row.realised_pnl, pos_row.updated_at = new_pos.realised_pnl, fill.filled_at
+        order_row.status, order_row.updated_at = order.status.value, fill.filled_at
+        order_row.filled_quantity, order_row.filled_cost = order.filled_quantity, order.filled_cost
+        return realised
+
+    def history(
+        self, account: str, after: datetime | None = None, until: datetime | None = None
+    ) -> list[Fill]:
+        """Fills in (after, until], oldest first."""
+        q = select(FillRow).where(FillRow.account == account)
+        if after is not None:
+            q = q.where(FillRow.filled_at > after)
+        if until is not None:
+            q = q.where(FillRow.filled_at <= until)
+        with self._sessions.read() as s:
+            rows = s.scalars(q.order_by(FillRow.filled_at, FillRow.fill_id))
+            return [
+                Fill(
+                    ClientOrderId(r.client_order_id),
+                    Symbol(r.symbol),
+                    Side(r.side),
+                    r.quantity,
+                    r.price,
+                    r.fee,
+                    r.filled_at,
+                    r.fill_id,
+                )
+                for r in rows
+            ]
+
+    def count(self, account: str, until: datetime | None = None) -> int:
+        q = select(func.count()).select_from(FillRow).where(FillRow.account == account)
+        if until is not None:
+            q = q.where(FillRow.filled_at <= until)
+        with self._sessions.read() as s:
+            return s.scalar(q) or 0
+
+    def positions(self, account: str) -> dict[Symbol, Position]:
+        with self._sessions.read() as s:
+            rows = s.scalars(select(PositionRow).where(PositionRow.account == account))
+            return {
+                Symbol(r.symbol): Position(
+                    Symbol(r.symbol), r.quantity, r.avg_price, r.realised_pnl
+                )
+                for r in rows
+            }
+
+    def closed_trades(
+        self, account: str, until: datetime | None = None, limit: int = 500
+    ) -> list[TradeResult]:
+        """The newest closing (sell) fills with their realised P&L, oldest first."""
+        q = select(FillRow.filled_at, FillRow.realised_pnl, FillRow.price, FillRow.quantity).where(
+            FillRow.account == account, FillRow.side == Side.SELL.value
+        )
+        if until is not None:
+            q = q.where(FillRow.filled_at <= until)
+        with self._sessions.read() as s:
+            rows = s.execute(
+                q.order_by(FillRow.filled_at.desc(), FillRow.fill_id.desc()).limit(limit)
+            ).all()
+        return [TradeResult(t, pnl, price * qty) for t, pnl, price, qty in reversed(rows)]

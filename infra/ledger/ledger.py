@@ -1,0 +1,62 @@
+"""The ledger: every candle, decision, order, fill, position and safety event, in SQL.
+
+A facade over one store per concern; each store method is one transaction that commits whole
+or writes nothing. Built one way: `open_ledger(url)` (migrated once per process and URL).
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+from sqlalchemy import select
+
+from infra.ledger.accounts import Accounts
+from infra.ledger.candles import Candles
+from infra.ledger.database import migrate, session_factory
+from infra.ledger.fills import Fills
+from infra.ledger.microstructure import Microstructure
+from infra.ledger.orders import Orders
+from infra.ledger.requests import SafetyRequests
+from infra.ledger.safety import Safety
+from infra.ledger.sessions import Sessions
+
+
+class Ledger:
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+        self.candles = Candles(sessions)
+        self.accounts = Accounts(sessions)
+        self.orders = Orders(sessions)
+        self.fills = Fills(sessions)
+        self.safety = Safety(sessions)
+        self.requests = SafetyRequests(sessions)
+        self.microstructure = Microstructure(sessions)
+
+    def ping(self) -> None:
+        with self._sessions.read() as s:
+            s.execute(select(1))
+
+
+_MIGRATING = threading.Lock()
+
+
+@lru_cache(maxsize=16)
+def _migrated(url: str) -> Ledger:
+    migrate(url)
+    return Ledger(Sessions(session_factory(url)))
+
+
+def open_ledger(url: str, *, migrated: bool = True) -> Ledger:
+    """The ledger at `url`. With `migrated` (the default) its schema is brought to the newest
+    migration once per process and URL, even from mapped tasks running in threads; without,
+    nothing is checked (the API's health must answer while the database is down)."""
+    if not migrated:
+        return Ledger(Sessions(session_factory(url)))
+    with _MIGRATING:
+        return _migrated(url)
+
+
+def forget_ledgers() -> None:
+    """Drop the per-process cache (tests that reuse a URL for a new database)."""
+    _migrated.cache_clear()

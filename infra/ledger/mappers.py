@@ -1,0 +1,115 @@
+"""Rows to domain objects and back: the only place that knows both."""
+
+from __future__ import annotations
+
+from core.agents.base import Vote
+from core.decision import Decision
+from core.features.order_book import BOOK_FEATURE_NAMES
+from core.orders import Order, OrderOrigin, OrderStatus, OrderType
+from core.records import DecisionRecord
+from core.risk.limits import Denial
+from core.types import Action, ClientOrderId, DecisionId, Side, Symbol
+from infra.ledger.models import DecisionRow, OrderRow
+
+
+def order_row(order: Order, account: str, broker: str) -> OrderRow:
+    return OrderRow(
+        client_order_id=order.client_order_id,
+        decision_id=order.decision_id,
+        account=account,
+        broker=broker,
+        symbol=order.symbol,
+        side=order.side.value,
+        origin=order.origin.value,
+        order_type=order.order_type.value,
+        quantity=order.quantity,
+        limit_price=order.limit_price,
+        filled_quantity=order.filled_quantity,
+        filled_cost=order.filled_cost,
+        status=order.status.value,
+        market_time=order.market_time,
+        created_at=order.created_at,
+        updated_at=order.created_at,
+        submit_attempts=0,
+    )
+
+
+def order_of(row: OrderRow) -> Order:
+    return Order(
+        client_order_id=ClientOrderId(row.client_order_id),
+        decision_id=None if row.decision_id is None else DecisionId(row.decision_id),
+        symbol=Symbol(row.symbol),
+        side=Side(row.side),
+        quantity=row.quantity,
+        created_at=row.created_at,
+        market_time=row.market_time,
+        order_type=OrderType(row.order_type),
+        status=OrderStatus(row.status),
+        limit_price=row.limit_price,
+        filled_quantity=row.filled_quantity,
+        filled_cost=row.filled_cost,
+        origin=OrderOrigin(row.origin),
+    )
+
+
+def decision_row(decision: Decision) -> DecisionRow:
+    inp, verdict, order = decision.input, decision.verdict, decision.order
+    return DecisionRow(
+        decision_id=decision.decision_id,
+        account=inp.account,
+        symbol=inp.symbol,
+        timeframe=inp.timeframe,
+        candle_time=inp.candle_time,
+        price=inp.price,
+        feature_set_version=inp.feature_set_version,
+        model_name=inp.model_name,
+        model_version=inp.model_version,
+        probability=float(inp.model_probability),
+        votes=[_vote(v) for v in decision.votes],
+        order_book_features={
+            k: float(inp.features[k]) for k in BOOK_FEATURE_NAMES if k in inp.features
+        }
+        or None,
+        action=decision.consensus.action.value,
+        score=decision.consensus.score,
+        consensus_reason=decision.consensus.reason,
+        risk_approved=None if verdict is None else verdict.approved,
+        risk_reasons=[] if verdict is None else [str(d) for d in verdict.denials],
+        client_order_id=None if order is None else order.client_order_id,
+        decided_at=decision.decided_at,
+    )
+
+
+def _vote(v: Vote) -> dict[str, object]:
+    return {
+        "agent": v.agent,
+        "action": v.action.value,
+        "confidence": v.confidence,
+        "reason": v.reason,
+    }
+
+
+def decision_of(row: DecisionRow) -> DecisionRecord:
+    return DecisionRecord(
+        decision_id=DecisionId(row.decision_id),
+        account=row.account,
+        symbol=Symbol(row.symbol),
+        timeframe=row.timeframe,
+        candle_time=row.candle_time,
+        price=row.price,
+        feature_set_version=row.feature_set_version,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        probability=row.probability,
+        votes=tuple(
+            Vote(v["agent"], Action(v["action"]), v["confidence"], v["reason"]) for v in row.votes
+        ),
+        order_book_features=row.order_book_features,
+        action=Action(row.action),
+        score=row.score,
+        consensus_reason=row.consensus_reason,
+        risk_approved=row.risk_approved,
+        denials=tuple(Denial.parse(text) for text in row.risk_reasons),
+        client_order_id=None if row.client_order_id is None else ClientOrderId(row.client_order_id),
+        decided_at=row.decided_at,
+    )

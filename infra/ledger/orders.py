@@ -1,0 +1,143 @@
+"""Decisions and the orders they approve; each method is one transaction."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from core.decision import Decision
+from core.errors import FatalError
+from core.orders import InvalidTransition, Order, OrderEvent, OrderStatus
+from core.records import DecisionRecord
+from core.types import ClientOrderId, DecisionId
+from infra.ledger.mappers import decision_of, decision_row, order_of, order_row
+from infra.ledger.models import DecisionRow, OrderRow
+from infra.ledger.sessions import Sessions
+
+log = logging.getLogger(__name__)
+_OPEN = [s.value for s in OrderStatus if s.is_open]
+
+
+class UnknownOrder(FatalError):
+    pass
+
+
+class Orders:
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    # -- decisions -------------------------------------------------------------------------
+    def has_decision(self, decision_id: DecisionId) -> bool:
+        with self._sessions.read() as s:
+            return s.get(DecisionRow, decision_id) is not None
+
+    def record_decision(self, decision: Decision, broker: str) -> bool:
+        """Store the decision and, if approved, its order (status NEW), together.
+
+        Returns False, writing nothing, when this decision was already recorded.
+        """
+        try:
+            with self._sessions.write() as s:
+                s.add(decision_row(decision))
+                s.flush()  # the order's foreign key needs the decision row first
+                if decision.order is not None:
+                    s.add(order_row(decision.order, decision.input.account, broker))
+        except IntegrityError:
+            if self.has_decision(decision.decision_id):
+                return False
+            raise
+        return True
+
+    def decisions(self, account: str, since: datetime | None = None) -> list[DecisionRecord]:
+        q = select(DecisionRow).where(DecisionRow.account == account)
+        if since is not None:
+            q = q.where(DecisionRow.candle_time >= since)
+        with self._sessions.read() as s:
+            rows = s.scalars(q.order_by(DecisionRow.candle_time, DecisionRow.symbol))
+            return [decision_of(r) for r in rows]
+
+    def last_decided(self, account: str, symbol: str, timeframe: str) -> datetime | None:
+        """Open time of the newest candle decided for this symbol and timeframe."""
+        with self._sessions.read() as s:
+            return s.scalar(
+                select(func.max(DecisionRow.candle_time)).where(
+                    DecisionRow.account == account,
+                    DecisionRow.symbol == symbol,
+                    DecisionRow.timeframe == timeframe,
+                )
+            )
+
+    def decided_ids(self, account: str, timeframe: str, since: datetime) -> set[DecisionId]:
+        """Ids of the decisions recorded for candles opening at or after `since`."""
+        q = select(DecisionRow.decision_id).where(
+            DecisionRow.account == account,
+            DecisionRow.timeframe == timeframe,
+            DecisionRow.candle_time >= since,
+        )
+        with self._sessions.read() as s:
+            return {DecisionId(d) for d in s.scalars(q)}
+
+    # -- orders ----------------------------------------------------------------------------
+    def get(self, client_order_id: ClientOrderId) -> Order | None:
+        with self._sessions.read() as s:
+            row = s.get(OrderRow, client_order_id)
+            return None if row is None else order_of(row)
+
+    def find(
+        self, account: str, status: OrderStatus | None = None, symbol: str | None = None
+    ) -> list[Order]:
+        q = select(OrderRow).where(OrderRow.account == account)
+        if status is not None:
+            q = q.where(OrderRow.status == status.value)
+        if symbol is not None:
+            q = q.where(OrderRow.symbol == symbol)
+        with self._sessions.read() as s:
+            return [order_of(r) for r in s.scalars(q.order_by(OrderRow.created_at))]
+
+    def open(self, account: str, symbol: str | None = None) -> list[Order]:
+        """Orders not yet in a terminal state: they count against limits and can be cancelled."""
+        q = select(OrderRow).where(OrderRow.account == account, OrderRow.status.in_(_OPEN))
+        if symbol is not None:
+            q = q.where(OrderRow.symbol == symbol)
+        with self._sessions.read() as s:
+            return [order_of(r) for r in s.scalars(q.order_by(OrderRow.created_at))]
+
+    def insert(self, order: Order, account: str, broker: str) -> bool:
+        """Record an order the safety layer places itself; False if that id is stored already."""
+        with self._sessions.write() as s:
+            if s.get(OrderRow, order.client_order_id) is not None:
+                return False
+            s.add(order_row(order, account, broker))
+        return True
+
+    def mark_submit_attempt(self, client_order_id: ClientOrderId, now: datetime) -> None:
+        with self._sessions.write() as s:
+            n = s.execute(
+                update(OrderRow)
+                .where(OrderRow.client_order_id == client_order_id)
+                .values(submit_attempts=OrderRow.submit_attempts + 1, updated_at=now)
+            ).rowcount
+            if not n:
+                raise UnknownOrder(f"no order {client_order_id} in the ledger")
+
+    def transition(
+        self,
+        client_order_id: ClientOrderId,
+        event: OrderEvent,
+        now: datetime,
+        error: str | None = None,
+    ) -> Order:
+        with self._sessions.write() as s:
+            row = s.get(OrderRow, client_order_id, with_for_update=True)
+            if row is None:
+                raise UnknownOrder(f"no order {client_order_id} in the ledger")
+            try:
+                nxt = order_of(row).apply(event)
+            except InvalidTransition:
+                log.warning("refused order transition", exc_info=True)
+                raise
+            row.status, row.updated_at, row.error = nxt.status.value, now, error
+            return nxt

@@ -1,0 +1,153 @@
+"""Safety controls (kill switch, breaker, reconciliation, operator), their events and the
+effective trading state. A control's change and the trading-state change it causes are one
+transaction: nothing can see the control moved and the state not."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.records import ControlState, KillSwitchState, SafetyEvent
+from core.risk.state import (
+    Control,
+    HaltCause,
+    SafetyFlags,
+    StateChange,
+    TradingState,
+    effective_state,
+)
+from infra.ledger.models import SafetyEventRow, SafetyStateRow
+from infra.ledger.sessions import Sessions
+
+
+def flags_in(s: Session, now: datetime | None) -> SafetyFlags:
+    """The controls as the gate sees them at `now`: a breaker whose cooldown has ended no
+    longer halts (the breaker service records its clearing)."""
+    rows = {r.control: r for r in s.scalars(select(SafetyStateRow))}
+    kill = rows.get(Control.KILL_SWITCH)
+    breaker = rows.get(Control.CIRCUIT_BREAKER)
+    pending = rows.get(Control.RECONCILIATION)
+    operator = rows.get(Control.OPERATOR)
+    breaker_on = (
+        breaker is not None
+        and breaker.active
+        and (now is None or breaker.until is None or now < breaker.until)
+    )
+    return SafetyFlags(
+        kill_switch_reason=(kill.reason or "no reason given") if kill and kill.active else None,
+        breaker_reason=(breaker.reason or "tripped") if breaker_on and breaker else None,
+        reconciled=not (pending and pending.active),
+        reconciliation_reason=pending.reason if pending and pending.active else None,
+        operator_state=TradingState(operator.reason)
+        if operator and operator.active and operator.reason
+        else TradingState.ACTIVE,
+    )
+
+
+def note_trading_state_in(s: Session, now: datetime) -> StateChange | None:
+    """Record a change of the effective trading state with its cause, when the controls just
+    moved it; None when it did not change."""
+    current, cause, detail = effective_state(flags_in(s, now))
+    last = s.scalar(
+        select(SafetyEventRow)
+        .where(SafetyEventRow.control == Control.TRADING_STATE.value)
+        .order_by(SafetyEventRow.id.desc())
+        .limit(1)
+    )
+    previous = TradingState(last.step) if last is not None else TradingState.ACTIVE
+    if previous is current:
+        return None
+    why = cause or HaltCause.CLEARED
+    s.add(
+        SafetyEventRow(
+            at=now,
+            control=Control.TRADING_STATE.value,
+            step=current.value,
+            detail={"previous": previous.value, "cause": why.value, "detail": detail},
+        )
+    )
+    return StateChange(previous, current, why, detail, now)
+
+
+def set_control_in(
+    s: Session,
+    name: str,
+    active: bool,
+    reason: str | None,
+    now: datetime,
+    until: datetime | None = None,
+) -> SafetyStateRow:
+    row = s.get(SafetyStateRow, name, with_for_update=True)
+    if row is None:
+        row = SafetyStateRow(
+            control=name, active=active, reason=reason, changed_at=now, until=until
+        )
+        s.add(row)
+    else:
+        row.active, row.reason, row.changed_at, row.until = active, reason, now, until
+    return row
+
+
+class Safety:
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    def control(self, name: str) -> ControlState | None:
+        with self._sessions.read() as s:
+            row = s.get(SafetyStateRow, name)
+            if row is None:
+                return None
+            return ControlState(row.control, row.active, row.reason, row.changed_at, row.until)
+
+    def set_control(
+        self,
+        name: str,
+        active: bool,
+        reason: str | None,
+        now: datetime,
+        until: datetime | None = None,
+        event: str | None = None,
+        detail: Mapping[str, object] | None = None,
+    ) -> StateChange | None:
+        """Set a control, record why, and note the trading state it leads to: one transaction."""
+        with self._sessions.write() as s:
+            set_control_in(s, name, active, reason, now, until)
+            s.add(
+                SafetyEventRow(
+                    at=now,
+                    control=name,
+                    step=event or ("activated" if active else "cleared"),
+                    detail={"reason": reason, **(detail or {})}
+                    | ({"until": until.isoformat()} if until else {}),
+                )
+            )
+            s.flush()
+            return note_trading_state_in(s, now)
+
+    def record_event(
+        self, control: str, step: str, detail: Mapping[str, object], now: datetime
+    ) -> None:
+        with self._sessions.write() as s:
+            s.add(SafetyEventRow(at=now, control=control, step=step, detail=dict(detail)))
+
+    def events(self, control: str | None = None, limit: int = 100) -> list[SafetyEvent]:
+        q = select(SafetyEventRow)
+        if control is not None:
+            q = q.where(SafetyEventRow.control == control)
+        with self._sessions.read() as s:
+            rows = list(s.scalars(q.order_by(SafetyEventRow.id.desc()).limit(limit)))
+            return [SafetyEvent(r.at, r.control, r.step, r.detail) for r in reversed(rows)]
+
+    def flags(self, now: datetime | None = None) -> SafetyFlags:
+        with self._sessions.read() as s:
+            return flags_in(s, now)
+
+    def kill_switch(self) -> KillSwitchState:
+        with self._sessions.read() as s:
+            row = s.get(SafetyStateRow, Control.KILL_SWITCH.value)
+            if row is None:
+                return KillSwitchState(False, None, None)
+            return KillSwitchState(row.active, row.reason, row.changed_at)

@@ -1,0 +1,53 @@
+"""Sessions for the ledger's stores, with the database's errors translated once, here.
+
+`read()` is a session for queries; `write()` is one transaction: it commits whole on leaving the
+block or rolls back whole on an exception, so a store method writes everything or nothing.
+A database that does not answer becomes LedgerUnavailable (retryable: nothing was written);
+one that cannot be used as configured becomes LedgerMisconfigured (fatal: retrying won't help).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import LedgerMisconfigured, LedgerUnavailable
+
+# Connection-time refusals that no retry can fix (PostgreSQL and SQLite wordings).
+_FATAL_MARKERS = (
+    "does not exist",
+    "authentication failed",
+    "unable to open database file",
+    "no password supplied",
+)
+
+
+def translate(exc: OperationalError | InterfaceError) -> LedgerUnavailable | LedgerMisconfigured:
+    first_line = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else repr(exc)
+    if any(marker in first_line for marker in _FATAL_MARKERS):
+        return LedgerMisconfigured(f"ledger database unusable: {first_line}")
+    return LedgerUnavailable(f"ledger database unavailable: {first_line}")
+
+
+class Sessions:
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        try:
+            with self._factory() as session:
+                yield session
+        except (OperationalError, InterfaceError) as exc:
+            raise translate(exc) from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        try:
+            with self._factory() as session, session.begin():
+                yield session
+        except (OperationalError, InterfaceError) as exc:
+            raise translate(exc) from exc

@@ -1,0 +1,248 @@
+"""Builds the object graph from Settings: the one place where configuration becomes objects.
+
+The edges (tasks, the API, the CLI) ask here for what they need; services receive it as
+arguments. The model side (MLflow, xgboost, lightgbm, TA-Lib) is imported only by the functions
+that need it, so the API starts without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.agents.base import Agent
+from core.agents.rules import BearAgent, BullAgent
+from core.clock import SystemClock
+from core.consensus import ConsensusConfig
+from core.decision import Sizing
+from core.errors import ConfigurationError
+from core.features.registry import feature_set_version
+from core.ports import (
+    Broker,
+    CandleSource,
+    ChampionSource,
+    Ledger,
+    ModelRegistry,
+    Notifier,
+    SimulatedExchange,
+)
+from core.risk.breaker import BreakerConfig
+from core.risk.limits import RiskLimits
+from infra.alerts import Alerts
+from infra.brokers.dummy import DummyBroker
+from infra.brokers.simulated import SimulatedBroker, SimulationConfig
+from infra.ledger.ledger import forget_ledgers, open_ledger
+from infra.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # heavy: imported by the functions that need them
+    from infra.market_data.ccxt_source import CcxtMarketSource
+    from services.decide.config import DecisionConfig
+    from services.training import TrainingConfig
+
+__all__ = ["Settings", "get_settings"]
+
+
+def ledger(settings: Settings) -> Ledger:
+    """The migrated ledger with this account in it."""
+    led = open_ledger(settings.ledger_url)
+    led.accounts.ensure(settings.account, settings.starting_cash, SystemClock().now())
+    return led
+
+
+def ledger_unmigrated(settings: Settings) -> Ledger:
+    """The ledger as it is: for health checks, which must answer while the database is down."""
+    return open_ledger(settings.ledger_url, migrated=False)
+
+
+def ledger_tag(settings: Settings) -> str:
+    """A short name for the ledger a piece of state belongs to (its URL's hash)."""
+    return hashlib.sha256(settings.ledger_url.encode()).hexdigest()[:10]
+
+
+def paper_book_path(settings: Settings) -> Path:
+    """The paper exchange's book belongs to one account in one ledger: another ledger URL gets
+    another book, so changing only the database never trades against someone else's book."""
+    return settings.var_dir / f"paper-exchange-{settings.account}-{ledger_tag(settings)}.json"
+
+
+def paper_exchange(settings: Settings) -> SimulatedBroker:
+    return SimulatedBroker(
+        SimulationConfig(
+            fee_rate=settings.fee_rate,
+            slippage_bps=settings.slippage_bps,
+            liquidity=settings.paper_liquidity,
+            latency_candles=settings.paper_latency_candles,
+            reject_rate=settings.paper_reject_rate,
+            seed=settings.seed,
+            starting_cash=settings.starting_cash,
+        ),
+        state_path=paper_book_path(settings),
+    )
+
+
+def broker(settings: Settings) -> Broker:
+    if settings.broker == "dummy":
+        return _dummy_broker(settings.account)
+    if settings.broker == "ccxt":
+        from infra.brokers.ccxt_broker import CcxtBroker
+
+        return CcxtBroker(authenticated_exchange(settings))
+    return paper_exchange(settings)
+
+
+def market_replay(settings: Settings, live_broker: Broker) -> SimulatedExchange | None:
+    """The market a live run must drive itself: the paper exchange fills only on the candles
+    it is shown; a real exchange fills by itself."""
+    return live_broker if isinstance(live_broker, SimulatedBroker) else None
+
+
+def replay_exchange(settings: Settings) -> SimulatedExchange:
+    """A replay trades history on the simulated exchange, never anywhere else."""
+    if settings.broker != "paper":
+        raise ConfigurationError(
+            f"a replay trades past candles on the simulated exchange only; "
+            f"TRADEFLOW_BROKER={settings.broker} would send them to a "
+            f"{'real exchange' if settings.broker == 'ccxt' else 'dummy broker'}: "
+            "set TRADEFLOW_BROKER=paper for `tradeflow run`"
+        )
+    return paper_exchange(settings)
+
+
+@lru_cache(maxsize=4)
+def _dummy_broker(account: str) -> DummyBroker:
+    return DummyBroker()
+
+
+def authenticated_exchange(settings: Settings):  # type: ignore[no-untyped-def]
+    from infra.market_data.ccxt_source import make_exchange
+
+    if settings.exchange_api_key is None or settings.exchange_api_secret is None:
+        raise ConfigurationError(
+            "TRADEFLOW_BROKER=ccxt needs TRADEFLOW_EXCHANGE_API_KEY and "
+            "TRADEFLOW_EXCHANGE_API_SECRET"
+        )
+    exchange = make_exchange(settings.exchange)
+    exchange.apiKey = settings.exchange_api_key.get_secret_value()
+    exchange.secret = settings.exchange_api_secret.get_secret_value()
+    return exchange
+
+
+def alerts(settings: Settings) -> Notifier:
+    return Alerts(settings.alert_urls)
+
+
+def mlflow_store(settings: Settings) -> None:
+    from registry.mlflow_registry import configure
+
+    configure(settings.tracking_uri, settings.artifacts_dir)
+
+
+@lru_cache(maxsize=16)
+def _champion_cache(name: str, tracking_uri: str) -> ChampionSource:
+    from registry.mlflow_registry import ChampionCache
+
+    return ChampionCache(name, feature_set_version())
+
+
+def champion(settings: Settings) -> ChampionSource:
+    mlflow_store(settings)
+    return _champion_cache(settings.model_name, settings.tracking_uri)
+
+
+def model_registry(settings: Settings) -> ModelRegistry:
+    from registry.mlflow_registry import MlflowRegistry
+
+    mlflow_store(settings)
+    return MlflowRegistry()
+
+
+def candle_source(settings: Settings) -> CandleSource:
+    if settings.source == "ccxt":
+        return market_source(settings)
+    from infra.market_data.files import FileCandleSource
+
+    return FileCandleSource(settings.data_dir, settings.exchange)
+
+
+def market_source(settings: Settings) -> CcxtMarketSource:
+    from infra.market_data.ccxt_source import CcxtMarketSource, make_exchange
+
+    return CcxtMarketSource(make_exchange(settings.exchange), SystemClock())
+
+
+def ccxt_since(settings: Settings) -> datetime:
+    return datetime.fromisoformat(settings.ccxt_since.replace("Z", "+00:00"))
+
+
+def agents(settings: Settings) -> list[Agent]:
+    return [BullAgent(), BearAgent()]
+
+
+def training_config(settings: Settings) -> TrainingConfig:
+    from services.training import TrainingConfig
+
+    return TrainingConfig(
+        exchange=settings.exchange,
+        symbols=settings.symbols,
+        timeframe=settings.timeframe,
+        model_name=settings.model_name,
+        reference_symbol=settings.reference_symbol,
+        label_horizon=settings.label_horizon,
+        fee_threshold=settings.fee_threshold,
+        validation_fraction=settings.validation_fraction,
+        test_fraction=settings.test_fraction,
+        seed=settings.seed,
+    )
+
+
+def decision_config(settings: Settings) -> DecisionConfig:
+    from services.decide.config import DecisionConfig
+
+    return DecisionConfig(
+        account=settings.account,
+        exchange=settings.exchange,
+        symbols=settings.symbols,
+        timeframe=settings.timeframe,
+        reference_symbol=settings.reference_symbol,
+        consensus=ConsensusConfig(
+            settings.model_weight, settings.agent_weight, settings.consensus_threshold
+        ),
+        sizing=Sizing(settings.order_notional),
+        breaker=breaker_config(settings),
+        limits=risk_limits(settings),
+        catch_up_candles=settings.catch_up_candles,
+    )
+
+
+def breaker_config(settings: Settings) -> BreakerConfig:
+    return BreakerConfig(
+        max_daily_loss_pct=settings.breaker_daily_loss_pct,
+        max_drawdown_pct=settings.breaker_max_drawdown_pct,
+        max_consecutive_losses=settings.breaker_consecutive_losses,
+        min_win_rate=settings.breaker_min_win_rate,
+        win_rate_window=settings.breaker_win_rate_window,
+        min_sharpe=settings.breaker_min_sharpe,
+        sharpe_window=settings.breaker_sharpe_window,
+        cooldown=timedelta(hours=settings.breaker_cooldown_hours),
+    )
+
+
+def risk_limits(settings: Settings) -> RiskLimits:
+    return RiskLimits(
+        whitelist=frozenset(settings.whitelist),
+        max_order_notional=settings.max_order_notional,
+        max_position_notional=settings.max_position_notional,
+        max_total_exposure=settings.max_total_exposure,
+        max_daily_loss=settings.max_daily_loss,
+        max_candle_age=settings.max_candle_age,
+    )
+
+
+def forget() -> None:
+    """Drop every per-process cache (settings, ledgers, brokers, models): tests use it."""
+    for cache in (get_settings, _dummy_broker, _champion_cache):
+        cache.cache_clear()
+    forget_ledgers()

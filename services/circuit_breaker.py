@@ -1,0 +1,112 @@
+"""Runs the circuit breaker on the ledger's numbers: trips it (HALTED for the cooldown, persisted,
+alerted), and clears it when the cooldown is over. Its memory is only a cache of the equity curve
+that the ledger's fills define; every new fill is read once, not every fill every candle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from core.portfolio import EquityCurve
+from core.ports import Ledger, Notifier
+from core.risk.breaker import BreakerConfig, BreakerInputs, BreakerReading, read, trips
+from core.risk.state import Control
+from services.risk_snapshot import RiskSnapshots
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerStatus:
+    tripped: bool
+    reasons: tuple[str, ...]
+    until: datetime | None
+    reading: BreakerReading | None
+
+
+class PeakEquity:
+    """The highest equity the fills up to `now` reached. Reads only the fills after the newest
+    one it has folded in; starts over when a fill arrived for a time it has already passed
+    (reconciliation adopted a late one) or when asked about an earlier moment."""
+
+    def __init__(self, ledger: Ledger, account: str) -> None:
+        self.ledger, self.account = ledger, account
+        self._curve: EquityCurve | None = None
+        self._newest: datetime | None = None  # filled_at of the newest fill folded in
+        self._folded = 0
+
+    def at(self, now: datetime) -> Decimal:
+        fills = self.ledger.fills
+        if self._curve is None or not self._still_valid(now):
+            self._curve = EquityCurve.starting(self.ledger.accounts.starting_cash(self.account))
+            self._newest, self._folded = None, 0
+        for fill in fills.history(self.account, after=self._newest, until=now):
+            self._curve.add(fill)
+            self._newest, self._folded = fill.filled_at, self._folded + 1
+        return self._curve.peak
+
+    def _still_valid(self, now: datetime) -> bool:
+        if self._newest is None:
+            return self._folded == 0
+        if now < self._newest:
+            return False
+        return self.ledger.fills.count(self.account, until=self._newest) == self._folded
+
+
+class CircuitBreaker:
+    def __init__(
+        self, ledger: Ledger, snapshots: RiskSnapshots, config: BreakerConfig, alerts: Notifier
+    ) -> None:
+        self.ledger, self.snapshots, self.config, self.alerts = ledger, snapshots, config, alerts
+        self.peak = PeakEquity(ledger, snapshots.account)
+
+    def check(self, prices: Mapping[str, Decimal], now: datetime) -> BreakerStatus:
+        control = self.ledger.safety.control(Control.CIRCUIT_BREAKER)
+        if control is not None and control.active:
+            if control.until is None or now < control.until:
+                return BreakerStatus(True, (control.reason or "",), control.until, None)
+            self.ledger.safety.set_control(
+                Control.CIRCUIT_BREAKER, False, "cooldown over", now, event="cooldown_over"
+            )
+            self.alerts.send(
+                "tradeflow circuit breaker cleared", f"cooldown over at {now:%F %T} UTC"
+            )
+        reading = read(self._inputs(prices, now), self.config)
+        crossed = trips(reading, self.config)
+        if not crossed:
+            return BreakerStatus(False, (), None, reading)
+        until = now + self.config.cooldown
+        reason = "; ".join(crossed)
+        self.ledger.safety.set_control(
+            Control.CIRCUIT_BREAKER,
+            True,
+            reason,
+            now,
+            until=until,
+            event="tripped",
+            detail={"reading": {k: _plain(v) for k, v in asdict(reading).items()}},
+        )
+        self.alerts.send(
+            "tradeflow circuit breaker TRIPPED", f"{reason}; trading halted until {until:%F %T} UTC"
+        )
+        return BreakerStatus(True, tuple(crossed), until, reading)
+
+    def _inputs(self, prices: Mapping[str, Decimal], now: datetime) -> BreakerInputs:
+        state = self.snapshots.snapshot(prices, now)  # equity now and at 00:00 UTC
+        window = max(
+            self.config.win_rate_window,
+            self.config.sharpe_window,
+            self.config.max_consecutive_losses,
+        )
+        return BreakerInputs(
+            trades=self.ledger.fills.closed_trades(self.snapshots.account, until=now, limit=window),
+            equity_now=state.equity,
+            day_start_equity=state.day_start_equity,
+            peak_equity=max(self.peak.at(now), state.equity),
+        )
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return str(value)
+    return value

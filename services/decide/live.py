@@ -1,0 +1,99 @@
+"""Live: decide every closed candle since the last one decided (at most `catch_up_candles`),
+at the wall clock's time. Orders are recorded and returned, not sent: the flow sends each as its
+own task (retried, looked up before any resend). A candle that closed longer ago than the limit
+is still decided and recorded, with the gate's STALE_CANDLE denial, and an alert says so."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from core.agents.base import Agent
+from core.candles.timeframe import timeframe_delta
+from core.clock import Clock
+from core.ports import Ledger, Model, Notifier, SimulatedExchange
+from core.types import ClientOrderId
+from services.decide.batch import prepare_batch
+from services.decide.config import DecisionConfig
+from services.decide.replay import DecisionLoop, DecisionRunReport, settle_all
+
+
+@dataclass
+class LiveReport(DecisionRunReport):
+    to_send: list[ClientOrderId] = field(default_factory=list)
+    stale: list[datetime] = field(default_factory=list)  # candles decided too late to trade
+    newest_close: datetime | None = None  # close of the newest candle stored
+
+
+def decide_live(
+    ledger: Ledger,
+    broker_name: str,
+    market: SimulatedExchange | None,
+    model: Model,
+    agents: Sequence[Agent],
+    cfg: DecisionConfig,
+    clock: Clock,
+    alerts: Notifier,
+) -> LiveReport:
+    """`market` is the paper exchange when trading on paper: its working orders meet each new
+    candle before it is decided (a real exchange fills by itself; reconciliation brings its
+    fills in)."""
+    last = _last_decided(ledger, cfg)
+    batch = prepare_batch(ledger, model, cfg, cfg.catch_up_candles, after=last)
+    loop = DecisionLoop(ledger, agents, cfg, alerts)
+    already = loop.already_decided(batch)
+    report = LiveReport(broker=broker_name)
+    step, limit = timeframe_delta(cfg.timeframe), cfg.limits.max_candle_age
+    for t in batch.times:
+        if market is not None:
+            report.fills += settle_all(ledger, market, batch, t, cfg)
+        now = clock.now()
+        decisions, skipped = loop.decide(batch, t, now, broker_name, already)
+        report.skipped_existing += skipped
+        for decision in decisions:
+            report.count(decision)
+            if decision.order is not None:
+                report.to_send.append(decision.order.client_order_id)
+                report.orders += 1
+        opened = t.to_pydatetime()
+        report.candle_times.append(opened)
+        if limit is not None and now - (opened + step) > limit:
+            report.stale.append(opened)  # the gate denied any order on it (STALE_CANDLE)
+    report.newest_close = _newest_close(ledger, cfg)
+    _alert_if_stale(report, cfg, clock.now(), alerts)
+    return report
+
+
+def _last_decided(ledger: Ledger, cfg: DecisionConfig) -> datetime | None:
+    """The oldest of the symbols' newest decided candles: every symbol is caught up from it."""
+    last = [ledger.orders.last_decided(cfg.account, s, cfg.timeframe) for s in cfg.symbols]
+    return None if any(t is None for t in last) else min(t for t in last if t is not None)
+
+
+def _newest_close(ledger: Ledger, cfg: DecisionConfig) -> datetime | None:
+    opens = [ledger.candles.last_time(cfg.exchange, s, cfg.timeframe) for s in cfg.symbols]
+    known = [t for t in opens if t is not None]
+    return max(known) + timeframe_delta(cfg.timeframe) if known else None
+
+
+def _alert_if_stale(
+    report: LiveReport, cfg: DecisionConfig, now: datetime, alerts: Notifier
+) -> None:
+    limit = cfg.limits.max_candle_age
+    if limit is None:
+        return
+    if report.stale:
+        alerts.send(
+            "tradeflow decided stale candles: no orders",
+            f"{len(report.stale)} candle(s) from {min(report.stale):%F %H:%M} to "
+            f"{max(report.stale):%F %H:%M} UTC closed more than {limit} before they were "
+            "decided; recorded with STALE_CANDLE, nothing traded",
+        )
+    newest = report.newest_close
+    if newest is not None and now - newest > limit:
+        alerts.send(
+            "tradeflow has no fresh candle",
+            f"the newest stored {cfg.timeframe} candle closed at {newest:%F %H:%M} UTC, "
+            f"{now - newest} ago (limit {limit}): is ingestion running?",
+        )

@@ -1,0 +1,140 @@
+"""Reconciliation: the ledger against the broker. Runs at start-up (trading stays HALTED until
+it passes) and on a schedule.
+
+It adopts what it can explain and raises what it cannot:
+- an order the broker holds but the ledger still has as NEW (we died after sending it) is
+  marked sent and brought to the broker's state;
+- an order the ledger thinks is working but the broker no longer knows is marked EXPIRED;
+- a fill the broker reports for one of our orders and the ledger lacks is recorded (once: fill
+  ids are unique);
+- then positions and quote cash must agree exactly; a fill for an order we never recorded, or
+  any remaining difference, fails the reconciliation, keeps trading HALTED and alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from core.clock import Clock
+from core.errors import FatalError
+from core.orders import OrderEvent, OrderStatus
+from core.ports import Broker, Ledger, Notifier
+from core.risk.state import Control
+from core.types import Symbol
+from services.execution import follow_broker
+
+ZERO = Decimal(0)
+
+
+class ReconciliationFailed(FatalError):
+    """The ledger and the broker disagree in ways reconciliation cannot explain."""
+
+
+@dataclass
+class ReconciliationReport:
+    adopted_fills: list[str] = field(default_factory=list)
+    orders_found_sent: list[str] = field(default_factory=list)
+    orders_updated: list[str] = field(default_factory=list)
+    orders_unknown_to_broker: list[str] = field(default_factory=list)
+    unexplained: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.unexplained
+
+
+def mark_pending(ledger: Ledger, clock: Clock, why: str = "process started") -> None:
+    """HALTED until the next reconciliation passes."""
+    ledger.safety.set_control(Control.RECONCILIATION, True, why, clock.now(), event="pending")
+
+
+def reconcile(
+    ledger: Ledger,
+    broker: Broker,
+    account: str,
+    symbols: Iterable[str],
+    clock: Clock,
+    alerts: Notifier,
+    quote: str = "USDT",
+) -> ReconciliationReport:
+    report = ReconciliationReport()
+    # Traded symbols plus any the ledger holds or has orders working in.
+    known = {Symbol(s) for s in symbols}
+    known |= {o.symbol for o in ledger.orders.open(account)} | set(ledger.fills.positions(account))
+
+    _orders(ledger, broker, account, clock, report)
+    recorded = {f.fill_id for f in ledger.fills.history(account)}
+    for symbol in sorted(known):
+        for fill in broker.fills(symbol):
+            if fill.fill_id in recorded:
+                continue
+            if ledger.orders.get(fill.client_order_id) is None:
+                report.unexplained.append(
+                    f"fill {fill.fill_id} for order {fill.client_order_id} the ledger never "
+                    f"recorded ({fill.side} {fill.quantity} {symbol} at {fill.price})"
+                )
+                continue
+            if ledger.fills.record(account, fill):
+                report.adopted_fills.append(fill.fill_id)
+    _orders(ledger, broker, account, clock, report)  # fills may have completed some
+
+    held = {s: p.quantity for s, p in ledger.fills.positions(account).items() if p.quantity}
+    at_broker = {s: q for s, q in broker.positions(sorted(known)).items() if q}
+    for symbol in sorted(set(held) | set(at_broker)):
+        ours, theirs = held.get(symbol, ZERO), at_broker.get(Symbol(symbol), ZERO)
+        if ours != theirs:
+            report.unexplained.append(f"position {symbol}: ledger {ours}, broker {theirs}")
+    balances = broker.balances()
+    if quote in balances:
+        ours, theirs = ledger.accounts.cash(account), balances[quote].total
+        if ours != theirs:
+            report.unexplained.append(f"cash {quote}: ledger {ours}, broker {theirs}")
+
+    detail: dict[str, object] = {
+        "adopted_fills": report.adopted_fills,
+        "orders_found_sent": report.orders_found_sent,
+        "orders_updated": report.orders_updated,
+        "orders_unknown_to_broker": report.orders_unknown_to_broker,
+        "unexplained": report.unexplained,
+    }
+    now = clock.now()
+    if report.passed:
+        ledger.safety.set_control(
+            Control.RECONCILIATION, False, "passed", now, event="passed", detail=detail
+        )
+    else:
+        why = ("failed: " + "; ".join(report.unexplained))[:2000]
+        ledger.safety.set_control(
+            Control.RECONCILIATION, True, why, now, event="failed", detail=detail
+        )
+        alerts.send(
+            "tradeflow reconciliation FAILED: trading halted",
+            "; ".join(report.unexplained),
+        )
+    return report
+
+
+def _orders(
+    ledger: Ledger, broker: Broker, account: str, clock: Clock, report: ReconciliationReport
+) -> None:
+    for order in ledger.orders.open(account):
+        seen = broker.get_order(order.client_order_id, order.symbol)
+        if seen is None:
+            if order.status is not OrderStatus.NEW:
+                ledger.orders.transition(
+                    order.client_order_id,
+                    OrderEvent.EXPIRE,
+                    clock.now(),
+                    error="unknown to the broker at reconciliation",
+                )
+                report.orders_unknown_to_broker.append(order.client_order_id)
+            continue  # NEW and unknown: never sent; the submit task will send it
+        if order.status is OrderStatus.NEW:
+            order = ledger.orders.transition(order.client_order_id, OrderEvent.SUBMIT, clock.now())
+            report.orders_found_sent.append(order.client_order_id)
+        if order.status is OrderStatus.SUBMITTED or seen.status.is_terminal:
+            updated = follow_broker(ledger, order, seen, clock)
+            if updated.status is not order.status:
+                report.orders_updated.append(order.client_order_id)

@@ -1,0 +1,77 @@
+"""The risk gate's view of the world at decision time, read from the ledger (never from memory):
+positions, open orders, free cash, today's realised + unrealised P&L, and the safety controls."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from core.candles.timeframe import timeframe_delta
+from core.portfolio import cash_after, equity, replay_fills
+from core.ports import Ledger
+from core.risk.limits import RiskState
+from core.risk.state import effective_state
+from core.types import Side, Symbol
+
+ZERO = Decimal(0)
+
+
+class RiskSnapshots:
+    """Builds RiskState per decision; the equity at 00:00 UTC is computed once per day."""
+
+    def __init__(self, ledger: Ledger, account: str, exchange: str, timeframe: str) -> None:
+        self.ledger, self.account = ledger, account
+        self.exchange, self.timeframe = exchange, timeframe
+        self._day_start: dict[datetime, Decimal] = {}
+
+    def snapshot(self, prices: Mapping[str, Decimal], now: datetime) -> RiskState:
+        positions = {s: p.quantity for s, p in self.ledger.fills.positions(self.account).items()}
+        open_buys: dict[Symbol, Decimal] = defaultdict(lambda: ZERO)
+        open_sells: dict[Symbol, Decimal] = defaultdict(lambda: ZERO)
+        open_orders = self.ledger.orders.open(self.account)
+        for order in open_orders:
+            book = open_buys if order.side is Side.BUY else open_sells
+            book[order.symbol] += order.remaining
+        known = {Symbol(s): p for s, p in prices.items()}
+        cash = self.ledger.accounts.cash(self.account)
+        reserved = equity(ZERO, open_buys, known)  # open buys, valued: set aside from cash
+        day_start = self.day_start_equity(now)
+        state, cause, detail = effective_state(self.ledger.safety.flags(now))
+        return RiskState(
+            cash=cash - reserved,
+            positions=positions,
+            prices=known,
+            daily_pnl=equity(cash, positions, known) - day_start,
+            day_start_equity=day_start,
+            open_buys=dict(open_buys),
+            open_sells=dict(open_sells),
+            open_orders=len(open_orders),
+            trading_state=state,
+            halt_reason=f"{cause}: {detail}" if cause is not None else "",
+        )
+
+    def day_start_equity(self, now: datetime) -> Decimal:
+        day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        if day not in self._day_start:
+            self._day_start[day] = self._equity_at(day)
+        return self._day_start[day]
+
+    def _equity_at(self, moment: datetime) -> Decimal:
+        """Cash and positions from the fills before `moment`, valued at the last close before it."""
+        fills = [
+            f for f in self.ledger.fills.history(self.account, until=moment) if f.filled_at < moment
+        ]
+        cash = self.ledger.accounts.starting_cash(self.account)
+        for fill in fills:
+            cash = cash_after(cash, fill)
+        held = {s: p.quantity for s, p in replay_fills(fills).items() if p.quantity}
+        before = moment - timeframe_delta(self.timeframe)
+        prices = {
+            s: self.ledger.candles.last_close(self.exchange, s, self.timeframe, until=before)
+            or position.avg_price
+            for s, position in replay_fills(fills).items()
+            if position.quantity
+        }
+        return equity(cash, held, prices)

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from core.safety.signing import verify
+
+runner = CliRunner()
+
+
+def test_sign_kill_switch_when_secret_set_then_prints_curl_with_valid_signature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from infra.settings import get_settings
+
+    monkeypatch.setenv("TRADEFLOW_KILL_SWITCH_SECRET", "cli-secret")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["sign-kill-switch", "activate", "--reason", "halt all"])
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    words = shlex.split(result.output)
+    assert words[:4] == ["curl", "-sS", "-X", "POST"]
+    headers = dict(w.split(": ", 1) for w in words if w.startswith("X-Kill-Switch-"))
+    ts = int(headers["X-Kill-Switch-Timestamp"])
+    assert (
+        verify(
+            "cli-secret",
+            "activate",
+            ts,
+            headers["X-Kill-Switch-Signature"],
+            datetime.now(tz=UTC),
+            30,
+        )
+        is None
+    )
+    assert '{"action": "activate", "reason": "halt all"}' in words
+
+
+def test_sign_kill_switch_when_no_secret_then_exit_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from infra.settings import get_settings
+
+    monkeypatch.delenv("TRADEFLOW_KILL_SWITCH_SECRET", raising=False)
+    monkeypatch.chdir("/")  # no .env to pick one up from
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["sign-kill-switch", "activate"])
+    get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "TRADEFLOW_KILL_SWITCH_SECRET" in result.output
+
+
+def test_trading_state_when_operator_sets_reducing_then_effective_state_and_transition_recorded(
+    app_settings,  # type: ignore[no-untyped-def]
+) -> None:
+    from core.risk.state import Control
+    from services import bootstrap
+
+    result = runner.invoke(app, ["trading-state", "reducing", "--reason", "news risk"])
+    assert result.exit_code == 0, result.output
+    assert "effective reducing (operator" in result.output
+    ledger = bootstrap.ledger(app_settings())
+    back = runner.invoke(app, ["trading-state", "active"])
+    assert "effective active" in back.output
+    changes = [
+        (e.step, e.detail["previous"], e.detail["cause"])
+        for e in ledger.safety.events(Control.TRADING_STATE)
+    ]
+    assert changes == [("reducing", "active", "operator"), ("active", "reducing", "cleared")]
+    assert runner.invoke(app, ["trading-state", "sideways"]).exit_code == 2

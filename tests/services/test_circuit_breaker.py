@@ -1,0 +1,133 @@
+"""The circuit breaker on ledger numbers: trips on losing trades, halts through the cooldown
+(persisted: a fresh process sees it), alerts, clears itself when the cooldown ends."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from core.candles.bar import Bar
+from core.clock import FakeClock
+from core.risk.breaker import BreakerConfig
+from core.risk.state import Control, HaltCause, TradingState, effective_state
+from core.types import Side, Symbol
+from infra.alerts import Alerts
+from infra.brokers.simulated import SimulatedBroker, SimulationConfig
+from infra.ledger.ledger import Ledger
+from services.circuit_breaker import BreakerStatus, CircuitBreaker, PeakEquity
+from services.execution import settle_simulated, submit_order
+from services.risk_snapshot import RiskSnapshots
+from tests.services.open_book import ACCOUNT, T0, record_order
+
+BTC = Symbol("BTC/USDT")
+CFG = BreakerConfig(max_consecutive_losses=3, cooldown=timedelta(hours=24))
+
+
+def check_circuit_breaker(  # type: ignore[no-untyped-def]
+    ledger: Ledger, snapshots: RiskSnapshots, prices, now, config: BreakerConfig, alerts: Alerts
+) -> BreakerStatus:
+    return CircuitBreaker(ledger, snapshots, config, alerts).check(prices, now)
+
+
+def round_trip(ledger: Ledger, broker: SimulatedBroker, n: int, buy: str, sell: str) -> None:
+    """Buy 1 at `buy`, sell it at `sell`, through the real submit and settle path."""
+    clock = FakeClock(T0)
+    for k, (side, price) in enumerate(((Side.BUY, buy), (Side.SELL, sell))):
+        coid = record_order(ledger, "BTC/USDT", 10 * n + k, side=side)
+        submit_order(ledger, broker, coid, clock)
+        t = T0 + timedelta(hours=10 * n + k + 1)
+        p = Decimal(price)
+        settle_simulated(ledger, broker, ACCOUNT, BTC, Bar(t, p, p, p, p, Decimal(1000)), clock)
+
+
+def setup(ledger: Ledger, losses: int) -> RiskSnapshots:
+    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
+    for n in range(losses):
+        round_trip(ledger, broker, n, "100", "99")
+    return RiskSnapshots(ledger, ACCOUNT, "binance", "1h")
+
+
+def test_breaker_when_three_losing_trades_then_tripped_halted_alerted_and_persisted(
+    ledger: Ledger,
+) -> None:
+    snapshots = setup(ledger, losses=3)
+    now = T0 + timedelta(days=2)
+    alerts = Alerts()
+
+    status = check_circuit_breaker(ledger, snapshots, {BTC: Decimal(99)}, now, CFG, alerts)
+
+    assert status.tripped
+    assert status.reasons == ("CONSECUTIVE_LOSSES: 3 in a row, limit 3",)
+    assert status.until == now + timedelta(hours=24)
+    state, cause, _ = effective_state(ledger.safety.flags(now))
+    assert (state, cause) == (TradingState.HALTED, HaltCause.CIRCUIT_BREAKER)
+    assert "TRIPPED" in alerts.sent[0][0]
+    [event] = ledger.safety.events(Control.CIRCUIT_BREAKER)
+    assert event.step == "tripped"
+    assert event.detail["reading"]["consecutive_losses"] == 3
+    # Still halted an hour later, from the ledger alone (a restarted process).
+    later = now + timedelta(hours=1)
+    again = check_circuit_breaker(ledger, snapshots, {BTC: Decimal(99)}, later, CFG, Alerts())
+    assert again.tripped
+    assert len(ledger.safety.events(Control.CIRCUIT_BREAKER)) == 1
+
+
+def test_breaker_when_cooldown_over_then_cleared_and_trading_resumes(ledger: Ledger) -> None:
+    snapshots = setup(ledger, losses=3)
+    now = T0 + timedelta(days=2)
+    check_circuit_breaker(ledger, snapshots, {}, now, CFG, Alerts())
+    after = now + timedelta(hours=24)
+    # The losing streak is still there: it trips again at once, with a new cooldown.
+    status = check_circuit_breaker(ledger, snapshots, {}, after, CFG, Alerts())
+    steps = [e.step for e in ledger.safety.events(Control.CIRCUIT_BREAKER)]
+    assert steps == ["tripped", "cooldown_over", "tripped"]
+    assert status.until == after + timedelta(hours=24)
+    relaxed = BreakerConfig(max_consecutive_losses=10)
+    later = after + timedelta(hours=24)
+    cleared = check_circuit_breaker(ledger, snapshots, {}, later, relaxed, Alerts())
+    assert not cleared.tripped
+    assert effective_state(ledger.safety.flags(later))[0] is TradingState.ACTIVE
+
+
+def test_breaker_when_trades_mixed_then_not_tripped(ledger: Ledger) -> None:
+    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
+    for n, (buy, sell) in enumerate([("100", "99"), ("100", "99"), ("100", "103")]):
+        round_trip(ledger, broker, n, buy, sell)
+    snapshots = RiskSnapshots(ledger, ACCOUNT, "binance", "1h")
+    status = check_circuit_breaker(ledger, snapshots, {}, T0 + timedelta(days=2), CFG, Alerts())
+    assert not status.tripped
+    assert status.reading is not None
+    assert status.reading.consecutive_losses == 0
+
+
+def test_breaker_when_no_trades_yet_then_reads_flat_and_does_not_trip(ledger: Ledger) -> None:
+    ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
+    snapshots = RiskSnapshots(ledger, ACCOUNT, "binance", "1h")
+    status = check_circuit_breaker(ledger, snapshots, {}, T0 + timedelta(hours=1), CFG, Alerts())
+    assert not status.tripped
+    assert status.reading is not None
+    assert (status.reading.drawdown_pct, status.reading.daily_loss_pct) == (0.0, 0.0)
+
+
+def test_peak_equity_when_fills_arrive_over_time_then_equals_the_full_curve_each_time(
+    ledger: Ledger,
+) -> None:
+    from core.portfolio import equity_path
+
+    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
+    peak = PeakEquity(ledger, ACCOUNT)
+    seen = []
+    for n, (buy, sell) in enumerate([("100", "120"), ("100", "90"), ("100", "130")]):
+        round_trip(ledger, broker, n, buy, sell)
+        now = T0 + timedelta(hours=10 * n + 3)
+        fills = ledger.fills.history(ACCOUNT, until=now)
+        expected = max([Decimal(10000), *equity_path(Decimal(10000), fills)])
+        seen.append(peak.at(now))
+        assert seen[-1] == expected
+    assert seen == [Decimal(10020), Decimal(10020), Decimal(10040)]
+    # Asked about an earlier moment it starts over and still agrees with the full curve.
+    early = T0 + timedelta(hours=3)
+    assert peak.at(early) == Decimal(10020)
