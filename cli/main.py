@@ -38,14 +38,10 @@ def run(
     # flow and task logs still go, at INFO, to the Prefect UI (`make ui`).
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-    import contextlib
-    import io
     import warnings
 
     warnings.filterwarnings("ignore", module="mlflow")
-    from cli.run_view import RunProgress, print_summary
-    from core.errors import TradeflowError
-    from flows.pipeline import pipeline  # heavy imports after the offline environment is set
+    from cli.run_view import print_summary
     from services import bootstrap
     from services.summary import summarise
 
@@ -56,6 +52,28 @@ def run(
     )
     console.print(f"ledger={settings.ledger_url}  mlflow={settings.tracking_uri}")
     started = time.perf_counter()
+    report = _run_pipeline(settings, n)
+    elapsed = time.perf_counter() - started
+    summary = summarise(
+        bootstrap.ledger(settings),
+        settings.account,
+        settings.exchange,
+        settings.timeframe,
+        since=report.replay_from,
+    )
+    print_summary(console, settings, report, summary, elapsed)
+
+
+def _run_pipeline(settings: Settings, n: int):  # type: ignore[no-untyped-def]
+    """The pipeline flow under a progress display; a failure is one line and exit code 1."""
+    import contextlib
+    import io
+
+    from cli.run_view import RunProgress
+    from core.errors import TradeflowError
+    from flows.pipeline import pipeline  # heavy imports after the offline environment is set
+    from services import bootstrap
+
     # MLflow prints registry notices straight to stderr; they would tear the progress bars.
     captured = io.StringIO()
     failure: TradeflowError | None = None
@@ -72,15 +90,7 @@ def run(
         console.print(f"[red]error:[/] {type(failure).__name__}: {failure}", highlight=False)
         console.print("the failed run and its logs are in the Prefect UI (`make ui`)")
         raise typer.Exit(1)
-    elapsed = time.perf_counter() - started
-    summary = summarise(
-        bootstrap.ledger(settings),
-        settings.account,
-        settings.exchange,
-        settings.timeframe,
-        since=report.replay_from,
-    )
-    print_summary(console, settings, report, summary, elapsed)
+    return report
 
 
 @app.command("sign-kill-switch")

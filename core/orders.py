@@ -213,3 +213,13 @@ class Fill:
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantity", as_quantity(self.quantity))
         object.__setattr__(self, "price", as_price(self.price))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChange:
+    """Events to apply to one recorded order, in order; `sent` counts a submit attempt."""
+
+    client_order_id: ClientOrderId
+    events: tuple[OrderEvent, ...]
+    error: str | None = None
+    sent: bool = False

@@ -19,7 +19,7 @@ from core.candles.bar import Bar
 from core.candles.gaps import Gap
 from core.decision import Decision
 from core.market.order_book import OrderBookSnapshot, PublicTrade
-from core.orders import Fill, Order, OrderEvent, OrderStatus
+from core.orders import Fill, Order, OrderChange, OrderEvent, OrderStatus
 from core.portfolio import Position
 from core.records import (
     CandleGapRecord,
@@ -31,7 +31,7 @@ from core.records import (
 )
 from core.risk.breaker import TradeResult
 from core.risk.state import SafetyFlags, StateChange
-from core.types import ClientOrderId, DecisionId, Side, Symbol
+from core.types import ClientOrderId, DecisionId, Side, Symbol, as_price, as_quantity
 
 # -- exchange ---------------------------------------------------------------------------------
 
@@ -49,6 +49,13 @@ class BrokerOrder:
     filled: Decimal
     average_price: Decimal | None = None
     limit_price: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quantity", as_quantity(self.quantity))
+        object.__setattr__(self, "filled", as_quantity(self.filled))
+        for name in ("average_price", "limit_price"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, as_price(getattr(self, name)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +236,12 @@ class OrderStore(Protocol):
     def open(self, account: str, symbol: str | None = None) -> list[Order]: ...
 
     def insert(self, order: Order, account: str, broker: str) -> bool: ...
+
+    def insert_many(self, orders: Sequence[Order], account: str, broker: str) -> set[str]: ...
+
+    def apply(self, changes: Sequence[OrderChange], now: datetime) -> list[Order]: ...
+
+    def submit_attempts(self, client_order_id: ClientOrderId) -> int: ...
 
     def mark_submit_attempt(self, client_order_id: ClientOrderId, now: datetime) -> None: ...
 

@@ -61,12 +61,20 @@ def submit_order(
 
 def follow_broker(ledger: Ledger, order: Order, seen: BrokerOrder, clock: Clock) -> Order:
     """Bring the ledger's order to the broker's state (fills are recorded separately)."""
-    event = _FOLLOW.get(seen.status)
-    if event is None or order.status.is_terminal:
-        return order
-    if event is OrderEvent.ACCEPT and order.status is not OrderStatus.SUBMITTED:
+    event = event_to_follow(order.status, seen)
+    if event is None:
         return order
     return ledger.orders.transition(order.client_order_id, event, clock.now())
+
+
+def event_to_follow(status: OrderStatus, seen: BrokerOrder) -> OrderEvent | None:
+    """The event that brings an order in `status` to what the broker reports, if any."""
+    event = _FOLLOW.get(seen.status)
+    if event is None or status.is_terminal:
+        return None
+    if event is OrderEvent.ACCEPT and status is not OrderStatus.SUBMITTED:
+        return None
+    return event
 
 
 def settle_simulated(

@@ -7,6 +7,9 @@ Order of steps (each recorded in safety_events with its timing):
 2. every open order is cancelled: unsent ones in the ledger, sent ones at the broker;
 3. every position is closed with a market order (or only frozen, by configuration);
 4. an alert goes out; 5. the API reports the state and these steps.
+
+The broker's calls are one by one (that is what an exchange offers); the ledger's writes for
+each step are one transaction, so the kill switch costs little more than the exchange's time.
 """
 
 from __future__ import annotations
@@ -20,16 +23,23 @@ from core.clock import Clock
 from core.errors import ExchangeError
 from core.orders import (
     Order,
+    OrderChange,
     OrderEvent,
     OrderOrigin,
     OrderStatus,
     OrderType,
     kill_switch_order_id,
 )
-from core.ports import Broker, Ledger, Notifier
+from core.ports import Broker, BrokerOrder, Ledger, Notifier
 from core.risk.state import Control
 from core.types import Side
-from services.execution import follow_broker, submit_order
+from services.execution import event_to_follow, follow_broker, submit_order
+
+ZERO = Decimal(0)
+
+
+class KillSwitchNotActive(RuntimeError):
+    pass
 
 
 @dataclass
@@ -41,6 +51,10 @@ class KillSwitchReport:
     close_failed: list[str] = field(default_factory=list)
     seconds_to_cancelled: float = 0.0
     seconds_total: float = 0.0
+
+    @property
+    def failures(self) -> list[str]:
+        return self.cancel_failed + self.close_failed
 
 
 def engage(
@@ -54,44 +68,128 @@ def engage(
     started = time.perf_counter()
     state = ledger.safety.kill_switch()
     if not state.active or state.changed_at is None:
-        raise RuntimeError("engage() runs after the kill switch was activated and persisted")
+        raise KillSwitchNotActive("engage() runs after the kill switch was activated and persisted")
     report = KillSwitchReport(state.changed_at)
     _step(ledger, clock, "halted", {"reason": state.reason})
+    cancel_open_orders(ledger, broker, account, clock, report)
+    report.seconds_to_cancelled = time.perf_counter() - started
+    _step(ledger, clock, "orders_cancelled", {
+        "cancelled": len(report.cancelled),
+        "failed": report.cancel_failed,
+        "seconds": round(report.seconds_to_cancelled, 4),
+    })  # fmt: skip
+    if close_positions:
+        close_all_positions(ledger, broker, account, clock, report)
+        closing = {"orders": report.closing_orders, "failed": report.close_failed}
+        _step(ledger, clock, "positions_closing", closing)
+    else:
+        held = len(ledger.fills.positions(account))
+        _step(ledger, clock, "positions_frozen", {"positions": held})
+    report.seconds_total = time.perf_counter() - started
+    alerts.send(
+        "tradeflow kill switch ACTIVE",
+        f"reason: {state.reason}; cancelled {len(report.cancelled)} orders; "
+        f"closing {len(report.closing_orders)} positions"
+        + (f"; FAILED: {report.failures}" if report.failures else "")
+        + f"; took {report.seconds_total:.3f}s",
+    )
+    _step(ledger, clock, "alerted", {"seconds_total": round(report.seconds_total, 4)})
+    return report
 
-    for order in ledger.orders.open(account):
-        if order.origin is OrderOrigin.KILL_SWITCH:
-            continue  # its own closing orders, from an earlier activation: let them fill
+
+def cancel_open_orders(
+    ledger: Ledger, broker: Broker, account: str, clock: Clock, report: KillSwitchReport
+) -> None:
+    """Every open order but the kill switch's own closing orders (let those fill)."""
+    orders = [o for o in ledger.orders.open(account) if o.origin is not OrderOrigin.KILL_SWITCH]
+    working: list[Order] = []
+    for order in orders:
+        if order.status is OrderStatus.NEW:  # never sent, or its sending is in doubt
+            try:
+                sent = _settle_unsent(ledger, broker, order, clock)
+            except ExchangeError as exc:
+                report.cancel_failed.append(f"{order.client_order_id}: {exc}")
+                continue
+            if sent is None:
+                report.cancelled.append(order.client_order_id)
+                continue
+            order = sent
+        working.append(order)
+    _cancel_working(ledger, broker, working, clock, report)
+
+
+def _settle_unsent(ledger: Ledger, broker: Broker, order: Order, clock: Clock) -> Order | None:
+    """An unsent order is cancelled in the ledger (None); one the broker turns out to hold is
+    marked sent and returned, to be cancelled there."""
+    seen = broker.get_order(order.client_order_id, order.symbol)
+    if seen is None:
+        ledger.orders.transition(order.client_order_id, OrderEvent.CANCEL, clock.now())
+        return None
+    order = ledger.orders.transition(order.client_order_id, OrderEvent.SUBMIT, clock.now())
+    order = follow_broker(ledger, order, seen, clock)
+    return None if order.status.is_terminal else order
+
+
+def _cancel_working(
+    ledger: Ledger, broker: Broker, orders: list[Order], clock: Clock, report: KillSwitchReport
+) -> None:
+    asking = [o for o in orders if o.status is not OrderStatus.CANCEL_PENDING]
+    pending = ledger.orders.apply(
+        [OrderChange(o.client_order_id, (OrderEvent.REQUEST_CANCEL,)) for o in asking],
+        clock.now(),
+    )
+    pending += [o for o in orders if o.status is OrderStatus.CANCEL_PENDING]
+    answers: list[tuple[Order, BrokerOrder]] = []
+    for order in pending:
         try:
-            _cancel(ledger, broker, order, clock)
-            report.cancelled.append(order.client_order_id)
+            answers.append((order, broker.cancel(order.client_order_id, order.symbol)))
         except ExchangeError as exc:
             report.cancel_failed.append(f"{order.client_order_id}: {exc}")
-    report.seconds_to_cancelled = time.perf_counter() - started
-    _step(
-        ledger,
-        clock,
-        "orders_cancelled",
-        {
-            "cancelled": len(report.cancelled),
-            "failed": report.cancel_failed,
-            "seconds": round(report.seconds_to_cancelled, 4),
-        },
-    )
+    changes = [
+        OrderChange(order.client_order_id, (event,))
+        for order, seen in answers
+        if (event := event_to_follow(order.status, seen)) is not None
+    ]
+    ledger.orders.apply(changes, clock.now())
+    report.cancelled += [order.client_order_id for order, _ in answers]
 
-    if close_positions:
-        # Sells still working (one whose cancel failed, or an earlier activation's closing
-        # order) already cover part of a position: never sell more than is held.
-        working = [o for o in ledger.orders.open(account) if o.side is Side.SELL]
-        for symbol, position in sorted(ledger.fills.positions(account).items()):
-            coid = kill_switch_order_id(state.changed_at, symbol)
-            selling = sum(
-                (o.remaining for o in working if o.symbol == symbol and o.client_order_id != coid),
-                Decimal(0),
-            )
-            quantity = position.quantity - selling
-            if quantity <= 0:
-                continue
-            closing = Order(
+
+def close_all_positions(
+    ledger: Ledger, broker: Broker, account: str, clock: Clock, report: KillSwitchReport
+) -> None:
+    """A market sell of every position, less what sells still working (one whose cancel
+    failed, an earlier activation's closing order) already offer: never more than is held."""
+    orders = _closing_orders(ledger, account, clock, report.activated_at)
+    fresh = ledger.orders.insert_many(orders, account, broker.name)
+    changes: list[OrderChange] = []
+    for order in orders:
+        try:
+            if order.client_order_id in fresh:  # recorded just now: it was never sent
+                seen = broker.place(order)
+                follow = event_to_follow(OrderStatus.SUBMITTED, seen)
+                events = (OrderEvent.SUBMIT,) + ((follow,) if follow else ())
+                changes.append(OrderChange(order.client_order_id, events, sent=True))
+            else:  # an earlier try recorded it: look it up before sending anything
+                submit_order(ledger, broker, order.client_order_id, clock)
+            report.closing_orders.append(order.client_order_id)
+        except ExchangeError as exc:
+            report.close_failed.append(f"{order.symbol}: {exc}")
+    ledger.orders.apply(changes, clock.now())
+
+
+def _closing_orders(
+    ledger: Ledger, account: str, clock: Clock, activated_at: datetime
+) -> list[Order]:
+    working = [o for o in ledger.orders.open(account) if o.side is Side.SELL]
+    out = []
+    for symbol, position in sorted(ledger.fills.positions(account).items()):
+        coid = kill_switch_order_id(activated_at, symbol)
+        offered = (o.remaining for o in working if o.symbol == symbol and o.client_order_id != coid)
+        quantity = position.quantity - sum(offered, ZERO)
+        if quantity <= 0:
+            continue
+        out.append(
+            Order(
                 client_order_id=coid,
                 decision_id=None,
                 symbol=symbol,
@@ -102,52 +200,8 @@ def engage(
                 order_type=OrderType.MARKET,
                 origin=OrderOrigin.KILL_SWITCH,
             )
-            ledger.orders.insert(closing, account, broker.name)  # False: placed on an earlier try
-            try:
-                submit_order(ledger, broker, coid, clock)
-                report.closing_orders.append(coid)
-            except ExchangeError as exc:
-                report.close_failed.append(f"{symbol}: {exc}")
-        _step(
-            ledger,
-            clock,
-            "positions_closing",
-            {"orders": report.closing_orders, "failed": report.close_failed},
         )
-    else:
-        _step(
-            ledger, clock, "positions_frozen", {"positions": len(ledger.fills.positions(account))}
-        )
-
-    report.seconds_total = time.perf_counter() - started
-    failed = report.cancel_failed + report.close_failed
-    alerts.send(
-        "tradeflow kill switch ACTIVE",
-        f"reason: {state.reason}; cancelled {len(report.cancelled)} orders; "
-        f"closing {len(report.closing_orders)} positions"
-        + (f"; FAILED: {failed}" if failed else "")
-        + f"; took {report.seconds_total:.3f}s",
-    )
-    _step(ledger, clock, "alerted", {"seconds_total": round(report.seconds_total, 4)})
-    return report
-
-
-def _cancel(ledger: Ledger, broker: Broker, order: Order, clock: Clock) -> None:
-    if order.status is OrderStatus.NEW:  # never sent (or its sending is in doubt)
-        seen = broker.get_order(order.client_order_id, order.symbol)
-        if seen is None:
-            ledger.orders.transition(order.client_order_id, OrderEvent.CANCEL, clock.now())
-            return
-        order = ledger.orders.transition(order.client_order_id, OrderEvent.SUBMIT, clock.now())
-        order = follow_broker(ledger, order, seen, clock)
-        if order.status.is_terminal:
-            return
-    if order.status is not OrderStatus.CANCEL_PENDING:
-        order = ledger.orders.transition(
-            order.client_order_id, OrderEvent.REQUEST_CANCEL, clock.now()
-        )
-    seen = broker.cancel(order.client_order_id, order.symbol)
-    follow_broker(ledger, order, seen, clock)
+    return out
 
 
 def _step(ledger: Ledger, clock: Clock, step: str, detail: dict[str, object]) -> None:

@@ -63,10 +63,24 @@ def reconcile(
     # Traded symbols plus any the ledger holds or has orders working in.
     known = {Symbol(s) for s in symbols}
     known |= {o.symbol for o in ledger.orders.open(account)} | set(ledger.fills.positions(account))
-
     _orders(ledger, broker, account, clock, report)
+    _adopt_fills(ledger, broker, account, sorted(known), report)
+    _orders(ledger, broker, account, clock, report)  # fills may have completed some
+    _compare_holdings(ledger, broker, account, sorted(known), quote, report)
+    _record(ledger, report, clock, alerts)
+    return report
+
+
+def _adopt_fills(
+    ledger: Ledger,
+    broker: Broker,
+    account: str,
+    symbols: list[Symbol],
+    report: ReconciliationReport,
+) -> None:
+    """Fills the broker reports for our orders and the ledger lacks are recorded, once."""
     recorded = {f.fill_id for f in ledger.fills.history(account)}
-    for symbol in sorted(known):
+    for symbol in symbols:
         for fill in broker.fills(symbol):
             if fill.fill_id in recorded:
                 continue
@@ -78,10 +92,18 @@ def reconcile(
                 continue
             if ledger.fills.record(account, fill):
                 report.adopted_fills.append(fill.fill_id)
-    _orders(ledger, broker, account, clock, report)  # fills may have completed some
 
+
+def _compare_holdings(
+    ledger: Ledger,
+    broker: Broker,
+    account: str,
+    symbols: list[Symbol],
+    quote: str,
+    report: ReconciliationReport,
+) -> None:
     held = {s: p.quantity for s, p in ledger.fills.positions(account).items() if p.quantity}
-    at_broker = {s: q for s, q in broker.positions(sorted(known)).items() if q}
+    at_broker = {s: q for s, q in broker.positions(symbols).items() if q}
     for symbol in sorted(set(held) | set(at_broker)):
         ours, theirs = held.get(symbol, ZERO), at_broker.get(Symbol(symbol), ZERO)
         if ours != theirs:
@@ -92,6 +114,9 @@ def reconcile(
         if ours != theirs:
             report.unexplained.append(f"cash {quote}: ledger {ours}, broker {theirs}")
 
+
+def _record(ledger: Ledger, report: ReconciliationReport, clock: Clock, alerts: Notifier) -> None:
+    """Passed: trading may go on. Failed: HALTED until a reconciliation passes, and an alert."""
     detail: dict[str, object] = {
         "adopted_fills": report.adopted_fills,
         "orders_found_sent": report.orders_found_sent,
@@ -104,16 +129,10 @@ def reconcile(
         ledger.safety.set_control(
             Control.RECONCILIATION, False, "passed", now, event="passed", detail=detail
         )
-    else:
-        why = ("failed: " + "; ".join(report.unexplained))[:2000]
-        ledger.safety.set_control(
-            Control.RECONCILIATION, True, why, now, event="failed", detail=detail
-        )
-        alerts.send(
-            "tradeflow reconciliation FAILED: trading halted",
-            "; ".join(report.unexplained),
-        )
-    return report
+        return
+    why = ("failed: " + "; ".join(report.unexplained))[:2000]
+    ledger.safety.set_control(Control.RECONCILIATION, True, why, now, event="failed", detail=detail)
+    alerts.send("tradeflow reconciliation FAILED: trading halted", "; ".join(report.unexplained))
 
 
 def _orders(

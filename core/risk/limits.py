@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from core.portfolio import equity
 from core.risk.state import TradingState
-from core.types import Side, Symbol, quote_of
+from core.types import Side, Symbol, as_price, as_quantity, quote_of
 
 ZERO = Decimal(0)
 UNLIMITED = Decimal("Infinity")
@@ -64,6 +64,12 @@ class ProposedOrder:
     quantity: Decimal
     price: Decimal  # the last known price, used to value the order
     limit_price: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quantity", as_quantity(self.quantity))
+        object.__setattr__(self, "price", as_price(self.price))
+        if self.limit_price is not None:
+            object.__setattr__(self, "limit_price", as_price(self.limit_price))
 
     @property
     def notional(self) -> Decimal:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select, update
@@ -10,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.decision import Decision
 from core.errors import FatalError
-from core.orders import InvalidTransition, Order, OrderEvent, OrderStatus
+from core.orders import InvalidTransition, Order, OrderChange, OrderEvent, OrderStatus
 from core.records import DecisionRecord
 from core.types import ClientOrderId, DecisionId
 from infra.ledger.mappers import decision_of, decision_row, order_of, order_row
@@ -112,6 +113,48 @@ class Orders:
                 return False
             s.add(order_row(order, account, broker))
         return True
+
+    def insert_many(self, orders: Sequence[Order], account: str, broker: str) -> set[str]:
+        """Record orders the safety layer places itself, in one transaction; returns the ids
+        that were new (the others were stored by an earlier try)."""
+        with self._sessions.write() as s:
+            ids = [o.client_order_id for o in orders]
+            known = set(
+                s.scalars(select(OrderRow.client_order_id).where(OrderRow.client_order_id.in_(ids)))
+            )
+            fresh = [o for o in orders if o.client_order_id not in known]
+            s.add_all(order_row(o, account, broker) for o in fresh)
+        return {o.client_order_id for o in fresh}
+
+    def apply(self, changes: Sequence[OrderChange], now: datetime) -> list[Order]:
+        """Apply each change's events to its order, all in one transaction. A change its order
+        refuses (InvalidTransition: a fill got there first, say) is logged and left out; the
+        others are applied. Returns the orders as they are after their change."""
+        out = []
+        with self._sessions.write() as s:
+            for change in changes:
+                row = s.get(OrderRow, change.client_order_id, with_for_update=True)
+                if row is None:
+                    raise UnknownOrder(f"no order {change.client_order_id} in the ledger")
+                try:
+                    order = order_of(row)
+                    for event in change.events:
+                        order = order.apply(event)
+                except InvalidTransition:
+                    log.warning("refused order change %s", change, exc_info=True)
+                    continue
+                row.status, row.updated_at = order.status.value, now
+                row.error = change.error
+                row.submit_attempts += int(change.sent)
+                out.append(order)
+        return out
+
+    def submit_attempts(self, client_order_id: ClientOrderId) -> int:
+        with self._sessions.read() as s:
+            row = s.get(OrderRow, client_order_id)
+            if row is None:
+                raise UnknownOrder(f"no order {client_order_id} in the ledger")
+            return row.submit_attempts
 
     def mark_submit_attempt(self, client_order_id: ClientOrderId, now: datetime) -> None:
         with self._sessions.write() as s:

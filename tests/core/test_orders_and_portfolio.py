@@ -81,3 +81,15 @@ def test_equity_path_when_buy_then_sell_then_equity_after_each_fill_at_its_price
         fill(Side.SELL, "0.1", "61000", "6.1"),  # cash 3994 + 6100 - 6.1, flat
     ]
     assert list(equity_path(Decimal(10000), fills)) == [Decimal("9994"), Decimal("10087.9")]
+
+
+def test_order_when_a_price_is_given_as_its_quantity_then_refused_not_traded() -> None:
+    from core.orders import Order
+    from core.types import Price, Quantity
+
+    now = datetime(2024, 9, 1, tzinfo=UTC)
+    price, quantity = Price("57012.34"), Quantity("0.01753")
+    ok = Order(ClientOrderId("a"), None, Symbol("BTC/USDT"), Side.BUY, quantity, now, now)
+    assert isinstance(ok.quantity, Quantity)
+    with pytest.raises(TypeError, match=r"a price .* where a quantity belongs"):
+        Order(ClientOrderId("b"), None, Symbol("BTC/USDT"), Side.BUY, price, now, now)

@@ -34,7 +34,7 @@ import pandas as pd
 from core.candles.bar import Bar
 from core.clock import FakeClock
 from core.errors import LedgerUnavailable, RetryableExchangeError
-from core.orders import Order, OrderStatus
+from core.orders import Fill, Order, OrderStatus
 from core.ports import BrokerOrder
 from core.types import Side, Symbol, to_decimal
 from infra.alerts import Alerts
@@ -150,87 +150,112 @@ def run_cycles(
 ) -> FaultReport:
     started = time.perf_counter()
     migrate(ledger_url)
-    rng = random.Random(plan.seed)
-    ledger = FlakyLedger(open_ledger(ledger_url))
-    config = SimulationConfig(
-        starting_cash=D(1_000_000), unique_client_ids=False, fee_rate=D("0.001")
-    )
-    broker = FaultyExchange(config, rng, plan)
-    broker.ledger = ledger
-    bars = real_bars(shared_data, cycles + 2)
-    symbols = sorted(bars)
-    report = FaultReport()
-    ledger.accounts.ensure(ACCOUNT, config.starting_cash, bars[symbols[0]][0].open_time)
-    pending: list[str] = []  # orders decided but not yet acknowledged by the broker
+    run = _Cycles(FlakyLedger(open_ledger(ledger_url)), shared_data, cycles, plan)
     for i in range(cycles):
-        symbol = symbols[i % len(symbols)]
-        bar = bars[symbol][i // len(symbols) + 1]
-        clock = FakeClock(bar.open_time)
-        ledger.down = plan.db_outage_every > 0 and i % plan.db_outage_every < plan.db_outage_cycles
-        if ledger.down and i % plan.db_outage_every == 0:
-            report.faults["db_outage"] += 1
-        report.cycles += 1
+        run.cycle(i)
+    run.finish()
+    for k in range(plan.kills):
+        kill_episode(work_dir / f"kill-{k}", shared_data, run.report, before_send=k % 2 == 1)
+    run.report.seconds = time.perf_counter() - started
+    return run.report
+
+
+class _Cycles:
+    """Decision -> order -> fill cycles, one symbol a cycle, on a faulty exchange and ledger."""
+
+    def __init__(self, ledger: FlakyLedger, shared_data: Path, cycles: int, plan: FaultPlan):
+        self.ledger, self.plan = ledger, plan
+        self.rng = random.Random(plan.seed)
+        self.config = SimulationConfig(
+            starting_cash=D(1_000_000), unique_client_ids=False, fee_rate=D("0.001")
+        )
+        self.broker = FaultyExchange(self.config, self.rng, plan)
+        self.broker.ledger = ledger
+        self.bars = real_bars(shared_data, cycles + 2)
+        self.symbols = sorted(self.bars)
+        self.report = FaultReport()
+        self.pending: list[str] = []  # orders decided but not yet acknowledged by the broker
+        self.clock = FakeClock(self.bars[self.symbols[0]][0].open_time)
+        ledger.accounts.ensure(ACCOUNT, self.config.starting_cash, self.clock.now())
+
+    def cycle(self, i: int) -> None:
+        symbol = self.symbols[i % len(self.symbols)]
+        bar = self.bars[symbol][i // len(self.symbols) + 1]
+        self.clock = FakeClock(bar.open_time)
+        every, length = self.plan.db_outage_every, self.plan.db_outage_cycles
+        self.ledger.down = every > 0 and i % every < length
+        if self.ledger.down and i % every == 0:
+            self.report.faults["db_outage"] += 1
+        self.report.cycles += 1
         # The exchange trades this candle whatever state our side is in.
-        fills = broker.on_candle(symbol, bar)
-        report.fills += len(fills)
+        fills = self.broker.on_candle(symbol, bar)
+        self.report.fills += len(fills)
         try:
-            # 1. fill events reach the ledger (some twice); order states follow the exchange
-            for fill in fills:
-                ledger.fills.record(ACCOUNT, fill)
-                if rng.random() < plan.duplicate_fill:
-                    report.faults["duplicate_fill"] += 1
-                    assert ledger.fills.record(ACCOUNT, fill) is False
-            for order in ledger.orders.open(ACCOUNT, symbol):
-                seen = broker.get_order(order.client_order_id, order.symbol)
-                if seen is not None and order.status is not OrderStatus.NEW:
-                    follow_broker(ledger, order, seen, clock)  # type: ignore[arg-type]
-            # 2. decide at this candle's close: buy when flat, sell what is held
-            held = ledger.fills.positions(ACCOUNT).get(symbol)
-            if not ledger.orders.open(ACCOUNT, symbol):
-                quantity = (D(1000) / bar.close).quantize(D("0.00001"))
-                side = Side.BUY
-                if held and held.quantity:
-                    quantity, side = held.quantity, Side.SELL
-                pending.append(
-                    record_order(
-                        ledger,  # type: ignore[arg-type]
-                        symbol,
-                        i,
-                        side=side,
-                        qty=str(quantity),
-                        at=bar.open_time,
-                    )
-                )
-                report.orders += 1
-            # 3. send everything not yet acknowledged, each with a bounded retry loop
-            for coid in list(pending):
-                for _attempt in range(8):
-                    try:
-                        submit_order(ledger, broker, coid, clock)  # type: ignore[arg-type]
-                        pending.remove(coid)
-                        break
-                    except RetryableExchangeError:
-                        continue
+            self._record(symbol, fills)
+            self._decide(symbol, bar, i)
+            self._send_pending()
         except LedgerUnavailable:
             # The ledger is down: nothing recorded and so nothing sent. Fills the exchange
             # made meanwhile are missing from the ledger until reconciliation adopts them.
-            report.faults["fills_missed_in_outage"] += len(fills)
-            continue
-        if (i + 1) % plan.reconcile_every == 0:
-            outcome = reconcile(ledger, broker, ACCOUNT, symbols, clock, Alerts())  # type: ignore[arg-type]
-            report.reconciliations_failed += not outcome.passed
-    ledger.down = False
-    for coid in pending:  # finish what the last cycles left unsent
-        submit_order(ledger, broker, coid, clock)  # type: ignore[arg-type]
-    final = reconcile(ledger, broker, ACCOUNT, symbols, clock, Alerts())  # type: ignore[arg-type]
-    report.reconciliations_failed += not final.passed
-    report.faults.update(broker.faults)
-    _tally(report, ledger._ledger, broker, symbols)
-    report.placed_while_ledger_down = broker.placed_while_down
-    for k in range(plan.kills):
-        kill_episode(work_dir / f"kill-{k}", shared_data, report, before_send=k % 2 == 1)
-    report.seconds = time.perf_counter() - started
-    return report
+            self.report.faults["fills_missed_in_outage"] += len(fills)
+            return
+        if (i + 1) % self.plan.reconcile_every == 0:
+            self._reconcile()
+
+    def _record(self, symbol: Symbol, fills: list[Fill]) -> None:
+        """Fill events reach the ledger (some twice); order states follow the exchange."""
+        for fill in fills:
+            self.ledger.fills.record(ACCOUNT, fill)
+            if self.rng.random() < self.plan.duplicate_fill:
+                self.report.faults["duplicate_fill"] += 1
+                assert self.ledger.fills.record(ACCOUNT, fill) is False
+        for order in self.ledger.orders.open(ACCOUNT, symbol):
+            seen = self.broker.get_order(order.client_order_id, order.symbol)
+            if seen is not None and order.status is not OrderStatus.NEW:
+                follow_broker(self.ledger, order, seen, self.clock)  # type: ignore[arg-type]
+
+    def _decide(self, symbol: Symbol, bar: Bar, i: int) -> None:
+        """At this candle's close: buy when flat, sell what is held."""
+        held = self.ledger.fills.positions(ACCOUNT).get(symbol)
+        if self.ledger.orders.open(ACCOUNT, symbol):
+            return
+        quantity, side = (D(1000) / bar.close).quantize(D("0.00001")), Side.BUY
+        if held and held.quantity:
+            quantity, side = held.quantity, Side.SELL
+        coid = record_order(
+            self.ledger,
+            symbol,
+            i,
+            side=side,
+            qty=str(quantity),
+            at=bar.open_time,  # type: ignore[arg-type]
+        )
+        self.pending.append(coid)
+        self.report.orders += 1
+
+    def _send_pending(self) -> None:
+        """Send everything not yet acknowledged, each with a bounded retry loop."""
+        for coid in list(self.pending):
+            for _attempt in range(8):
+                try:
+                    submit_order(self.ledger, self.broker, coid, self.clock)  # type: ignore[arg-type]
+                    self.pending.remove(coid)
+                    break
+                except RetryableExchangeError:
+                    continue
+
+    def _reconcile(self) -> None:
+        outcome = reconcile(self.ledger, self.broker, ACCOUNT, self.symbols, self.clock, Alerts())  # type: ignore[arg-type]
+        self.report.reconciliations_failed += not outcome.passed
+
+    def finish(self) -> None:
+        self.ledger.down = False
+        for coid in self.pending:  # finish what the last cycles left unsent
+            submit_order(self.ledger, self.broker, coid, self.clock)  # type: ignore[arg-type]
+        self._reconcile()
+        self.report.faults.update(self.broker.faults)
+        _tally(self.report, self.ledger._ledger, self.broker, self.symbols)
+        self.report.placed_while_ledger_down = self.broker.placed_while_down
 
 
 def _tally(

@@ -56,16 +56,31 @@ def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consiste
 
     report = pipeline()
     ledger = bootstrap.ledger(env)
-
-    # Candles: every real row stored once.
-    for symbol in env.symbols:
+    for symbol in env.symbols:  # every real row stored once
         assert ledger.candles.count("binance", symbol, "1h") == FIRST_ROWS
-    # Model: registered, champion, trained only on data before the replayed window.
+    check_model(env, report)
+    orders = check_decisions(env, ledger)
+    check_fills(env, ledger, orders)
+
+    # A second run (a restart) decides nothing twice and places no order twice.
+    again = pipeline()
+    assert again.decisions.skipped_existing == REPLAY * len(env.symbols)
+    assert again.decisions.orders == 0
+    assert len(ledger.orders.find(env.account)) == len(orders)
+    assert report.training.registered.version != again.training.registered.version
+    check_live_candle(env, ledger)
+
+
+def check_model(env, report) -> None:  # type: ignore[no-untyped-def]
+    """Registered, champion, trained only on data before the replayed window."""
     client = MlflowClient(env.tracking_uri)
     champion = client.get_model_version_by_alias(env.model_name, "champion")
     assert str(champion.version) == report.training.registered.version == "1"
     assert pd.Timestamp(report.training.ranges["test"][1]) < pd.Timestamp(report.replay_from)
-    # Decisions: one per symbol per replayed candle, each with votes and inputs.
+
+
+def check_decisions(env, ledger) -> dict:  # type: ignore[no-untyped-def]
+    """One per symbol per replayed candle, with votes and inputs; approved ones have orders."""
     decisions = ledger.orders.decisions(env.account)
     assert len(decisions) == REPLAY * len(env.symbols)
     assert {d.model_version for d in decisions} == {"1"}
@@ -76,21 +91,24 @@ def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consiste
     orders = {o.client_order_id: o for o in ledger.orders.find(env.account)}
     assert approved
     assert {d.client_order_id for d in approved} == set(orders)
-    # Fills: at the open of the candle after the decision, moved against the order by slippage.
+    return orders
+
+
+def check_fills(env, ledger, orders) -> None:  # type: ignore[no-untyped-def]
+    """At the open of the candle after the decision, moved against the order by slippage;
+    positions and cash agree with the fills, exactly."""
     fills = ledger.fills.history(env.account)
     assert fills
-    by_order = {d.client_order_id: d for d in approved}
+    by_order = {d.client_order_id: d for d in ledger.orders.decisions(env.account)}
     for fill in fills:
         decided = by_order[fill.client_order_id]
         assert fill.filled_at == decided.candle_time + timedelta(hours=1)
         candle = ledger.candles.load("binance", fill.symbol, "1h", until=fill.filled_at, limit=1)
         open_price = Decimal(repr(float(candle["open"].iloc[-1])))
         sign_ = 1 if fill.side is Side.BUY else -1
-        assert fill.price == (open_price * (1 + sign_ * Decimal("0.0005"))).quantize(
-            Decimal("1e-8")
-        )
+        slipped = open_price * (1 + sign_ * Decimal("0.0005"))
+        assert fill.price == slipped.quantize(Decimal("1e-8"))
         assert orders[fill.client_order_id].status is OrderStatus.FILLED
-    # Positions and cash agree with the fills, exactly.
     assert ledger.fills.positions(env.account) == replay_fills(fills)
     spent = sum(
         (f.price * f.quantity * (1 if f.side is Side.BUY else -1) + f.fee for f in fills),
@@ -98,15 +116,10 @@ def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consiste
     )
     assert ledger.accounts.cash(env.account) == env.starting_cash - spent
 
-    # A second run (a restart) decides nothing twice and places no order twice.
-    again = pipeline()
-    assert again.decisions.skipped_existing == REPLAY * len(env.symbols)
-    assert again.decisions.orders == 0
-    assert len(ledger.orders.find(env.account)) == len(orders)
-    assert report.training.registered.version != again.training.registered.version
 
-    # Live: one new candle closes; the scheduled decide flow decides just that one (a 2024
-    # candle, stale by now: decided and recorded, denied STALE_CANDLE, nothing sent).
+def check_live_candle(env, ledger) -> None:  # type: ignore[no-untyped-def]
+    """One new candle closes; the scheduled decide flow decides just that one (a 2024 candle,
+    stale by now: decided and recorded, denied STALE_CANDLE, nothing sent)."""
     from flows.decide import decide
     from flows.ingest import ingest
 
@@ -120,9 +133,9 @@ def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consiste
     live = decide()
     assert live.decided.total() == len(env.symbols)
     assert (live.stale, live.to_send) == ([live.candle_times[0]], [])
-    acted = [d for d in ledger.orders.decisions(env.account)[-2:] if d.action != "HOLD"]
-    assert all(d.denials[0].code is DenialCode.STALE_CANDLE for d in acted)
     newest = ledger.orders.decisions(env.account)[-len(env.symbols) :]
+    acted = [d for d in newest if d.action != "HOLD"]
+    assert all(d.denials[0].code is DenialCode.STALE_CANDLE for d in acted)
     assert {d.candle_time for d in newest} == {live.candle_times[0]}
     assert all(d.decided_at >= started for d in newest)  # wall clock, not the replay clock
     by_symbol = {d.symbol: d for d in newest}
@@ -131,12 +144,24 @@ def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consiste
     assert by_symbol["ETH/USDT"].order_book_features is None
 
 
+def signed_post(api: TestClient, secret: str, reason: str):  # type: ignore[no-untyped-def]
+    import time
+
+    now = int(time.time())
+    return api.post(
+        "/api/v1/safety/kill-switch",
+        json={"action": "activate", "reason": reason},
+        headers={
+            "X-Kill-Switch-Timestamp": str(now),
+            "X-Kill-Switch-Signature": sign(secret, "activate", now),
+        },
+    )
+
+
 def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forged_is_refused(
     env,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    import time
-
     from flows.ingest import ingest
     from flows.pipeline import pipeline
     from flows.replay import replay
@@ -145,28 +170,11 @@ def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forg
     pipeline()
     ledger = bootstrap.ledger(env)
     orders_before = len(ledger.orders.find(env.account))
-    secret = env.kill_switch_secret.get_secret_value()
     with TestClient(create_app(env)) as api:
-        now = int(time.time())
-        forged = api.post(
-            "/api/v1/safety/kill-switch",
-            json={"action": "activate", "reason": "forged"},
-            headers={
-                "X-Kill-Switch-Timestamp": str(now),
-                "X-Kill-Switch-Signature": sign("wrong", "activate", now),
-            },
-        )
-        assert forged.status_code == 401
+        assert signed_post(api, "wrong", "forged").status_code == 401
         assert api.get("/api/v1/safety/status").json()["kill_switch"]["active"] is False
-        ok = api.post(
-            "/api/v1/safety/kill-switch",
-            json={"action": "activate", "reason": "e2e drill"},
-            headers={
-                "X-Kill-Switch-Timestamp": str(now),
-                "X-Kill-Switch-Signature": sign(secret, "activate", now),
-            },
-        )
-        assert ok.status_code == 200
+        secret = env.kill_switch_secret.get_secret_value()
+        assert signed_post(api, secret, "e2e drill").status_code == 200
 
     write_real_candles(tmp_path / "data", FIRST_ROWS + 30)  # 30 newer real candles arrive
     assert [r.inserted for r in ingest()] == [30, 30]
@@ -174,11 +182,8 @@ def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forg
 
     assert report.orders == 0
     assert len(ledger.orders.find(env.account)) == orders_before
-    acted = [
-        d
-        for d in ledger.orders.decisions(env.account, since=report.candle_times[0])
-        if d.action != "HOLD"
-    ]
+    since = report.candle_times[0]
+    acted = [d for d in ledger.orders.decisions(env.account, since=since) if d.action != "HOLD"]
     assert acted, "the window should contain BUY/SELL decisions for the gate to stop"
     assert all(d.risk_approved is False and d.client_order_id is None for d in acted)
     assert all("TRADING_HALTED: kill_switch: e2e drill" in map(str, d.denials) for d in acted)

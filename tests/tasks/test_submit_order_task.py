@@ -39,7 +39,4 @@ def test_submit_task_when_broker_fails_after_accepting_then_retried_task_leaves_
     assert [o.client_order_id for o in broker.open_orders()] == [coid]
     orders = ledger.orders.find("paper")
     assert [(o.client_order_id, o.status) for o in orders] == [(coid, OrderStatus.ACCEPTED)]
-    from infra.ledger.models import OrderRow
-
-    with ledger._sessions.read() as s:
-        assert s.get(OrderRow, coid).submit_attempts == 2  # type: ignore[union-attr]  # 1 retry
+    assert ledger.orders.submit_attempts(coid) == 2  # the first try and its one retry

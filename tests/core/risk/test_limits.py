@@ -212,66 +212,87 @@ STEP = st.integers(0, 9).flatmap(
 STEPS = st.lists(STEP, min_size=10, max_size=60)
 
 
-@settings(max_examples=600, deadline=None)
-@given(steps=STEPS)
-def test_gate_property_when_any_order_and_fill_sequence_then_no_limit_ever_exceeded(steps) -> None:  # type: ignore[no-untyped-def]
-    """Orders the gate accepts rest open until filled (in parts, in any order) or cancelled.
-    Whatever happens, the worst case (every open buy filled) stays within every limit, nothing
-    is ever sold short, cash never goes negative, and in REDUCING/HALTED exposure never grows."""
-    limits = replace(LIMITS, max_open_orders=50, rules={})
-    cash, held = D("10000"), dict.fromkeys(SYMBOLS, D(0))
-    open_orders: list[list[object]] = []  # [symbol, side, remaining]
-    trading = TradingState.ACTIVE
-    for step in steps:
-        kind = step[0]
-        exposure_before = sum(held[s] * PRICES[s] for s in SYMBOLS)
-        if kind == "state":
-            trading = step[1]
-            continue
-        if kind in ("fill", "cancel"):
-            if not open_orders:
-                continue
-            order = open_orders[step[1] % len(open_orders)]
-            symbol, side, remaining = order
-            if kind == "cancel":
-                open_orders.remove(order)
-                continue
-            qty = remaining * step[2]  # type: ignore[operator]
-            held[symbol] += qty if side is Side.BUY else -qty  # type: ignore[index, operator]
-            cash += -qty * PRICES[symbol] if side is Side.BUY else qty * PRICES[symbol]  # type: ignore[index]
-            order[2] = remaining - qty  # type: ignore[operator]
-            if order[2] == 0:
-                open_orders.remove(order)
-        else:
-            _, symbol, side, qty = step
-            s = RiskState(
-                cash=cash - sum(o[2] * PRICES[o[0]] for o in open_orders if o[1] is Side.BUY),  # type: ignore[index, operator, misc]
-                positions={k: v for k, v in held.items() if v},
-                prices=PRICES,
-                open_buys=_sum(open_orders, Side.BUY),
-                open_sells=_sum(open_orders, Side.SELL),
-                open_orders=len(open_orders),
-                trading_state=trading,
-            )
-            proposal = ProposedOrder(symbol, side, qty, PRICES[symbol])
-            if not evaluate(proposal, s, limits).approved:
-                continue
-            if trading is not TradingState.ACTIVE:
-                assert side is Side.SELL  # only exits pass when not ACTIVE
-            open_orders.append([symbol, side, qty])
-        worst = {s: held[s] + _sum(open_orders, Side.BUY).get(s, D(0)) for s in SYMBOLS}
-        equity = cash + sum(held[s] * PRICES[s] for s in SYMBOLS)
+class GateWorld:
+    """An account the gate guards: accepted orders rest open until filled (in parts, in any
+    order) or cancelled; fills move cash and holdings at the fixed prices."""
+
+    def __init__(self) -> None:
+        self.limits = replace(LIMITS, max_open_orders=50, rules={})
+        self.cash, self.held = D("10000"), dict.fromkeys(SYMBOLS, D(0))
+        self.open_orders: list[list[object]] = []  # [symbol, side, remaining]
+        self.trading = TradingState.ACTIVE
+
+    def exposure(self) -> Decimal:
+        return sum((self.held[s] * PRICES[s] for s in SYMBOLS), D(0))
+
+    def fill_or_cancel(self, step) -> None:  # type: ignore[no-untyped-def]
+        if not self.open_orders:
+            return
+        order = self.open_orders[step[1] % len(self.open_orders)]
+        symbol, side, remaining = order
+        if step[0] == "cancel":
+            self.open_orders.remove(order)
+            return
+        qty = remaining * step[2]  # type: ignore[operator]
+        self.held[symbol] += qty if side is Side.BUY else -qty  # type: ignore[index, operator]
+        value = qty * PRICES[symbol]  # type: ignore[index]
+        self.cash += -value if side is Side.BUY else value
+        order[2] = remaining - qty  # type: ignore[operator]
+        if order[2] == 0:
+            self.open_orders.remove(order)
+
+    def propose(self, symbol: Symbol, side: Side, qty: Decimal) -> None:
+        reserved = sum(o[2] * PRICES[o[0]] for o in self.open_orders if o[1] is Side.BUY)  # type: ignore[index, operator, misc]
+        s = RiskState(
+            cash=self.cash - reserved,
+            positions={k: v for k, v in self.held.items() if v},
+            prices=PRICES,
+            open_buys=_sum(self.open_orders, Side.BUY),
+            open_sells=_sum(self.open_orders, Side.SELL),
+            open_orders=len(self.open_orders),
+            trading_state=self.trading,
+        )
+        if not evaluate(ProposedOrder(symbol, side, qty, PRICES[symbol]), s, self.limits).approved:
+            return
+        if self.trading is not TradingState.ACTIVE:
+            assert side is Side.SELL  # only exits pass when not ACTIVE
+        self.open_orders.append([symbol, side, qty])
+
+    def assert_within_limits(self) -> None:
+        limits, held = self.limits, self.held
+        worst = {s: held[s] + _sum(self.open_orders, Side.BUY).get(s, D(0)) for s in SYMBOLS}
+        equity = self.cash + self.exposure()
         for s in SYMBOLS:
             assert held[s] >= 0
             assert worst[s] * PRICES[s] <= limits.max_position_notional
-            assert held[s] >= _sum(open_orders, Side.SELL).get(s, D(0))  # sells stay covered
+            assert held[s] >= _sum(self.open_orders, Side.SELL).get(s, D(0))  # sells covered
         total = sum(worst[s] * PRICES[s] for s in SYMBOLS)
         assert total <= limits.max_total_exposure
         assert total <= limits.max_quote_exposure
         assert total <= equity * limits.max_leverage
-        assert cash >= 0
-        if trading is not TradingState.ACTIVE and kind == "order":
-            assert sum(held[s] * PRICES[s] for s in SYMBOLS) <= exposure_before
+        assert self.cash >= 0
+
+
+@settings(max_examples=600, deadline=None)
+@given(steps=STEPS)
+def test_gate_property_when_any_order_and_fill_sequence_then_no_limit_ever_exceeded(steps) -> None:  # type: ignore[no-untyped-def]
+    """Whatever happens, the worst case (every open buy filled) stays within every limit,
+    nothing is ever sold short, cash never goes negative, and in REDUCING/HALTED exposure
+    never grows."""
+    world = GateWorld()
+    for step in steps:
+        kind = step[0]
+        exposure_before = world.exposure()
+        if kind == "state":
+            world.trading = step[1]
+            continue
+        if kind in ("fill", "cancel"):
+            world.fill_or_cancel(step)
+        else:
+            world.propose(step[1], step[2], step[3])
+        world.assert_within_limits()
+        if world.trading is not TradingState.ACTIVE and kind == "order":
+            assert world.exposure() <= exposure_before
 
 
 def _sum(orders: list[list[object]], side: Side) -> dict[Symbol, Decimal]:
