@@ -156,14 +156,35 @@ def trading_state(
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the safety/health API (needs TRADEFLOW_KILL_SWITCH_SECRET)."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+) -> None:
+    """Serve the safety/health API (needs TRADEFLOW_KILL_SWITCH_SECRET, 32 bytes or more)."""
     import uvicorn
 
+    from core.errors import ConfigurationError
     from serving.app import create_app
 
     _settings()
-    uvicorn.run(create_app(), host=host, port=port)
+    try:
+        create_app()  # refuses at once, in one line, what every worker would refuse
+    except ConfigurationError as exc:
+        console.print(f"[red]refusing to start:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    # Forwarded headers are the app's business (TRADEFLOW_TRUSTED_PROXIES), never uvicorn's:
+    # its default trusts X-Forwarded-For from loopback, which lets a local caller pick its name.
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,
+    )
 
 
 @app.command()
