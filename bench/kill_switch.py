@@ -38,7 +38,7 @@ from serving.app import create_app
 from tests.services.open_book import open_book
 
 OPEN_ORDERS, POSITIONS = 50, 20
-SECRET = "bench-secret"
+SECRET = "bench-secret-0123456789abcdef0123456789"
 
 
 def one_run(database_url: str | None) -> tuple[float, float, float, float]:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from infra.settings import Settings, apply_offline_env, get_settings
+from infra.settings import Settings, SettingsError, apply_offline_env, get_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -20,7 +20,12 @@ console = Console()
 
 
 def _settings() -> Settings:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except SettingsError as exc:  # one line per bad setting, never a traceback
+        for line in str(exc).splitlines():
+            console.print(f"[red]setting refused:[/] {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     apply_offline_env(settings.var_dir)
     return settings
@@ -107,7 +112,7 @@ def sign_kill_switch(
 
     from core.safety.signing import sign
 
-    settings = get_settings()
+    settings = _settings()
     if settings.kill_switch_secret is None:
         console.print("[red]TRADEFLOW_KILL_SWITCH_SECRET is not set[/]")
         raise typer.Exit(2)

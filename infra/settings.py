@@ -1,23 +1,37 @@
-"""All configuration, read once at the edge (CLI, flow entry, API start) and passed inward."""
+"""All configuration, read once at the edge (CLI, flow entry, API start) and passed inward.
+
+Every value is checked against what it may be (a negative notional, a fee of 50 % or a secret
+of four characters are refused), an unknown TRADEFLOW_* variable is refused with the nearest
+known name (a typo must not silently trade the defaults), and a refusal names each bad
+variable, its value and what is allowed, one line each.
+"""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.candles.gaps import GapPolicy
-from core.candles.timeframe import timeframe_delta
+from core.candles.timeframe import InvalidTimeframe, timeframe_delta
+from core.errors import ConfigurationError
+from core.types import quote_of
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
+PREFIX = "TRADEFLOW_"
+# TRADEFLOW_* variables that are not settings: the tests' and benches' data location.
+NOT_SETTINGS = frozenset({"TRADEFLOW_SHARED_DATA"})
+MIN_SECRET_BYTES = 32
 
 # Prefect and MLflow phone home unless told not to; this system runs offline by default.
 OFFLINE_ENV = {
@@ -27,7 +41,12 @@ OFFLINE_ENV = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    # tradeflow's own loggers (alerts, progress) go to each flow run's logs in the Prefect UI.
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "tradeflow",
 }
+
+Money = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False)]
 
 
 def apply_offline_env(var_dir: Path) -> None:
@@ -38,9 +57,13 @@ def apply_offline_env(var_dir: Path) -> None:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+class SettingsError(ConfigurationError):
+    """Settings the system refuses to run with; the message has one line per problem."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="TRADEFLOW_", env_file=".env", extra="ignore", frozen=True
+        env_prefix=PREFIX, env_file=".env", extra="forbid", frozen=True
     )
 
     var_dir: Path = PROJECT_ROOT / "var"
@@ -65,47 +88,59 @@ class Settings(BaseSettings):
     order_book_depth: int = Field(20, ge=0, le=5000)
 
     # Training
-    model_name: str = "tradeflow-direction"
-    label_horizon: int = Field(4, ge=1)
-    fee_threshold: float = Field(0.002, ge=0)  # log return to beat (fees + slippage round trip)
+    model_name: str = Field("tradeflow-direction", min_length=1)
+    label_horizon: int = Field(4, ge=1, le=1000)
+    fee_threshold: float = Field(0.002, ge=0, lt=1)  # log return to beat (fees + slippage)
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
     seed: int = 42
 
     # Decisions
-    account: str = "paper"
+    account: str = Field("paper", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     replay_candles: int = Field(240, ge=1)  # the most recent window `make run` replays
-    catch_up_candles: int = Field(24, ge=1)  # live: the most closed candles one run decides
+    catch_up_candles: int = Field(24, ge=1, le=1000)  # live: most closed candles one run decides
     # Live: a candle decided longer than this after it closed trades nothing (STALE_CANDLE).
     # Default: one timeframe + 5 minutes.
     max_candle_age_s: int | None = Field(None, ge=1)
-    starting_cash: Decimal = Decimal("10000")
-    order_notional: Decimal = Decimal("1000")
-    consensus_threshold: float = 0.15
-    model_weight: float = 0.5
-    agent_weight: float = 0.25
+    # The paper exchange's starting balance; a ccxt account starts from the exchange's quote
+    # balance at its first start instead.
+    starting_cash: Money = Decimal("10000")
+    order_notional: Money = Decimal("1000")  # quote currency per BUY
+    consensus_threshold: float = Field(0.15, ge=0, le=1)
+    model_weight: float = Field(0.5, ge=0)
+    agent_weight: float = Field(0.25, ge=0)
 
-    # Risk gate
+    # Risk gate: every limit in quote currency or as a fraction of equity (1 = 100 %).
     whitelist: Annotated[tuple[str, ...], NoDecode] = ("BTC/USDT", "ETH/USDT")
-    max_order_notional: Decimal = Decimal("1500")
-    max_position_notional: Decimal = Decimal("3000")
-    max_total_exposure: Decimal = Decimal("5000")
-    max_daily_loss: Decimal = Decimal("300")
+    max_order_notional: Money = Decimal("1500")
+    max_position_notional: Money = Decimal("3000")
+    max_quote_exposure: Money | None = None  # all pairs in the quote currency; None: no cap
+    max_total_exposure: Money = Decimal("5000")
+    max_daily_loss: Money = Decimal("300")
+    max_order_pct_equity: Fraction = Decimal(1)
+    max_position_pct_equity: Fraction = Decimal(1)
+    max_quote_pct_equity: Fraction = Decimal(1)
+    max_total_pct_equity: Fraction = Decimal(1)
+    max_daily_loss_pct: Fraction = Decimal(1)  # of the equity at 00:00 UTC
+    max_leverage: Annotated[Decimal, Field(gt=0, le=10)] = Decimal(1)  # 1 = spot
+    max_open_orders: int = Field(50, ge=1, le=10_000)
+    max_price_deviation_pct: Fraction = Decimal("0.05")  # a limit price vs the last price
 
     # Broker: paper (the simulated exchange, its book under var/), dummy (accepts, never
     # fills) or ccxt (the real exchange; needs API keys).
     broker: Literal["paper", "dummy", "ccxt"] = "paper"
-    slippage_bps: Decimal = Decimal("5")
-    fee_rate: Decimal = Decimal("0.001")
-    paper_liquidity: Decimal | None = None  # fraction of a candle's volume one order may take
-    paper_latency_candles: int = Field(0, ge=0)
+    exchange_sandbox: bool = False  # ccxt: the exchange's testnet (set_sandbox_mode)
+    slippage_bps: Annotated[Decimal, Field(ge=0, le=1000)] = Decimal("5")
+    fee_rate: Annotated[Decimal, Field(ge=0, lt=Decimal("0.1"))] = Decimal("0.001")
+    paper_liquidity: Fraction | None = None  # fraction of a candle's volume one order may take
+    paper_latency_candles: int = Field(0, ge=0, le=100)
     paper_reject_rate: float = Field(0.0, ge=0, le=1)
     exchange_api_key: SecretStr | None = None
     exchange_api_secret: SecretStr | None = None
 
     # Circuit breaker: any threshold crossed halts trading for the cooldown.
-    breaker_daily_loss_pct: Decimal = Decimal("0.05")
-    breaker_max_drawdown_pct: Decimal = Decimal("0.15")
+    breaker_daily_loss_pct: Fraction = Decimal("0.05")
+    breaker_max_drawdown_pct: Fraction = Decimal("0.15")
     breaker_consecutive_losses: int = Field(6, ge=1)
     breaker_min_win_rate: float = Field(0.25, ge=0, le=1)
     breaker_win_rate_window: int = Field(20, ge=1)
@@ -116,27 +151,77 @@ class Settings(BaseSettings):
     # Safety
     close_positions_on_kill: bool = True  # kill switch: close every position (else freeze)
     alert_urls: Annotated[tuple[str, ...], NoDecode] = ()  # apprise URLs, comma-separated
-    safety_rate_limit: int = Field(10, ge=1)  # rejected safety requests per client per minute
+    safety_rate_limit: int = Field(10, ge=1)  # refused safety requests per client per minute
+    safety_refusal_retention_days: int = Field(30, ge=1)  # refused requests kept this long
+    # Addresses of reverse proxies whose X-Forwarded-For is believed (default: none).
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Safety API. No default secret: the API refuses to start without one.
     kill_switch_secret: SecretStr | None = None
-    kill_switch_window_s: int = Field(30, ge=1)
+    kill_switch_window_s: int = Field(30, ge=1, le=3600)
 
-    @field_validator("symbols", "whitelist", "extra_timeframes", "alert_urls", mode="before")
+    @field_validator(
+        "symbols", "whitelist", "extra_timeframes", "alert_urls", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(s.strip() for s in value.split(",") if s.strip())
         return value
 
+    @field_validator("symbols", "whitelist")
+    @classmethod
+    def _unified_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [s for s in value if s.count("/") != 1 or not all(s.split("/"))]
+        if bad:
+            raise ValueError(f"symbols are BASE/QUOTE, as ccxt writes them (got {bad})")
+        return value
+
+    @field_validator("timeframe", "extra_timeframes")
+    @classmethod
+    def _timeframes(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for tf in (value,) if isinstance(value, str) else value:
+            try:
+                timeframe_delta(tf)
+            except InvalidTimeframe as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("kill_switch_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if not secret.strip() or len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_BYTES} bytes and not blank "
+                "(e.g. `openssl rand -hex 32`)"
+            )
+        return value
+
     @model_validator(mode="after")
-    def _reference_is_ingested(self) -> Settings:
+    def _consistent(self) -> Settings:
         if self.reference_symbol not in self.symbols:
             raise ValueError(
                 f"reference_symbol {self.reference_symbol} must be one of symbols "
                 f"{list(self.symbols)}: cross-asset features need its candles"
             )
+        quotes = {quote_of(s) for s in self.symbols}
+        if len(quotes) > 1:
+            raise ValueError(
+                f"symbols must share one quote currency (the account's cash), got {sorted(quotes)}"
+            )
+        if self.order_notional > self.max_order_notional:
+            raise ValueError(
+                f"order_notional {self.order_notional} is above max_order_notional "
+                f"{self.max_order_notional}: every BUY would be refused"
+            )
         return self
+
+    @property
+    def quote_currency(self) -> str:
+        return quote_of(self.symbols[0])
 
     @property
     def ingest_timeframes(self) -> tuple[str, ...]:
@@ -168,6 +253,50 @@ class Settings(BaseSettings):
         return self.var_dir / "artifacts"
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """TRADEFLOW_* variables that name no setting, each with the nearest known name."""
+    known = {PREFIX + name.upper() for name in Settings.model_fields}
+    lines = []
+    for name in sorted(environ):
+        if name.startswith(PREFIX) and name not in known and name not in NOT_SETTINGS:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            lines.append(f"{name}: unknown setting{hint}")
+    return lines
+
+
+def describe(error: ValidationError) -> list[str]:
+    """One line per problem: the variable, the value given and what is allowed."""
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"] if not isinstance(part, int)]
+        if not loc:
+            lines.append(f"settings: {item['msg'].removeprefix('Value error, ')}")
+            continue
+        name = PREFIX + loc[0].upper()
+        value = "***" if "secret" in loc[0] or "key" in loc[0] else _shown(item.get("input"))
+        lines.append(f"{name}={value}: {item['msg'].removeprefix('Value error, ')}")
+    return lines
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def load_settings(**values: Any) -> Settings:
+    """Settings from the environment, .env and `values`, or a SettingsError naming every bad
+    or unknown variable, one line each."""
+    problems = unknown_variables(os.environ)
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        problems += describe(exc)
+    if problems:
+        raise SettingsError("\n".join(problems))
+    return settings
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

@@ -30,7 +30,7 @@ from core.ports import (
     SimulatedExchange,
 )
 from core.risk.breaker import BreakerConfig
-from core.risk.limits import RiskLimits
+from core.risk.limits import UNLIMITED, MarketRules, RiskLimits
 from infra.alerts import Alerts
 from infra.brokers.dummy import DummyBroker
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
@@ -124,7 +124,7 @@ def authenticated_exchange(settings: Settings):  # type: ignore[no-untyped-def]
             "TRADEFLOW_BROKER=ccxt needs TRADEFLOW_EXCHANGE_API_KEY and "
             "TRADEFLOW_EXCHANGE_API_SECRET"
         )
-    exchange = make_exchange(settings.exchange)
+    exchange = make_exchange(settings.exchange, settings.exchange_sandbox)
     exchange.apiKey = settings.exchange_api_key.get_secret_value()
     exchange.secret = settings.exchange_api_secret.get_secret_value()
     return exchange
@@ -170,7 +170,9 @@ def candle_source(settings: Settings) -> CandleSource:
 def market_source(settings: Settings) -> CcxtMarketSource:
     from infra.market_data.ccxt_source import CcxtMarketSource, make_exchange
 
-    return CcxtMarketSource(make_exchange(settings.exchange), SystemClock())
+    return CcxtMarketSource(
+        make_exchange(settings.exchange, settings.exchange_sandbox), SystemClock()
+    )
 
 
 def ccxt_since(settings: Settings) -> datetime:
@@ -237,12 +239,42 @@ def risk_limits(settings: Settings) -> RiskLimits:
         max_position_notional=settings.max_position_notional,
         max_total_exposure=settings.max_total_exposure,
         max_daily_loss=settings.max_daily_loss,
+        max_order_pct_equity=settings.max_order_pct_equity,
+        max_position_pct_equity=settings.max_position_pct_equity,
+        max_quote_exposure=settings.max_quote_exposure or UNLIMITED,
+        max_quote_pct_equity=settings.max_quote_pct_equity,
+        max_total_pct_equity=settings.max_total_pct_equity,
+        max_daily_loss_pct=settings.max_daily_loss_pct,
+        max_leverage=settings.max_leverage,
+        max_open_orders=settings.max_open_orders,
+        max_price_deviation_pct=settings.max_price_deviation_pct,
         max_candle_age=settings.max_candle_age,
+        rules=market_rules(settings),
     )
+
+
+def market_rules(settings: Settings) -> dict[str, MarketRules]:
+    """From the exchange's markets when trading or reading a live exchange (loaded once per
+    process), from the documented default table for file data."""
+    from infra.market_data.markets import default_rules
+
+    if settings.broker == "ccxt" or settings.source == "ccxt":
+        return dict(_exchange_rules(settings.exchange, settings.exchange_sandbox, settings.symbols))
+    return default_rules(settings.symbols)
+
+
+@lru_cache(maxsize=8)
+def _exchange_rules(
+    exchange_id: str, sandbox: bool, symbols: tuple[str, ...]
+) -> dict[str, MarketRules]:
+    from infra.market_data.ccxt_source import make_exchange
+    from infra.market_data.markets import rules_from_exchange
+
+    return rules_from_exchange(make_exchange(exchange_id, sandbox), symbols)
 
 
 def forget() -> None:
     """Drop every per-process cache (settings, ledgers, brokers, models): tests use it."""
-    for cache in (get_settings, _dummy_broker, _champion_cache):
+    for cache in (get_settings, _dummy_broker, _champion_cache, _exchange_rules):
         cache.cache_clear()
     forget_ledgers()

@@ -14,6 +14,7 @@ from core.candles.clean import order_candles
 from core.candles.schema import CANDLE_COLUMNS, validate_candles
 from core.candles.timeframe import timeframe_seconds
 from core.clock import Clock
+from core.errors import ConfigurationError
 from core.market.order_book import (
     OrderBookSnapshot,
     PublicTrade,
@@ -93,9 +94,18 @@ def _validated(rows: list[list[float]], operation: str) -> pd.DataFrame:
     return validate_candles(ordered, operation)
 
 
-def make_exchange(exchange_id: str) -> ccxt.Exchange:
-    try:
-        cls = getattr(ccxt, exchange_id)
-    except AttributeError as exc:
-        raise ValueError(f"unknown ccxt exchange {exchange_id!r}") from exc
-    return cls({"enableRateLimit": True})
+def make_exchange(exchange_id: str, sandbox: bool = False) -> ccxt.Exchange:
+    """A ccxt client that paces itself; `sandbox` points it at the exchange's testnet (ccxt's
+    set_sandbox_mode), refused for an exchange that has none."""
+    cls = getattr(ccxt, exchange_id, None)
+    if cls is None or not isinstance(cls, type):
+        raise ConfigurationError(f"unknown ccxt exchange {exchange_id!r} (TRADEFLOW_EXCHANGE)")
+    exchange = cls({"enableRateLimit": True})
+    if sandbox:
+        try:
+            exchange.set_sandbox_mode(True)
+        except ccxt.NotSupported as exc:
+            raise ConfigurationError(
+                f"{exchange_id} has no sandbox (TRADEFLOW_EXCHANGE_SANDBOX=true): {exc}"
+            ) from exc
+    return exchange

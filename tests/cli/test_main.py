@@ -17,7 +17,7 @@ def test_sign_kill_switch_when_secret_set_then_prints_curl_with_valid_signature(
 ) -> None:
     from infra.settings import get_settings
 
-    monkeypatch.setenv("TRADEFLOW_KILL_SWITCH_SECRET", "cli-secret")
+    monkeypatch.setenv("TRADEFLOW_KILL_SWITCH_SECRET", "cli-secret-0123456789abcdef0123456789")
     get_settings.cache_clear()
     result = runner.invoke(app, ["sign-kill-switch", "activate", "--reason", "halt all"])
     get_settings.cache_clear()
@@ -28,7 +28,7 @@ def test_sign_kill_switch_when_secret_set_then_prints_curl_with_valid_signature(
     ts = int(headers["X-Kill-Switch-Timestamp"])
     assert (
         verify(
-            "cli-secret",
+            "cli-secret-0123456789abcdef0123456789",
             "activate",
             ts,
             headers["X-Kill-Switch-Signature"],
@@ -72,3 +72,23 @@ def test_trading_state_when_operator_sets_reducing_then_effective_state_and_tran
     ]
     assert changes == [("reducing", "active", "operator"), ("active", "reducing", "cleared")]
     assert runner.invoke(app, ["trading-state", "sideways"]).exit_code == 2
+
+
+def test_run_when_settings_bad_then_one_line_each_and_exit_2_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from infra.settings import get_settings
+
+    monkeypatch.setenv("TRADEFLOW_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("TRADEFLOW_ORDER_NOTIONAL", "-5")
+    monkeypatch.setenv("TRADEFLOW_SYMBOL", "SOL/USDT")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["run"])
+    get_settings.cache_clear()
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [
+        "setting refused: TRADEFLOW_SYMBOL: unknown setting (did you mean TRADEFLOW_SYMBOLS?)",
+        "setting refused: TRADEFLOW_ORDER_NOTIONAL=-5: Input should be greater than 0",
+    ]
+    assert "Traceback" not in result.output

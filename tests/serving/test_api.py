@@ -17,7 +17,7 @@ from services import bootstrap
 from serving.app import MissingSecret, create_app
 from serving.deps import get_clock
 
-SECRET = "s3cret-for-tests"
+SECRET = "s3cret-for-tests-0123456789abcdef0123456789"
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 TS = int(NOW.timestamp())
 URL = "/api/v1/safety/kill-switch"
