@@ -25,8 +25,10 @@ from core.records import (
     CandleGapRecord,
     ControlState,
     DecisionRecord,
+    HealthOverview,
     KillSwitchState,
     SafetyEvent,
+    SafetyOverview,
     SafetyRequest,
 )
 from core.risk.breaker import TradeResult
@@ -329,6 +331,8 @@ class SafetyRequestStore(Protocol):
 
     def count_refusals(self, client: str | None, since: datetime) -> int: ...
 
+    def prune_refusals(self, before: datetime) -> int: ...
+
     def recent(self, limit: int = 20, accepted: bool | None = None) -> list[SafetyRequest]: ...
 
 
@@ -346,6 +350,12 @@ class MicrostructureStore(Protocol):
     def count_trades(self, exchange: str, symbol: str) -> int: ...
 
 
+class OverviewQueries(Protocol):
+    def safety(self, now: datetime, steps: int = 10, accepted: int = 10) -> SafetyOverview: ...
+
+    def health(self, now: datetime, account: str) -> HealthOverview: ...
+
+
 class Ledger(Protocol):
     candles: CandleStore
     accounts: AccountStore
@@ -354,5 +364,6 @@ class Ledger(Protocol):
     safety: SafetyStore
     requests: SafetyRequestStore
     microstructure: MicrostructureStore
+    overview: OverviewQueries
 
     def ping(self) -> None: ...

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from core.agents.base import Vote
 from core.risk.limits import Denial
+from core.risk.state import SafetyFlags
 from core.types import Action, ClientOrderId, DecisionId, Symbol
 
 
@@ -84,3 +85,35 @@ class SafetyRequest:
     reason: str | None
     rejection: str | None
     client: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInUse:
+    """The model the newest decision was made with (the decision flow loads the champion)."""
+
+    name: str
+    version: str
+    feature_set_version: str
+    decided_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyOverview:
+    """Everything the safety status shows, read in one go: controls, the kill switch and its
+    steps, the accepted (signed) requests, and how many were refused, not who sent them."""
+
+    flags: SafetyFlags
+    kill_switch: KillSwitchState
+    breaker: ControlState | None
+    kill_switch_steps: tuple[SafetyEvent, ...]
+    accepted: tuple[SafetyRequest, ...]
+    refusals_last_minute: int
+    refusals_last_hour: int
+    refusals_last_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class HealthOverview:
+    flags: SafetyFlags
+    kill_switch: KillSwitchState
+    model: ModelInUse | None

@@ -40,6 +40,7 @@ from infra.settings import Settings, get_settings
 if TYPE_CHECKING:  # heavy: imported by the functions that need them
     from infra.market_data.ccxt_source import CcxtMarketSource
     from services.decide.config import DecisionConfig
+    from services.safety_requests import SafetyDesk
     from services.training import TrainingConfig
 
 __all__ = ["Settings", "get_settings"]
@@ -271,6 +272,26 @@ def _exchange_rules(
     from infra.market_data.markets import rules_from_exchange
 
     return rules_from_exchange(make_exchange(exchange_id, sandbox), symbols)
+
+
+def safety_desk(settings: Settings) -> SafetyDesk:
+    """The API's answerer of signed safety requests; its broker is built only when an
+    activation needs it."""
+    from services.safety_requests import DeskConfig, SafetyDesk
+
+    if settings.kill_switch_secret is None:
+        raise ConfigurationError("the safety API needs TRADEFLOW_KILL_SWITCH_SECRET")
+    config = DeskConfig(
+        secret=settings.kill_switch_secret.get_secret_value(),
+        window_s=settings.kill_switch_window_s,
+        rate_limit=settings.safety_rate_limit,
+        retention=timedelta(days=settings.safety_refusal_retention_days),
+        account=settings.account,
+        close_positions=settings.close_positions_on_kill,
+    )
+    return SafetyDesk(
+        ledger_unmigrated(settings), config, alerts(settings), lambda: broker(settings)
+    )
 
 
 def forget() -> None:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from core.errors import ConfigurationError
+from core.errors import ConfigurationError, TradeflowError
 from services import bootstrap
 from services.bootstrap import Settings, get_settings
 from serving.routes import health, safety
@@ -22,22 +22,23 @@ class MissingSecret(ConfigurationError):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    if settings.kill_switch_secret is None or not settings.kill_switch_secret.get_secret_value():
+    if settings.kill_switch_secret is None:
         raise MissingSecret(
-            "refusing to start: no kill-switch secret. Set TRADEFLOW_KILL_SWITCH_SECRET "
-            "(e.g. in .env) to a long random value; clients sign requests with it."
+            "no kill-switch secret: set TRADEFLOW_KILL_SWITCH_SECRET (e.g. in .env) to 32 or "
+            "more random bytes (`openssl rand -hex 32`); clients sign requests with it"
         )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
             bootstrap.ledger(settings)  # migrates once per process
-        except Exception as exc:  # the API still starts so /health can report the outage
-            log.error("ledger migration failed at start-up: %s", exc)
+        except TradeflowError as exc:  # the API still starts: /health reports the outage
+            log.error("ledger not ready at start-up: %s", exc)
         yield
 
     app = FastAPI(title="tradeflow", version="0.1.0", lifespan=lifespan)
     app.include_router(health.router, prefix="/api/v1")
     app.include_router(safety.router, prefix="/api/v1")
     app.dependency_overrides[get_settings] = lambda: settings
+    app.state.desk = bootstrap.safety_desk(settings)
     return app

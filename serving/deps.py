@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from core.clock import Clock, SystemClock
-from core.ports import Broker, Ledger, Notifier
+from core.ports import Ledger
 from services import bootstrap
 from services.bootstrap import Settings, get_settings
+from services.safety_requests import SafetyDesk
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -22,15 +23,11 @@ def get_clock() -> Clock:
     return SystemClock()
 
 
-def get_broker(settings: SettingsDep) -> Broker:
-    return bootstrap.broker(settings)
-
-
-def get_alerts(settings: SettingsDep) -> Notifier:
-    return bootstrap.alerts(settings)
+def get_desk(request: Request) -> SafetyDesk:
+    desk: SafetyDesk = request.app.state.desk
+    return desk
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
-BrokerDep = Annotated[Broker, Depends(get_broker)]
-AlertsDep = Annotated[Notifier, Depends(get_alerts)]
+DeskDep = Annotated[SafetyDesk, Depends(get_desk)]

@@ -10,6 +10,7 @@ import threading
 from functools import lru_cache
 
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.ledger.accounts import Accounts
 from infra.ledger.candles import Candles
@@ -17,9 +18,10 @@ from infra.ledger.database import migrate, session_factory
 from infra.ledger.fills import Fills
 from infra.ledger.microstructure import Microstructure
 from infra.ledger.orders import Orders
+from infra.ledger.overview import Overview
 from infra.ledger.requests import SafetyRequests
 from infra.ledger.safety import Safety
-from infra.ledger.sessions import Sessions
+from infra.ledger.sessions import Sessions, translate
 
 
 class Ledger:
@@ -32,6 +34,7 @@ class Ledger:
         self.safety = Safety(sessions)
         self.requests = SafetyRequests(sessions)
         self.microstructure = Microstructure(sessions)
+        self.overview = Overview(sessions)
 
     def ping(self) -> None:
         with self._sessions.read() as s:
@@ -43,7 +46,10 @@ _MIGRATING = threading.Lock()
 
 @lru_cache(maxsize=16)
 def _migrated(url: str) -> Ledger:
-    migrate(url)
+    try:
+        migrate(url)
+    except (OperationalError, InterfaceError) as exc:  # unreachable (retry) or unusable (not)
+        raise translate(exc) from exc
     return Ledger(Sessions(session_factory(url)))
 
 

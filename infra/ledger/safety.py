@@ -24,9 +24,12 @@ from infra.ledger.sessions import Sessions
 
 
 def flags_in(s: Session, now: datetime | None) -> SafetyFlags:
+    return flags_of({r.control: r for r in s.scalars(select(SafetyStateRow))}, now)
+
+
+def flags_of(rows: Mapping[str, SafetyStateRow], now: datetime | None) -> SafetyFlags:
     """The controls as the gate sees them at `now`: a breaker whose cooldown has ended no
     longer halts (the breaker service records its clearing)."""
-    rows = {r.control: r for r in s.scalars(select(SafetyStateRow))}
     kill = rows.get(Control.KILL_SWITCH)
     breaker = rows.get(Control.CIRCUIT_BREAKER)
     pending = rows.get(Control.RECONCILIATION)

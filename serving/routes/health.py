@@ -1,19 +1,40 @@
+"""Health: the ledger answers, and what the system is doing: trading state, kill switch, and
+the model the newest decision used. A failure says which part failed as a code, never the
+driver's text (it names users and hosts)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from core.errors import LedgerMisconfigured, LedgerUnavailable
-from serving.deps import LedgerDep
+from core.risk.state import effective_state
+from serving.deps import ClockDep, LedgerDep, SettingsDep
+from serving.json import json_response
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health(ledger: LedgerDep) -> JSONResponse:
+def health(ledger: LedgerDep, clock: ClockDep, settings: SettingsDep) -> Response:
     try:
-        ledger.ping()
-    except (LedgerUnavailable, LedgerMisconfigured, OSError) as exc:
-        reason = f"ledger unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
-    return JSONResponse({"status": "ok", "ledger": "ok"})
+        view = ledger.overview.health(clock.now(), settings.account)
+    except LedgerUnavailable:
+        return json_response({"status": "unavailable", "reason": "ledger_unavailable"}, 503)
+    except LedgerMisconfigured:
+        return json_response({"status": "unavailable", "reason": "ledger_misconfigured"}, 503)
+    trading, cause, _ = effective_state(view.flags)
+    model = view.model
+    return json_response({
+        "status": "ok",
+        "ledger": "ok",
+        "trading_state": trading.value,
+        "halted_by": None if cause is None else cause.value,
+        "kill_switch": {"active": view.kill_switch.active, "reason": view.kill_switch.reason},
+        "model": None if model is None else {
+            "name": model.name,
+            "version": model.version,
+            "feature_set_version": model.feature_set_version,
+            "last_decided_at": model.decided_at.isoformat(),
+        },
+    })  # fmt: skip
