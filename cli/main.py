@@ -74,6 +74,7 @@ def _run_pipeline(settings: Settings, n: int):  # type: ignore[no-untyped-def]
     import contextlib
     import io
 
+    from cli.prefect_server import PrefectServerError, managed_prefect_server
     from cli.run_view import RunProgress
     from core.errors import TradeflowError
     from flows.pipeline import pipeline  # heavy imports after the offline environment is set
@@ -84,7 +85,13 @@ def _run_pipeline(settings: Settings, n: int):  # type: ignore[no-untyped-def]
     failure: TradeflowError | None = None
     try:
         bootstrap.replay_exchange(settings)  # refuses any broker but the simulated exchange
-        with RunProgress(console, n), contextlib.redirect_stderr(captured):
+        # Our own Prefect server (unless PREFECT_API_URL is set): one a killed run left behind
+        # is stopped and that run's flow and task runs are marked Crashed before this one starts.
+        with (
+            managed_prefect_server(settings.var_dir),
+            RunProgress(console, n),
+            contextlib.redirect_stderr(captured),
+        ):
             report = pipeline(replay_candles=n)
     except TradeflowError as exc:
         failure = exc
@@ -93,7 +100,8 @@ def _run_pipeline(settings: Settings, n: int):  # type: ignore[no-untyped-def]
     log_path.write_text(captured.getvalue())
     if failure is not None:
         console.print(f"[red]error:[/] {type(failure).__name__}: {failure}", highlight=False)
-        console.print("the failed run and its logs are in the Prefect UI (`make ui`)")
+        if not isinstance(failure, PrefectServerError):  # else no run was recorded
+            console.print("the failed run and its logs are in the Prefect UI (`make ui`)")
         raise typer.Exit(1)
     return report
 
