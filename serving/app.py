@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from core.clock import Clock, SystemClock
 from core.errors import ConfigurationError, TradeflowError
 from services import bootstrap
 from services.bootstrap import Settings, get_settings
+from serving.deps import Api
 from serving.routes import health, safety
 
 log = logging.getLogger(__name__)
@@ -20,7 +22,9 @@ class MissingSecret(ConfigurationError):
     pass
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    """The API over the ledger `settings` names; `clock` is the wall clock unless a test
+    brings its own."""
     settings = settings or get_settings()
     if settings.kill_switch_secret is None:
         raise MissingSecret(
@@ -39,6 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="tradeflow", version="0.1.0", lifespan=lifespan)
     app.include_router(health.router, prefix="/api/v1")
     app.include_router(safety.router, prefix="/api/v1")
-    app.dependency_overrides[get_settings] = lambda: settings
-    app.state.desk = bootstrap.safety_desk(settings)
+
+    app.state.api = Api(
+        settings=settings,
+        ledger=bootstrap.ledger_unmigrated(settings),
+        desk=bootstrap.safety_desk(settings),
+        clock=clock or SystemClock(),
+    )
     return app

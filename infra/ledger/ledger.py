@@ -58,11 +58,17 @@ def open_ledger(url: str, *, migrated: bool = True) -> Ledger:
     migration once per process and URL, even from mapped tasks running in threads; without,
     nothing is checked (the API's health must answer while the database is down)."""
     if not migrated:
-        return Ledger(Sessions(session_factory(url)))
+        return _unmigrated(url)
     with _MIGRATING:
         return _migrated(url)
+
+
+@lru_cache(maxsize=16)
+def _unmigrated(url: str) -> Ledger:
+    return Ledger(Sessions(session_factory(url)))
 
 
 def forget_ledgers() -> None:
     """Drop the per-process cache (tests that reuse a URL for a new database)."""
     _migrated.cache_clear()
+    _unmigrated.cache_clear()

@@ -1,12 +1,14 @@
-"""Read models for the API: the safety status and health, each read in one session with a
-handful of indexed queries, so a busy dashboard costs the database little."""
+"""Read models for the API: the safety status and health, each read on one connection with a
+handful of indexed queries built once at import, so a busy dashboard costs the database (and
+the Python in front of it) little."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, case, func, select
 
 from core.records import (
     ControlState,
@@ -29,86 +31,84 @@ from infra.ledger.requests import bucket_of
 from infra.ledger.safety import flags_of
 from infra.ledger.sessions import Sessions
 
+_S = SafetyStateRow
+_CONTROLS = select(_S.control, _S.active, _S.reason, _S.changed_at, _S.until)
+_R = RefusalCountRow
+_REFUSALS = select(
+    func.sum(case((_R.window_start >= bindparam("minute"), _R.refusals), else_=0)),
+    func.sum(case((_R.window_start >= bindparam("hour"), _R.refusals), else_=0)),
+    func.sum(_R.refusals),
+).where(_R.window_start >= bindparam("day"))
+_E = SafetyEventRow
+_STEPS = (
+    select(_E.at, _E.control, _E.step, _E.detail)
+    .where(_E.control == Control.KILL_SWITCH.value)
+    .order_by(_E.id.desc())
+    .limit(bindparam("limit"))
+)
+_K = KillSwitchEventRow
+_ACCEPTED = (
+    select(_K.at, _K.action, _K.accepted, _K.reason, _K.rejection, _K.client)
+    .where(_K.accepted.is_(True))
+    .order_by(_K.id.desc())
+    .limit(bindparam("limit"))
+)
+_D = DecisionRow
+_NEWEST_DECISION = (
+    select(_D.model_name, _D.model_version, _D.feature_set_version, _D.decided_at)
+    .where(_D.account == bindparam("account"))
+    .order_by(_D.candle_time.desc())
+    .limit(1)
+)
+
 
 class Overview:
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
     def safety(self, now: datetime, steps: int = 10, accepted: int = 10) -> SafetyOverview:
-        with self._sessions.read() as s:
-            rows = {r.control: r for r in s.scalars(select(SafetyStateRow))}
-            minute, hour, day = self._refusals(s, now)
-            return SafetyOverview(
-                flags=flags_of(rows, now),
-                kill_switch=_kill_switch(rows.get(Control.KILL_SWITCH.value)),
-                breaker=_control(rows.get(Control.CIRCUIT_BREAKER.value)),
-                kill_switch_steps=self._steps(s, steps),
-                accepted=self._accepted(s, accepted),
-                refusals_last_minute=minute,
-                refusals_last_hour=hour,
-                refusals_last_day=day,
-            )
+        with self._sessions.connect() as c:
+            controls = {row.control: row for row in c.execute(_CONTROLS)}
+            minute, hour, day = _refusals(c, now)
+            step_rows = c.execute(_STEPS, {"limit": steps}).all()
+            accepted_rows = c.execute(_ACCEPTED, {"limit": accepted}).all()
+        return SafetyOverview(
+            flags=flags_of(controls, now),
+            kill_switch=_kill_switch(controls.get(Control.KILL_SWITCH.value)),
+            breaker=_control(controls.get(Control.CIRCUIT_BREAKER.value)),
+            kill_switch_steps=tuple(SafetyEvent(*r) for r in reversed(step_rows)),
+            accepted=tuple(SafetyRequest(*r) for r in accepted_rows),
+            refusals_last_minute=minute,
+            refusals_last_hour=hour,
+            refusals_last_day=day,
+        )
 
     def health(self, now: datetime, account: str) -> HealthOverview:
-        with self._sessions.read() as s:
-            rows = {r.control: r for r in s.scalars(select(SafetyStateRow))}
-            newest = s.execute(
-                select(
-                    DecisionRow.model_name,
-                    DecisionRow.model_version,
-                    DecisionRow.feature_set_version,
-                    DecisionRow.decided_at,
-                )
-                .where(DecisionRow.account == account)
-                .order_by(DecisionRow.candle_time.desc())
-                .limit(1)
-            ).first()
+        with self._sessions.connect() as c:
+            controls = {row.control: row for row in c.execute(_CONTROLS)}
+            newest = c.execute(_NEWEST_DECISION, {"account": account}).first()
         model = None if newest is None else ModelInUse(*newest)
-        return HealthOverview(flags_of(rows, now), _kill_switch(rows.get("kill_switch")), model)
-
-    @staticmethod
-    def _refusals(s: Session, now: datetime) -> tuple[int, int, int]:
-        minute, hour = bucket_of(now - timedelta(minutes=1)), bucket_of(now - timedelta(hours=1))
-        n = RefusalCountRow.refusals
-        row = s.execute(
-            select(
-                func.sum(case((RefusalCountRow.window_start >= minute, n), else_=0)),
-                func.sum(case((RefusalCountRow.window_start >= hour, n), else_=0)),
-                func.sum(n),
-            ).where(RefusalCountRow.window_start >= bucket_of(now - timedelta(days=1)))
-        ).one()
-        return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
-
-    @staticmethod
-    def _steps(s: Session, limit: int) -> tuple[SafetyEvent, ...]:
-        rows = s.execute(
-            select(SafetyEventRow.at, SafetyEventRow.control, SafetyEventRow.step,
-                   SafetyEventRow.detail)
-            .where(SafetyEventRow.control == Control.KILL_SWITCH.value)
-            .order_by(SafetyEventRow.id.desc())
-            .limit(limit)
-        ).all()  # fmt: skip
-        return tuple(SafetyEvent(*r) for r in reversed(rows))
-
-    @staticmethod
-    def _accepted(s: Session, limit: int) -> tuple[SafetyRequest, ...]:
-        e = KillSwitchEventRow
-        rows = s.execute(
-            select(e.at, e.action, e.accepted, e.reason, e.rejection, e.client)
-            .where(e.accepted.is_(True))
-            .order_by(e.id.desc())
-            .limit(limit)
-        ).all()
-        return tuple(SafetyRequest(*r) for r in rows)
+        kill = _kill_switch(controls.get(Control.KILL_SWITCH.value))
+        return HealthOverview(flags_of(controls, now), kill, model)
 
 
-def _kill_switch(row: SafetyStateRow | None) -> KillSwitchState:
+def _refusals(c: Connection, now: datetime) -> tuple[int, int, int]:
+    windows = {
+        "minute": bucket_of(now - timedelta(minutes=1)),
+        "hour": bucket_of(now - timedelta(hours=1)),
+        "day": bucket_of(now - timedelta(days=1)),
+    }
+    row = c.execute(_REFUSALS, windows).one()
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
+
+def _kill_switch(row: Sequence[Any] | None) -> KillSwitchState:
     if row is None:
         return KillSwitchState(False, None, None)
-    return KillSwitchState(row.active, row.reason, row.changed_at)
+    return KillSwitchState(bool(row.active), row.reason, row.changed_at)
 
 
-def _control(row: SafetyStateRow | None) -> ControlState | None:
+def _control(row: Any | None) -> ControlState | None:
     if row is None:
         return None
-    return ControlState(row.control, row.active, row.reason, row.changed_at, row.until)
+    return ControlState(row.control, bool(row.active), row.reason, row.changed_at, row.until)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,9 +28,10 @@ def flags_in(s: Session, now: datetime | None) -> SafetyFlags:
     return flags_of({r.control: r for r in s.scalars(select(SafetyStateRow))}, now)
 
 
-def flags_of(rows: Mapping[str, SafetyStateRow], now: datetime | None) -> SafetyFlags:
-    """The controls as the gate sees them at `now`: a breaker whose cooldown has ended no
-    longer halts (the breaker service records its clearing)."""
+def flags_of(rows: Mapping[str, Any], now: datetime | None) -> SafetyFlags:
+    """The controls as the gate sees them at `now` (rows of safety_state, as ORM objects or
+    plain rows): a breaker whose cooldown has ended no longer halts (the breaker service
+    records its clearing)."""
     kill = rows.get(Control.KILL_SWITCH)
     breaker = rows.get(Control.CIRCUIT_BREAKER)
     pending = rows.get(Control.RECONCILIATION)

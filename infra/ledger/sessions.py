@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,12 +36,22 @@ def translate(exc: OperationalError | InterfaceError) -> LedgerUnavailable | Led
 class Sessions:
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
+        self._engine: Engine = factory.kw["bind"]
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         try:
             with self._factory() as session:
                 yield session
+        except (OperationalError, InterfaceError) as exc:
+            raise translate(exc) from exc
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A plain connection for the read models: rows as tuples, no ORM bookkeeping."""
+        try:
+            with self._engine.connect() as connection:
+                yield connection
         except (OperationalError, InterfaceError) as exc:
             raise translate(exc) from exc
 

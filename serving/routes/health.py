@@ -4,21 +4,22 @@ driver's text (it names users and hosts)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from core.errors import LedgerMisconfigured, LedgerUnavailable
 from core.risk.state import effective_state
-from serving.deps import ClockDep, LedgerDep, SettingsDep
+from serving.deps import api_of
 from serving.json import json_response
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health(ledger: LedgerDep, clock: ClockDep, settings: SettingsDep) -> Response:
+async def health(request: Request) -> Response:
+    api = api_of(request)
     try:
-        view = ledger.overview.health(clock.now(), settings.account)
+        view = await api.read(api.ledger.overview.health, api.clock.now(), api.settings.account)
     except LedgerUnavailable:
         return json_response({"status": "unavailable", "reason": "ledger_unavailable"}, 503)
     except LedgerMisconfigured:

@@ -17,22 +17,21 @@ from services.safety_requests import (
     MAX_BODY_BYTES,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    SafetyDesk,
     SignedRequest,
     client_of,
 )
-from serving.deps import ClockDep, DeskDep, LedgerDep, SettingsDep
+from serving.deps import api_of
 from serving.json import json_response
 
 router = APIRouter(prefix="/safety", tags=["safety"])
 
 
 @router.get("/status")
-def status(ledger: LedgerDep, clock: ClockDep) -> Response:
+async def status(request: Request) -> Response:
     """The trading state and what halts it, the kill switch and its steps, the breaker, the
     latest accepted (signed) requests, and counts of refused ones: one database read."""
-    now = clock.now()
-    view = ledger.overview.safety(now)
+    api = api_of(request)
+    view = await api.read(api.ledger.overview.safety, api.clock.now())
     trading, cause, detail = effective_state(view.flags)
     ks, breaker = view.kill_switch, view.breaker
     return json_response({
@@ -65,24 +64,22 @@ def status(ledger: LedgerDep, clock: ClockDep) -> Response:
 
 
 @router.post("/kill-switch")
-async def kill_switch(
-    request: Request, desk: DeskDep, clock: ClockDep, settings: SettingsDep
-) -> JSONResponse:
+async def kill_switch(request: Request) -> JSONResponse:
     """`{"action": "activate" | "deactivate", "reason": "..."}` signed over
     "<action>:<timestamp>"; an activation halts, cancels and closes before it answers."""
-    signed = await read_signed(request, settings.trusted_proxies)
-    answer = await run_in_threadpool(desk.kill_switch, signed, clock.now())
+    api = api_of(request)
+    signed = await read_signed(request, api.settings.trusted_proxies)
+    answer = await run_in_threadpool(api.desk.kill_switch, signed, api.clock.now())
     return JSONResponse(answer.body, status_code=answer.status)
 
 
 @router.post("/circuit-breaker")
-async def circuit_breaker_reset(
-    request: Request, desk: DeskDep, clock: ClockDep, settings: SettingsDep
-) -> JSONResponse:
+async def circuit_breaker_reset(request: Request) -> JSONResponse:
     """Reset a tripped breaker before its cooldown ends: `{"action": "reset", ...}`, signed
     like the kill switch (HMAC over "reset:<timestamp>")."""
-    signed = await read_signed(request, settings.trusted_proxies)
-    answer = await run_in_threadpool(desk.breaker_reset, signed, clock.now())
+    api = api_of(request)
+    signed = await read_signed(request, api.settings.trusted_proxies)
+    answer = await run_in_threadpool(api.desk.breaker_reset, signed, api.clock.now())
     return JSONResponse(answer.body, status_code=answer.status)
 
 
@@ -105,6 +102,3 @@ async def read_signed(request: Request, trusted_proxies: tuple[str, ...]) -> Sig
         signature=request.headers.get(SIGNATURE_HEADER),
         client=client_of(peer, request.headers.get("x-forwarded-for"), trusted_proxies),
     )
-
-
-__all__ = ["SafetyDesk", "router"]

@@ -15,7 +15,6 @@ from core.safety.signing import sign
 from infra.ledger.ledger import open_ledger
 from infra.settings import Settings
 from serving.app import create_app
-from serving.deps import get_clock
 
 SECRET = "s3cret-for-tests-0123456789abcdef0123456789"
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -32,8 +31,10 @@ def make_client(
 ) -> TestClient:
     # var_dir holds the paper exchange's book: one per test, never the repository's var/.
     var = Path(tempfile.mkdtemp(prefix="tradeflow-api-"))
-    app = create_app(Settings(database_url=url, kill_switch_secret=SECRET, var_dir=var, **settings))
-    app.dependency_overrides[get_clock] = lambda: clock or FakeClock(NOW)
+    app = create_app(
+        Settings(database_url=url, kill_switch_secret=SECRET, var_dir=var, **settings),
+        clock=clock or FakeClock(NOW),
+    )
     return TestClient(app, client=peer)
 
 

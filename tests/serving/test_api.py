@@ -15,7 +15,6 @@ from infra.ledger.ledger import open_ledger
 from infra.settings import Settings
 from services import bootstrap
 from serving.app import MissingSecret, create_app
-from serving.deps import get_clock
 from tests.serving.conftest import (
     BREAKER,
     NOW,
@@ -154,8 +153,7 @@ def test_kill_switch_when_activated_with_open_book_then_answer_reports_cancels_a
     book_path = bootstrap.paper_book_path(settings)
     book = SimulatedBroker(SimulationConfig(), state_path=book_path)
     open_book(ledger, book, open_orders=4, positions=2)
-    app = create_app(settings)
-    app.dependency_overrides[get_clock] = lambda: FakeClock(NOW)
+    app = create_app(settings, clock=FakeClock(NOW))
     with TestClient(app) as api:
         r = api.post(URL, json=body(), headers=signed("activate"))
         status = api.get("/api/v1/safety/status").json()
