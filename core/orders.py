@@ -206,13 +206,31 @@ class Fill:
     side: Side
     quantity: Quantity
     price: Price
-    fee: Decimal  # in quote currency
+    fee: Decimal  # in the quote currency, or in the base asset when `fee_in_base`
     filled_at: datetime
     fill_id: str
+    # Some exchanges take the fee from what was bought (Binance without BNB): a buy then adds
+    # less than its quantity to the holding, a sell takes more.
+    fee_in_base: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantity", as_quantity(self.quantity))
         object.__setattr__(self, "price", as_price(self.price))
+
+    @property
+    def quote_fee(self) -> Decimal:
+        return ZERO if self.fee_in_base else self.fee
+
+    @property
+    def base_fee(self) -> Decimal:
+        return self.fee if self.fee_in_base else ZERO
+
+    @property
+    def holding_change(self) -> Decimal:
+        """What the fill does to the base asset held: received (buy) or given (sell, < 0)."""
+        if self.side is Side.BUY:
+            return self.quantity - self.base_fee
+        return -(self.quantity + self.base_fee)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,26 +31,36 @@ class OverSell(ValueError):
 
 
 def apply_fill(position: Position, fill: Fill) -> tuple[Position, Decimal]:
-    """Return the new position and the realised P&L of this fill (fees included)."""
+    """Return the new position and the realised P&L of this fill (fees included). A fee taken
+    in the base asset is units given away at their cost: on a buy the units received cost the
+    fill price, on a sell they cost the position's average."""
     if fill.side is Side.BUY:
-        qty = position.quantity + fill.quantity
-        avg = (position.avg_price * position.quantity + fill.price * fill.quantity) / qty
-        realised = -fill.fee
+        received = fill.holding_change
+        qty = position.quantity + received
+        avg = (position.avg_price * position.quantity + fill.price * received) / qty
+        realised = -(fill.quote_fee + fill.base_fee * fill.price)
         return Position(position.symbol, qty, avg, position.realised_pnl + realised), realised
-    if fill.quantity > position.quantity:
+    given = -fill.holding_change
+    if given > position.quantity:
         raise OverSell(
-            f"{fill.client_order_id}: sells {fill.quantity} {fill.symbol} but holds "
+            f"{fill.client_order_id}: sells {given} {fill.symbol} (fee included) but holds "
             f"{position.quantity}"
         )
-    qty = position.quantity - fill.quantity
-    realised = (fill.price - position.avg_price) * fill.quantity - fill.fee
+    qty = position.quantity - given
+    realised = (
+        (fill.price - position.avg_price) * fill.quantity
+        - fill.quote_fee
+        - position.avg_price * fill.base_fee
+    )
     avg = position.avg_price if qty > 0 else ZERO
     return Position(position.symbol, qty, avg, position.realised_pnl + realised), realised
 
 
 def cash_after(cash: Decimal, fill: Fill) -> Decimal:
     gross = fill.price * fill.quantity
-    return cash - gross - fill.fee if fill.side is Side.BUY else cash + gross - fill.fee
+    if fill.side is Side.BUY:
+        return cash - gross - fill.quote_fee
+    return cash + gross - fill.quote_fee
 
 
 def replay_fills(fills: Iterable[Fill]) -> dict[Symbol, Position]:
@@ -92,8 +102,7 @@ class EquityCurve:
 
     def add(self, fill: Fill) -> Decimal:
         self.cash = cash_after(self.cash, fill)
-        sign = 1 if fill.side is Side.BUY else -1
-        self.held[fill.symbol] = self.held.get(fill.symbol, ZERO) + sign * fill.quantity
+        self.held[fill.symbol] = self.held.get(fill.symbol, ZERO) + fill.holding_change
         self.last[fill.symbol] = fill.price
         value = equity(self.cash, self.held, self.last)
         self.peak = max(self.peak, value)

@@ -211,7 +211,17 @@ class CandleStore(Protocol):
 
 
 class AccountStore(Protocol):
-    def ensure(self, account: str, starting_cash: Decimal, now: datetime) -> None: ...
+    def ensure(
+        self,
+        account: str,
+        starting_cash: Decimal,
+        now: datetime,
+        holdings: Mapping[str, Decimal] | None = None,
+    ) -> bool: ...
+
+    def exists(self, account: str) -> bool: ...
+
+    def holdings(self, account: str) -> dict[str, Decimal]: ...
 
     def cash(self, account: str) -> Decimal: ...
 

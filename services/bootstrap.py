@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ from core.ports import (
 )
 from core.risk.breaker import BreakerConfig
 from core.risk.limits import UNLIMITED, MarketRules, RiskLimits
+from core.types import base_of
 from infra.alerts import Alerts
 from infra.brokers.dummy import DummyBroker
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
@@ -47,10 +49,28 @@ __all__ = ["Settings", "get_settings"]
 
 
 def ledger(settings: Settings) -> Ledger:
-    """The migrated ledger with this account in it."""
+    """The migrated ledger with this account in it. A real exchange account starts from its
+    own balances: its quote balance is the starting cash, and whatever it already held of the
+    traded assets is recorded as not ours (never sold, left out of reconciliation)."""
     led = open_ledger(settings.ledger_url)
-    led.accounts.ensure(settings.account, settings.starting_cash, SystemClock().now())
+    if settings.broker == "ccxt" and not led.accounts.exists(settings.account):
+        cash, holdings = exchange_balances(settings)
+        led.accounts.ensure(settings.account, cash, SystemClock().now(), holdings)
+    else:
+        led.accounts.ensure(settings.account, settings.starting_cash, SystemClock().now())
     return led
+
+
+def exchange_balances(settings: Settings) -> tuple[Decimal, dict[str, Decimal]]:
+    """(quote balance, holdings of the traded base assets) of the exchange account now."""
+    balances = broker(settings).balances()
+    quote = balances.get(settings.quote_currency)
+    held = {
+        base: balances[base].total
+        for base in sorted({base_of(s) for s in settings.symbols})
+        if base in balances and balances[base].total
+    }
+    return (quote.total if quote else Decimal(0)), held
 
 
 def ledger_unmigrated(settings: Settings) -> Ledger:
@@ -79,6 +99,7 @@ def paper_exchange(settings: Settings) -> SimulatedBroker:
             reject_rate=settings.paper_reject_rate,
             seed=settings.seed,
             starting_cash=settings.starting_cash,
+            quote=settings.quote_currency,
         ),
         state_path=paper_book_path(settings),
     )
@@ -252,6 +273,15 @@ def risk_limits(settings: Settings) -> RiskLimits:
         max_candle_age=settings.max_candle_age,
         rules=market_rules(settings),
     )
+
+
+def reconciliation_dust(settings: Settings) -> dict[str, Decimal]:
+    """Per symbol, the difference no order can move (below the exchange's minimum amount or
+    one amount step): tolerated when a real account is reconciled; the paper exchange is exact."""
+    if settings.broker != "ccxt":
+        return {}
+    rules = market_rules(settings)
+    return {s: max(r.min_amount, r.amount_step) for s, r in rules.items()}
 
 
 def market_rules(settings: Settings) -> dict[str, MarketRules]:

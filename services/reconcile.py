@@ -13,7 +13,7 @@ It adopts what it can explain and raises what it cannot:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -22,7 +22,7 @@ from core.errors import FatalError
 from core.orders import OrderEvent, OrderStatus
 from core.ports import Broker, Ledger, Notifier
 from core.risk.state import Control
-from core.types import Symbol
+from core.types import Symbol, base_of
 from services.execution import follow_broker
 
 ZERO = Decimal(0)
@@ -38,6 +38,7 @@ class ReconciliationReport:
     orders_found_sent: list[str] = field(default_factory=list)
     orders_updated: list[str] = field(default_factory=list)
     orders_unknown_to_broker: list[str] = field(default_factory=list)
+    dust: list[str] = field(default_factory=list)  # differences too small to trade: tolerated
     unexplained: list[str] = field(default_factory=list)
 
     @property
@@ -58,7 +59,10 @@ def reconcile(
     clock: Clock,
     alerts: Notifier,
     quote: str = "USDT",
+    dust: Mapping[str, Decimal] | None = None,
 ) -> ReconciliationReport:
+    """`dust`: per symbol, the largest difference tolerated between the ledger's position and
+    the exchange's (amounts below the exchange's minimum, which no order can move)."""
     report = ReconciliationReport()
     # Traded symbols plus any the ledger holds or has orders working in.
     known = {Symbol(s) for s in symbols}
@@ -66,7 +70,7 @@ def reconcile(
     _orders(ledger, broker, account, clock, report)
     _adopt_fills(ledger, broker, account, sorted(known), report)
     _orders(ledger, broker, account, clock, report)  # fills may have completed some
-    _compare_holdings(ledger, broker, account, sorted(known), quote, report)
+    _compare_holdings(ledger, broker, account, sorted(known), quote, dust or {}, report)
     _record(ledger, report, clock, alerts)
     return report
 
@@ -100,17 +104,29 @@ def _compare_holdings(
     account: str,
     symbols: list[Symbol],
     quote: str,
+    dust: Mapping[str, Decimal],
     report: ReconciliationReport,
 ) -> None:
+    """The ledger's positions and cash against the exchange's balances, less what the account
+    held before the system first started on it (not ours: never traded, never compared)."""
+    before = ledger.accounts.holdings(account)
     held = {s: p.quantity for s, p in ledger.fills.positions(account).items() if p.quantity}
-    at_broker = {s: q for s, q in broker.positions(symbols).items() if q}
-    for symbol in sorted(set(held) | set(at_broker)):
+    at_broker = {s: q - before.get(base_of(s), ZERO) for s, q in broker.positions(symbols).items()}
+    for symbol in sorted(set(held) | {s for s, q in at_broker.items() if q}):
         ours, theirs = held.get(symbol, ZERO), at_broker.get(Symbol(symbol), ZERO)
-        if ours != theirs:
-            report.unexplained.append(f"position {symbol}: ledger {ours}, broker {theirs}")
+        line = f"position {symbol}: ledger {ours}, broker {theirs}"
+        if ours == theirs:
+            continue
+        if abs(ours - theirs) <= dust.get(symbol, ZERO):
+            report.dust.append(line)
+        else:
+            report.unexplained.append(line)
     balances = broker.balances()
     if quote in balances:
-        ours, theirs = ledger.accounts.cash(account), balances[quote].total
+        ours, theirs = (
+            ledger.accounts.cash(account),
+            balances[quote].total - before.get(quote, ZERO),
+        )
         if ours != theirs:
             report.unexplained.append(f"cash {quote}: ledger {ours}, broker {theirs}")
 
@@ -122,6 +138,7 @@ def _record(ledger: Ledger, report: ReconciliationReport, clock: Clock, alerts: 
         "orders_found_sent": report.orders_found_sent,
         "orders_updated": report.orders_updated,
         "orders_unknown_to_broker": report.orders_unknown_to_broker,
+        "dust": report.dust,
         "unexplained": report.unexplained,
     }
     now = clock.now()

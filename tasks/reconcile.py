@@ -20,5 +20,12 @@ def reconcile_with_broker(after_start: bool = False, replay: bool = False) -> Re
         mark_pending(ledger, clock, "process started: waiting for reconciliation")
     broker = bootstrap.replay_exchange(settings) if replay else bootstrap.broker(settings)
     return reconcile(
-        ledger, broker, settings.account, settings.symbols, clock, bootstrap.alerts(settings)
+        ledger,
+        broker,
+        settings.account,
+        settings.symbols,
+        clock,
+        bootstrap.alerts(settings),
+        quote=settings.quote_currency,
+        dust=bootstrap.reconciliation_dust(settings),
     )

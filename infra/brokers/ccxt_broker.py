@@ -166,12 +166,10 @@ class CcxtBroker:
             raise ValueError("a trade needs an id, a time and a positive price and amount")
         fee = trade.get("fee") or {}
         fee_cost, fee_ccy = _dec(fee.get("cost")), fee.get("currency")
-        if fee_ccy == base:  # taken from what was bought: count it in quote at the fill price
-            fee_cost *= price
-        elif fee_ccy not in (None, quote):
+        if fee_ccy not in (None, base, quote):
             raise FatalExchangeError(
                 f"{self.name} trade {trade['id']}: fee in {fee_ccy}, neither {base} nor {quote}; "
-                "pay fees in the quote currency to keep the ledger exact"
+                "pay fees in the quote currency or the base asset to keep the ledger exact"
             )
         return Fill(
             client_order_id=coid,
@@ -182,6 +180,8 @@ class CcxtBroker:
             fee=fee_cost,
             filled_at=datetime.fromtimestamp(int(trade["timestamp"]) / 1000, tz=UTC),
             fill_id=f"{self.name}-{trade['id']}",
+            # Taken from the base asset: the holding changes by less (or more) than the amount.
+            fee_in_base=fee_ccy == base and fee_cost > 0,
         )
 
 

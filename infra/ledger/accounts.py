@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import select
+
 from core.errors import FatalError
 from infra.ledger.dialect import insert_for
-from infra.ledger.models import AccountRow
+from infra.ledger.models import AccountRow, HoldingRow
 from infra.ledger.sessions import Sessions
 
 
@@ -19,13 +22,40 @@ class Accounts:
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
-    def ensure(self, account: str, starting_cash: Decimal, now: datetime) -> None:
-        """Create the account once; safe when several workers start at the same moment."""
+    def ensure(
+        self,
+        account: str,
+        starting_cash: Decimal,
+        now: datetime,
+        holdings: Mapping[str, Decimal] | None = None,
+    ) -> bool:
+        """Create the account once, with what the exchange account already held (not ours to
+        trade); safe when several workers start at the same moment. True when created now."""
         with self._sessions.write() as s:
-            stmt = insert_for(s)(AccountRow).values(
+            insert = insert_for(s)
+            stmt = insert(AccountRow).values(
                 account=account, starting_cash=starting_cash, cash=starting_cash, updated_at=now
             )
-            s.execute(stmt.on_conflict_do_nothing(index_elements=["account"]))
+            created = bool(s.execute(
+                stmt.on_conflict_do_nothing(index_elements=["account"]).returning(AccountRow.account)
+            ).all())  # fmt: skip
+            if created and holdings:
+                rows = [
+                    {"account": account, "asset": a, "quantity": q, "recorded_at": now}
+                    for a, q in sorted(holdings.items())
+                ]
+                s.execute(insert(HoldingRow).values(rows))
+        return created
+
+    def exists(self, account: str) -> bool:
+        with self._sessions.read() as s:
+            return s.get(AccountRow, account) is not None
+
+    def holdings(self, account: str) -> dict[str, Decimal]:
+        """What the exchange account held when the system first started on it, per asset."""
+        with self._sessions.read() as s:
+            rows = s.scalars(select(HoldingRow).where(HoldingRow.account == account))
+            return {r.asset: r.quantity for r in rows}
 
     def cash(self, account: str) -> Decimal:
         return self._row(account).cash

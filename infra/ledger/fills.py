@@ -47,6 +47,7 @@ class Fills:
                         fee=fill.fee,
                         realised_pnl=realised,
                         filled_at=fill.filled_at,
+                        fee_in_base=fill.fee_in_base,
                     )
                 )
         except IntegrityError:
@@ -107,6 +108,7 @@ class Fills:
                     r.fee,
                     r.filled_at,
                     r.fill_id,
+                    r.fee_in_base,
                 )
                 for r in rows
             ]

@@ -183,6 +183,19 @@ class FillRow(Base):
     fee: Mapped[Decimal] = mapped_column(ExactDecimal)
     realised_pnl: Mapped[Decimal] = mapped_column(ExactDecimal)
     filled_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # The fee was taken in the base asset (else in the quote currency).
+    fee_in_base: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class HoldingRow(Base):
+    """What an exchange account held of each asset when the system first started on it: not
+    ours to trade, and left out when positions are compared with the exchange."""
+
+    __tablename__ = "account_holdings"
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    asset: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class PositionRow(Base):
