@@ -114,7 +114,7 @@ def _compare_holdings(
     at_broker = {s: q - before.get(base_of(s), ZERO) for s, q in broker.positions(symbols).items()}
     for symbol in sorted(set(held) | {s for s, q in at_broker.items() if q}):
         ours, theirs = held.get(symbol, ZERO), at_broker.get(Symbol(symbol), ZERO)
-        line = f"position {symbol}: ledger {ours}, broker {theirs}"
+        line = f"position {symbol}: ledger {_shown(ours)}, broker {_shown(theirs)}"
         if ours == theirs:
             continue
         if abs(ours - theirs) <= dust.get(symbol, ZERO):
@@ -128,7 +128,9 @@ def _compare_holdings(
             balances[quote].total - before.get(quote, ZERO),
         )
         if ours != theirs:
-            report.unexplained.append(f"cash {quote}: ledger {ours}, broker {theirs}")
+            report.unexplained.append(
+                f"cash {quote}: ledger {_shown(ours)}, broker {_shown(theirs)}"
+            )
 
 
 def _record(ledger: Ledger, report: ReconciliationReport, clock: Clock, alerts: Notifier) -> None:
@@ -174,3 +176,8 @@ def _orders(
             updated = follow_broker(ledger, order, seen, clock)
             if updated.status is not order.status:
                 report.orders_updated.append(order.client_order_id)
+
+
+def _shown(amount: Decimal) -> str:
+    """An amount as people write it: no exponent, no trailing zeros (NUMERIC keeps 18)."""
+    return format(amount.normalize(), "f")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -93,3 +94,27 @@ def test_order_when_a_price_is_given_as_its_quantity_then_refused_not_traded() -
     assert isinstance(ok.quantity, Quantity)
     with pytest.raises(TypeError, match=r"a price .* where a quantity belongs"):
         Order(ClientOrderId("b"), None, Symbol("BTC/USDT"), Side.BUY, price, now, now)
+
+
+def test_apply_fill_when_fee_taken_in_the_base_asset_then_holding_smaller_and_cash_exact() -> None:
+    from core.portfolio import EquityCurve
+
+    coid = ClientOrderId("c")
+    buy = Fill(coid, Symbol("LTC/USDT"), Side.BUY, Decimal("0.2"), Decimal("69.63"),
+               Decimal("0.0002"), T0, "f1", fee_in_base=True)  # fmt: skip
+    position, realised = apply_fill(Position(Symbol("LTC/USDT")), buy)
+    assert (position.quantity, position.avg_price) == (Decimal("0.1998"), Decimal("69.63"))
+    assert realised == Decimal("-0.0002") * Decimal("69.63")  # the fee units, at their cost
+    assert cash_after(Decimal(1000), buy) == Decimal("986.074")  # no quote fee
+    sell = Fill(coid, Symbol("LTC/USDT"), Side.SELL, Decimal("0.1997"), Decimal("70"),
+                Decimal("0.0001"), T0, "f2", fee_in_base=True)  # fmt: skip
+    after, gained = apply_fill(position, sell)
+    assert after.quantity == 0  # 0.1997 sold + 0.0001 fee = all of it
+    assert gained == (Decimal(70) - Decimal("69.63")) * Decimal("0.1997") - Decimal(
+        "69.63"
+    ) * Decimal("0.0001")
+    curve = EquityCurve.starting(Decimal(1000))
+    curve.add(buy)
+    assert curve.held["LTC/USDT"] == Decimal("0.1998")
+    with pytest.raises(OverSell, match="fee included"):
+        apply_fill(position, replace(sell, quantity=Decimal("0.1998")))

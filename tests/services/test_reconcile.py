@@ -116,3 +116,12 @@ def test_reconcile_when_broker_has_a_trade_we_never_made_then_fails_halts_and_al
     state, cause, _ = effective_state(ledger.safety.flags(CLOCK.now()))
     assert (state, cause) == (TradingState.HALTED, HaltCause.NOT_RECONCILED)
     assert "FAILED" in alerts.sent[0][0]
+
+
+def test_reconcile_when_the_quote_currency_is_not_usdt_then_cash_compared_in_it(
+    ledger: Ledger,
+) -> None:
+    btc_quoted = SimulatedBroker(SimulationConfig(starting_cash=Decimal(2), quote="BTC"))
+    ledger.accounts.ensure(ACCOUNT, Decimal(3), T0)  # the ledger thinks it had 3 BTC
+    report = reconcile(ledger, btc_quoted, ACCOUNT, ["ETH/BTC"], CLOCK, Alerts(), quote="BTC")
+    assert report.unexplained == ["cash BTC: ledger 3, broker 2"]
