@@ -99,7 +99,9 @@ def _run_pipeline(settings: Settings, n: int):  # type: ignore[no-untyped-def]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text(captured.getvalue())
     if failure is not None:
-        console.print(f"[red]error:[/] {type(failure).__name__}: {failure}", highlight=False)
+        console.print(
+            f"[red]error:[/] {type(failure).__name__}: {failure}", highlight=False, soft_wrap=True
+        )
         if not isinstance(failure, PrefectServerError):  # else no run was recorded
             console.print("the failed run and its logs are in the Prefect UI (`make ui`)")
         raise typer.Exit(1)

@@ -51,3 +51,19 @@ def test_prefect_yaml_when_deployed_then_every_flow_scheduled_on_the_process_poo
             flow = client.read_flow(d.flow_id)
             assert flow.name == item["entrypoint"].split(":")[1]
     assert {"trade-hourly", "train-daily", "reconcile-quarter-hourly"} <= set(deployed)
+
+
+def test_flows_when_deployed_then_no_parameter_is_a_callable() -> None:
+    """A callable parameter (a progress hook) would show in the deployment's form."""
+    import inspect
+
+    from flows.decide import decide
+    from flows.pipeline import pipeline
+    from flows.reconcile import reconcile
+    from flows.replay import replay
+    from flows.trade import trade
+    from flows.train import train
+
+    for flow in (decide, pipeline, reconcile, replay, trade, train):
+        for p in inspect.signature(flow.fn).parameters.values():
+            assert "Callable" not in str(p.annotation), (flow.name, p.name)

@@ -189,3 +189,9 @@ def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forg
     assert all("TRADING_HALTED: kill_switch: e2e drill" in map(str, d.denials) for d in acted)
     rejected = [e for e in ledger.requests.recent() if not e.accepted]
     assert [e.rejection for e in rejected] == ["signature does not match"]
+    # The halted replay completed, and says plainly that trading is halted, why and by whom.
+    from tests.flows.test_run_outcomes import artifact
+
+    assert "trading halted: kill_switch: e2e drill (activated by testclient at" in artifact(
+        "decisions"
+    )
