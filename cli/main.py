@@ -186,7 +186,7 @@ def serve(
     try:
         create_app()  # refuses at once, in one line, what every worker would refuse
     except ConfigurationError as exc:
-        console.print(f"[red]refusing to start:[/] {exc}", highlight=False)
+        console.print(f"[red]refusing to start:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     # Forwarded headers are the app's business (TRADEFLOW_TRUSTED_PROXIES), never uvicorn's:
     # its default trusts X-Forwarded-For from loopback, which lets a local caller pick its name.

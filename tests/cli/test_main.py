@@ -92,3 +92,30 @@ def test_run_when_settings_bad_then_one_line_each_and_exit_2_without_traceback(
         "setting refused: TRADEFLOW_ORDER_NOTIONAL=-5: Input should be greater than 0",
     ]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("secret", "line"),
+    [
+        (None, "refusing to start: no kill-switch secret: set TRADEFLOW_KILL_SWITCH_SECRET"),
+        ("   ", "setting refused: TRADEFLOW_KILL_SWITCH_SECRET=***: must be at least 32 bytes"),
+        ("too-short", "setting refused: TRADEFLOW_KILL_SWITCH_SECRET=***: must be at least 32"),
+    ],
+)
+def test_serve_when_secret_missing_or_weak_then_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, secret: str | None, line: str
+) -> None:  # type: ignore[no-untyped-def]
+    from infra.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.setenv("TRADEFLOW_VAR_DIR", str(tmp_path))
+    if secret is None:
+        monkeypatch.delenv("TRADEFLOW_KILL_SWITCH_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("TRADEFLOW_KILL_SWITCH_SECRET", secret)
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["serve"])
+    get_settings.cache_clear()
+    assert result.exit_code == 2
+    [out] = [x for x in result.output.splitlines() if x.strip()]
+    assert out.replace("Value error, ", "").startswith(line)

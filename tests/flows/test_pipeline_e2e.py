@@ -118,25 +118,24 @@ def check_fills(env, ledger, orders) -> None:  # type: ignore[no-untyped-def]
 
 
 def check_live_candle(env, ledger) -> None:  # type: ignore[no-untyped-def]
-    """One new candle closes; the scheduled decide flow decides just that one (a 2024 candle,
-    stale by now: decided and recorded, denied STALE_CANDLE, nothing sent)."""
-    from flows.decide import decide
-    from flows.ingest import ingest
+    """One new candle closes; the hourly trade flow ingests it and decides just that one (a
+    2024 candle, stale by now: decided and recorded, denied STALE_CANDLE, nothing sent)."""
+    from flows.trade import trade
 
     write_real_candles(Path(env.data_dir), FIRST_ROWS + 1)
-    assert [r.inserted for r in ingest()] == [1, 1]
+    new_open = pd.read_feather(Path(env.data_dir) / "BTC_USDT-1h.feather")["date"].iloc[-1]
     # A live order book for BTC was stored at the new candle's close (ccxt's recorded one).
-    new_open = ledger.candles.last_time("binance", "BTC/USDT", "1h")
-    assert new_open is not None
-    assert ledger.microstructure.record_order_book(recorded_book(new_open + timedelta(hours=1)))
+    book = recorded_book(new_open.to_pydatetime() + timedelta(hours=1))
+    assert ledger.microstructure.record_order_book(book)
     started = datetime.now(tz=UTC)
-    live = decide()
+    live = trade()
+    assert ledger.candles.count("binance", "BTC/USDT", "1h") == FIRST_ROWS + 1
     assert live.decided.total() == len(env.symbols)
     assert (live.stale, live.to_send) == ([live.candle_times[0]], [])
     newest = ledger.orders.decisions(env.account)[-len(env.symbols) :]
     acted = [d for d in newest if d.action != "HOLD"]
     assert all(d.denials[0].code is DenialCode.STALE_CANDLE for d in acted)
-    assert {d.candle_time for d in newest} == {live.candle_times[0]}
+    assert {d.candle_time for d in newest} == {new_open.to_pydatetime()}
     assert all(d.decided_at >= started for d in newest)  # wall clock, not the replay clock
     by_symbol = {d.symbol: d for d in newest}
     assert set(by_symbol["BTC/USDT"].order_book_features or {}) == set(BOOK_FEATURE_NAMES)
