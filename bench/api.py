@@ -24,8 +24,6 @@ reported: request -> answer (the answer comes after the orders are cancelled; no
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import http.client
 import json
 import os
@@ -38,7 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -48,11 +45,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from bench.loadgen import LoadProcess, LoadResult, percentile
+from bench.schemas import drop_schema, fresh_schema
+from core.safety.signing import sign
+from services.safety_requests import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from serving.app import SERVER_OPTIONS
 
 HOST = "127.0.0.1"
 HELLO, HEALTH, STATUS = "/hello", "/api/v1/health", "/api/v1/safety/status"
 KILL_SWITCH = "/api/v1/safety/kill-switch"
-TIMESTAMP_HEADER, SIGNATURE_HEADER = "X-Kill-Switch-Timestamp", "X-Kill-Switch-Signature"
 WORKER_COUNTS = (1, 2)
 TARGET_RATIO = 0.5
 READY_TIMEOUT_S = 60.0
@@ -78,15 +78,9 @@ def serve_hello(port: int, workers: int) -> None:
     import uvicorn
 
     uvicorn.run(
-        "bench.api:hello_app",
-        factory=True,
-        host=HOST,
-        port=port,
-        workers=workers,
-        proxy_headers=False,
-        server_header=False,
-        access_log=False,
-    )
+        "bench.api:hello_app", factory=True, host=HOST, port=port, workers=workers,
+        **SERVER_OPTIONS,
+    )  # fmt: skip
 
 
 @dataclass
@@ -138,15 +132,14 @@ class Signer:
     LOOKBACK_S = 25
 
     def __init__(self, secret: str) -> None:
-        self._secret = secret.encode()
+        self._secret = secret
         self._used: set[tuple[str, int]] = set()
 
     def headers(self, action: str) -> dict[str, str]:
         ts = self._fresh(action)
-        mac = hmac.new(self._secret, f"{action}:{ts}".encode(), hashlib.sha256).hexdigest()
         return {
             TIMESTAMP_HEADER: str(ts),
-            SIGNATURE_HEADER: mac,
+            SIGNATURE_HEADER: sign(self._secret, action, ts),
             "Content-Type": "application/json",
         }
 
@@ -480,31 +473,6 @@ def _header(setup: Setup, postgres: bool) -> None:
           f"({max(setup.seconds, KILL_SWITCH_LOAD_S):g} s)")  # fmt: skip
 
 
-def _fresh_schema(database_url: str) -> tuple[str, str]:
-    """A new PostgreSQL schema for this run: never the caller's ledger (the bench halts it)."""
-    from sqlalchemy import create_engine, text
-
-    schema = f"bench_api_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(database_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    sep = "&" if "?" in database_url else "?"
-    return schema, f"{database_url}{sep}options=-csearch_path%3D{schema}"
-
-
-def _drop_schema(database_url: str, schema: str, url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    from infra.ledger.database import engine_for
-
-    engine_for(url).dispose()  # the poller's connections
-    admin = create_engine(database_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    admin.dispose()
-
-
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per row")
@@ -534,14 +502,14 @@ def main() -> None:
         var = Path(tmp)
         schema, url = (None, f"sqlite:///{var / 'ledger.db'}")
         if args.database_url:
-            schema, url = _fresh_schema(args.database_url)
+            schema, url = fresh_schema(args.database_url, "bench_api")
         try:
             rows = _run(args, var, url)
         except BenchFailure as exc:
             sys.exit(f"bench.api failed: {exc}")
         finally:
             if schema is not None:
-                _drop_schema(args.database_url, schema, url)
+                drop_schema(args.database_url, schema, url)
     _print_table(rows)
     print(f"bench took {time.monotonic() - started:.0f} s")
 

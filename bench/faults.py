@@ -29,9 +29,9 @@ def run(cycles: int, plan: FaultPlan, database_url: str | None) -> FaultReport:
     with tempfile.TemporaryDirectory(prefix="tradeflow-faults-") as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'ledger.db'}"
         if database_url:
-            from bench.kill_switch import _fresh_schema
+            from bench.schemas import fresh_schema
 
-            url = _fresh_schema(database_url)
+            url = fresh_schema(database_url)[1]
         return run_cycles(url, SHARED, cycles, plan, Path(tmp))
 
 
@@ -47,9 +47,9 @@ def main() -> None:
         calm = run(args.cycles, replace(CALM, seed=args.seed), args.database_url)
     finally:
         if args.database_url:
-            from bench.kill_switch import _drop_bench_schemas
+            from bench.schemas import drop_schemas
 
-            _drop_bench_schemas(args.database_url)
+            drop_schemas(args.database_url)
     where = "PostgreSQL" if args.database_url else "SQLite"
     print(f"fault injection: {faulty.cycles} cycles on the simulated exchange, {where} ledger")
     print(f"orders decided: {faulty.orders}   fills: {faulty.fills}")

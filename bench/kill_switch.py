@@ -21,12 +21,12 @@ import shutil
 import statistics
 import tempfile
 import time
-import uuid
 from decimal import Decimal
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from bench.schemas import drop_schemas, fresh_schema
 from core.clock import SystemClock
 from core.orders import Order, OrderOrigin
 from core.safety.signing import sign
@@ -46,7 +46,7 @@ SECRET = "bench-secret-0123456789abcdef0123456789"
 def one_run(database_url: str | None) -> tuple[float, float, float, float]:
     with tempfile.TemporaryDirectory(prefix="tradeflow-bench-") as tmp:
         var = Path(tmp)
-        url = _fresh_schema(database_url) if database_url else f"sqlite:///{var / 'ledger.db'}"
+        url = fresh_schema(database_url)[1] if database_url else f"sqlite:///{var / 'ledger.db'}"
         migrate(url)
         ledger = open_ledger(url)
         settings = Settings(
@@ -84,19 +84,6 @@ def one_run(database_url: str | None) -> tuple[float, float, float, float]:
         return request_s, cancelled_s, total_s, reference_s
 
 
-def _fresh_schema(database_url: str) -> str:
-    """A new PostgreSQL schema per run, so runs never see each other's rows."""
-    from sqlalchemy import create_engine, text
-
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(database_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    sep = "&" if "?" in database_url else "?"
-    return f"{database_url}{sep}options=-csearch_path%3D{schema}"
-
-
 def broker_only(path: Path, held: dict[Symbol, Decimal]) -> float:
     """The same work straight on the paper exchange, over a copy of the same book: cancel every
     resting order and sell every position at market. No ledger, no API."""
@@ -114,22 +101,6 @@ def broker_only(path: Path, held: dict[Symbol, Decimal]) -> float:
     return time.perf_counter() - started
 
 
-def _drop_bench_schemas(database_url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    from infra.ledger.database import engine_for
-
-    admin = create_engine(database_url)
-    with admin.begin() as conn:
-        names = conn.execute(
-            text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_%'")
-        ).scalars()
-        for name in list(names):
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-    admin.dispose()
-    engine_for.cache_clear()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -139,7 +110,7 @@ def main() -> None:
         runs = [one_run(args.database_url) for _ in range(args.repeats)]
     finally:
         if args.database_url:
-            _drop_bench_schemas(args.database_url)
+            drop_schemas(args.database_url)
     request, cancelled, total, reference = (statistics.median(c) for c in zip(*runs, strict=True))
     where = "PostgreSQL" if args.database_url else "SQLite"
     print(f"kill switch, {OPEN_ORDERS} open orders + {POSITIONS} positions, {where} ledger, "

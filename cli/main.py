@@ -180,7 +180,7 @@ def serve(
     import uvicorn
 
     from core.errors import ConfigurationError
-    from serving.app import create_app
+    from serving.app import SERVER_OPTIONS, create_app
 
     _settings()
     try:
@@ -188,18 +188,10 @@ def serve(
     except ConfigurationError as exc:
         console.print(f"[red]refusing to start:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    # Forwarded headers are the app's business (TRADEFLOW_TRUSTED_PROXIES), never uvicorn's:
-    # its default trusts X-Forwarded-For from loopback, which lets a local caller pick its name.
     uvicorn.run(
-        "serving.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=False,
-        server_header=False,
-        access_log=False,
-    )
+        "serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+        **SERVER_OPTIONS,
+    )  # fmt: skip
 
 
 @app.command()

@@ -9,7 +9,7 @@ from flows.ingest import ingest
 from flows.replay import replay
 from flows.train import train
 from services import bootstrap, progress
-from services.decide.replay import DecisionRunReport
+from services.decide.loop import DecisionRunReport
 from services.ingest import IngestReport
 from services.training import TrainingReport
 from tasks.decide import replay_cutoff

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from services import bootstrap
-from services.decide.replay import DecisionRunReport
+from services.decide.loop import DecisionRunReport
 from services.outcome import raise_if_failed
 from tasks.decide import load_champion, read_trading_state, replay_candles
 from tasks.reconcile import reconcile_with_broker

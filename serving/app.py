@@ -18,6 +18,16 @@ from serving.routes import health, safety
 log = logging.getLogger(__name__)
 
 
+# How uvicorn serves this app (tradeflow serve, and bench/api.py's reference alike). Forwarded
+# headers are the app's business (TRADEFLOW_TRUSTED_PROXIES), never uvicorn's: its default
+# trusts X-Forwarded-For from loopback, which would let a local caller pick its own name.
+SERVER_OPTIONS: dict[str, bool] = {
+    "proxy_headers": False,
+    "server_header": False,
+    "access_log": False,
+}
+
+
 class MissingSecret(ConfigurationError):
     pass
 

@@ -12,7 +12,8 @@ from core.clock import SystemClock
 from core.ports import Model
 from services import bootstrap
 from services.decide.live import LiveReport, decide_live
-from services.decide.replay import DecisionRunReport, replay, replay_window
+from services.decide.loop import DecisionRunReport
+from services.decide.replay import replay, replay_window
 from services.outcome import TradingOutcome, trading_outcome
 from tasks.retry import only_retryable
 

@@ -9,7 +9,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from services import bootstrap
-from services.decide.replay import DecisionRunReport
+from services.decide.loop import DecisionRunReport
 from services.ingest import IngestReport
 from services.outcome import TradingOutcome
 from services.reconcile import ReconciliationReport

@@ -16,7 +16,7 @@ from core.ports import Ledger, Model, Notifier, SimulatedExchange
 from core.types import ClientOrderId
 from services.decide.batch import prepare_batch
 from services.decide.config import DecisionConfig
-from services.decide.replay import DecisionLoop, DecisionRunReport, settle_all
+from services.decide.loop import DecisionLoop, DecisionRunReport, settle_all
 
 
 @dataclass

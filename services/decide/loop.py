@@ -1,0 +1,99 @@
+"""What the live loop and the replay share: the report they fill, and the loop step around the
+pure decision step (the breaker, the ledger's risk snapshot, recording), plus settling the
+simulated exchange on a candle."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+from core.agents.base import Agent
+from core.clock import FixedClock
+from core.decision import Decision
+from core.ports import Ledger, Notifier, SimulatedExchange
+from core.types import DecisionId, Symbol
+from services.circuit_breaker import CircuitBreaker
+from services.decide.batch import DecisionBatch
+from services.decide.config import DecisionConfig
+from services.decide.step import decide_at
+from services.execution import settle_simulated
+from services.risk_snapshot import RiskSnapshots
+
+
+@dataclass
+class DecisionRunReport:
+    candle_times: list[datetime] = field(default_factory=list)
+    decided: Counter[str] = field(default_factory=Counter)
+    skipped_existing: int = 0
+    denied: Counter[str] = field(default_factory=Counter)
+    orders: int = 0
+    fills: int = 0
+    broker: str = ""
+
+    def count(self, decision: Decision) -> None:
+        self.decided[decision.consensus.action.value] += 1
+        if decision.verdict is not None and not decision.verdict.approved:
+            for denial in decision.verdict.denials:
+                self.denied[denial.code.value] += 1
+
+
+@dataclass
+class DecisionLoop:
+    """What both loops share: the ledger, the agents, the risk snapshots and the breaker."""
+
+    ledger: Ledger
+    agents: Sequence[Agent]
+    cfg: DecisionConfig
+    alerts: Notifier
+
+    def __post_init__(self) -> None:
+        cfg = self.cfg
+        self.snapshots = RiskSnapshots(self.ledger, cfg.account, cfg.exchange, cfg.timeframe)
+        self.breaker = CircuitBreaker(self.ledger, self.snapshots, cfg.breaker, self.alerts)
+
+    def already_decided(self, batch: DecisionBatch) -> set[DecisionId]:
+        if not batch.times:
+            return set()
+        first = batch.times[0].to_pydatetime()
+        return self.ledger.orders.decided_ids(self.cfg.account, self.cfg.timeframe, first)
+
+    def decide(
+        self,
+        batch: DecisionBatch,
+        t: pd.Timestamp,
+        now: datetime,
+        broker: str,
+        already: Collection[DecisionId],
+    ) -> tuple[list[Decision], int]:
+        """Breaker, then the step at `t`; every decision recorded. Returns those recorded and
+        how many were decided by an earlier run."""
+        prices = batch.prices_at(t)
+        self.breaker.check(prices, now)
+        step = decide_at(
+            batch, t, self.snapshots.snapshot(prices, now), now, self.cfg, self.agents, already
+        )
+        recorded = [d for d in step.decisions if self.ledger.orders.record_decision(d, broker)]
+        return recorded, step.skipped + len(step.decisions) - len(recorded)
+
+
+def settle_all(
+    ledger: Ledger,
+    exchange: SimulatedExchange,
+    batch: DecisionBatch,
+    t: pd.Timestamp,
+    cfg: DecisionConfig,
+) -> int:
+    """Working simulated orders of every symbol meet the candle opening at `t`."""
+    fills = 0
+    for symbol in cfg.symbols:
+        bar = batch.bar(symbol, t)
+        if bar is not None:
+            clock = FixedClock(bar.open_time)
+            fills += len(
+                settle_simulated(ledger, exchange, cfg.account, Symbol(symbol), bar, clock)
+            )
+    return fills
