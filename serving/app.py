@@ -6,10 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from core.clock import Clock, SystemClock
-from core.errors import ConfigurationError, TradeflowError
+from core.errors import (
+    ConfigurationError,
+    LedgerMisconfigured,
+    LedgerUnavailable,
+    TradeflowError,
+)
 from services import bootstrap
 from services.bootstrap import Settings, get_settings
 from serving.deps import Api
@@ -26,6 +32,13 @@ SERVER_OPTIONS: dict[str, bool] = {
     "server_header": False,
     "access_log": False,
 }
+
+
+async def _ledger_down(request: Request, exc: Exception) -> JSONResponse:
+    """The database did not answer (or cannot be used): 503 with a code, never the driver's
+    text; nothing was applied (every write is one transaction)."""
+    code = "ledger_misconfigured" if isinstance(exc, LedgerMisconfigured) else "ledger_unavailable"
+    return JSONResponse({"detail": code}, status_code=503)
 
 
 class MissingSecret(ConfigurationError):
@@ -51,6 +64,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         yield
 
     app = FastAPI(title="tradeflow", version="0.1.0", lifespan=lifespan)
+    app.add_exception_handler(LedgerUnavailable, _ledger_down)
+    app.add_exception_handler(LedgerMisconfigured, _ledger_down)
     app.include_router(health.router, prefix="/api/v1")
     app.include_router(safety.router, prefix="/api/v1")
 

@@ -26,8 +26,8 @@ class Api:
     desk: SafetyDesk
     clock: Clock
     # PostgreSQL reads for health and status run on at most this many threads: under load,
-    # many Python threads fighting for the GIL answer fewer requests than two taking turns.
-    reads: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))
+    # many Python threads fighting for the GIL answer fewer requests than a few taking turns.
+    reads: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(4))
 
     async def read(self, fn: Callable[..., T], *args: object) -> T:
         """Run one of the read models' queries. On SQLite it runs right here: a handful of

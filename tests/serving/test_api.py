@@ -251,3 +251,11 @@ def test_api_import_when_started_then_no_model_libraries_loaded() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_kill_switch_when_ledger_unreachable_then_503_with_a_code_never_a_500() -> None:
+    with make_client("postgresql+psycopg://postgres@127.0.0.1:1/nowhere") as c:
+        r = c.post(URL, json=body(), headers=signed("activate"))
+        status = c.get("/api/v1/safety/status")
+    assert (r.status_code, r.json()) == (503, {"detail": "ledger_unavailable"})
+    assert status.status_code == 503
