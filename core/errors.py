@@ -51,5 +51,9 @@ class LedgerMisconfigured(FatalError):
     a path that cannot be opened): retrying will not fix it."""
 
 
+class SignatureReplayed(FatalError):
+    """A signed safety request whose signature was accepted before."""
+
+
 class ConfigurationError(FatalError):
     """A setting or a combination of settings the system refuses to run with."""

@@ -7,9 +7,10 @@ from __future__ import annotations
 from prefect import flow
 
 from services.decide.live import LiveReport
+from services.execution import OrdersNotSent
 from services.outcome import raise_if_failed
 from tasks.decide import decide_new_candles, load_champion, read_trading_state
-from tasks.orders import submit_order
+from tasks.orders import send_all
 from tasks.reconcile import reconcile_with_broker
 from tasks.reporting import publish_decisions, publish_reconciliation
 
@@ -19,9 +20,10 @@ def decide() -> LiveReport:
     publish_reconciliation(reconcile_with_broker(after_start=True))
     model = load_champion()
     report = decide_new_candles(model)
-    for client_order_id in report.to_send:
-        submit_order(client_order_id)
+    failed = send_all(report.to_send)
     outcome = read_trading_state()
     publish_decisions(report, outcome, "Live decisions")
     raise_if_failed(outcome)
+    if failed:
+        raise OrdersNotSent(f"{len(failed)} of {len(report.to_send)} orders not sent: {failed}")
     return report

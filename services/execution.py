@@ -3,6 +3,8 @@ order states in step with the broker's, record everything."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from core.candles.bar import Bar
 from core.clock import Clock
 from core.errors import FatalError, FatalExchangeError
@@ -23,31 +25,42 @@ class OrderNotRecorded(FatalError):
     pass
 
 
+class OrdersNotSent(FatalError):
+    """Some approved orders could not be sent; the others were. The next run sends (or, when
+    stale, cancels) what is left."""
+
+
 def submit_order(
-    ledger: Ledger, broker: Broker, client_order_id: ClientOrderId, clock: Clock
+    ledger: Ledger,
+    broker: Broker,
+    client_order_id: ClientOrderId,
+    clock: Clock,
+    max_age: timedelta | None = None,
 ) -> Order:
     """Send a recorded order to the broker at most once, however often this is retried.
 
     The order row exists before any attempt (written with its decision). A retry after an
     unknown outcome asks the broker for the client id before sending anything. An order whose
     trading was halted after it was decided (kill switch, breaker) is cancelled, not sent.
+    Claiming the order for sending and the kill switch cancelling an unsent one exclude each
+    other in the ledger; if the kill switch lands while the order is in flight, the order is
+    cancelled at the exchange as soon as it has arrived there.
     """
     order = ledger.orders.get(client_order_id)
     if order is None:
         raise OrderNotRecorded(f"order {client_order_id} is not in the ledger; refusing to send it")
     if order.status is not OrderStatus.NEW:
         return order
-    flags = ledger.safety.flags(clock.now())
-    halted = flags.kill_switch_reason or flags.breaker_reason
-    if halted is not None and order.origin is OrderOrigin.DECISION:
-        return ledger.orders.transition(
-            client_order_id,
-            OrderEvent.CANCEL,
-            clock.now(),
-            error=f"halted before sending: {halted}",
-        )
-    ledger.orders.mark_submit_attempt(client_order_id, clock.now())
+    halted = _halted(ledger, order, clock)
+    if halted is not None:
+        error = f"halted before sending: {halted}"
+        return ledger.orders.transition(client_order_id, OrderEvent.CANCEL, clock.now(), error)
+    if not ledger.orders.claim_for_sending(client_order_id, clock.now()):
+        return ledger.orders.get(client_order_id) or order  # the kill switch cancelled it
     placed = broker.get_order(client_order_id, order.symbol)
+    if placed is None and max_age is not None and clock.now() - order.market_time > max_age:
+        error = f"not sent: its candle closed {clock.now() - order.market_time} ago (max {max_age})"
+        return ledger.orders.transition(client_order_id, OrderEvent.CANCEL, clock.now(), error)
     if placed is None:
         try:
             placed = broker.place(order)
@@ -56,7 +69,34 @@ def submit_order(
                 client_order_id, OrderEvent.REJECT, clock.now(), error=str(exc)
             )
     submitted = ledger.orders.transition(client_order_id, OrderEvent.SUBMIT, clock.now())
-    return follow_broker(ledger, submitted, placed, clock)
+    return _cancel_if_halted(ledger, broker, follow_broker(ledger, submitted, placed, clock), clock)
+
+
+def _halted(ledger: Ledger, order: Order, clock: Clock) -> str | None:
+    """Why a decision's order may not be (or stay) out there now; None when it may. The kill
+    switch's own closing orders are never held back."""
+    if order.origin is not OrderOrigin.DECISION:
+        return None
+    flags = ledger.safety.flags(clock.now())
+    return flags.kill_switch_reason or flags.breaker_reason
+
+
+def _cancel_if_halted(ledger: Ledger, broker: Broker, order: Order, clock: Clock) -> Order:
+    """The kill switch (or the breaker) came while this order was being sent: cancel it at the
+    exchange now that it is there."""
+    if not order.status.is_open or _halted(ledger, order, clock) is None:
+        return order
+    pending = ledger.orders.transition(
+        order.client_order_id, OrderEvent.REQUEST_CANCEL, clock.now()
+    )
+    return follow_broker(ledger, pending, broker.cancel(order.client_order_id, order.symbol), clock)
+
+
+def unsent_orders(ledger: Ledger, account: str) -> list[ClientOrderId]:
+    """Decisions' orders recorded and not sent yet (a run that failed between recording and
+    sending leaves them): the next run sends them, or cancels them if they are stale."""
+    new = ledger.orders.find(account, status=OrderStatus.NEW)
+    return [o.client_order_id for o in new if o.origin is OrderOrigin.DECISION]
 
 
 def follow_broker(ledger: Ledger, order: Order, seen: BrokerOrder, clock: Clock) -> Order:

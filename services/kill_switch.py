@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from core.clock import Clock
-from core.errors import ExchangeError
+from core.errors import ExchangeError, FatalError
 from core.orders import (
     Order,
     OrderChange,
@@ -38,7 +38,7 @@ from services.execution import event_to_follow, follow_broker, submit_order
 ZERO = Decimal(0)
 
 
-class KillSwitchNotActive(RuntimeError):
+class KillSwitchNotActive(FatalError):
     pass
 
 
@@ -49,6 +49,8 @@ class KillSwitchReport:
     cancel_failed: list[str] = field(default_factory=list)
     closing_orders: list[str] = field(default_factory=list)
     close_failed: list[str] = field(default_factory=list)
+    # Claimed by a sender but not at the exchange yet: the sender cancels it on arrival.
+    in_flight: list[str] = field(default_factory=list)
     seconds_to_cancelled: float = 0.0
     seconds_total: float = 0.0
 
@@ -75,6 +77,7 @@ def engage(
     report.seconds_to_cancelled = time.perf_counter() - started
     _step(ledger, clock, "orders_cancelled", {
         "cancelled": len(report.cancelled),
+        "in_flight": report.in_flight,
         "failed": report.cancel_failed,
         "seconds": round(report.seconds_to_cancelled, 4),
     })  # fmt: skip
@@ -111,7 +114,9 @@ def cancel_open_orders(
                 report.cancel_failed.append(f"{order.client_order_id}: {exc}")
                 continue
             if sent is None:
-                report.cancelled.append(order.client_order_id)
+                done = ledger.orders.get(order.client_order_id)
+                unsent = done is not None and done.status is OrderStatus.CANCELLED
+                (report.cancelled if unsent else report.in_flight).append(order.client_order_id)
                 continue
             order = sent
         working.append(order)
@@ -119,11 +124,15 @@ def cancel_open_orders(
 
 
 def _settle_unsent(ledger: Ledger, broker: Broker, order: Order, clock: Clock) -> Order | None:
-    """An unsent order is cancelled in the ledger (None); one the broker turns out to hold is
-    marked sent and returned, to be cancelled there."""
-    seen = broker.get_order(order.client_order_id, order.symbol)
+    """An order no sender has claimed is cancelled in the ledger (None). One a sender claimed
+    is looked up: if the broker holds it, it is marked sent and returned, to be cancelled
+    there; if not, it is in flight or its sender died, and the sender (or the next run, which
+    sees the halt before sending) cancels it."""
+    coid = order.client_order_id
+    if ledger.orders.cancel_unsent(coid, clock.now(), "cancelled by the kill switch, unsent"):
+        return None
+    seen = broker.get_order(coid, order.symbol)
     if seen is None:
-        ledger.orders.transition(order.client_order_id, OrderEvent.CANCEL, clock.now())
         return None
     order = ledger.orders.transition(order.client_order_id, OrderEvent.SUBMIT, clock.now())
     order = follow_broker(ledger, order, seen, clock)

@@ -18,14 +18,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core.clock import FixedClock
-from core.errors import FatalError
+from core.errors import SignatureReplayed, TradeflowError
 from core.ports import Broker, Ledger, Notifier
 from core.safety.signing import verify
 from services.kill_switch import engage
 
 MAX_BODY_BYTES = 4096
 MAX_REASON_CHARS = 500
-CLIENT_CHARS = 128
 TIMESTAMP_HEADER = "X-Kill-Switch-Timestamp"
 SIGNATURE_HEADER = "X-Kill-Switch-Signature"
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²" is a digit to str.isdigit
@@ -72,11 +71,11 @@ def client_of(peer: str | None, forwarded_for: str | None, trusted: Collection[s
     right-most X-Forwarded-For hop that is not one (earlier hops are whatever the caller
     wrote). Nothing forwarded is believed from anyone else."""
     if peer is None or peer not in trusted or not forwarded_for:
-        return None if peer is None else peer[:CLIENT_CHARS]
+        return peer
     for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
         if hop not in trusted:
-            return hop[:CLIENT_CHARS]
-    return peer[:CLIENT_CHARS]
+            return hop
+    return peer
 
 
 def verify_request(
@@ -176,7 +175,7 @@ class SafetyDesk:
                 verified.action == "activate", verified.reason, verified.signature, now,
                 req.client, verified.timestamp,
             )  # fmt: skip  # HALTED is durable from here on: no new order is sent
-        except FatalError as exc:  # the signature was used already
+        except SignatureReplayed as exc:
             return self._refuse(req, Refusal(401, str(exc), verified.action, verified.reason,
                                              verified.timestamp), now)  # fmt: skip
         out: dict[str, Any] = {
@@ -191,12 +190,19 @@ class SafetyDesk:
         return Answer(200, out)
 
     def _engage(self, now: datetime) -> dict[str, Any]:
-        """Cancel and close, before answering: the caller learns what was done."""
+        """Cancel and close, before answering: the caller learns what was done. HALTED is
+        already durable; if cancelling or closing cannot even start (the broker cannot be
+        built, the ledger stopped answering), the answer and an alert say so."""
         cfg = self.config
         clock = FixedClock(now)
-        report = engage(
-            self.ledger, self.broker(), cfg.account, clock, self.alerts, cfg.close_positions
-        )
+        try:
+            report = engage(
+                self.ledger, self.broker(), cfg.account, clock, self.alerts, cfg.close_positions
+            )
+        except TradeflowError as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            self.alerts.send("tradeflow kill switch ACTIVE, cancel/close FAILED", why)
+            return {"cancelled_orders": 0, "closing_orders": 0, "failures": [why], "seconds": None}
         return {
             "cancelled_orders": len(report.cancelled),
             "closing_orders": len(report.closing_orders),
@@ -212,7 +218,7 @@ class SafetyDesk:
             self.ledger.requests.reset_circuit_breaker(
                 verified.reason, verified.signature, now, req.client, verified.timestamp
             )
-        except FatalError as exc:
+        except SignatureReplayed as exc:
             return self._refuse(req, Refusal(401, str(exc), verified.action, verified.reason,
                                              verified.timestamp), now)  # fmt: skip
         self.alerts.send("tradeflow circuit breaker reset early", f"reason: {verified.reason}")

@@ -26,5 +26,21 @@ from tasks.retry import only_retryable
 def submit_order(client_order_id: ClientOrderId) -> Order:
     settings = bootstrap.get_settings()
     return submit_once(
-        bootstrap.ledger(settings), bootstrap.broker(settings), client_order_id, SystemClock()
+        bootstrap.ledger(settings),
+        bootstrap.broker(settings),
+        client_order_id,
+        SystemClock(),
+        max_age=settings.max_candle_age,
     )
+
+
+def send_all(client_order_ids: list[ClientOrderId]) -> list[str]:
+    """Each order as its own submit-order task, all started at once; one that fails stops
+    none of the others. Returns what failed, one line each."""
+    futures = [submit_order.submit(coid) for coid in client_order_ids]
+    failed = []
+    for coid, future in zip(client_order_ids, futures, strict=True):
+        future.wait()
+        if not future.state.is_completed():
+            failed.append(f"{coid}: {future.state.message}")
+    return failed

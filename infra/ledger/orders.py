@@ -156,15 +156,34 @@ class Orders:
                 raise UnknownOrder(f"no order {client_order_id} in the ledger")
             return row.submit_attempts
 
-    def mark_submit_attempt(self, client_order_id: ClientOrderId, now: datetime) -> None:
+    def claim_for_sending(self, client_order_id: ClientOrderId, now: datetime) -> bool:
+        """Count a send attempt, if the order is still NEW (one statement: the kill switch
+        cancelling an unsent order and a sender claiming it cannot both succeed)."""
         with self._sessions.write() as s:
-            n = s.execute(
+            claimed = s.execute(
                 update(OrderRow)
-                .where(OrderRow.client_order_id == client_order_id)
+                .where(
+                    OrderRow.client_order_id == client_order_id,
+                    OrderRow.status == OrderStatus.NEW.value,
+                )
                 .values(submit_attempts=OrderRow.submit_attempts + 1, updated_at=now)
             ).rowcount
-            if not n:
-                raise UnknownOrder(f"no order {client_order_id} in the ledger")
+        return bool(claimed)
+
+    def cancel_unsent(self, client_order_id: ClientOrderId, now: datetime, error: str) -> bool:
+        """Cancel an order no sender has claimed yet (NEW, never attempted); False when one
+        has: it may be on its way to the exchange."""
+        with self._sessions.write() as s:
+            cancelled = s.execute(
+                update(OrderRow)
+                .where(
+                    OrderRow.client_order_id == client_order_id,
+                    OrderRow.status == OrderStatus.NEW.value,
+                    OrderRow.submit_attempts == 0,
+                )
+                .values(status=OrderStatus.CANCELLED.value, updated_at=now, error=error)
+            ).rowcount
+        return bool(cancelled)
 
     def transition(
         self,

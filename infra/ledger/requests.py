@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import FatalError
+from core.errors import SignatureReplayed
 from core.records import KillSwitchState, SafetyRequest
 from core.risk.state import Control
 from infra.ledger.dialect import insert_for
@@ -30,10 +30,6 @@ from infra.ledger.sessions import Sessions
 
 BUCKET_S = 10
 CLIENT_CHARS = 128  # the column's width: longer client names are cut, never refused by the db
-
-
-class SignatureReplayed(FatalError):
-    pass
 
 
 def bucket_of(at: datetime) -> datetime:
@@ -79,7 +75,8 @@ class SafetyRequests:
         request_timestamp: int,
     ) -> Iterator[Session]:
         """One transaction for an authenticated request: the signature is used up (a replay
-        raises SignatureReplayed), the change is made, the attempt recorded, the state noted."""
+        raises SignatureReplayed), the change is made, the attempt recorded, the state noted.
+        Any other conflict (two first activations at once) is the database's to report."""
         try:
             with self._sessions.write() as s:
                 s.add(UsedSignatureRow(signature=signature, used_at=now))
@@ -89,7 +86,13 @@ class SafetyRequests:
                 s.flush()
                 note_trading_state_in(s, now)
         except IntegrityError as exc:
-            raise SignatureReplayed("signature already used (replay)") from exc
+            if self._used(signature):
+                raise SignatureReplayed("signature already used (replay)") from exc
+            raise
+
+    def _used(self, signature: str) -> bool:
+        with self._sessions.read() as s:
+            return s.get(UsedSignatureRow, signature) is not None
 
     def set_kill_switch(
         self,
@@ -108,7 +111,7 @@ class SafetyRequests:
             if row is None or row.active != active:
                 row = set_control_in(s, Control.KILL_SWITCH.value, active, reason, now)
             state = KillSwitchState(row.active, row.reason, row.changed_at)
-        return state
+        return state  # an activation while active keeps the first one's time and reason
 
     def reset_circuit_breaker(
         self,

@@ -20,6 +20,7 @@ from core.risk.state import (
     TradingState,
     effective_state,
 )
+from infra.ledger.dialect import insert_for
 from infra.ledger.models import SafetyEventRow, SafetyStateRow
 from infra.ledger.sessions import Sessions
 
@@ -85,14 +86,17 @@ def set_control_in(
     now: datetime,
     until: datetime | None = None,
 ) -> SafetyStateRow:
-    row = s.get(SafetyStateRow, name, with_for_update=True)
-    if row is None:
-        row = SafetyStateRow(
-            control=name, active=active, reason=reason, changed_at=now, until=until
-        )
-        s.add(row)
-    else:
-        row.active, row.reason, row.changed_at, row.until = active, reason, now, until
+    """Set a control inside the caller's transaction. The row is created with an upsert, so two
+    processes setting the same control for the first time at once both succeed."""
+    values = {"control": name, "active": active, "reason": reason, "changed_at": now}
+    s.execute(
+        insert_for(s)(SafetyStateRow)
+        .values(values | {"until": until})
+        .on_conflict_do_nothing(index_elements=["control"])
+    )
+    row = s.get(SafetyStateRow, name, with_for_update=True, populate_existing=True)
+    assert row is not None  # just inserted, or there already
+    row.active, row.reason, row.changed_at, row.until = active, reason, now, until
     return row
 
 

@@ -17,11 +17,12 @@ from core.types import ClientOrderId
 from services.decide.batch import prepare_batch
 from services.decide.config import DecisionConfig
 from services.decide.loop import DecisionLoop, DecisionRunReport, settle_all
+from services.execution import unsent_orders
 
 
 @dataclass
 class LiveReport(DecisionRunReport):
-    to_send: list[ClientOrderId] = field(default_factory=list)
+    to_send: list[ClientOrderId] = field(default_factory=list)  # recorded, not yet sent
     stale: list[datetime] = field(default_factory=list)  # candles decided too late to trade
     newest_close: datetime | None = None  # close of the newest candle stored
 
@@ -53,13 +54,13 @@ def decide_live(
         report.skipped_existing += skipped
         for decision in decisions:
             report.count(decision)
-            if decision.order is not None:
-                report.to_send.append(decision.order.client_order_id)
-                report.orders += 1
+            report.orders += decision.order is not None
         opened = t.to_pydatetime()
         report.candle_times.append(opened)
         if limit is not None and now - (opened + step) > limit:
             report.stale.append(opened)  # the gate denied any order on it (STALE_CANDLE)
+    # Every order recorded and not yet sent: this run's, and any an earlier run left unsent.
+    report.to_send = unsent_orders(ledger, cfg.account)
     report.newest_close = _newest_close(ledger, cfg)
     _alert_if_stale(report, cfg, clock.now(), alerts)
     return report

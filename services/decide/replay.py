@@ -19,7 +19,7 @@ from services import progress
 from services.decide.batch import prepare_batch
 from services.decide.config import DecisionConfig
 from services.decide.loop import DecisionLoop, DecisionRunReport, settle_all
-from services.execution import submit_order
+from services.execution import submit_order, unsent_orders
 
 
 def replay(
@@ -36,6 +36,8 @@ def replay(
     loop = DecisionLoop(ledger, agents, cfg, alerts)
     step = timeframe_delta(cfg.timeframe)
     report = DecisionRunReport(broker=exchange.name)
+    for coid in unsent_orders(ledger, cfg.account):  # an earlier attempt recorded, not sent
+        submit_order(ledger, exchange, coid, FixedClock(batch.times[0].to_pydatetime()))
     already = loop.already_decided(batch)
     for t in batch.times:
         opened = t.to_pydatetime()

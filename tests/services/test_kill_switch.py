@@ -11,7 +11,7 @@ import pytest
 from core.clock import FakeClock
 from core.orders import OrderOrigin, OrderStatus
 from core.risk.state import Control
-from core.types import Side
+from core.types import Side, Symbol
 from infra.alerts import Alerts
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.ledger import Ledger
@@ -143,3 +143,32 @@ def test_engage_when_a_sell_cannot_be_cancelled_then_closing_order_sells_only_th
     [closing] = [ledger.orders.get(c) for c in report.closing_orders]
     assert closing is not None
     assert closing.quantity == Decimal("0.6")  # 1 held, 0.4 still offered by the stuck sell
+
+
+class _KilledWhileSending(SimulatedBroker):
+    """An exchange slow enough that the kill switch lands while an order is on its way."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__(SimulationConfig())
+        self.ledger, self.report = ledger, None
+
+    def place(self, order):  # type: ignore[no-untyped-def]
+        if self.report is None and order.origin is not OrderOrigin.KILL_SWITCH:
+            when = T0 + timedelta(hours=1)
+            self.ledger.requests.set_kill_switch(True, "race", "s" * 64, when, None, 1)
+            self.report = engage(self.ledger, self, ACCOUNT, FakeClock(when), Alerts())
+        return super().place(order)
+
+
+def test_kill_switch_when_it_lands_while_an_order_is_in_flight_then_cancelled_at_the_exchange(
+    ledger: Ledger,
+) -> None:
+    ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
+    coid = record_order(ledger, "BTC/USDT", 0)
+    exchange = _KilledWhileSending(ledger)
+    order = submit_order(ledger, exchange, coid, FakeClock(T0 + timedelta(hours=1)))
+    assert exchange.report is not None
+    assert exchange.report.in_flight == [coid]  # claimed, not yet at the exchange
+    assert order.status is OrderStatus.CANCELLED  # cancelled there the moment it arrived
+    assert exchange.get_order(coid, Symbol("BTC/USDT")).status is OrderStatus.CANCELLED  # type: ignore[union-attr]
+    assert exchange.open_orders() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from core.orders import OrderStatus
@@ -21,7 +23,9 @@ def test_submit_task_when_broker_fails_after_accepting_then_retried_task_leaves_
     from services import bootstrap
 
     ledger = bootstrap.ledger(app_settings())
-    decision = make_decision()
+    # Decided on the candle that just closed: fresh enough to send (an old one is cancelled).
+    hour = datetime.now(tz=UTC).replace(minute=0, second=0, microsecond=0)
+    decision = make_decision(t=hour - timedelta(hours=1))
     ledger.orders.record_decision(decision, "paper")
     coid = decision.order.client_order_id  # type: ignore[union-attr]
     broker = AcceptThenTimeout(failures=2)

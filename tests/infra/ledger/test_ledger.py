@@ -14,12 +14,12 @@ from sqlalchemy.exc import IntegrityError
 from core.agents.base import Vote
 from core.consensus import Consensus
 from core.decision import Decision, DecisionInput
+from core.errors import SignatureReplayed
 from core.orders import Fill, Order, OrderEvent, OrderStatus, client_order_id_for, decision_id_for
 from core.risk.limits import Denial, DenialCode, RiskVerdict
 from core.types import Action, Side, Symbol
 from infra.ledger.database import migrate
 from infra.ledger.ledger import Ledger
-from infra.ledger.requests import SignatureReplayed
 
 T0 = datetime(2024, 9, 1, 12, tzinfo=UTC)
 

@@ -70,8 +70,9 @@ def test_decide_live_when_paused_then_catches_up_and_only_the_fresh_candle_may_t
     assert all(d.denials[0].code is DenialCode.STALE_CANDLE for d in older)
     assert "stale candles" in alerts.sent[0][0]
 
+    # A run that died before sending: the next one decides nothing new and sends what is left.
     again = decide_live(stored, "paper", None, FixedModel(), BUYERS, cfg, clock, Alerts())
-    assert (again.candle_times, again.to_send) == ([], [])
+    assert (again.candle_times, again.to_send) == ([], report.to_send)
     clock.advance(hours=3)  # no new candle for three hours: someone should look at ingestion
     quiet = Alerts()
     decide_live(stored, "paper", None, FixedModel(), BUYERS, cfg, clock, quiet)
@@ -95,3 +96,20 @@ def test_replay_when_run_twice_then_orders_fill_at_the_next_open_and_nothing_is_
     assert all(f.price == D(repr(opens[f.filled_at])) for f in btc)  # the next candle's open
     second = replay(stored, exchange, FixedModel(), BUYERS, config(), 10, Alerts())
     assert (second.skipped_existing, second.orders, second.decided.total()) == (20, 0, 0)
+
+
+def test_submit_when_the_order_is_older_than_the_max_age_then_cancelled_not_sent(
+    stored: Ledger, btc_1h: pd.DataFrame
+) -> None:
+    from core.orders import OrderStatus
+    from services.execution import submit_order
+
+    cfg = config(max_candle_age=timedelta(hours=1, minutes=5))
+    clock = FakeClock(close_of_newest(btc_1h).to_pydatetime() + timedelta(minutes=10))
+    report = decide_live(stored, "paper", None, FixedModel(), BUYERS, cfg, clock, Alerts())
+    clock.advance(hours=2)  # the sends were retried, or the run resumed, two hours later
+    exchange = SimulatedBroker(SimulationConfig())
+    for coid in report.to_send:
+        order = submit_order(stored, exchange, coid, clock, max_age=cfg.limits.max_candle_age)
+        assert order.status is OrderStatus.CANCELLED
+    assert exchange.open_orders() == []
