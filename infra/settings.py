@@ -245,8 +245,12 @@ class Settings(BaseSettings):
             return self.mlflow_tracking_uri
         if self.database_url is None:
             return f"sqlite:///{self.var_dir / 'mlflow.db'}"
-        tag = hashlib.sha256(self.database_url.encode()).hexdigest()[:10]
-        return f"sqlite:///{self.var_dir / f'mlflow-{tag}.db'}"
+        return f"sqlite:///{self.var_dir / f'mlflow-{self.ledger_tag}.db'}"
+
+    @property
+    def ledger_tag(self) -> str:
+        """A short name for the ledger a piece of local state belongs to (its URL's hash)."""
+        return hashlib.sha256(self.ledger_url.encode()).hexdigest()[:10]
 
     @property
     def artifacts_dir(self) -> Path:

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from core.errors import FatalError
+from core.errors import FatalError, RetryableError
 from core.models.training import EnsembleClassifier, evaluate
 from core.ports import Promotion, Registered
 
@@ -38,6 +38,14 @@ PIP_REQUIREMENTS = [
 
 class RegistryError(FatalError):
     pass
+
+
+class RegistryUnavailable(RetryableError):
+    """The tracking server did not answer (or answered an error): try again later."""
+
+
+# MLflow's answers meaning "no such model or alias", as opposed to "could not ask".
+_NOT_THERE = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
 
 class NoChampion(RegistryError):
@@ -186,9 +194,11 @@ class ChampionCache:
         try:
             mv = client.get_model_version_by_alias(self.name, CHAMPION)
         except MlflowException as exc:
-            raise NoChampion(
-                f"no '{CHAMPION}' alias on model {self.name!r}: run training first"
-            ) from exc
+            if exc.error_code in _NOT_THERE:
+                raise NoChampion(
+                    f"no '{CHAMPION}' alias on model {self.name!r}: run training first"
+                ) from exc
+            raise RegistryUnavailable(f"model registry did not answer: {exc}") from exc
         with self._lock:
             if self._served is None or self._served.version != str(mv.version):
                 fs = mv.tags.get("feature_set_version", "")

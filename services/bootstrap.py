@@ -7,7 +7,6 @@ that need it, so the API starts without it.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -53,6 +52,13 @@ def ledger(settings: Settings) -> Ledger:
     own balances: its quote balance is the starting cash, and whatever it already held of the
     traded assets is recorded as not ours (never sold, left out of reconciliation)."""
     led = open_ledger(settings.ledger_url)
+    others = [a for a in led.accounts.names() if a != settings.account]
+    if others:  # the breaker, reconciliation and kill switch are the ledger's, not an account's
+        raise ConfigurationError(
+            f"the ledger at {settings.ledger_url} belongs to account {others[0]!r}, not "
+            f"{settings.account!r}: its safety controls would be shared; give this account its "
+            "own ledger (TRADEFLOW_DATABASE_URL)"
+        )
     if settings.broker == "ccxt" and not led.accounts.exists(settings.account):
         cash, holdings = exchange_balances(settings)
         led.accounts.ensure(settings.account, cash, SystemClock().now(), holdings)
@@ -78,15 +84,10 @@ def ledger_unmigrated(settings: Settings) -> Ledger:
     return open_ledger(settings.ledger_url, migrated=False)
 
 
-def ledger_tag(settings: Settings) -> str:
-    """A short name for the ledger a piece of state belongs to (its URL's hash)."""
-    return hashlib.sha256(settings.ledger_url.encode()).hexdigest()[:10]
-
-
 def paper_book_path(settings: Settings) -> Path:
     """The paper exchange's book belongs to one account in one ledger: another ledger URL gets
     another book, so changing only the database never trades against someone else's book."""
-    return settings.var_dir / f"paper-exchange-{settings.account}-{ledger_tag(settings)}.json"
+    return settings.var_dir / f"paper-exchange-{settings.account}-{settings.ledger_tag}.json"
 
 
 def paper_exchange(settings: Settings) -> SimulatedBroker:
@@ -115,9 +116,9 @@ def broker(settings: Settings) -> Broker:
     return paper_exchange(settings)
 
 
-def market_replay(settings: Settings, live_broker: Broker) -> SimulatedExchange | None:
-    """The market a live run must drive itself: the paper exchange fills only on the candles
-    it is shown; a real exchange fills by itself."""
+def paper_market(live_broker: Broker) -> SimulatedExchange | None:
+    """The live broker when it is the paper exchange, which fills only on the candles it is
+    shown (the live run shows it each new one); None for an exchange that fills by itself."""
     return live_broker if isinstance(live_broker, SimulatedBroker) else None
 
 
@@ -273,6 +274,12 @@ def risk_limits(settings: Settings) -> RiskLimits:
         max_candle_age=settings.max_candle_age,
         rules=market_rules(settings),
     )
+
+
+def reconciliation_since(settings: Settings, led: Ledger) -> datetime | None:
+    """A real account's history before the first start is not ours; the paper exchange's
+    replayed fills are dated in the past, so there everything counts."""
+    return led.accounts.opened_at(settings.account) if settings.broker == "ccxt" else None
 
 
 def reconciliation_dust(settings: Settings) -> dict[str, Decimal]:

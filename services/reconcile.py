@@ -7,14 +7,17 @@ It adopts what it can explain and raises what it cannot:
 - an order the ledger thinks is working but the broker no longer knows is marked EXPIRED;
 - a fill the broker reports for one of our orders and the ledger lacks is recorded (once: fill
   ids are unique);
-- then positions and quote cash must agree exactly; a fill for an order we never recorded, or
-  any remaining difference, fails the reconciliation, keeps trading HALTED and alerts.
+- then positions and cash in the quote currency must agree (less what a real account held
+  before the first start, and up to dust no order can move); a fill for an order we never
+  recorded, or any remaining difference, fails the reconciliation, keeps trading HALTED and
+  alerts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from core.clock import Clock
@@ -60,16 +63,20 @@ def reconcile(
     alerts: Notifier,
     quote: str = "USDT",
     dust: Mapping[str, Decimal] | None = None,
+    since: datetime | None = None,
 ) -> ReconciliationReport:
     """`dust`: per symbol, the largest difference tolerated between the ledger's position and
-    the exchange's (amounts below the exchange's minimum, which no order can move)."""
+    the exchange's (amounts below the exchange's minimum, which no order can move). `since`:
+    a real account's trades before the system first started on it are not ours."""
     report = ReconciliationReport()
     # Traded symbols plus any the ledger holds or has orders working in.
     known = {Symbol(s) for s in symbols}
     known |= {o.symbol for o in ledger.orders.open(account)} | set(ledger.fills.positions(account))
-    _orders(ledger, broker, account, clock, report)
-    _adopt_fills(ledger, broker, account, sorted(known), report)
-    _orders(ledger, broker, account, clock, report)  # fills may have completed some
+    # Orders first (one sent but recorded unsent must take its fills), then the fills, then
+    # the broker's final states: a fill is adopted before its order is closed by a cancel.
+    _orders(ledger, broker, account, clock, report, terminal=False)
+    _adopt_fills(ledger, broker, account, sorted(known), since, report)
+    _orders(ledger, broker, account, clock, report, terminal=True)
     _compare_holdings(ledger, broker, account, sorted(known), quote, dust or {}, report)
     _record(ledger, report, clock, alerts)
     return report
@@ -80,13 +87,14 @@ def _adopt_fills(
     broker: Broker,
     account: str,
     symbols: list[Symbol],
+    since: datetime | None,
     report: ReconciliationReport,
 ) -> None:
     """Fills the broker reports for our orders and the ledger lacks are recorded, once."""
     recorded = {f.fill_id for f in ledger.fills.history(account)}
     for symbol in symbols:
-        for fill in broker.fills(symbol):
-            if fill.fill_id in recorded:
+        for fill in broker.fills(symbol, since):
+            if fill.fill_id in recorded or (since is not None and fill.filled_at < since):
                 continue
             if ledger.orders.get(fill.client_order_id) is None:
                 report.unexplained.append(
@@ -155,7 +163,12 @@ def _record(ledger: Ledger, report: ReconciliationReport, clock: Clock, alerts: 
 
 
 def _orders(
-    ledger: Ledger, broker: Broker, account: str, clock: Clock, report: ReconciliationReport
+    ledger: Ledger,
+    broker: Broker,
+    account: str,
+    clock: Clock,
+    report: ReconciliationReport,
+    terminal: bool,
 ) -> None:
     for order in ledger.orders.open(account):
         seen = broker.get_order(order.client_order_id, order.symbol)
@@ -168,11 +181,11 @@ def _orders(
                     error="unknown to the broker at reconciliation",
                 )
                 report.orders_unknown_to_broker.append(order.client_order_id)
-            continue  # NEW and unknown: never sent; the submit task will send it
+            continue  # NEW and unknown: never sent; the next decide run sends or cancels it
         if order.status is OrderStatus.NEW:
             order = ledger.orders.transition(order.client_order_id, OrderEvent.SUBMIT, clock.now())
             report.orders_found_sent.append(order.client_order_id)
-        if order.status is OrderStatus.SUBMITTED or seen.status.is_terminal:
+        if order.status is OrderStatus.SUBMITTED or (terminal and seen.status.is_terminal):
             updated = follow_broker(ledger, order, seen, clock)
             if updated.status is not order.status:
                 report.orders_updated.append(order.client_order_id)

@@ -59,7 +59,8 @@ def summarise(
         out.orders_by_status[order.status.value] += 1
     fills = ledger.fills.history(account)
     out.fills = len(fills)
-    out.fees = sum((f.fee for f in fills), Decimal(0))
+    # Fees in the quote currency; one taken in the base asset counts at its fill's price.
+    out.fees = sum((f.quote_fee + f.base_fee * f.price for f in fills), Decimal(0))
     for symbol, pos in sorted(ledger.fills.positions(account).items()):
         price = ledger.candles.last_close(exchange, symbol, timeframe) or pos.avg_price
         out.positions.append(

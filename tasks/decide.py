@@ -38,7 +38,7 @@ def decide_new_candles(model: Model) -> LiveReport:
     return decide_live(
         bootstrap.ledger(settings),
         broker.name,
-        bootstrap.market_replay(settings, broker),
+        bootstrap.paper_market(broker),
         model,
         bootstrap.agents(settings),
         bootstrap.decision_config(settings),

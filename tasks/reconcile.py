@@ -28,4 +28,5 @@ def reconcile_with_broker(after_start: bool = False, replay: bool = False) -> Re
         bootstrap.alerts(settings),
         quote=settings.quote_currency,
         dust=bootstrap.reconciliation_dust(settings),
+        since=bootstrap.reconciliation_since(settings, ledger),
     )

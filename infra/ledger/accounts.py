@@ -34,7 +34,11 @@ class Accounts:
         with self._sessions.write() as s:
             insert = insert_for(s)
             stmt = insert(AccountRow).values(
-                account=account, starting_cash=starting_cash, cash=starting_cash, updated_at=now
+                account=account,
+                starting_cash=starting_cash,
+                cash=starting_cash,
+                updated_at=now,
+                opened_at=now,
             )
             created = bool(s.execute(
                 stmt.on_conflict_do_nothing(index_elements=["account"]).returning(AccountRow.account)
@@ -50,6 +54,15 @@ class Accounts:
     def exists(self, account: str) -> bool:
         with self._sessions.read() as s:
             return s.get(AccountRow, account) is not None
+
+    def opened_at(self, account: str) -> datetime | None:
+        """When the system first started on this account: what the exchange did before is
+        not ours to reconcile."""
+        return self._row(account).opened_at
+
+    def names(self) -> list[str]:
+        with self._sessions.read() as s:
+            return list(s.scalars(select(AccountRow.account).order_by(AccountRow.account)))
 
     def holdings(self, account: str) -> dict[str, Decimal]:
         """What the exchange account held when the system first started on it, per asset."""

@@ -119,6 +119,8 @@ class AccountRow(Base):
     starting_cash: Mapped[Decimal] = mapped_column(ExactDecimal)
     cash: Mapped[Decimal] = mapped_column(ExactDecimal)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When the system first started on this account (NULL for accounts older than the column).
+    opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class DecisionRow(Base):

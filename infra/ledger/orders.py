@@ -31,7 +31,7 @@ class Orders:
         self._sessions = sessions
 
     # -- decisions -------------------------------------------------------------------------
-    def has_decision(self, decision_id: DecisionId) -> bool:
+    def _has_decision(self, decision_id: DecisionId) -> bool:
         with self._sessions.read() as s:
             return s.get(DecisionRow, decision_id) is not None
 
@@ -47,7 +47,7 @@ class Orders:
                 if decision.order is not None:
                     s.add(order_row(decision.order, decision.input.account, broker))
         except IntegrityError:
-            if self.has_decision(decision.decision_id):
+            if self._has_decision(decision.decision_id):
                 return False
             raise
         return True
@@ -105,14 +105,6 @@ class Orders:
             q = q.where(OrderRow.symbol == symbol)
         with self._sessions.read() as s:
             return [order_of(r) for r in s.scalars(q.order_by(OrderRow.created_at))]
-
-    def insert(self, order: Order, account: str, broker: str) -> bool:
-        """Record an order the safety layer places itself; False if that id is stored already."""
-        with self._sessions.write() as s:
-            if s.get(OrderRow, order.client_order_id) is not None:
-                return False
-            s.add(order_row(order, account, broker))
-        return True
 
     def insert_many(self, orders: Sequence[Order], account: str, broker: str) -> set[str]:
         """Record orders the safety layer places itself, in one transaction; returns the ids

@@ -180,16 +180,6 @@ class SafetyRequests:
         with self._sessions.read() as s:
             return self._count(s, _client_key(client), since)
 
-    def refusals_since(self, since: datetime) -> int:
-        """Every refused request since `since`, whoever sent it."""
-        with self._sessions.read() as s:
-            total = s.scalar(
-                select(func.sum(RefusalCountRow.refusals)).where(
-                    RefusalCountRow.window_start >= bucket_of(since)
-                )
-            )
-        return int(total or 0)
-
     def recent(self, limit: int = 20, accepted: bool | None = None) -> list[SafetyRequest]:
         """The newest requests answered, newest first (only accepted ones if `accepted`)."""
         q = select(KillSwitchEventRow)

@@ -51,7 +51,10 @@ def env(app_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type:
     return app_settings()
 
 
-def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consistent(env) -> None:  # type: ignore[no-untyped-def]
+def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consistent(
+    env,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
     from flows.pipeline import pipeline
 
     report = pipeline()
@@ -68,7 +71,7 @@ def test_pipeline_when_run_on_real_candles_then_ledger_and_registry_are_consiste
     assert again.decisions.orders == 0
     assert len(ledger.orders.find(env.account)) == len(orders)
     assert report.training.registered.version != again.training.registered.version
-    check_live_candle(env, ledger)
+    check_live_candle(env, ledger, monkeypatch)
 
 
 def check_model(env, report) -> None:  # type: ignore[no-untyped-def]
@@ -117,9 +120,11 @@ def check_fills(env, ledger, orders) -> None:  # type: ignore[no-untyped-def]
     assert ledger.accounts.cash(env.account) == env.starting_cash - spent
 
 
-def check_live_candle(env, ledger) -> None:  # type: ignore[no-untyped-def]
+def check_live_candle(env, ledger, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """One new candle closes; the hourly trade flow ingests it and decides just that one (a
-    2024 candle, stale by now: decided and recorded, denied STALE_CANDLE, nothing sent)."""
+    2024 candle, stale by now: decided and recorded, denied STALE_CANDLE, nothing sent). An
+    extra timeframe whose file is missing fails the run, after the decisions."""
+    from flows.ingest import IngestFailed
     from flows.trade import trade
 
     write_real_candles(Path(env.data_dir), FIRST_ROWS + 1)
@@ -127,15 +132,17 @@ def check_live_candle(env, ledger) -> None:  # type: ignore[no-untyped-def]
     # A live order book for BTC was stored at the new candle's close (ccxt's recorded one).
     book = recorded_book(new_open.to_pydatetime() + timedelta(hours=1))
     assert ledger.microstructure.record_order_book(book)
+    monkeypatch.setenv("TRADEFLOW_EXTRA_TIMEFRAMES", "4h")  # no 4h files: that ingest fails
+    bootstrap.get_settings.cache_clear()
     started = datetime.now(tz=UTC)
-    live = trade()
+    with pytest.raises(IngestFailed, match="BTC/USDT 4h"):
+        trade()
     assert ledger.candles.count("binance", "BTC/USDT", "1h") == FIRST_ROWS + 1
-    assert live.decided.total() == len(env.symbols)
-    assert (live.stale, live.to_send) == ([live.candle_times[0]], [])
     newest = ledger.orders.decisions(env.account)[-len(env.symbols) :]
+    assert {d.candle_time for d in newest} == {new_open.to_pydatetime()}
     acted = [d for d in newest if d.action != "HOLD"]
     assert all(d.denials[0].code is DenialCode.STALE_CANDLE for d in acted)
-    assert {d.candle_time for d in newest} == {new_open.to_pydatetime()}
+    assert ledger.orders.find(env.account, status=OrderStatus.NEW) == []  # nothing to send
     assert all(d.decided_at >= started for d in newest)  # wall clock, not the replay clock
     by_symbol = {d.symbol: d for d in newest}
     assert set(by_symbol["BTC/USDT"].order_book_features or {}) == set(BOOK_FEATURE_NAMES)

@@ -47,3 +47,11 @@ def test_broker_when_ccxt_with_keys_then_authenticated_exchange(tmp_path: Path) 
     broker = bootstrap.broker(settings)
     assert isinstance(broker, CcxtBroker)
     assert (broker.exchange.apiKey, broker.exchange.secret, broker.name) == ("k", "s", "binance")
+
+
+def test_ledger_when_it_holds_another_account_then_refused_naming_both(tmp_path: Path) -> None:
+    bootstrap.forget()
+    bootstrap.ledger(Settings(var_dir=tmp_path, account="paper"))
+    with pytest.raises(ConfigurationError, match="belongs to account 'paper', not 'live'"):
+        bootstrap.ledger(Settings(var_dir=tmp_path, account="live"))
+    bootstrap.forget()

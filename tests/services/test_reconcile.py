@@ -125,3 +125,24 @@ def test_reconcile_when_the_quote_currency_is_not_usdt_then_cash_compared_in_it(
     ledger.accounts.ensure(ACCOUNT, Decimal(3), T0)  # the ledger thinks it had 3 BTC
     report = reconcile(ledger, btc_quoted, ACCOUNT, ["ETH/BTC"], CLOCK, Alerts(), quote="BTC")
     assert report.unexplained == ["cash BTC: ledger 3, broker 2"]
+
+
+def test_reconcile_when_an_order_was_partly_filled_then_cancelled_unseen_then_both_adopted(
+    ledger: Ledger,
+) -> None:
+    """The fill is adopted before the order follows the exchange to CANCELLED (the other way
+    round the fill would meet a closed order and reconciliation could never pass)."""
+    thin = SimulatedBroker(
+        SimulationConfig(starting_cash=Decimal(10000), liquidity=Decimal("0.0005"))
+    )
+    ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
+    coid = record_order(ledger, "BTC/USDT", 1)
+    submit_order(ledger, thin, coid, CLOCK)
+    thin.on_candle(BTC, bar(2))  # 0.5 of 1 fills (0.0005 x volume 1000), unseen by the ledger
+    thin.cancel(coid, BTC)  # then the rest is cancelled, unseen too
+    report = run(ledger, thin)
+    assert report.passed, report.unexplained
+    assert report.adopted_fills == [f"{coid}-1"]
+    order = ledger.orders.get(coid)
+    assert order is not None
+    assert (order.status, order.filled_quantity) == (OrderStatus.CANCELLED, Decimal("0.5"))

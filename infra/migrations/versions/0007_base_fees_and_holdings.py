@@ -1,4 +1,5 @@
-"""fees taken in the base asset; holdings an exchange account had before the first start
+"""fees taken in the base asset; holdings an exchange account had before the first start, and
+when that was
 
 Revision ID: 0007
 Revises: 0006
@@ -21,6 +22,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("fee_in_base", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("opened_at", infra.ledger.types.UtcDateTime(timezone=True), nullable=True)
+        )
     op.create_table(
         "account_holdings",
         sa.Column("account", sa.String(length=64), nullable=False),
@@ -33,5 +38,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("account_holdings")
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_column("opened_at")
     with op.batch_alter_table("fills", schema=None) as batch_op:
         batch_op.drop_column("fee_in_base")
