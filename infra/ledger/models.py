@@ -264,3 +264,13 @@ class RefusalCountRow(Base):
     client: Mapped[str] = mapped_column(String(128), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True, index=True)
     refusals: Mapped[int] = mapped_column(Integer)
+
+
+class RefusalTotalRow(Base):
+    """Refused safety requests from everyone, per 10-second bucket ("10s") and per hour ("1h"):
+    what the status shows, read from at most a few hundred rows however many clients flood."""
+
+    __tablename__ = "safety_refusal_totals"
+    granularity: Mapped[str] = mapped_column(String(4), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    refusals: Mapped[int] = mapped_column(Integer)

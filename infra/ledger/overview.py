@@ -23,22 +23,24 @@ from core.risk.state import Control
 from infra.ledger.models import (
     DecisionRow,
     KillSwitchEventRow,
-    RefusalCountRow,
+    RefusalTotalRow,
     SafetyEventRow,
     SafetyStateRow,
 )
-from infra.ledger.requests import bucket_of
+from infra.ledger.requests import bucket_of, hour_of
 from infra.ledger.safety import flags_of
 from infra.ledger.sessions import Sessions
 
 _S = SafetyStateRow
 _CONTROLS = select(_S.control, _S.active, _S.reason, _S.changed_at, _S.until)
-_R = RefusalCountRow
+_T = RefusalTotalRow
 _REFUSALS = select(
-    func.sum(case((_R.window_start >= bindparam("minute"), _R.refusals), else_=0)),
-    func.sum(case((_R.window_start >= bindparam("hour"), _R.refusals), else_=0)),
-    func.sum(_R.refusals),
-).where(_R.window_start >= bindparam("day"))
+    func.sum(case((_T.window_start >= bindparam("minute"), _T.refusals), else_=0)),
+    func.sum(_T.refusals),
+).where(_T.granularity == "10s", _T.window_start >= bindparam("hour"))
+_REFUSALS_DAY = select(func.sum(_T.refusals)).where(
+    _T.granularity == "1h", _T.window_start >= bindparam("day")
+)
 _E = SafetyEventRow
 _STEPS = (
     select(_E.at, _E.control, _E.step, _E.detail)
@@ -93,13 +95,15 @@ class Overview:
 
 
 def _refusals(c: Connection, now: datetime) -> tuple[int, int, int]:
+    """Last minute and hour from the 10-second totals (at most 360 rows), the last day from
+    the hourly ones (25 rows; the first hour may reach a little further back)."""
     windows = {
         "minute": bucket_of(now - timedelta(minutes=1)),
         "hour": bucket_of(now - timedelta(hours=1)),
-        "day": bucket_of(now - timedelta(days=1)),
     }
-    row = c.execute(_REFUSALS, windows).one()
-    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+    minute, hour = c.execute(_REFUSALS, windows).one()
+    day = c.execute(_REFUSALS_DAY, {"day": hour_of(now - timedelta(days=1))}).scalar()
+    return int(minute or 0), int(hour or 0), int(day or 0)
 
 
 def _kill_switch(row: Sequence[Any] | None) -> KillSwitchState:

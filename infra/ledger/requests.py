@@ -21,6 +21,7 @@ from infra.ledger.dialect import insert_for
 from infra.ledger.models import (
     KillSwitchEventRow,
     RefusalCountRow,
+    RefusalTotalRow,
     SafetyEventRow,
     SafetyStateRow,
     UsedSignatureRow,
@@ -35,6 +36,25 @@ CLIENT_CHARS = 128  # the column's width: longer client names are cut, never ref
 def bucket_of(at: datetime) -> datetime:
     seconds = int(at.timestamp()) // BUCKET_S * BUCKET_S
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def hour_of(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _bump_totals(s: Session, now: datetime) -> None:
+    """Everyone's refusals, counted per 10 seconds and per hour, beside the per-client ones."""
+    insert = insert_for(s)
+    for granularity, start in (("10s", bucket_of(now)), ("1h", hour_of(now))):
+        stmt = insert(RefusalTotalRow).values(
+            granularity=granularity, window_start=start, refusals=1
+        )
+        s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["granularity", "window_start"],
+                set_={"refusals": RefusalTotalRow.refusals + 1},
+            )
+        )
 
 
 def _client_key(client: str | None) -> str:
@@ -163,6 +183,7 @@ class SafetyRequests:
                     set_={"refusals": RefusalCountRow.refusals + 1},
                 )
             )
+            _bump_totals(s, now)
             if recent < detail_budget:
                 s.add(_attempt(now, action, reason, client, request_timestamp, rejection))
         return recent
@@ -202,4 +223,5 @@ class SafetyRequests:
                 )
             ).rowcount
             s.execute(delete(RefusalCountRow).where(RefusalCountRow.window_start < before))
+            s.execute(delete(RefusalTotalRow).where(RefusalTotalRow.window_start < before))
         return gone or 0
