@@ -48,23 +48,37 @@ __all__ = ["Settings", "get_settings"]
 
 
 def ledger(settings: Settings) -> Ledger:
-    """The migrated ledger with this account in it. A real exchange account starts from its
-    own balances: its quote balance is the starting cash, and whatever it already held of the
-    traded assets is recorded as not ours (never sold, left out of reconciliation)."""
+    """The migrated ledger with this account in it (checked and opened once per process)."""
     led = open_ledger(settings.ledger_url)
-    others = [a for a in led.accounts.names() if a != settings.account]
+    if (settings.ledger_url, settings.account) not in _OPENED:
+        _open_account(settings, led)
+        _OPENED.add((settings.ledger_url, settings.account))
+    return led
+
+
+_OPENED: set[tuple[str, str]] = set()  # (ledger URL, account) already checked by this process
+
+
+def _open_account(settings: Settings, led: Ledger) -> None:
+    """Refuse a ledger that belongs to another account, else create this one on its first
+    start. A real exchange account starts from its own balances: its quote balance is the
+    starting cash, and whatever it already held of the traded assets is recorded as not ours
+    (never sold, left out of reconciliation)."""
+    names = led.accounts.names()
+    others = [a for a in names if a != settings.account]
     if others:  # the breaker, reconciliation and kill switch are the ledger's, not an account's
         raise ConfigurationError(
             f"the ledger at {settings.ledger_url} belongs to account {others[0]!r}, not "
             f"{settings.account!r}: its safety controls would be shared; give this account its "
             "own ledger (TRADEFLOW_DATABASE_URL)"
         )
-    if settings.broker == "ccxt" and not led.accounts.exists(settings.account):
+    if settings.account in names:
+        return
+    if settings.broker == "ccxt":
         cash, holdings = exchange_balances(settings)
         led.accounts.ensure(settings.account, cash, SystemClock().now(), holdings)
     else:
         led.accounts.ensure(settings.account, settings.starting_cash, SystemClock().now())
-    return led
 
 
 def exchange_balances(settings: Settings) -> tuple[Decimal, dict[str, Decimal]]:
@@ -335,4 +349,5 @@ def forget() -> None:
     """Drop every per-process cache (settings, ledgers, brokers, models): tests use it."""
     for cache in (get_settings, _dummy_broker, _champion_cache, _exchange_rules):
         cache.cache_clear()
+    _OPENED.clear()
     forget_ledgers()

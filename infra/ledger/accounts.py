@@ -51,10 +51,6 @@ class Accounts:
                 s.execute(insert(HoldingRow).values(rows))
         return created
 
-    def exists(self, account: str) -> bool:
-        with self._sessions.read() as s:
-            return s.get(AccountRow, account) is not None
-
     def opened_at(self, account: str) -> datetime | None:
         """When the system first started on this account: what the exchange did before is
         not ours to reconcile."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 from functools import lru_cache
 
-from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.ledger.accounts import Accounts
@@ -26,7 +25,7 @@ from infra.ledger.sessions import Sessions, translate
 
 class Ledger:
     def __init__(self, sessions: Sessions) -> None:
-        self._sessions = sessions
+        self._sessions = sessions  # raw sessions, for tests of the schema's own constraints
         self.candles = Candles(sessions)
         self.accounts = Accounts(sessions)
         self.orders = Orders(sessions)
@@ -35,10 +34,6 @@ class Ledger:
         self.requests = SafetyRequests(sessions)
         self.microstructure = Microstructure(sessions)
         self.overview = Overview(sessions)
-
-    def ping(self) -> None:
-        with self._sessions.read() as s:
-            s.execute(select(1))
 
 
 _MIGRATING = threading.Lock()
@@ -50,7 +45,7 @@ def _migrated(url: str) -> Ledger:
         migrate(url)
     except (OperationalError, InterfaceError) as exc:  # unreachable (retry) or unusable (not)
         raise translate(exc) from exc
-    return Ledger(Sessions(session_factory(url)))
+    return _unmigrated(url)  # one Ledger (one engine, one pool) per URL, migrated or not
 
 
 def open_ledger(url: str, *, migrated: bool = True) -> Ledger:

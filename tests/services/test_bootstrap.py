@@ -55,3 +55,18 @@ def test_ledger_when_it_holds_another_account_then_refused_naming_both(tmp_path:
     with pytest.raises(ConfigurationError, match="belongs to account 'paper', not 'live'"):
         bootstrap.ledger(Settings(var_dir=tmp_path, account="live"))
     bootstrap.forget()
+
+
+def test_ledger_when_asked_again_in_the_same_process_then_the_account_is_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bootstrap.forget()
+    settings = Settings(var_dir=tmp_path, account="paper")
+    led = bootstrap.ledger(settings)
+
+    def read_again() -> list[str]:
+        raise AssertionError("the account was checked again")
+
+    monkeypatch.setattr(led.accounts, "names", read_again)
+    assert bootstrap.ledger(settings) is led  # every task asks; one check per process
+    bootstrap.forget()

@@ -101,7 +101,8 @@ def test_first_start_when_live_then_cash_from_the_exchange_and_earlier_holdings_
     assert ledger.accounts.holdings("paper") == {"LTC": D("0.919741"), "ETH": D("0.02229833")}
     report = check(ledger, broker)
     assert (report.passed, report.unexplained) == (True, [])
-    # A second start keeps the account as it was.
+    # A second start (a new process) keeps the account as it was.
+    bootstrap.forget()
     exchange(monkeypatch, fetchBalance=balance("5.00000000"))
     assert bootstrap.ledger(live).accounts.starting_cash("paper") == D("1000.5")
 
