@@ -257,6 +257,8 @@ class OrderStore(Protocol):
 
     def cancel_unsent(self, client_order_id: ClientOrderId, now: datetime, error: str) -> bool: ...
 
+    def mark_submitted(self, client_order_id: ClientOrderId, now: datetime) -> Order | None: ...
+
     def transition(
         self,
         client_order_id: ClientOrderId,

@@ -68,7 +68,9 @@ def submit_order(
             return ledger.orders.transition(
                 client_order_id, OrderEvent.REJECT, clock.now(), error=str(exc)
             )
-    submitted = ledger.orders.transition(client_order_id, OrderEvent.SUBMIT, clock.now())
+    submitted = ledger.orders.mark_submitted(client_order_id, clock.now())
+    if submitted is None:  # the kill switch found it at the exchange first and cancels it
+        return ledger.orders.get(client_order_id) or order
     return _cancel_if_halted(ledger, broker, follow_broker(ledger, submitted, placed, clock), clock)
 
 

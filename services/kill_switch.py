@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 
 from core.clock import Clock
 from core.errors import ExchangeError, FatalError
@@ -36,6 +37,7 @@ from core.types import Side
 from services.execution import event_to_follow, follow_broker, submit_order
 
 ZERO = Decimal(0)
+FILLED = OrderStatus.FILLED  # a cancel the exchange answers with a fill cancelled nothing
 
 
 class KillSwitchNotActive(FatalError):
@@ -107,36 +109,44 @@ def cancel_open_orders(
     orders = [o for o in ledger.orders.open(account) if o.origin is not OrderOrigin.KILL_SWITCH]
     working: list[Order] = []
     for order in orders:
-        if order.status is OrderStatus.NEW:  # never sent, or its sending is in doubt
-            try:
-                sent = _settle_unsent(ledger, broker, order, clock)
-            except ExchangeError as exc:
-                report.cancel_failed.append(f"{order.client_order_id}: {exc}")
-                continue
-            if sent is None:
-                done = ledger.orders.get(order.client_order_id)
-                unsent = done is not None and done.status is OrderStatus.CANCELLED
-                (report.cancelled if unsent else report.in_flight).append(order.client_order_id)
-                continue
-            order = sent
-        working.append(order)
+        if order.status is not OrderStatus.NEW:
+            working.append(order)
+            continue
+        try:  # never sent, or its sending is in doubt
+            settled = _settle_unsent(ledger, broker, order, clock)
+        except ExchangeError as exc:
+            report.cancel_failed.append(f"{order.client_order_id}: {exc}")
+            continue
+        if settled is _Unsent.CANCELLED:
+            report.cancelled.append(order.client_order_id)
+        elif settled is _Unsent.IN_FLIGHT:
+            report.in_flight.append(order.client_order_id)
+        elif isinstance(settled, Order):  # working at the exchange: cancel it there
+            working.append(settled)
     _cancel_working(ledger, broker, working, clock, report)
 
 
-def _settle_unsent(ledger: Ledger, broker: Broker, order: Order, clock: Clock) -> Order | None:
-    """An order no sender has claimed is cancelled in the ledger (None). One a sender claimed
-    is looked up: if the broker holds it, it is marked sent and returned, to be cancelled
-    there; if not, it is in flight or its sender died, and the sender (or the next run, which
-    sees the halt before sending) cancels it."""
+class _Unsent(Enum):
+    CANCELLED = "cancelled"  # no sender had claimed it: cancelled in the ledger
+    IN_FLIGHT = "in_flight"  # claimed, not at the exchange yet: its sender cancels it there
+    DONE = "done"  # at the exchange and done there already (filled, say): nothing to cancel
+
+
+def _settle_unsent(ledger: Ledger, broker: Broker, order: Order, clock: Clock) -> Order | _Unsent:
+    """An order no sender has claimed is cancelled in the ledger. One a sender claimed is
+    looked up: if the broker holds it, it is recorded as sent (unless its sender just did)
+    and, while it works there, returned to be cancelled there; if not, it is in flight or its
+    sender died, and the sender (or the next run, which sees the halt before sending) cancels
+    it."""
     coid = order.client_order_id
     if ledger.orders.cancel_unsent(coid, clock.now(), "cancelled by the kill switch, unsent"):
-        return None
+        return _Unsent.CANCELLED
     seen = broker.get_order(coid, order.symbol)
     if seen is None:
-        return None
-    order = ledger.orders.transition(order.client_order_id, OrderEvent.SUBMIT, clock.now())
-    order = follow_broker(ledger, order, seen, clock)
-    return None if order.status.is_terminal else order
+        return _Unsent.IN_FLIGHT
+    sent = ledger.orders.mark_submitted(coid, clock.now()) or ledger.orders.get(coid) or order
+    followed = follow_broker(ledger, sent, seen, clock)
+    return followed if seen.status.is_open else _Unsent.DONE
 
 
 def _cancel_working(
@@ -160,7 +170,7 @@ def _cancel_working(
         if (event := event_to_follow(order.status, seen)) is not None
     ]
     ledger.orders.apply(changes, clock.now())
-    report.cancelled += [order.client_order_id for order, _ in answers]
+    report.cancelled += [o.client_order_id for o, seen in answers if seen.status is not FILLED]
 
 
 def close_all_positions(

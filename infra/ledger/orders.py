@@ -177,6 +177,19 @@ class Orders:
             ).rowcount
         return bool(cancelled)
 
+    def mark_submitted(self, client_order_id: ClientOrderId, now: datetime) -> Order | None:
+        """Record that a claimed order reached the exchange, if nobody has yet: its sender and
+        the kill switch (finding it there first) may both try; the second gets None."""
+        with self._sessions.write() as s:
+            row = s.get(OrderRow, client_order_id, with_for_update=True)
+            if row is None:
+                raise UnknownOrder(f"no order {client_order_id} in the ledger")
+            if row.status != OrderStatus.NEW.value:
+                return None
+            order = order_of(row).apply(OrderEvent.SUBMIT)
+            row.status, row.updated_at = order.status.value, now
+            return order
+
     def transition(
         self,
         client_order_id: ClientOrderId,

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from core.candles.bar import Bar
 from core.clock import FakeClock
 from core.orders import OrderOrigin, OrderStatus
 from core.risk.state import Control
@@ -172,3 +173,69 @@ def test_kill_switch_when_it_lands_while_an_order_is_in_flight_then_cancelled_at
     assert order.status is OrderStatus.CANCELLED  # cancelled there the moment it arrived
     assert exchange.get_order(coid, Symbol("BTC/USDT")).status is OrderStatus.CANCELLED  # type: ignore[union-attr]
     assert exchange.open_orders() == []
+
+
+class _KilledOnArrival(SimulatedBroker):
+    """An exchange that takes an order (and fills it at once when `fills`), while the kill
+    switch lands between the sender's claim and the sender hearing back."""
+
+    def __init__(self, ledger: Ledger, fills: bool) -> None:
+        super().__init__(SimulationConfig(starting_cash=Decimal(100_000)))
+        self.ledger, self.fills_at_once, self.report = ledger, fills, None
+
+    def place(self, order):  # type: ignore[no-untyped-def]
+        placed = super().place(order)
+        if self.report is None and order.origin is not OrderOrigin.KILL_SWITCH:
+            if self.fills_at_once:
+                p = Decimal(100)
+                self.on_candle(
+                    order.symbol, Bar(order.market_time + timedelta(hours=1), p, p, p, p, p)
+                )
+            when = T0 + timedelta(hours=1)
+            self.ledger.requests.set_kill_switch(True, "race", "s" * 64, when, None, 1)
+            self.report = engage(self.ledger, self, ACCOUNT, FakeClock(when), Alerts())
+        return placed
+
+
+@pytest.mark.parametrize(
+    ("fills", "status", "cancelled"),
+    [(False, OrderStatus.CANCELLED, True), (True, OrderStatus.SUBMITTED, False)],
+)
+def test_kill_switch_when_it_finds_a_claimed_order_at_the_exchange_then_it_takes_it_over(
+    ledger: Ledger, fills: bool, status: OrderStatus, cancelled: bool
+) -> None:
+    ledger.accounts.ensure(ACCOUNT, Decimal(100_000), T0)
+    coid = record_order(ledger, "BTC/USDT", 0)
+    exchange = _KilledOnArrival(ledger, fills)
+    order = submit_order(ledger, exchange, coid, FakeClock(T0 + timedelta(hours=1)))
+    assert exchange.report is not None
+    # Working there: cancelled there; filled there: nothing to cancel. Never "in flight".
+    report = exchange.report
+    assert (report.cancelled, report.in_flight, report.failures) == (
+        [coid] if cancelled else [], [], []
+    )  # fmt: skip
+    # The sender hears back after the kill switch recorded the order as sent: it leaves it
+    # as the kill switch left it (a filled one waits for its fill to be recorded).
+    assert order.status is status
+    assert ledger.orders.get(coid).status is status  # type: ignore[union-attr]
+
+
+def test_kill_switch_when_the_sender_records_the_send_first_then_it_cancels_at_the_exchange(
+    ledger: Ledger, broker: SimulatedBroker
+) -> None:
+    ledger.accounts.ensure(ACCOUNT, Decimal(100_000), T0)
+    coid = record_order(ledger, "BTC/USDT", 0)
+    clock = FakeClock(T0 + timedelta(hours=1))
+    assert ledger.orders.claim_for_sending(coid, clock.now())
+    broker.place(ledger.orders.get(coid))  # type: ignore[arg-type]
+    looked_up = broker.get_order
+
+    def sender_answered_meanwhile(client_order_id, symbol):  # type: ignore[no-untyped-def]
+        ledger.orders.mark_submitted(client_order_id, clock.now())  # the sender's record
+        return looked_up(client_order_id, symbol)
+
+    broker.get_order = sender_answered_meanwhile  # type: ignore[method-assign]
+    activate(ledger)
+    report = engage(ledger, broker, ACCOUNT, clock, Alerts())
+    assert (report.cancelled, report.failures) == ([coid], [])
+    assert ledger.orders.get(coid).status is OrderStatus.CANCELLED  # type: ignore[union-attr]
