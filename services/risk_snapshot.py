@@ -66,12 +66,11 @@ class RiskSnapshots:
         cash = self.ledger.accounts.starting_cash(self.account)
         for fill in fills:
             cash = cash_after(cash, fill)
-        held = {s: p.quantity for s, p in replay_fills(fills).items() if p.quantity}
+        held = {s: p for s, p in replay_fills(fills).items() if p.quantity}
         before = moment - timeframe_delta(self.timeframe)
         prices = {
             s: self.ledger.candles.last_close(self.exchange, s, self.timeframe, until=before)
             or position.avg_price
-            for s, position in replay_fills(fills).items()
-            if position.quantity
+            for s, position in held.items()
         }
-        return equity(cash, held, prices)
+        return equity(cash, {s: p.quantity for s, p in held.items()}, prices)

@@ -56,6 +56,10 @@ class RiskLimits:
     def rules_for(self, symbol: str) -> MarketRules:
         return self.rules.get(symbol, MarketRules())
 
+    def too_old(self, age: timedelta) -> bool:
+        """Whether a candle that closed `age` ago is too old to trade on."""
+        return self.max_candle_age is not None and age > self.max_candle_age
+
 
 @dataclass(frozen=True, slots=True)
 class ProposedOrder:
@@ -221,7 +225,7 @@ def check_trading_state(
 
 
 def check_freshness(order: ProposedOrder, state: RiskState, limits: RiskLimits) -> Denial | None:
-    if limits.max_candle_age is not None and state.candle_age > limits.max_candle_age:
+    if limits.too_old(state.candle_age):
         return Denial(
             DenialCode.STALE_CANDLE,
             f"decided {state.candle_age} after the candle closed, max {limits.max_candle_age}",

@@ -45,7 +45,7 @@ def decide_live(
     loop = DecisionLoop(ledger, agents, cfg, alerts)
     already = loop.already_decided(batch)
     report = LiveReport(broker=broker_name)
-    step, limit = timeframe_delta(cfg.timeframe), cfg.limits.max_candle_age
+    step = timeframe_delta(cfg.timeframe)
     for t in batch.times:
         if market is not None:
             report.fills += settle_all(ledger, market, batch, t, cfg)
@@ -57,7 +57,7 @@ def decide_live(
             report.orders += decision.order is not None
         opened = t.to_pydatetime()
         report.candle_times.append(opened)
-        if limit is not None and now - (opened + step) > limit:
+        if cfg.limits.too_old(now - (opened + step)):
             report.stale.append(opened)  # the gate denied any order on it (STALE_CANDLE)
     # Every order recorded and not yet sent: this run's, and any an earlier run left unsent.
     report.to_send = unsent_orders(ledger, cfg.account)
@@ -92,7 +92,7 @@ def _alert_if_stale(
             "decided; recorded with STALE_CANDLE, nothing traded",
         )
     newest = report.newest_close
-    if newest is not None and now - newest > limit:
+    if newest is not None and cfg.limits.too_old(now - newest):
         alerts.send(
             "tradeflow has no fresh candle",
             f"the newest stored {cfg.timeframe} candle closed at {newest:%F %H:%M} UTC, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 
 import pandas as pd
 
@@ -39,6 +40,7 @@ def decide_at(
     order is counted as open before the next symbol is decided, as the ledger would."""
     close = t.to_pydatetime() + timeframe_delta(cfg.timeframe)
     state = replace(state, candle_age=now - close)
+    prices = batch.prices_at(t)
     decisions: list[Decision] = []
     skipped = 0
     for symbol in cfg.symbols:
@@ -50,7 +52,7 @@ def decide_at(
         if features is None:
             continue
         decision = decide(
-            _input(batch, cfg, Symbol(symbol), t, features),
+            _input(batch, cfg, Symbol(symbol), t, prices[Symbol(symbol)], features),
             agents,
             cfg.consensus,
             cfg.sizing,
@@ -70,6 +72,7 @@ def _input(
     cfg: DecisionConfig,
     symbol: Symbol,
     t: pd.Timestamp,
+    price: Decimal,
     features: dict[str, float],
 ) -> DecisionInput:
     return DecisionInput(
@@ -77,7 +80,7 @@ def _input(
         symbol=symbol,
         timeframe=cfg.timeframe,
         candle_time=t.to_pydatetime(),
-        price=batch.prices_at(t)[symbol],
+        price=price,
         features=features,
         model_probability=batch.probability(symbol, t),
         model_name=batch.model_name,

@@ -4,6 +4,7 @@ hypothesis property over order sequences with arbitrary (partial, late or missin
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -162,6 +163,16 @@ def test_evaluate_when_limit_price_far_from_last_then_price_sanity_denies() -> N
 
 def test_evaluate_when_no_last_price_then_denied() -> None:
     assert "NO_LAST_PRICE" in reasons(buy("1"), state(prices={}))
+
+
+@pytest.mark.parametrize(("minutes", "stale"), [(None, False), (90, True), (91, False)])
+def test_evaluate_when_the_candle_closed_longer_ago_than_allowed_then_stale_denied(
+    minutes: int | None, stale: bool
+) -> None:
+    age = timedelta(minutes=91)  # decided 91 minutes after the candle closed
+    limits = replace(LIMITS, max_candle_age=timedelta(minutes=minutes) if minutes else None)
+    assert limits.too_old(age) is stale  # the live run's stale report asks the same question
+    assert ("STALE_CANDLE" in reasons(buy("1"), state(candle_age=age), limits)) is stale
 
 
 @pytest.mark.parametrize(
