@@ -325,13 +325,20 @@ def _exchange_rules(
     return rules_from_exchange(make_exchange(exchange_id, sandbox), symbols)
 
 
+class MissingSecret(ConfigurationError):
+    pass
+
+
 def safety_desk(settings: Settings) -> SafetyDesk:
     """The API's answerer of signed safety requests; its broker is built only when an
     activation needs it."""
     from services.safety_requests import DeskConfig, SafetyDesk
 
     if settings.kill_switch_secret is None:
-        raise ConfigurationError("the safety API needs TRADEFLOW_KILL_SWITCH_SECRET")
+        raise MissingSecret(
+            "no kill-switch secret: set TRADEFLOW_KILL_SWITCH_SECRET (e.g. in .env) to 32 or "
+            "more random bytes (`openssl rand -hex 32`); clients sign requests with it"
+        )
     config = DeskConfig(
         secret=settings.kill_switch_secret.get_secret_value(),
         window_s=settings.kill_switch_window_s,

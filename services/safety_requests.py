@@ -176,8 +176,7 @@ class SafetyDesk:
                 req.client, verified.timestamp,
             )  # fmt: skip  # HALTED is durable from here on: no new order is sent
         except SignatureReplayed as exc:
-            return self._refuse(req, Refusal(401, str(exc), verified.action, verified.reason,
-                                             verified.timestamp), now)  # fmt: skip
+            return self._replayed(req, verified, exc, now)
         out: dict[str, Any] = {
             "active": state.active,
             "reason": state.reason,
@@ -219,8 +218,7 @@ class SafetyDesk:
                 verified.reason, verified.signature, now, req.client, verified.timestamp
             )
         except SignatureReplayed as exc:
-            return self._refuse(req, Refusal(401, str(exc), verified.action, verified.reason,
-                                             verified.timestamp), now)  # fmt: skip
+            return self._replayed(req, verified, exc, now)
         self.alerts.send("tradeflow circuit breaker reset early", f"reason: {verified.reason}")
         return Answer(
             200, {"tripped": False, "reason": verified.reason, "reset_at": now.isoformat()}
@@ -231,6 +229,13 @@ class SafetyDesk:
         if isinstance(checked, Refusal):
             return self._refuse(req, checked, now)
         return checked
+
+    def _replayed(
+        self, req: SignedRequest, verified: Verified, exc: SignatureReplayed, now: datetime
+    ) -> Answer:
+        """A valid signature used before: refused like any other bad request (401)."""
+        refusal = Refusal(401, str(exc), verified.action, verified.reason, verified.timestamp)
+        return self._refuse(req, refusal, now)
 
     def _refuse(self, req: SignedRequest, refusal: Refusal, now: datetime) -> Answer:
         """Record (or, past the client's budget, only count) the refusal; past the limit the

@@ -10,12 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from core.clock import Clock, SystemClock
-from core.errors import (
-    ConfigurationError,
-    LedgerMisconfigured,
-    LedgerUnavailable,
-    TradeflowError,
-)
+from core.errors import LedgerMisconfigured, LedgerUnavailable, TradeflowError
 from services import bootstrap
 from services.bootstrap import Settings, get_settings
 from serving.deps import Api
@@ -35,25 +30,18 @@ SERVER_OPTIONS: dict[str, bool] = {
 
 
 async def _ledger_down(request: Request, exc: Exception) -> JSONResponse:
-    """The database did not answer (or cannot be used): 503 with a code, never the driver's
-    text; nothing was applied (every write is one transaction)."""
+    """The database did not answer (or cannot be used), on any route: 503 with a code, never
+    the driver's text (it names users and hosts); nothing was applied (every write is one
+    transaction)."""
     code = "ledger_misconfigured" if isinstance(exc, LedgerMisconfigured) else "ledger_unavailable"
-    return JSONResponse({"detail": code}, status_code=503)
-
-
-class MissingSecret(ConfigurationError):
-    pass
+    return JSONResponse({"status": "unavailable", "reason": code}, status_code=503)
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     """The API over the ledger `settings` names; `clock` is the wall clock unless a test
-    brings its own."""
+    brings its own. Refused without a kill-switch secret (bootstrap.MissingSecret)."""
     settings = settings or get_settings()
-    if settings.kill_switch_secret is None:
-        raise MissingSecret(
-            "no kill-switch secret: set TRADEFLOW_KILL_SWITCH_SECRET (e.g. in .env) to 32 or "
-            "more random bytes (`openssl rand -hex 32`); clients sign requests with it"
-        )
+    desk = bootstrap.safety_desk(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -72,7 +60,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.api = Api(
         settings=settings,
         ledger=bootstrap.ledger_unmigrated(settings),
-        desk=bootstrap.safety_desk(settings),
+        desk=desk,
         clock=clock or SystemClock(),
     )
     return app

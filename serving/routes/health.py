@@ -1,13 +1,12 @@
 """Health: the ledger answers, and what the system is doing: trading state, kill switch, and
-the model the newest decision used. A failure says which part failed as a code, never the
-driver's text (it names users and hosts)."""
+the model the newest decision used. A ledger that does not answer is the app's 503 with a
+reason code (serving/app.py), as on every route."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from core.errors import LedgerMisconfigured, LedgerUnavailable
 from core.risk.state import effective_state
 from serving.deps import api_of
 from serving.json import json_response
@@ -18,12 +17,7 @@ router = APIRouter(tags=["health"])
 @router.get("/health")
 async def health(request: Request) -> Response:
     api = api_of(request)
-    try:
-        view = await api.read(api.ledger.overview.health, api.clock.now(), api.settings.account)
-    except LedgerUnavailable:
-        return json_response({"status": "unavailable", "reason": "ledger_unavailable"}, 503)
-    except LedgerMisconfigured:
-        return json_response({"status": "unavailable", "reason": "ledger_misconfigured"}, 503)
+    view = await api.read(api.ledger.overview.health, api.clock.now(), api.settings.account)
     trading, cause, _ = effective_state(view.flags)
     model = view.model
     return json_response({

@@ -1,9 +1,9 @@
 """Kill switch and breaker reset: HMAC-signed, time-boxed, single-use requests; every one is
 answered with a reason and recorded or counted (services/safety_requests.py does the work).
 
-The body is read here with a bound (a few KB) before anything parses it; the work that blocks
-(the ledger, the broker) runs in the thread pool, never on the event loop, so health and status
-keep answering while a kill switch is cancelling orders.
+The body is read here with a bound (a few KB) before anything parses it. Signed requests (ledger
+writes, the broker) run in the thread pool, never on the event loop, so health and status keep
+answering while a kill switch is cancelling orders; reads go through `Api.read` (serving/deps.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from core.risk.state import Control
 from infra.ledger.ledger import open_ledger
 from infra.settings import Settings
 from services import bootstrap
-from serving.app import MissingSecret, create_app
+from services.bootstrap import MissingSecret
+from serving.app import create_app
 from tests.serving.conftest import (
     BREAKER,
     NOW,
@@ -257,5 +258,6 @@ def test_kill_switch_when_ledger_unreachable_then_503_with_a_code_never_a_500() 
     with make_client("postgresql+psycopg://postgres@127.0.0.1:1/nowhere") as c:
         r = c.post(URL, json=body(), headers=signed("activate"))
         status = c.get("/api/v1/safety/status")
-    assert (r.status_code, r.json()) == (503, {"detail": "ledger_unavailable"})
-    assert status.status_code == 503
+    down = {"status": "unavailable", "reason": "ledger_unavailable"}
+    assert (r.status_code, r.json()) == (503, down)
+    assert (status.status_code, status.json()) == (503, down)
