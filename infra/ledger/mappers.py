@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.agents.base import Vote
 from core.decision import Decision
 from core.features.order_book import BOOK_FEATURE_NAMES
 from core.orders import Order, OrderOrigin, OrderStatus, OrderType
-from core.records import DecisionRecord
+from core.records import ControlState, DecisionRecord, KillSwitchState
 from core.risk.limits import Denial
 from core.types import Action, ClientOrderId, DecisionId, Side, Symbol
 from infra.ledger.models import DecisionRow, OrderRow
@@ -113,3 +115,17 @@ def decision_of(row: DecisionRow) -> DecisionRecord:
         client_order_id=None if row.client_order_id is None else ClientOrderId(row.client_order_id),
         decided_at=row.decided_at,
     )
+
+
+def kill_switch_of(row: Any | None) -> KillSwitchState:
+    """The kill switch from its safety_state row (an ORM object or a plain row); off if none."""
+    if row is None:
+        return KillSwitchState(False, None, None)
+    return KillSwitchState(bool(row.active), row.reason, row.changed_at)
+
+
+def control_of(row: Any | None) -> ControlState | None:
+    """A control from its safety_state row (an ORM object or a plain row); None if never set."""
+    if row is None:
+        return None
+    return ControlState(row.control, bool(row.active), row.reason, row.changed_at, row.until)

@@ -4,22 +4,19 @@ the Python in front of it) little."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, select
 
 from core.records import (
-    ControlState,
     HealthOverview,
-    KillSwitchState,
     ModelInUse,
     SafetyEvent,
     SafetyOverview,
     SafetyRequest,
 )
 from core.risk.state import Control
+from infra.ledger.mappers import control_of, kill_switch_of
 from infra.ledger.models import (
     DecisionRow,
     KillSwitchEventRow,
@@ -76,8 +73,8 @@ class Overview:
             accepted_rows = c.execute(_ACCEPTED, {"limit": accepted}).all()
         return SafetyOverview(
             flags=flags_of(controls, now),
-            kill_switch=_kill_switch(controls.get(Control.KILL_SWITCH.value)),
-            breaker=_control(controls.get(Control.CIRCUIT_BREAKER.value)),
+            kill_switch=kill_switch_of(controls.get(Control.KILL_SWITCH.value)),
+            breaker=control_of(controls.get(Control.CIRCUIT_BREAKER.value)),
             kill_switch_steps=tuple(SafetyEvent(*r) for r in reversed(step_rows)),
             accepted=tuple(SafetyRequest(*r) for r in accepted_rows),
             refusals_last_minute=minute,
@@ -90,7 +87,7 @@ class Overview:
             controls = {row.control: row for row in c.execute(_CONTROLS)}
             newest = c.execute(_NEWEST_DECISION, {"account": account}).first()
         model = None if newest is None else ModelInUse(*newest)
-        kill = _kill_switch(controls.get(Control.KILL_SWITCH.value))
+        kill = kill_switch_of(controls.get(Control.KILL_SWITCH.value))
         return HealthOverview(flags_of(controls, now), kill, model)
 
 
@@ -104,15 +101,3 @@ def _refusals(c: Connection, now: datetime) -> tuple[int, int, int]:
     minute, hour = c.execute(_REFUSALS, windows).one()
     day = c.execute(_REFUSALS_DAY, {"day": hour_of(now - timedelta(days=1))}).scalar()
     return int(minute or 0), int(hour or 0), int(day or 0)
-
-
-def _kill_switch(row: Sequence[Any] | None) -> KillSwitchState:
-    if row is None:
-        return KillSwitchState(False, None, None)
-    return KillSwitchState(bool(row.active), row.reason, row.changed_at)
-
-
-def _control(row: Any | None) -> ControlState | None:
-    if row is None:
-        return None
-    return ControlState(row.control, bool(row.active), row.reason, row.changed_at, row.until)

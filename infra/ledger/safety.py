@@ -21,6 +21,7 @@ from core.risk.state import (
     effective_state,
 )
 from infra.ledger.dialect import insert_for
+from infra.ledger.mappers import control_of, kill_switch_of
 from infra.ledger.models import SafetyEventRow, SafetyStateRow
 from infra.ledger.sessions import Sessions
 
@@ -88,10 +89,9 @@ def set_control_in(
 ) -> SafetyStateRow:
     """Set a control inside the caller's transaction. The row is created with an upsert, so two
     processes setting the same control for the first time at once both succeed."""
-    values = {"control": name, "active": active, "reason": reason, "changed_at": now}
     s.execute(
         insert_for(s)(SafetyStateRow)
-        .values(values | {"until": until})
+        .values(control=name, active=active, reason=reason, changed_at=now, until=until)
         .on_conflict_do_nothing(index_elements=["control"])
     )
     row = s.get(SafetyStateRow, name, with_for_update=True, populate_existing=True)
@@ -106,10 +106,7 @@ class Safety:
 
     def control(self, name: str) -> ControlState | None:
         with self._sessions.read() as s:
-            row = s.get(SafetyStateRow, name)
-            if row is None:
-                return None
-            return ControlState(row.control, row.active, row.reason, row.changed_at, row.until)
+            return control_of(s.get(SafetyStateRow, name))
 
     def set_control(
         self,
@@ -156,7 +153,4 @@ class Safety:
 
     def kill_switch(self) -> KillSwitchState:
         with self._sessions.read() as s:
-            row = s.get(SafetyStateRow, Control.KILL_SWITCH.value)
-            if row is None:
-                return KillSwitchState(False, None, None)
-            return KillSwitchState(row.active, row.reason, row.changed_at)
+            return kill_switch_of(s.get(SafetyStateRow, Control.KILL_SWITCH.value))
