@@ -7,6 +7,7 @@ from prefect import flow, get_run_logger
 from core.errors import FatalError
 from services import bootstrap
 from services.ingest import IngestReport
+from tasks.futures import wait_all
 from tasks.ingest import ingest_order_book_and_trades, ingest_symbol
 from tasks.reporting import publish_ingest
 
@@ -25,35 +26,27 @@ def ingest(
     wanted_symbols = symbols or list(settings.symbols)
     wanted_timeframes = timeframes or list(settings.ingest_timeframes)
     pairs = list(product(wanted_symbols, wanted_timeframes))
-    futures = ingest_symbol.map([s for s, _ in pairs], [t for _, t in pairs])
-    book_futures = []
-    if settings.source == "ccxt" and settings.order_book_depth > 0:
-        book_futures = list(
-            zip(wanted_symbols, ingest_order_book_and_trades.map(wanted_symbols), strict=True)
-        )
-    reports: list[IngestReport] = []
-    failures: list[str] = []
-    for (symbol, timeframe), future in zip(pairs, futures, strict=True):
-        future.wait()
-        if future.state.is_completed():
-            reports.append(future.result())
-        else:
-            failures.append(f"{symbol} {timeframe}: {future.state.message}")
-    for symbol, future in book_futures:
-        future.wait()
-        if future.state.is_completed():
-            book = future.result()
-            get_run_logger().info(
-                "%s: order book %d levels at %s, %d new public trades",
-                symbol, book.book_levels, book.book_time, book.trades_new,
-            )  # fmt: skip
-        else:
-            failures.append(f"{symbol} order book/trades: {future.state.message}")
+    candles = ingest_symbol.map([s for s, _ in pairs], [t for _, t in pairs])
+    live = settings.source == "ccxt" and settings.order_book_depth > 0
+    book_symbols = wanted_symbols if live else []
+    books = ingest_order_book_and_trades.map(book_symbols) if book_symbols else []
+    reports, failures = wait_all(
+        [(f"{s} {t}", future) for (s, t), future in zip(pairs, candles, strict=True)]
+    )
+    snapshots, book_failures = wait_all(
+        [(f"{s} order book/trades", future) for s, future in zip(book_symbols, books, strict=True)]
+    )
+    failures += book_failures
+    for book in snapshots:
+        get_run_logger().info(
+            "%s: order book %d levels at %s, %d new public trades",
+            book.symbol, book.book_levels, book.book_time, book.trades_new,
+        )  # fmt: skip
     publish_ingest(reports, failures)
     if failures:
         stored = ", ".join(f"{r.symbol} {r.timeframe}" for r in reports) or "none"
         raise IngestFailed(
-            f"{len(failures)} of {len(pairs) + len(book_futures)} ingest tasks failed "
+            f"{len(failures)} of {len(pairs) + len(book_symbols)} ingest tasks failed "
             f"(stored: {stored}); " + "; ".join(failures)
         )
     return reports

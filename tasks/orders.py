@@ -10,6 +10,7 @@ from core.orders import Order
 from core.types import ClientOrderId
 from services import bootstrap
 from services.execution import submit_order as submit_once
+from tasks.futures import wait_all
 from tasks.retry import only_retryable
 
 
@@ -37,10 +38,5 @@ def submit_order(client_order_id: ClientOrderId) -> Order:
 def send_all(client_order_ids: list[ClientOrderId]) -> list[str]:
     """Each order as its own submit-order task, all started at once; one that fails stops
     none of the others. Returns what failed, one line each."""
-    futures = [submit_order.submit(coid) for coid in client_order_ids]
-    failed = []
-    for coid, future in zip(client_order_ids, futures, strict=True):
-        future.wait()
-        if not future.state.is_completed():
-            failed.append(f"{coid}: {future.state.message}")
+    _, failed = wait_all([(coid, submit_order.submit(coid)) for coid in client_order_ids])
     return failed
