@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from infra.settings import Settings, SettingsError, apply_offline_env, get_settings
+
+if TYPE_CHECKING:  # the flows are imported only once the offline environment is set
+    from flows.pipeline import PipelineReport
 
 app = typer.Typer(
     add_completion=False,
@@ -69,7 +72,7 @@ def run(
     print_summary(console, settings, report, summary, elapsed)
 
 
-def _run_pipeline(settings: Settings, n: int):  # type: ignore[no-untyped-def]
+def _run_pipeline(settings: Settings, n: int) -> PipelineReport:
     """The pipeline flow under a progress display; a failure is one line and exit code 1."""
     import contextlib
     import io
@@ -197,11 +200,18 @@ def serve(
 @app.command()
 def migrate() -> None:
     """Upgrade the ledger schema to the newest migration."""
-    from infra.ledger.database import migrate as upgrade  # the CLI may reach any layer
+    from core.errors import TradeflowError
+    from infra.ledger.ledger import open_ledger  # the CLI may reach any layer
 
     settings = _settings()
-    upgrade(settings.ledger_url)
-    console.print(f"ledger at {settings.ledger_url} is up to date")
+    try:
+        open_ledger(settings.ledger_url)  # migrates; the driver's errors become ours
+    except TradeflowError as exc:
+        console.print(
+            f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(1) from None
+    console.print(f"ledger at {settings.ledger_url} is up to date", soft_wrap=True)
 
 
 def main() -> None:

@@ -4,13 +4,21 @@ the summary of what the run left in the ledger."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from infra.settings import Settings
+
+if TYPE_CHECKING:  # the flows are imported only once the offline environment is set
+    from flows.pipeline import PipelineReport
+    from services.ingest import IngestReport
+    from services.summary import LedgerSummary, PositionLine
+    from services.training import TrainingReport
 
 STAGES = {"ingest": "ingest candles", "train": "features, train, register"}
 
@@ -62,10 +70,13 @@ class RunProgress(logging.Handler):
             self.tasks[name] = self.bars.add_task(STAGES[name], total=1)
 
 
-def print_summary(  # type: ignore[no-untyped-def]
-    console: Console, settings: Settings, report, summary, elapsed: float
+def print_summary(
+    console: Console,
+    settings: Settings,
+    report: PipelineReport,
+    summary: LedgerSummary,
+    elapsed: float,
 ) -> None:
-    """`report` is the pipeline's PipelineReport, `summary` the ledger's LedgerSummary."""
     console.print(_ingest_table(report.ingest))
     _print_model(console, report.training)
     _print_decisions(console, report, summary)
@@ -87,7 +98,7 @@ def print_summary(  # type: ignore[no-untyped-def]
     console.print("  (or `make ui` for both)")
 
 
-def _ingest_table(reports) -> Table:  # type: ignore[no-untyped-def]
+def _ingest_table(reports: Sequence[IngestReport]) -> Table:
     t = Table(title="Candles ingested", title_justify="left")
     for col in ("symbol", "source", "read", "new", "stored", "first", "last"):
         t.add_column(col)
@@ -104,7 +115,7 @@ def _ingest_table(reports) -> Table:  # type: ignore[no-untyped-def]
     return t
 
 
-def _print_model(console: Console, tr) -> None:  # type: ignore[no-untyped-def]
+def _print_model(console: Console, tr: TrainingReport) -> None:
     m = tr.metrics
     t = Table(
         title=f"Model {tr.registered.name} v{tr.registered.version} "
@@ -128,7 +139,7 @@ def _print_model(console: Console, tr) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def _print_decisions(console: Console, report, summary) -> None:  # type: ignore[no-untyped-def]
+def _print_decisions(console: Console, report: PipelineReport, summary: LedgerSummary) -> None:
     d = report.decisions
     console.print(
         f"\n[bold]Decisions[/] since {report.replay_from} "
@@ -146,7 +157,7 @@ def _print_decisions(console: Console, report, summary) -> None:  # type: ignore
     )
 
 
-def _positions_table(positions) -> Table:  # type: ignore[no-untyped-def]
+def _positions_table(positions: Sequence[PositionLine]) -> Table:
     t = Table(title="Positions (paper)", title_justify="left")
     for col in ("symbol", "quantity", "avg price", "last", "unrealised", "realised"):
         t.add_column(col, justify="right")

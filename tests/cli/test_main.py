@@ -119,3 +119,30 @@ def test_serve_when_secret_missing_or_weak_then_one_line_and_exit_2(
     assert result.exit_code == 2
     [out] = [x for x in result.output.splitlines() if x.strip()]
     assert out.replace("Value error, ", "").startswith(line)
+
+
+@pytest.mark.parametrize(
+    ("database", "exit_code", "line"),
+    [
+        (None, 0, "ledger at sqlite:///"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", 1,
+         "error: LedgerUnavailable: ledger database unavailable: connection failed"),
+    ],
+)  # fmt: skip
+def test_migrate_when_database_reachable_or_not_then_up_to_date_or_one_line_exit_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, database: str | None, exit_code: int, line: str
+) -> None:  # type: ignore[no-untyped-def]
+    from services import bootstrap
+
+    monkeypatch.setenv("TRADEFLOW_VAR_DIR", str(tmp_path))
+    if database is None:
+        monkeypatch.delenv("TRADEFLOW_DATABASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("TRADEFLOW_DATABASE_URL", database)
+    bootstrap.forget()
+    result = runner.invoke(app, ["migrate"])
+    bootstrap.forget()
+    assert result.exit_code == exit_code, result.output
+    [out] = [x for x in result.output.splitlines() if x.strip()]
+    assert out.startswith(line)
+    assert "Traceback" not in result.output
