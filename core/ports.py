@@ -115,7 +115,9 @@ class CandleSource(Protocol):
 
 
 class MicrostructureSource(Protocol):
-    name: str
+    """Order-book snapshots and public trades of one venue; `exchange` is the ledger's key."""
+
+    exchange: str
 
     def order_book(self, symbol: str, depth: int) -> OrderBookSnapshot: ...
 

@@ -59,7 +59,7 @@ def ingest_microstructure(
     moment, or a trade already stored, is skipped."""
     store = ledger.microstructure
     book = source.order_book(symbol, depth)
-    trades = source.trades(symbol, store.last_trade_time(source.name, symbol))
+    trades = source.trades(symbol, store.last_trade_time(source.exchange, symbol))
     store.record_order_book(book)
     new = store.record_trades(trades)
     return MicrostructureReport(

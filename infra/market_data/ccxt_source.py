@@ -37,11 +37,10 @@ class CcxtMarketSource:
         self.clock = clock
         self.page_limit = page_limit
         self.max_pages = max_pages
-        self.name = str(exchange.id)
-        self.exchange = self.name  # the ledger's key for this venue's candles
+        self.exchange = str(exchange.id)  # the ledger's key for this venue's data
 
     def describe(self, symbol: str, timeframe: str) -> str:
-        return f"ccxt:{self.name}"
+        return f"ccxt:{self.exchange}"
 
     def fetch(self, symbol: str, timeframe: str, since: datetime) -> Iterator[pd.DataFrame]:
         """Every closed candle from `since` up to now, one validated page at a time, so the
@@ -50,7 +49,7 @@ class CcxtMarketSource:
         step_ms = timeframe_seconds(timeframe) * 1000
         now_ms = int(self.clock.now().timestamp() * 1000)
         cursor = int(since.timestamp() * 1000)
-        operation = f"{self.name} fetch_ohlcv {symbol} {timeframe}"
+        operation = f"{self.exchange} fetch_ohlcv {symbol} {timeframe}"
         for _ in range(self.max_pages):
             with ccxt_errors(f"{operation} since={cursor}"):
                 page = self._page(symbol, timeframe, cursor)
@@ -66,19 +65,19 @@ class CcxtMarketSource:
 
     def order_book(self, symbol: str, depth: int) -> OrderBookSnapshot:
         """The top `depth` levels now, validated (sorted, positive, not crossed)."""
-        operation = f"{self.name} fetch_order_book {symbol}"
+        operation = f"{self.exchange} fetch_order_book {symbol}"
         with ccxt_errors(operation):
             raw = self.client.fetch_order_book(symbol, depth)
-        snapshot = snapshot_from_ccxt(self.name, symbol, raw, self.clock.now(), depth)
+        snapshot = snapshot_from_ccxt(self.exchange, symbol, raw, self.clock.now(), depth)
         return validate_order_book(snapshot, operation)
 
     def trades(self, symbol: str, since: datetime | None, limit: int = 1000) -> list[PublicTrade]:
         """Recent public trades (after `since` when given), oldest first, validated."""
-        operation = f"{self.name} fetch_trades {symbol}"
+        operation = f"{self.exchange} fetch_trades {symbol}"
         since_ms = None if since is None else int(since.timestamp() * 1000) + 1
         with ccxt_errors(operation):
             raw = self.client.fetch_trades(symbol, since=since_ms, limit=limit)
-        return trades_from_ccxt(self.name, symbol, raw, operation)
+        return trades_from_ccxt(self.exchange, symbol, raw, operation)
 
     def _page(self, symbol: str, timeframe: str, since_ms: int) -> list[list[float]]:
         return self.client.fetch_ohlcv(symbol, timeframe, since=since_ms, limit=self.page_limit)
