@@ -12,6 +12,13 @@ from core.safety.signing import verify
 runner = CliRunner()
 
 
+def set_or_unset(monkeypatch: pytest.MonkeyPatch, name: str, value: str | None) -> None:
+    if value is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, value)
+
+
 def test_sign_kill_switch_when_secret_set_then_prints_curl_with_valid_signature(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -109,10 +116,7 @@ def test_serve_when_secret_missing_or_weak_then_one_line_and_exit_2(
 
     monkeypatch.chdir(tmp_path)  # no .env
     monkeypatch.setenv("TRADEFLOW_VAR_DIR", str(tmp_path))
-    if secret is None:
-        monkeypatch.delenv("TRADEFLOW_KILL_SWITCH_SECRET", raising=False)
-    else:
-        monkeypatch.setenv("TRADEFLOW_KILL_SWITCH_SECRET", secret)
+    set_or_unset(monkeypatch, "TRADEFLOW_KILL_SWITCH_SECRET", secret)
     get_settings.cache_clear()
     result = runner.invoke(app, ["serve"])
     get_settings.cache_clear()
@@ -135,10 +139,7 @@ def test_migrate_when_database_reachable_or_not_then_up_to_date_or_one_line_exit
     from services import bootstrap
 
     monkeypatch.setenv("TRADEFLOW_VAR_DIR", str(tmp_path))
-    if database is None:
-        monkeypatch.delenv("TRADEFLOW_DATABASE_URL", raising=False)
-    else:
-        monkeypatch.setenv("TRADEFLOW_DATABASE_URL", database)
+    set_or_unset(monkeypatch, "TRADEFLOW_DATABASE_URL", database)
     bootstrap.forget()
     result = runner.invoke(app, ["migrate"])
     bootstrap.forget()
