@@ -98,6 +98,10 @@ class MarketReplay(Protocol):
 
     def on_candle(self, symbol: Symbol, bar: Bar) -> list[Fill]: ...
 
+    def working(self, symbol: Symbol) -> bool:
+        """Whether any order of `symbol` may still fill: if not, a candle changes nothing."""
+        ...
+
 
 class SimulatedExchange(Broker, MarketReplay, Protocol):
     """The only venue a replay may trade on: it fills on history, never on a real account."""
@@ -371,12 +375,19 @@ class OverviewQueries(Protocol):
     def health(self, now: datetime, account: str) -> HealthOverview: ...
 
 
-class Ledger(Protocol):
+class TradingLedger(Protocol):
+    """The stores a decision run reads and writes: what a backtest keeps in memory."""
+
     candles: CandleStore
     accounts: AccountStore
     orders: OrderStore
     fills: FillStore
     safety: SafetyStore
-    requests: SafetyRequestStore
     microstructure: MicrostructureStore
+
+
+class Ledger(TradingLedger, Protocol):
+    """The whole ledger: trading, plus signed safety requests and the read models."""
+
+    requests: SafetyRequestStore
     overview: OverviewQueries

@@ -10,8 +10,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from core.portfolio import EquityCurve
-from core.ports import Ledger, Notifier
+from core.ports import Notifier, TradingLedger
 from core.risk.breaker import BreakerConfig, BreakerInputs, BreakerReading, read, trips
+from core.risk.limits import RiskState
 from core.risk.state import Control
 from services.risk_snapshot import RiskSnapshots
 
@@ -22,6 +23,7 @@ class BreakerStatus:
     reasons: tuple[str, ...]
     until: datetime | None
     reading: BreakerReading | None
+    changed: bool = False  # tripped or cleared by this check: the trading state moved
 
 
 class PeakEquity:
@@ -29,7 +31,7 @@ class PeakEquity:
     one it has folded in; starts over when a fill arrived for a time it has already passed
     (reconciliation adopted a late one) or when asked about an earlier moment."""
 
-    def __init__(self, ledger: Ledger, account: str) -> None:
+    def __init__(self, ledger: TradingLedger, account: str) -> None:
         self.ledger, self.account = ledger, account
         self._curve: EquityCurve | None = None
         self._newest: datetime | None = None  # filled_at of the newest fill folded in
@@ -55,12 +57,20 @@ class PeakEquity:
 
 class CircuitBreaker:
     def __init__(
-        self, ledger: Ledger, snapshots: RiskSnapshots, config: BreakerConfig, alerts: Notifier
+        self,
+        ledger: TradingLedger,
+        snapshots: RiskSnapshots,
+        config: BreakerConfig,
+        alerts: Notifier,
     ) -> None:
         self.ledger, self.snapshots, self.config, self.alerts = ledger, snapshots, config, alerts
         self.peak = PeakEquity(ledger, snapshots.account)
 
-    def check(self, prices: Mapping[str, Decimal], now: datetime) -> BreakerStatus:
+    def check(
+        self, prices: Mapping[str, Decimal], now: datetime, state: RiskState | None = None
+    ) -> BreakerStatus:
+        """`state`: the risk snapshot at `now` when the caller has taken it already."""
+        cleared = False
         control = self.ledger.safety.control(Control.CIRCUIT_BREAKER)
         if control is not None and control.active:
             if control.until is None or now < control.until:
@@ -71,10 +81,11 @@ class CircuitBreaker:
             self.alerts.send(
                 "tradeflow circuit breaker cleared", f"cooldown over at {now:%F %T} UTC"
             )
-        reading = read(self._inputs(prices, now), self.config)
+            cleared, state = True, None  # the snapshot saw the breaker on
+        reading = read(self._inputs(prices, now, state), self.config)
         crossed = trips(reading, self.config)
         if not crossed:
-            return BreakerStatus(False, (), None, reading)
+            return BreakerStatus(False, (), None, reading, changed=cleared)
         until = now + self.config.cooldown
         reason = "; ".join(crossed)
         self.ledger.safety.set_control(
@@ -89,10 +100,13 @@ class CircuitBreaker:
         self.alerts.send(
             "tradeflow circuit breaker TRIPPED", f"{reason}; trading halted until {until:%F %T} UTC"
         )
-        return BreakerStatus(True, tuple(crossed), until, reading)
+        return BreakerStatus(True, tuple(crossed), until, reading, changed=True)
 
-    def _inputs(self, prices: Mapping[str, Decimal], now: datetime) -> BreakerInputs:
-        state = self.snapshots.snapshot(prices, now)  # equity now and at 00:00 UTC
+    def _inputs(
+        self, prices: Mapping[str, Decimal], now: datetime, state: RiskState | None
+    ) -> BreakerInputs:
+        if state is None:
+            state = self.snapshots.snapshot(prices, now)  # equity now and at 00:00 UTC
         window = max(
             self.config.win_rate_window,
             self.config.sharpe_window,

@@ -9,7 +9,7 @@ from core.candles.bar import Bar
 from core.clock import Clock
 from core.errors import FatalError, FatalExchangeError
 from core.orders import Fill, Order, OrderEvent, OrderOrigin, OrderStatus
-from core.ports import Broker, BrokerOrder, Ledger, SimulatedExchange
+from core.ports import Broker, BrokerOrder, SimulatedExchange, TradingLedger
 from core.types import ClientOrderId, Symbol
 
 # What a broker's view of an order means for the ledger's copy of it.
@@ -31,7 +31,7 @@ class OrdersNotSent(FatalError):
 
 
 def submit_order(
-    ledger: Ledger,
+    ledger: TradingLedger,
     broker: Broker,
     client_order_id: ClientOrderId,
     clock: Clock,
@@ -74,7 +74,7 @@ def submit_order(
     return _cancel_if_halted(ledger, broker, follow_broker(ledger, submitted, placed, clock), clock)
 
 
-def _halted(ledger: Ledger, order: Order, clock: Clock) -> str | None:
+def _halted(ledger: TradingLedger, order: Order, clock: Clock) -> str | None:
     """Why a decision's order may not be (or stay) out there now; None when it may. The kill
     switch's own closing orders are never held back."""
     if order.origin is not OrderOrigin.DECISION:
@@ -83,7 +83,7 @@ def _halted(ledger: Ledger, order: Order, clock: Clock) -> str | None:
     return flags.kill_switch_reason or flags.breaker_reason
 
 
-def _cancel_if_halted(ledger: Ledger, broker: Broker, order: Order, clock: Clock) -> Order:
+def _cancel_if_halted(ledger: TradingLedger, broker: Broker, order: Order, clock: Clock) -> Order:
     """The kill switch (or the breaker) came while this order was being sent: cancel it at the
     exchange now that it is there."""
     if not order.status.is_open or _halted(ledger, order, clock) is None:
@@ -94,14 +94,14 @@ def _cancel_if_halted(ledger: Ledger, broker: Broker, order: Order, clock: Clock
     return follow_broker(ledger, pending, broker.cancel(order.client_order_id, order.symbol), clock)
 
 
-def unsent_orders(ledger: Ledger, account: str) -> list[ClientOrderId]:
+def unsent_orders(ledger: TradingLedger, account: str) -> list[ClientOrderId]:
     """Decisions' orders recorded and not sent yet (a run that failed between recording and
     sending leaves them): the next run sends them, or cancels them if they are stale."""
     new = ledger.orders.find(account, status=OrderStatus.NEW)
     return [o.client_order_id for o in new if o.origin is OrderOrigin.DECISION]
 
 
-def follow_broker(ledger: Ledger, order: Order, seen: BrokerOrder, clock: Clock) -> Order:
+def follow_broker(ledger: TradingLedger, order: Order, seen: BrokerOrder, clock: Clock) -> Order:
     """Bring the ledger's order to the broker's state (fills are recorded separately)."""
     event = event_to_follow(order.status, seen)
     if event is None:
@@ -120,7 +120,7 @@ def event_to_follow(status: OrderStatus, seen: BrokerOrder) -> OrderEvent | None
 
 
 def settle_simulated(
-    ledger: Ledger,
+    ledger: TradingLedger,
     exchange: SimulatedExchange,
     account: str,
     symbol: Symbol,

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from core.candles.timeframe import timeframe_delta
 from core.portfolio import cash_after, equity, replay_fills
-from core.ports import Ledger
+from core.ports import TradingLedger
 from core.risk.limits import RiskState
 from core.risk.state import effective_state
 from core.types import Side, Symbol
@@ -21,7 +21,7 @@ ZERO = Decimal(0)
 class RiskSnapshots:
     """Builds RiskState per decision; the equity at 00:00 UTC is computed once per day."""
 
-    def __init__(self, ledger: Ledger, account: str, exchange: str, timeframe: str) -> None:
+    def __init__(self, ledger: TradingLedger, account: str, exchange: str, timeframe: str) -> None:
         self.ledger, self.account = ledger, account
         self.exchange, self.timeframe = exchange, timeframe
         self._day_start: dict[datetime, Decimal] = {}

@@ -72,6 +72,19 @@ class _Book:
     orders: dict[str, _Resting] = field(default_factory=dict)
     trades: list[Fill] = field(default_factory=list)
     assets: dict[str, Decimal] = field(default_factory=dict)
+    # Per symbol, the keys of orders that may still be open: matching a candle looks at these
+    # only, so its cost follows the working orders, not every order ever placed.
+    working: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, key: str, resting: _Resting) -> None:
+        self.orders[key] = resting
+        self.working.setdefault(resting.order.symbol, []).append(key)
+
+    def open_of(self, symbol: str) -> list[_Resting]:
+        """The open orders of `symbol`, oldest first; forgets those that have closed."""
+        keys = [k for k in self.working.get(symbol, ()) if self.orders[k].order.status.is_open]
+        self.working[symbol] = keys
+        return [self.orders[k] for k in keys]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -133,7 +146,7 @@ class SimulatedBroker:
             filled=ZERO,
             limit_price=order.limit_price,
         )
-        self._book.orders[key] = _Resting(accepted, order.market_time, order.order_type)
+        self._book.add(key, _Resting(accepted, order.market_time, order.order_type))
         return accepted
 
     @_locked
@@ -158,11 +171,8 @@ class SimulatedBroker:
 
     @_locked
     def open_orders(self, symbol: Symbol | None = None) -> list[BrokerOrder]:
-        return [
-            r.order
-            for r in self._book.orders.values()
-            if r.order.status.is_open and (symbol is None or r.order.symbol == symbol)
-        ]
+        symbols = list(self._book.working) if symbol is None else [symbol]
+        return [r.order for s in symbols for r in self._book.open_of(s)]
 
     @_locked
     def duplicated_orders(self) -> int:
@@ -187,13 +197,14 @@ class SimulatedBroker:
 
     # -- the market ------------------------------------------------------------------------
     @_locked
+    def working(self, symbol: Symbol) -> bool:
+        return bool(self._book.open_of(symbol))
+
+    @_locked
     def on_candle(self, symbol: Symbol, bar: Bar) -> list[Fill]:
         """Match every live order of `symbol` against this candle; return the new fills."""
         fills: list[Fill] = []
-        for resting in self._book.orders.values():
-            order = resting.order
-            if order.symbol != symbol or not order.status.is_open:
-                continue
+        for resting in self._book.open_of(symbol):
             if bar.open_time < resting.market_time:
                 continue  # the decision's own candle or earlier: not a knowable price
             resting.candles_seen += 1
@@ -299,24 +310,27 @@ class SimulatedBroker:
         book = _Book()
         for key, r in raw["orders"].items():
             o = r["order"]
-            book.orders[key] = _Resting(
-                BrokerOrder(
-                    ClientOrderId(o["client_order_id"]),
-                    o["exchange_order_id"],
-                    Symbol(o["symbol"]),
-                    Side(o["side"]),
-                    OrderStatus(o["status"]),
-                    Decimal(o["quantity"]),
-                    Decimal(o["filled"]),
-                    None if o["average_price"] is None else Decimal(o["average_price"]),
-                    None if o["limit_price"] is None else Decimal(o["limit_price"]),
+            book.add(
+                key,
+                _Resting(
+                    BrokerOrder(
+                        ClientOrderId(o["client_order_id"]),
+                        o["exchange_order_id"],
+                        Symbol(o["symbol"]),
+                        Side(o["side"]),
+                        OrderStatus(o["status"]),
+                        Decimal(o["quantity"]),
+                        Decimal(o["filled"]),
+                        None if o["average_price"] is None else Decimal(o["average_price"]),
+                        None if o["limit_price"] is None else Decimal(o["limit_price"]),
+                    ),
+                    datetime.fromisoformat(r["market_time"]),
+                    OrderType(r["order_type"]),
+                    r["candles_seen"],
+                    r["cancel_requested"],
+                    r["cancel_wait"],
+                    r["fills"],
                 ),
-                datetime.fromisoformat(r["market_time"]),
-                OrderType(r["order_type"]),
-                r["candles_seen"],
-                r["cancel_requested"],
-                r["cancel_wait"],
-                r["fills"],
             )
         book.trades = [
             Fill(

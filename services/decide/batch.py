@@ -3,8 +3,8 @@ model's probabilities, order-book features), so deciding itself touches no I/O."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -17,7 +17,7 @@ from core.errors import FatalError
 from core.features.build import INCREMENTAL_WINDOW, build_features
 from core.features.order_book import book_features_at_closes
 from core.features.registry import FEATURE_NAMES
-from core.ports import Ledger, Model
+from core.ports import Model, TradingLedger
 from core.types import Symbol, to_decimal
 from services.decide.config import DecisionConfig
 
@@ -42,39 +42,123 @@ class DecisionBatch:
     model_name: str
     model_version: str
     feature_set_version: str
+    # Row lookups built once: a replay asks for every symbol at every candle time, and a pandas
+    # row lookup costs more than the decision it feeds.
+    _rows: dict[str, _Rows] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rows = {
+            s: _Rows.of(frame, self.features[s], self.probabilities[s])
+            for s, frame in self.candles.items()
+        }
+        object.__setattr__(self, "_rows", rows)
 
     def prices_at(self, t: pd.Timestamp) -> dict[Symbol, Decimal]:
         """The last close known at `t` for every symbol that has started trading by then."""
-        return {
-            Symbol(s): to_decimal(float(rows["close"].asof(t)))
-            for s, rows in self.candles.items()
-            if rows.index[0] <= t
-        }
+        out = {}
+        for s, rows in self._rows.items():
+            at = rows.at_or_before(t)
+            if at is not None:
+                out[Symbol(s)] = rows.close(at)
+        return out
+
+    def has(self, symbol: str, t: pd.Timestamp) -> bool:
+        return t in self._rows[symbol].position
 
     def bar(self, symbol: str, t: pd.Timestamp) -> Bar | None:
-        rows = self.candles[symbol]
-        if t not in rows.index:
-            return None
-        row = rows.loc[t]
-        values = (to_decimal(float(row[c])) for c in ("open", "high", "low", "close", "volume"))
-        return Bar(t.to_pydatetime(), *values)
+        rows = self._rows[symbol]
+        at = rows.position.get(t)
+        return None if at is None else rows.bar(at)
 
-    def features_at(self, symbol: str, t: pd.Timestamp) -> dict[str, float] | None:
+    def features_at(self, symbol: str, t: pd.Timestamp) -> FeatureRow | None:
         """The model's features and any order-book features at `t`; None during warm-up."""
-        if t not in self.candles[symbol].index:
-            return None
-        row = self.features[symbol].loc[t]
-        probability = self.probabilities[symbol].get(t, np.nan)
-        if row.isna().any() or np.isnan(probability):
-            return None  # warm-up: not enough history for every feature yet
-        return row.to_dict() | dict(self.books[symbol].get(t, {}))
+        rows = self._rows[symbol]
+        at = rows.position.get(t)
+        if at is None or not rows.ready[at]:
+            return None  # not a candle of this symbol, or warm-up: a feature or p is missing
+        return FeatureRow(rows.index, rows.matrix[at].tolist(), self.books[symbol].get(t))
 
     def probability(self, symbol: str, t: pd.Timestamp) -> float:
-        return float(self.probabilities[symbol][t])
+        rows = self._rows[symbol]
+        return float(rows.probability[rows.position[t]])
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One symbol's candles, features and probabilities as arrays, by candle position."""
+
+    position: dict[pd.Timestamp, int]
+    opens: np.ndarray  # open times, int64 ns, ascending
+    ohlcv: np.ndarray  # float64, one row per candle
+    index: Mapping[str, int]  # feature name -> column
+    matrix: np.ndarray  # features, float64, aligned with the candles
+    probability: np.ndarray  # NaN where the model gave none
+    ready: np.ndarray  # no feature missing and a probability given
+
+    @classmethod
+    def of(cls, candles: pd.DataFrame, features: pd.DataFrame, probability: pd.Series) -> _Rows:
+        index = candles.index
+        matrix = features.reindex(index).to_numpy(dtype="float64")
+        p = probability.reindex(index).to_numpy(dtype="float64")
+        ready = ~np.isnan(matrix).any(axis=1) & ~np.isnan(p)
+        return cls(
+            position={t: i for i, t in enumerate(index)},
+            opens=index.asi8,
+            ohlcv=candles.loc[:, list(_OHLCV)].to_numpy(dtype="float64"),
+            index={name: i for i, name in enumerate(features.columns)},
+            matrix=matrix,
+            probability=p,
+            ready=ready,
+        )
+
+    def at_or_before(self, t: pd.Timestamp) -> int | None:
+        at = self.position.get(t)
+        if at is not None:
+            return at
+        before = int(np.searchsorted(self.opens, t.value, side="right")) - 1
+        return before if before >= 0 else None
+
+    def value(self, at: int, column: int) -> Decimal:
+        return to_decimal(float(self.ohlcv[at, column]))
+
+    def close(self, at: int) -> Decimal:
+        return self.value(at, 3)
+
+    def bar(self, at: int) -> Bar:
+        opened = pd.Timestamp(self.opens[at], tz="UTC").to_pydatetime()
+        return Bar(opened, *(self.value(at, c) for c in range(5)))
+
+
+_OHLCV = ("open", "high", "low", "close", "volume")
+
+
+class FeatureRow(Mapping[str, float]):
+    """One candle's features (and order-book features, when a snapshot was seen) as a read-only
+    mapping over the batch's row: most readers want a handful of the ~90 values, so none is
+    copied into a dict."""
+
+    __slots__ = ("_book", "_index", "_values")
+
+    def __init__(
+        self, index: Mapping[str, int], values: list[float], book: Mapping[str, float] | None
+    ) -> None:
+        self._index, self._values, self._book = index, values, book or {}
+
+    def __getitem__(self, name: str) -> float:
+        if name in self._book:
+            return self._book[name]
+        return self._values[self._index[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._index
+        yield from (k for k in self._book if k not in self._index)
+
+    def __len__(self) -> int:
+        return len(self._index) + sum(k not in self._index for k in self._book)
 
 
 def prepare_batch(
-    ledger: Ledger,
+    ledger: TradingLedger,
     model: Model,
     cfg: DecisionConfig,
     candles: int,
@@ -110,7 +194,7 @@ def prepare_batch(
 
 
 def _books(
-    ledger: Ledger,
+    ledger: TradingLedger,
     cfg: DecisionConfig,
     symbol: str,
     opens: pd.DatetimeIndex,  # type: ignore[type-arg]

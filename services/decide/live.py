@@ -12,7 +12,7 @@ from datetime import datetime
 from core.agents.base import Agent
 from core.candles.timeframe import timeframe_delta
 from core.clock import Clock
-from core.ports import Ledger, Model, Notifier, SimulatedExchange
+from core.ports import Model, Notifier, SimulatedExchange, TradingLedger
 from core.types import ClientOrderId
 from services.decide.batch import prepare_batch
 from services.decide.config import DecisionConfig
@@ -28,7 +28,7 @@ class LiveReport(DecisionRunReport):
 
 
 def decide_live(
-    ledger: Ledger,
+    ledger: TradingLedger,
     broker_name: str,
     market: SimulatedExchange | None,
     model: Model,
@@ -66,13 +66,13 @@ def decide_live(
     return report
 
 
-def _last_decided(ledger: Ledger, cfg: DecisionConfig) -> datetime | None:
+def _last_decided(ledger: TradingLedger, cfg: DecisionConfig) -> datetime | None:
     """The oldest of the symbols' newest decided candles: every symbol is caught up from it."""
     last = [ledger.orders.last_decided(cfg.account, s, cfg.timeframe) for s in cfg.symbols]
     return None if any(t is None for t in last) else min(t for t in last if t is not None)
 
 
-def _newest_close(ledger: Ledger, cfg: DecisionConfig) -> datetime | None:
+def _newest_close(ledger: TradingLedger, cfg: DecisionConfig) -> datetime | None:
     opens = [ledger.candles.last_time(cfg.exchange, s, cfg.timeframe) for s in cfg.symbols]
     known = [t for t in opens if t is not None]
     return max(known) + timeframe_delta(cfg.timeframe) if known else None

@@ -14,7 +14,7 @@ import pandas as pd
 from core.agents.base import Agent
 from core.clock import FixedClock
 from core.decision import Decision
-from core.ports import Ledger, Notifier, SimulatedExchange
+from core.ports import Notifier, SimulatedExchange, TradingLedger
 from core.types import DecisionId, Symbol
 from services.circuit_breaker import CircuitBreaker
 from services.decide.batch import DecisionBatch
@@ -45,7 +45,7 @@ class DecisionRunReport:
 class DecisionLoop:
     """What both loops share: the ledger, the agents, the risk snapshots and the breaker."""
 
-    ledger: Ledger
+    ledger: TradingLedger
     agents: Sequence[Agent]
     cfg: DecisionConfig
     alerts: Notifier
@@ -72,24 +72,27 @@ class DecisionLoop:
         """Breaker, then the step at `t`; every decision recorded. Returns those recorded and
         how many were decided by an earlier run."""
         prices = batch.prices_at(t)
-        self.breaker.check(prices, now)
-        step = decide_at(
-            batch, t, self.snapshots.snapshot(prices, now), now, self.cfg, self.agents, already
-        )
+        state = self.snapshots.snapshot(prices, now)
+        if self.breaker.check(prices, now, state).changed:
+            state = self.snapshots.snapshot(prices, now)  # it tripped or cleared: halts differ
+        step = decide_at(batch, t, state, now, self.cfg, self.agents, already)
         recorded = [d for d in step.decisions if self.ledger.orders.record_decision(d, broker)]
         return recorded, step.skipped + len(step.decisions) - len(recorded)
 
 
 def settle_all(
-    ledger: Ledger,
+    ledger: TradingLedger,
     exchange: SimulatedExchange,
     batch: DecisionBatch,
     t: pd.Timestamp,
     cfg: DecisionConfig,
 ) -> int:
-    """Working simulated orders of every symbol meet the candle opening at `t`."""
+    """Working simulated orders of every symbol meet the candle opening at `t`. A symbol with
+    nothing working at the exchange nor open in the ledger has nothing to settle."""
     fills = 0
     for symbol in cfg.symbols:
+        if not exchange.working(Symbol(symbol)) and not ledger.orders.open(cfg.account, symbol):
+            continue
         bar = batch.bar(symbol, t)
         if bar is not None:
             clock = FixedClock(bar.open_time)

@@ -14,7 +14,7 @@ from core.agents.base import Agent
 from core.candles.timeframe import timeframe_delta
 from core.clock import FixedClock
 from core.errors import FatalError
-from core.ports import Ledger, Model, Notifier, SimulatedExchange
+from core.ports import Model, Notifier, SimulatedExchange, TradingLedger
 from services import progress
 from services.decide.batch import prepare_batch
 from services.decide.config import DecisionConfig
@@ -23,7 +23,7 @@ from services.execution import submit_order, unsent_orders
 
 
 def replay(
-    ledger: Ledger,
+    ledger: TradingLedger,
     exchange: SimulatedExchange,
     model: Model,
     agents: Sequence[Agent],
@@ -59,7 +59,9 @@ class NotEnoughCandles(FatalError, LookupError):
     pass
 
 
-def replay_window(ledger: Ledger, cfg: DecisionConfig, candles: int) -> tuple[datetime, datetime]:
+def replay_window(
+    ledger: TradingLedger, cfg: DecisionConfig, candles: int
+) -> tuple[datetime, datetime]:
     """(first replayed candle, last candle training may see): the model never saw the replay."""
     starts = []
     for symbol in cfg.symbols:

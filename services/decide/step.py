@@ -45,7 +45,7 @@ def decide_at(
     skipped = 0
     for symbol in cfg.symbols:
         decision_id = decision_id_for(cfg.account, symbol, cfg.timeframe, t.to_pydatetime())
-        if t in batch.candles[symbol].index and decision_id in already:
+        if batch.has(symbol, t) and decision_id in already:
             skipped += 1
             continue
         features = batch.features_at(symbol, t)

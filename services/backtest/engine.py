@@ -1,0 +1,93 @@
+"""Backtest: the replay, the live decision code, over a window of history, on a ledger and a
+simulated exchange the caller keeps in memory (one run is hundreds of thousands of decisions:
+a transaction each would be most of the time). What the run recorded is written to the SQL
+ledger in bulk afterwards, under the run's own account."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import pandas as pd
+
+from core.agents.base import Agent
+from core.candles.timeframe import timeframe_delta
+from core.errors import FatalError
+from core.ports import Model, Notifier, SimulatedExchange, TradingLedger
+from services.decide.batch import FEATURE_WINDOW
+from services.decide.config import DecisionConfig
+from services.decide.loop import DecisionRunReport
+from services.decide.replay import replay
+
+
+class EmptyWindow(FatalError, LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestWindow:
+    start: datetime  # open time of the first candle decided
+    end: datetime  # candles opening before this are decided
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise EmptyWindow(f"the window {self.start:%F %T} .. {self.end:%F %T} is empty")
+
+
+# All the candles of one symbol (open_time and OHLCV columns, oldest first).
+CandleReader = Callable[[str], pd.DataFrame]
+
+
+def load_window(
+    read: CandleReader, scratch: TradingLedger, cfg: DecisionConfig, window: BacktestWindow
+) -> dict[str, pd.DataFrame]:
+    """Copy each symbol's candles of the window, and the warm-up before it, into `scratch`;
+    nothing from `window.end` on (the run cannot see the future it is tested on)."""
+    out = {}
+    for symbol in cfg.symbols:
+        frame = read(symbol)
+        opens = frame["open_time"]
+        inside = frame[(opens >= window.start) & (opens < window.end)]
+        if inside.empty:
+            raise EmptyWindow(
+                f"{symbol} {cfg.timeframe}: no candles between {window.start:%F %T} and "
+                f"{window.end:%F %T}"
+            )
+        first = max(inside.index[0] - FEATURE_WINDOW, 0)
+        chosen = frame.loc[first : inside.index[-1]].reset_index(drop=True)
+        scratch.candles.upsert(cfg.exchange, symbol, cfg.timeframe, chosen)
+        out[symbol] = chosen
+    return out
+
+
+def window_candles(frames: Mapping[str, pd.DataFrame], window: BacktestWindow) -> int:
+    """How many candle times of the window the longest symbol has: what the replay decides."""
+    return max(int((f["open_time"] >= window.start).sum()) for f in frames.values())
+
+
+def backtest(
+    scratch: TradingLedger,
+    exchange: SimulatedExchange,
+    model: Model,
+    agents: Sequence[Agent],
+    cfg: DecisionConfig,
+    window: BacktestWindow,
+    frames: Mapping[str, pd.DataFrame],
+    alerts: Notifier,
+) -> DecisionRunReport:
+    """Every candle of the window, oldest first, through the replay on `scratch`."""
+    return replay(scratch, exchange, model, agents, cfg, window_candles(frames, window), alerts)
+
+
+def starting_time(frames: Mapping[str, pd.DataFrame], cfg: DecisionConfig) -> datetime:
+    """When the run's account opens: the first candle time any symbol has."""
+    first = min(f["open_time"].iloc[0] for f in frames.values())
+    return (first - timeframe_delta(cfg.timeframe)).to_pydatetime()
+
+
+def final_equity(scratch: TradingLedger, account: str, prices: Mapping[str, Decimal]) -> Decimal:
+    positions = scratch.fills.positions(account)
+    held = sum((p.quantity * prices.get(s, Decimal(0)) for s, p in positions.items()), Decimal(0))
+    return scratch.accounts.cash(account) + held
