@@ -290,6 +290,12 @@ def check_position(order: ProposedOrder, state: RiskState, limits: RiskLimits) -
                 DenialCode.NO_POSITION_TO_SELL, f"flat in {order.symbol} (spot, no shorting)"
             )
         free = available_to_sell(order.symbol, state)
+        if order.quantity <= 0:  # all of it is already being sold, or less than one step is left
+            return Denial(
+                DenialCode.NO_POSITION_TO_SELL,
+                f"nothing free to sell in {order.symbol}: {free.normalize():f} held and not "
+                "already being sold",
+            )
         if order.quantity > free:
             return Denial(
                 DenialCode.NO_SHORT_SELLING,

@@ -144,6 +144,15 @@ def test_evaluate_when_selling_more_than_held_or_already_being_sold_then_denied(
     assert reasons(sell("1", ETH), s) == ["NO_POSITION_TO_SELL"]
 
 
+def test_evaluate_when_everything_held_is_already_being_sold_then_a_sell_of_nothing_is_denied() -> (
+    None
+):
+    # Found by the backtest identity test: with partial fills a position's last units were all
+    # in an open sell, the next SELL was sized to zero and the gate approved it.
+    s = state(positions={BTC: D(5)}, open_sells={BTC: D(5)})
+    assert reasons(sell("0"), s) == ["NO_POSITION_TO_SELL"]
+
+
 def test_evaluate_when_daily_loss_reached_then_buys_denied_and_exits_allowed() -> None:
     s = state(positions={BTC: D(5)}, daily_pnl=D("-300"), day_start_equity=D("10000"))
     assert reasons(buy("1"), s) == ["DAILY_LOSS_LIMIT"]
