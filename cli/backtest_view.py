@@ -3,13 +3,18 @@ then the run's summary with buy-and-hold beside the strategy."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
+from types import TracebackType
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from core.backtest.stats import BacktestStats, PairStats, RunStats
+from core.records import BacktestRun
 from core.types import quote_of
 
 
@@ -118,3 +123,59 @@ def _duration(value: timedelta | None) -> str:
     days, rest = divmod(minutes, 1440)
     clock = f"{rest // 60}:{rest % 60:02d}"
     return f"{days} day{'s' if days != 1 else ''}, {clock}" if days else clock
+
+
+class BacktestProgress(logging.Handler):
+    """A progress bar over the window's candles, advanced by the replay's progress records
+    (services.progress), redrawn every `every` candles: a backtest decides tens of thousands."""
+
+    def __init__(self, console: Console, candles: int, every: int = 250) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.every, self._seen = every, 0
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = self.bars.add_task("backtest candles", total=candles)
+        self._logger = logging.getLogger("tradeflow.progress")
+
+    def __enter__(self) -> BacktestProgress:
+        self.bars.__enter__()
+        self._logger.addHandler(self)
+        self._level = self._logger.level
+        self._logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+        self.bars.update(self.task, completed=self._seen)
+        self.bars.__exit__(kind, exc, tb)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "candle", None) is None:
+            return
+        self._seen += 1
+        if self._seen % self.every == 0:
+            self.bars.update(self.task, completed=self._seen)
+
+
+def print_run(
+    console: Console, run: BacktestRun, seconds: Mapping[str, float], candles: int
+) -> None:
+    """Where the run is kept, and how fast it went."""
+    decide = seconds.get("decide", 0.0)
+    speed = f"{candles / decide:,.0f} symbol-candles/s" if decide else "n/a"
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+    console.print(
+        f"run {run.run_id}: {candles:,} symbol-candles, decide loop {speed} ({stages})\n"
+        f"ledger account [bold]{run.account}[/] (decisions, orders, fills, positions)\n"
+        f"report {run.report_path}",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -111,6 +111,41 @@ def _run_pipeline(settings: Settings, n: int) -> PipelineReport:
     return report
 
 
+@app.command()
+def backtest(
+    start: Annotated[str, typer.Option("--from", help="first candle, UTC: 2024-01-01[T00:00]")],
+    end: Annotated[str, typer.Option("--to", help="candles opening before this are tested")],
+    symbols: Annotated[
+        str | None, typer.Option(help="comma-separated, e.g. BTC/USDT,ETH/USDT (default: settings)")
+    ] = None,
+    timeframe: Annotated[str | None, typer.Option(help="e.g. 5m (default: settings)")] = None,
+    model_version: Annotated[
+        str | None, typer.Option(help="a registered version (default: the champion)")
+    ] = None,
+) -> None:
+    """Backtest a window through the live decision code on the simulated exchange: per-pair
+    results, an HTML report under var/backtests/, the run in the ledger under its own account."""
+    settings = _settings()
+    window = (_utc(start, "--from"), _utc(end, "--to"))
+    chosen = tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    from cli.backtest_run import run_backtest_flow
+
+    run_backtest_flow(console, settings, window, chosen, timeframe, model_version)
+
+
+def _utc(text: str, option: str):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        console.print(f"[red]{option} {text!r} is not a date: use 2024-01-01 or 2024-01-01T12:00")
+        raise typer.Exit(2) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 @app.command("sign-kill-switch")
 def sign_kill_switch(
     action: Annotated[

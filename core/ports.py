@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,6 +23,8 @@ from core.market.order_book import OrderBookSnapshot, PublicTrade
 from core.orders import Fill, Order, OrderChange, OrderEvent, OrderStatus
 from core.portfolio import Position
 from core.records import (
+    AccountRecords,
+    BacktestRun,
     CandleGapRecord,
     ControlState,
     DecisionRecord,
@@ -177,6 +180,12 @@ class ModelRegistry(Protocol):
     def promote_if_better(
         self, registered: Registered, validation: pd.DataFrame, features: Sequence[str]
     ) -> Promotion: ...
+
+    def attach(
+        self, name: str, version: str, folder: str, files: Sequence[Path], tags: Mapping[str, str]
+    ) -> str:
+        """Files (a backtest's report) kept beside a version's training run; returns its id."""
+        ...
 
 
 # -- the ledger -------------------------------------------------------------------------------
@@ -386,8 +395,24 @@ class TradingLedger(Protocol):
     microstructure: MicrostructureStore
 
 
+class BacktestStore(Protocol):
+    def save(self, run: BacktestRun, records: AccountRecords) -> None: ...
+
+    def get(self, run_id: str) -> BacktestRun | None: ...
+
+    def recent(self, limit: int = 20) -> list[BacktestRun]: ...
+
+
+class ScratchLedger(TradingLedger, Protocol):
+    """A trading ledger kept for one run (a backtest's, in memory) that hands over what an
+    account recorded, to be stored in the real ledger in one go."""
+
+    def records(self, account: str) -> AccountRecords: ...
+
+
 class Ledger(TradingLedger, Protocol):
-    """The whole ledger: trading, plus signed safety requests and the read models."""
+    """The whole ledger: trading, plus signed safety requests, backtests and the read models."""
 
     requests: SafetyRequestStore
     overview: OverviewQueries
+    backtests: BacktestStore

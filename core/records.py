@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from core.agents.base import Vote
+from core.decision import Decision
+from core.orders import Fill, Order
+from core.portfolio import Position
 from core.risk.limits import Denial
 from core.risk.state import SafetyFlags
 from core.types import Action, ClientOrderId, DecisionId, Symbol
@@ -117,3 +120,47 @@ class HealthOverview:
     flags: SafetyFlags
     kill_switch: KillSwitchState
     model: ModelInUse | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOrder:
+    """An order with the ledger's bookkeeping of it."""
+
+    order: Order
+    broker: str
+    updated_at: datetime
+    submit_attempts: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecords:
+    """Everything one account recorded: what a backtest hands to the SQL ledger in one go."""
+
+    account: str
+    starting_cash: Decimal
+    cash: Decimal
+    opened_at: datetime
+    decisions: Sequence[tuple[Decision, str]]  # with the broker it was decided for
+    orders: Sequence[StoredOrder]
+    fills: Sequence[tuple[Fill, Decimal]]  # with its realised P&L
+    positions: Mapping[Symbol, Position]
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestRun:
+    """One backtest: what was tested, on what, and how it did. Its decisions, orders and fills
+    live in the ledger under `account`, which no paper or live run uses."""
+
+    run_id: str
+    account: str
+    created_at: datetime
+    symbols: tuple[str, ...]
+    timeframe: str
+    start: datetime
+    end: datetime
+    model_name: str
+    model_version: str
+    params: Mapping[str, str]
+    summary: Mapping[str, float | str | None]
+    report_path: str | None = None

@@ -95,6 +95,11 @@ class MlflowRegistry:
     ) -> Promotion:
         return promote_if_better(registered, validation, features)
 
+    def attach(
+        self, name: str, version: str, folder: str, files: Sequence[Path], tags: Mapping[str, str]
+    ) -> str:
+        return attach_to_version(name, version, folder, files, tags)
+
 
 def log_and_register(
     model: EnsembleClassifier,
@@ -201,13 +206,48 @@ class ChampionCache:
             raise RegistryUnavailable(f"model registry did not answer: {exc}") from exc
         with self._lock:
             if self._served is None or self._served.version != str(mv.version):
-                fs = mv.tags.get("feature_set_version", "")
-                if fs != self.expected_feature_set:
-                    raise FeatureSetMismatch(
-                        f"{self.name} v{mv.version} was trained on feature set {fs or 'unknown'}, "
-                        f"this code computes {self.expected_feature_set}: retrain before serving"
-                    )
+                fs = _checked_feature_set(self.name, mv, self.expected_feature_set)
                 model = mlflow.pyfunc.load_model(f"models:/{self.name}@{CHAMPION}")
                 self._served = ServedModel(self.name, str(mv.version), fs, model)
                 self.loads += 1
             return self._served
+
+
+def _checked_feature_set(name: str, mv: Any, expected: str) -> str:
+    fs = mv.tags.get("feature_set_version", "")
+    if fs != expected:
+        raise FeatureSetMismatch(
+            f"{name} v{mv.version} was trained on feature set {fs or 'unknown'}, "
+            f"this code computes {expected}: retrain before serving"
+        )
+    return str(fs)
+
+
+def load_version(name: str, version: str, expected_feature_set: str) -> ServedModel:
+    """One registered version, by number (a backtest of a challenger, say)."""
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version(name, version)
+    except MlflowException as exc:
+        if exc.error_code in _NOT_THERE:
+            raise NoChampion(f"model {name!r} has no version {version!r}") from exc
+        raise RegistryUnavailable(f"model registry did not answer: {exc}") from exc
+    fs = _checked_feature_set(name, mv, expected_feature_set)
+    return ServedModel(name, str(mv.version), fs, _load_version(name, str(mv.version)))
+
+
+def attach_to_version(
+    name: str, version: str, folder: str, files: Sequence[Path], tags: Mapping[str, str]
+) -> str:
+    """Log `files` as artifacts of the run that trained `name` v`version`, under `folder`, and
+    tag the version; returns the run id."""
+    client = MlflowClient()
+    try:
+        run_id = client.get_model_version(name, version).run_id
+        for path in files:
+            client.log_artifact(run_id, str(path), artifact_path=folder)
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+    except MlflowException as exc:
+        raise RegistryUnavailable(f"model registry did not answer: {exc}") from exc
+    return str(run_id)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from core.backtest.stats import BacktestStats
+from core.records import BacktestRun
 from services import bootstrap
 from services.decide.loop import DecisionRunReport
 from services.ingest import IngestReport
@@ -108,3 +110,37 @@ def publish_reconciliation(report: ReconciliationReport) -> None:
     ]
     body = f"## Reconciliation {verdict}\n\n" + _table(("what", "items"), rows)
     create_markdown_artifact(body, key="reconcile", description=f"reconciliation {verdict}")
+
+
+def publish_backtest(run: BacktestRun, stats: BacktestStats | None) -> None:
+    """The run's headline figures in its log, and its per-pair table as an artifact."""
+    log = get_run_logger()
+    s = run.summary
+    log.info(
+        "backtest %s: %s %s %s..%s, return %s (buy and hold %s), max drawdown %s, report %s",
+        run.run_id, ",".join(run.symbols), run.timeframe, f"{run.start:%F}", f"{run.end:%F}",
+        _pct(s.get("total_return")), _pct(s.get("buy_and_hold_return")),
+        _pct(s.get("max_drawdown")), run.report_path,
+    )  # fmt: skip
+    figures = [(k, _pct(v) if k.endswith(("return", "drawdown", "exposure", "rate")) else v)
+               for k, v in s.items()]  # fmt: skip
+    body = [
+        f"## Backtest {run.run_id}",
+        f"{run.model_name} v{run.model_version} on {', '.join(run.symbols)} {run.timeframe}, "
+        f"{run.start:%F %H:%M} .. {run.end:%F %H:%M} UTC; ledger account `{run.account}`",
+        _table(("figure", "value"), figures),
+    ]
+    if stats is not None:
+        pairs = [
+            (p.symbol, p.trades, f"{p.avg_profit_pct:.2f}", f"{p.total_profit:.2f}",
+             f"{p.total_profit_pct:.2f}", f"{p.win_rate:.0%}", f"{p.fees:.2f}")
+            for p in (*stats.pairs, stats.total)
+        ]  # fmt: skip
+        header = ("pair", "trades", "avg %", "total", "total %", "win rate", "fees")
+        body.append("### Per pair\n\n" + _table(header, pairs))
+    body.append(f"Report: `{run.report_path}`")
+    create_markdown_artifact("\n\n".join(body), key="backtest", description=run.run_id)
+
+
+def _pct(value: object) -> str:
+    return f"{value:+.2%}" if isinstance(value, float) else str(value)

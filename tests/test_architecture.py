@@ -1,7 +1,8 @@
 """The shape of the code: imports point down the layers, functions stay small, ruff is clean.
 
 Layers: flows -> tasks -> services -> core; infra and registry implement core's ports and
-depend on core alone; services.bootstrap is the one place in services that builds adapters;
+depend on core alone; services.bootstrap (with services.backtest.compose, its part for one
+backtest run) is the one place in services that builds adapters;
 serving -> services; nothing but the CLI imports flows.
 """
 
@@ -20,6 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "registry": {"core", "registry"},
     "services": {"core", "services"},
     "services.bootstrap": {"core", "services", "infra", "registry"},
+    "services.backtest.compose": {"core", "services", "infra", "registry"},
     "tasks": {"core", "services", "tasks"},
     "flows": {"core", "services", "tasks", "flows"},
     "serving": {"core", "services", "serving"},

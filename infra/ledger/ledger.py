@@ -12,6 +12,7 @@ from functools import lru_cache
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.ledger.accounts import Accounts
+from infra.ledger.backtests import BacktestRuns
 from infra.ledger.candles import Candles
 from infra.ledger.database import migrate, session_factory
 from infra.ledger.fills import Fills
@@ -34,6 +35,7 @@ class Ledger:
         self.requests = SafetyRequests(sessions)
         self.microstructure = Microstructure(sessions)
         self.overview = Overview(sessions)
+        self.backtests = BacktestRuns(sessions)
 
 
 _MIGRATING = threading.Lock()

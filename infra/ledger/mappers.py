@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from core.agents.base import Vote
 from core.decision import Decision
 from core.features.order_book import BOOK_FEATURE_NAMES
-from core.orders import Order, OrderOrigin, OrderStatus, OrderType
+from core.orders import Fill, Order, OrderOrigin, OrderStatus, OrderType
 from core.records import ControlState, DecisionRecord, KillSwitchState
 from core.risk.limits import Denial
 from core.types import Action, ClientOrderId, DecisionId, Side, Symbol
@@ -15,25 +17,38 @@ from infra.ledger.models import DecisionRow, OrderRow
 
 
 def order_row(order: Order, account: str, broker: str) -> OrderRow:
-    return OrderRow(
-        client_order_id=order.client_order_id,
-        decision_id=order.decision_id,
-        account=account,
-        broker=broker,
-        symbol=order.symbol,
-        side=order.side.value,
-        origin=order.origin.value,
-        order_type=order.order_type.value,
-        quantity=order.quantity,
-        limit_price=order.limit_price,
-        filled_quantity=order.filled_quantity,
-        filled_cost=order.filled_cost,
-        status=order.status.value,
-        market_time=order.market_time,
-        created_at=order.created_at,
-        updated_at=order.created_at,
-        submit_attempts=0,
-    )
+    return OrderRow(**order_values(order, account, broker))
+
+
+def order_values(
+    order: Order,
+    account: str,
+    broker: str,
+    updated_at: datetime | None = None,
+    submit_attempts: int = 0,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """An order's column values (a bulk insert takes these, not ORM objects)."""
+    return {
+        "client_order_id": order.client_order_id,
+        "decision_id": order.decision_id,
+        "account": account,
+        "broker": broker,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "origin": order.origin.value,
+        "order_type": order.order_type.value,
+        "quantity": order.quantity,
+        "limit_price": order.limit_price,
+        "filled_quantity": order.filled_quantity,
+        "filled_cost": order.filled_cost,
+        "status": order.status.value,
+        "market_time": order.market_time,
+        "created_at": order.created_at,
+        "updated_at": updated_at or order.created_at,
+        "submit_attempts": submit_attempts,
+        "error": error,
+    }
 
 
 def order_of(row: OrderRow) -> Order:
@@ -55,31 +70,52 @@ def order_of(row: OrderRow) -> Order:
 
 
 def decision_row(decision: Decision) -> DecisionRow:
+    return DecisionRow(**decision_values(decision))
+
+
+def decision_values(decision: Decision) -> dict[str, Any]:
+    """A decision's column values (a bulk insert takes these, not ORM objects)."""
     inp, verdict, order = decision.input, decision.verdict, decision.order
-    return DecisionRow(
-        decision_id=decision.decision_id,
-        account=inp.account,
-        symbol=inp.symbol,
-        timeframe=inp.timeframe,
-        candle_time=inp.candle_time,
-        price=inp.price,
-        feature_set_version=inp.feature_set_version,
-        model_name=inp.model_name,
-        model_version=inp.model_version,
-        probability=float(inp.model_probability),
-        votes=[_vote(v) for v in decision.votes],
-        order_book_features={
+    return {
+        "decision_id": decision.decision_id,
+        "account": inp.account,
+        "symbol": inp.symbol,
+        "timeframe": inp.timeframe,
+        "candle_time": inp.candle_time,
+        "price": inp.price,
+        "feature_set_version": inp.feature_set_version,
+        "model_name": inp.model_name,
+        "model_version": inp.model_version,
+        "probability": float(inp.model_probability),
+        "votes": [_vote(v) for v in decision.votes],
+        "order_book_features": {
             k: float(inp.features[k]) for k in BOOK_FEATURE_NAMES if k in inp.features
         }
         or None,
-        action=decision.consensus.action.value,
-        score=decision.consensus.score,
-        consensus_reason=decision.consensus.reason,
-        risk_approved=None if verdict is None else verdict.approved,
-        risk_reasons=[] if verdict is None else [str(d) for d in verdict.denials],
-        client_order_id=None if order is None else order.client_order_id,
-        decided_at=decision.decided_at,
-    )
+        "action": decision.consensus.action.value,
+        "score": decision.consensus.score,
+        "consensus_reason": decision.consensus.reason,
+        "risk_approved": None if verdict is None else verdict.approved,
+        "risk_reasons": [] if verdict is None else [str(d) for d in verdict.denials],
+        "client_order_id": None if order is None else order.client_order_id,
+        "decided_at": decision.decided_at,
+    }
+
+
+def fill_values(account: str, fill: Fill, realised: Decimal) -> dict[str, Any]:
+    return {
+        "fill_id": fill.fill_id,
+        "client_order_id": fill.client_order_id,
+        "account": account,
+        "symbol": fill.symbol,
+        "side": fill.side.value,
+        "quantity": fill.quantity,
+        "price": fill.price,
+        "fee": fill.fee,
+        "realised_pnl": realised,
+        "filled_at": fill.filled_at,
+        "fee_in_base": fill.fee_in_base,
+    }
 
 
 def _vote(v: Vote) -> dict[str, object]:

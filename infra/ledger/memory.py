@@ -23,7 +23,15 @@ from core.errors import FatalError
 from core.market.order_book import OrderBookSnapshot, PublicTrade
 from core.orders import Fill, Order, OrderChange, OrderEvent, OrderStatus
 from core.portfolio import Position, apply_fill, cash_after
-from core.records import CandleGapRecord, ControlState, DecisionRecord, KillSwitchState, SafetyEvent
+from core.records import (
+    AccountRecords,
+    CandleGapRecord,
+    ControlState,
+    DecisionRecord,
+    KillSwitchState,
+    SafetyEvent,
+    StoredOrder,
+)
 from core.risk.breaker import TradeResult
 from core.risk.state import (
     Control,
@@ -168,8 +176,8 @@ class MemoryAccounts:
 
 
 @dataclass
-class StoredOrder:
-    """An order as the ledger keeps it: the order and its bookkeeping."""
+class _Kept:
+    """An order as the ledger keeps it: the order and its bookkeeping (mutable)."""
 
     order: Order
     account: str
@@ -182,7 +190,7 @@ class StoredOrder:
 class MemoryOrders:
     def __init__(self) -> None:
         self.decisions_made: dict[DecisionId, tuple[Decision, str]] = {}
-        self.stored: dict[ClientOrderId, StoredOrder] = {}
+        self.stored: dict[ClientOrderId, _Kept] = {}
         self._open: dict[str, dict[ClientOrderId, None]] = {}  # per account, in insert order
         self._last: dict[tuple[str, str, str], datetime] = {}
 
@@ -222,17 +230,17 @@ class MemoryOrders:
 
     # -- orders ----------------------------------------------------------------------------
     def _add(self, order: Order, account: str, broker: str) -> None:
-        self.stored[order.client_order_id] = StoredOrder(order, account, broker, order.created_at)
+        self.stored[order.client_order_id] = _Kept(order, account, broker, order.created_at)
         if order.status.is_open:
             self._open.setdefault(account, {})[order.client_order_id] = None
 
-    def _stored(self, client_order_id: ClientOrderId) -> StoredOrder:
+    def _stored(self, client_order_id: ClientOrderId) -> _Kept:
         found = self.stored.get(client_order_id)
         if found is None:
             raise UnknownOrder(f"no order {client_order_id} in the ledger")
         return found
 
-    def _set(self, stored: StoredOrder, order: Order, now: datetime) -> Order:
+    def _set(self, stored: _Kept, order: Order, now: datetime) -> Order:
         stored.order, stored.updated_at = order, now
         if not order.status.is_open:
             self._open.get(stored.account, {}).pop(order.client_order_id, None)
@@ -525,3 +533,27 @@ class MemoryLedger:
         self.fills = MemoryFills(self.accounts, self.orders)
         self.safety = MemorySafety()
         self.microstructure = MemoryMicrostructure()
+
+    def records(self, account: str) -> AccountRecords:
+        """Everything `account` recorded, for the SQL ledger's bulk store."""
+        acct = self.accounts.get(account)
+        decisions = [
+            (d, broker)
+            for d, broker in self.orders.decisions_made.values()
+            if d.input.account == account
+        ]
+        orders = [
+            StoredOrder(s.order, s.broker, s.updated_at, s.submit_attempts, s.error)
+            for s in self.orders.stored.values()
+            if s.account == account
+        ]
+        return AccountRecords(
+            account=account,
+            starting_cash=acct.starting_cash,
+            cash=acct.cash,
+            opened_at=acct.opened_at,
+            decisions=decisions,
+            orders=orders,
+            fills=self.fills.realised(account),
+            positions=self.fills.positions(account),
+        )

@@ -274,3 +274,21 @@ class RefusalTotalRow(Base):
     granularity: Mapped[str] = mapped_column(String(4), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
     refusals: Mapped[int] = mapped_column(Integer)
+
+
+class BacktestRunRow(Base):
+    """One backtest run; its decisions, orders and fills are stored under its own account."""
+
+    __tablename__ = "backtest_runs"
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    symbols: Mapped[list[str]] = mapped_column(JSON)
+    timeframe: Mapped[str] = mapped_column(String(8))
+    start: Mapped[datetime] = mapped_column(UtcDateTime)
+    end: Mapped[datetime] = mapped_column(UtcDateTime)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    report_path: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pandas as pd
@@ -34,6 +34,16 @@ class BacktestWindow:
     def __post_init__(self) -> None:
         if self.end <= self.start:
             raise EmptyWindow(f"the window {self.start:%F %T} .. {self.end:%F %T} is empty")
+
+
+def recent_window(ledger: TradingLedger, cfg: DecisionConfig, days: int) -> BacktestWindow:
+    """The last `days` days up to the newest candle every symbol has (a scheduled backtest of
+    what the champion would have done lately)."""
+    newest = [ledger.candles.last_time(cfg.exchange, s, cfg.timeframe) for s in cfg.symbols]
+    if any(t is None for t in newest):
+        raise EmptyWindow(f"no {cfg.timeframe} candles stored for some of {list(cfg.symbols)}")
+    end = min(t for t in newest if t is not None) + timeframe_delta(cfg.timeframe)
+    return BacktestWindow(end - timedelta(days=days), end)
 
 
 # All the candles of one symbol (open_time and OHLCV columns, oldest first).

@@ -147,3 +147,10 @@ def test_migrate_when_database_reachable_or_not_then_up_to_date_or_one_line_exit
     [out] = [x for x in result.output.splitlines() if x.strip()]
     assert out.startswith(line)
     assert "Traceback" not in result.output
+
+
+def test_backtest_when_a_date_is_not_a_date_then_one_line_and_exit_2(app_settings) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, ["backtest", "--from", "last tuesday", "--to", "2024-09-01"])
+    assert result.exit_code == 2
+    assert "--from 'last tuesday' is not a date" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,137 @@
+"""Backtest runs: the run's row, and everything its account recorded, written in one
+transaction with bulk inserts (a run is hundreds of thousands of decisions)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from core.errors import FatalError
+from core.records import AccountRecords, BacktestRun
+from infra.ledger.mappers import decision_values, fill_values, order_values
+from infra.ledger.models import (
+    AccountRow,
+    BacktestRunRow,
+    DecisionRow,
+    FillRow,
+    OrderRow,
+    PositionRow,
+)
+from infra.ledger.sessions import Sessions
+
+_CHUNK = 5_000  # rows per INSERT batch: bounded memory for the parameters
+
+
+class RunAlreadyStored(FatalError):
+    pass
+
+
+class BacktestRuns:
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    def save(self, run: BacktestRun, records: AccountRecords) -> None:
+        """Store the run and its account's records, all or nothing."""
+        if records.account != run.account:
+            raise ValueError(f"records of {records.account!r} for run account {run.account!r}")
+        with self._sessions.write() as s:
+            if s.get(BacktestRunRow, run.run_id) is not None:
+                raise RunAlreadyStored(f"backtest run {run.run_id} is already stored")
+            s.add(_run_row(run))
+            s.add(_account_row(records))
+            s.flush()
+            decisions = (decision_values(d) for d, _ in records.decisions)
+            _bulk(s, DecisionRow, decisions)
+            orders = (
+                order_values(
+                    o.order, run.account, o.broker, o.updated_at, o.submit_attempts, o.error
+                )
+                for o in records.orders
+            )
+            _bulk(s, OrderRow, orders)
+            _bulk(s, FillRow, (fill_values(run.account, f, r) for f, r in records.fills))
+            _bulk(s, PositionRow, _positions(records))
+
+    def get(self, run_id: str) -> BacktestRun | None:
+        with self._sessions.read() as s:
+            row = s.get(BacktestRunRow, run_id)
+            return None if row is None else _run_of(row)
+
+    def recent(self, limit: int = 20) -> list[BacktestRun]:
+        q = select(BacktestRunRow).order_by(BacktestRunRow.created_at.desc()).limit(limit)
+        with self._sessions.read() as s:
+            return [_run_of(r) for r in s.scalars(q)]
+
+
+def _bulk(s: Any, model: type, rows: Iterator[dict[str, Any]]) -> None:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == _CHUNK:
+            s.execute(insert(model), batch)
+            batch = []
+    if batch:
+        s.execute(insert(model), batch)
+
+
+def _positions(records: AccountRecords) -> Iterator[dict[str, Any]]:
+    last = max((f.filled_at for f, _ in records.fills), default=records.opened_at)
+    for symbol, p in records.positions.items():
+        yield {
+            "account": records.account,
+            "symbol": symbol,
+            "quantity": p.quantity,
+            "avg_price": p.avg_price,
+            "realised_pnl": p.realised_pnl,
+            "updated_at": last,
+        }
+
+
+def _account_row(records: AccountRecords) -> AccountRow:
+    last = max((f.filled_at for f, _ in records.fills), default=records.opened_at)
+    return AccountRow(
+        account=records.account,
+        starting_cash=records.starting_cash,
+        cash=records.cash,
+        updated_at=last,
+        opened_at=records.opened_at,
+    )
+
+
+def _run_row(run: BacktestRun) -> BacktestRunRow:
+    return BacktestRunRow(
+        run_id=run.run_id,
+        account=run.account,
+        created_at=run.created_at,
+        symbols=list(run.symbols),
+        timeframe=run.timeframe,
+        start=run.start,
+        end=run.end,
+        model_name=run.model_name,
+        model_version=run.model_version,
+        params=dict(run.params),
+        summary=dict(run.summary),
+        report_path=run.report_path,
+    )
+
+
+def _run_of(row: BacktestRunRow) -> BacktestRun:
+    return BacktestRun(
+        run_id=row.run_id,
+        account=row.account,
+        created_at=row.created_at,
+        symbols=tuple(row.symbols),
+        timeframe=row.timeframe,
+        start=row.start,
+        end=row.end,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        params=row.params,
+        summary=row.summary,
+        report_path=row.report_path,
+    )
+
+
+__all__: Sequence[str] = ("BacktestRuns", "RunAlreadyStored")
