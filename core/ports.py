@@ -395,8 +395,22 @@ class TradingLedger(Protocol):
     microstructure: MicrostructureStore
 
 
+class DecisionSink(Protocol):
+    """Where a long run's decisions go as they are made, in chunks."""
+
+    def add(self, decision: Decision, broker: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+
 class BacktestStore(Protocol):
     def save(self, run: BacktestRun, records: AccountRecords) -> None: ...
+
+    def decision_sink(self, account: str) -> DecisionSink: ...
+
+    def discard(self, account: str) -> int:
+        """Remove what an unfinished run wrote under its account; returns the rows removed."""
+        ...
 
     def get(self, run_id: str) -> BacktestRun | None: ...
 

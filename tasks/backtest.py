@@ -16,7 +16,7 @@ from core.records import BacktestRun
 from services import bootstrap
 from services.backtest import compose
 from services.backtest.engine import BacktestWindow, recent_window
-from services.backtest.session import BacktestResult, run_backtest, store_backtest
+from services.backtest.session import BacktestResult, backtest_and_store
 from tasks.retry import only_retryable
 
 
@@ -42,7 +42,7 @@ def backtest_window(
         return BacktestOutcome(stored, None)
     settings = compose.backtest_settings(base, symbols, timeframe, run_id)
     model = compose.model(settings, model_version)
-    parts = compose.parts(settings, model)
+    parts = compose.parts(settings, model, ledger.backtests.decision_sink(settings.account))
     params = {
         "symbols": ",".join(settings.symbols),
         "timeframe": settings.timeframe,
@@ -52,16 +52,17 @@ def backtest_window(
         "order_notional": str(settings.order_notional),
     }
     start, end, days = window
-    result = run_backtest(
+    chosen = BacktestWindow(start, end) if start and end else recent_window(ledger, parts.cfg, days)
+    run, result = backtest_and_store(
+        ledger,
         compose.reader(settings, ledger),
         parts,
-        BacktestWindow(start, end) if start and end else recent_window(ledger, parts.cfg, days),
+        chosen,
         run_id,
         SystemClock().now(),
         params,
+        lambda r: compose.write_report(settings, r),
     )
-    path = compose.write_report(settings, result)
-    run = store_backtest(ledger, parts.scratch, result, str(path))
     return BacktestOutcome(run, result)
 
 

@@ -33,6 +33,9 @@ class MarketRules:
     min_notional: Decimal = ZERO
 
 
+DEFAULT_RULES = MarketRules()
+
+
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
     whitelist: frozenset[str]
@@ -54,7 +57,7 @@ class RiskLimits:
     rules: Mapping[str, MarketRules] = field(default_factory=dict)
 
     def rules_for(self, symbol: str) -> MarketRules:
-        return self.rules.get(symbol, MarketRules())
+        return self.rules.get(symbol, DEFAULT_RULES)
 
     def too_old(self, age: timedelta) -> bool:
         """Whether a candle that closed `age` ago is too old to trade on."""
@@ -99,6 +102,12 @@ class RiskState:
     trading_state: TradingState = TradingState.ACTIVE
     halt_reason: str = ""
     candle_age: timedelta = timedelta(0)  # decision time minus the decided candle's close
+    # Equity and exposures, computed once per state: the gate asks for them in several checks
+    # of every order, and a state is never changed, only replaced.
+    _memo: dict[object, Decimal] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_memo", {})
 
     def held(self, symbol: str) -> Decimal:
         return self.positions.get(Symbol(symbol), ZERO)
@@ -112,9 +121,12 @@ class RiskState:
 
     @property
     def equity(self) -> Decimal:
-        # Cash set aside for open buys is still ours until they fill: count it back in.
-        reserved = equity(ZERO, self.open_buys, self.prices)
-        return equity(self.cash + reserved, self.positions, self.prices)
+        found = self._memo.get("equity")
+        if found is None:
+            # Cash set aside for open buys is still ours until they fill: count it back in.
+            reserved = equity(ZERO, self.open_buys, self.prices)
+            found = self._memo["equity"] = equity(self.cash + reserved, self.positions, self.prices)
+        return found
 
     def with_order(self, side: Side, symbol: Symbol, quantity: Decimal) -> RiskState:
         """The state once this order is open: a buy reserves its cash at the last price, a sell
@@ -129,14 +141,17 @@ class RiskState:
         return replace(self, open_sells=sells, open_orders=self.open_orders + 1)
 
     def exposure(self, quote: str | None = None) -> Decimal:
-        return sum(
-            (
-                self.notional(s)
-                for s in {*self.positions, *self.open_buys}
-                if quote is None or quote_of(s) == quote
-            ),
-            ZERO,
-        )
+        found = self._memo.get(("exposure", quote))
+        if found is None:
+            found = self._memo[("exposure", quote)] = sum(
+                (
+                    self.notional(s)
+                    for s in {*self.positions, *self.open_buys}
+                    if quote is None or quote_of(s) == quote
+                ),
+                ZERO,
+            )
+        return found
 
 
 class DenialCode(StrEnum):

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 
+from core.decision import Decision
 from core.errors import FatalError
 from core.records import AccountRecords, BacktestRun
 from infra.ledger.mappers import decision_values, fill_values, order_values
@@ -54,6 +55,20 @@ class BacktestRuns:
             _bulk(s, FillRow, (fill_values(run.account, f, r) for f, r in records.fills))
             _bulk(s, PositionRow, _positions(records))
 
+    def decision_sink(self, account: str) -> DecisionStream:
+        return DecisionStream(self._sessions, account)
+
+    def discard(self, account: str) -> int:
+        """Delete every row of a backtest account whose run was never stored (a run that
+        failed after streaming some decisions). A stored run is kept."""
+        with self._sessions.write() as s:
+            if s.scalar(select(BacktestRunRow.run_id).where(BacktestRunRow.account == account)):
+                raise RunAlreadyStored(f"{account} belongs to a stored run: not discarded")
+            removed = 0
+            for model in (FillRow, OrderRow, DecisionRow, PositionRow, AccountRow):
+                removed += s.execute(delete(model).where(model.account == account)).rowcount
+            return removed
+
     def get(self, run_id: str) -> BacktestRun | None:
         with self._sessions.read() as s:
             row = s.get(BacktestRunRow, run_id)
@@ -63,6 +78,32 @@ class BacktestRuns:
         q = select(BacktestRunRow).order_by(BacktestRunRow.created_at.desc()).limit(limit)
         with self._sessions.read() as s:
             return [_run_of(r) for r in s.scalars(q)]
+
+
+class DecisionStream:
+    """A backtest's decisions, written as they are made, `_CHUNK` per transaction: memory
+    stays flat however long the run. Until the run's row is stored they are an unfinished
+    run's, which `BacktestRuns.discard` removes."""
+
+    def __init__(self, sessions: Sessions, account: str) -> None:
+        self._sessions, self.account = sessions, account
+        self._rows: list[dict[str, Any]] = []
+        self.written = 0
+
+    def add(self, decision: Decision, broker: str) -> None:
+        if decision.input.account != self.account:
+            raise ValueError(f"a decision of {decision.input.account!r} for {self.account!r}")
+        self._rows.append(decision_values(decision))
+        if len(self._rows) >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        with self._sessions.write() as s:
+            s.execute(insert(DecisionRow), self._rows)
+        self.written += len(self._rows)
+        self._rows = []
 
 
 def _bulk(s: Any, model: type, rows: Iterator[dict[str, Any]]) -> None:
@@ -134,4 +175,4 @@ def _run_of(row: BacktestRunRow) -> BacktestRun:
     )
 
 
-__all__: Sequence[str] = ("BacktestRuns", "RunAlreadyStored")
+__all__: Sequence[str] = ("BacktestRuns", "DecisionStream", "RunAlreadyStored")

@@ -23,6 +23,7 @@ from core.errors import FatalError
 from core.market.order_book import OrderBookSnapshot, PublicTrade
 from core.orders import Fill, Order, OrderChange, OrderEvent, OrderStatus
 from core.portfolio import Position, apply_fill, cash_after
+from core.ports import DecisionSink
 from core.records import (
     AccountRecords,
     CandleGapRecord,
@@ -193,12 +194,21 @@ class MemoryOrders:
         self.stored: dict[ClientOrderId, _Kept] = {}
         self._open: dict[str, dict[ClientOrderId, None]] = {}  # per account, in insert order
         self._last: dict[tuple[str, str, str], datetime] = {}
+        self._ids: set[DecisionId] = set()
+        # With a sink, decisions go there as they are made and are not held here (a long
+        # backtest makes more than memory should keep); decisions() and decided_ids() then
+        # know only those held.
+        self.sink: DecisionSink | None = None
 
     # -- decisions -------------------------------------------------------------------------
     def record_decision(self, decision: Decision, broker: str) -> bool:
-        if decision.decision_id in self.decisions_made:
+        if decision.decision_id in self._ids:
             return False
-        self.decisions_made[decision.decision_id] = (decision, broker)
+        self._ids.add(decision.decision_id)
+        if self.sink is None:
+            self.decisions_made[decision.decision_id] = (decision, broker)
+        else:
+            self.sink.add(decision, broker)
         inp = decision.input
         key = (inp.account, inp.symbol, inp.timeframe)
         if key not in self._last or self._last[key] < inp.candle_time:
@@ -524,18 +534,23 @@ class MemoryMicrostructure:
 
 
 class MemoryLedger:
-    """The stores a decision run uses (core.ports.TradingLedger), in memory."""
+    """The stores a decision run uses (core.ports.TradingLedger), in memory; decisions may go
+    to a `sink` instead (the SQL ledger, in chunks) so that memory does not grow with them."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: DecisionSink | None = None) -> None:
         self.candles = MemoryCandles()
         self.accounts = MemoryAccounts()
         self.orders = MemoryOrders()
+        self.orders.sink = sink
         self.fills = MemoryFills(self.accounts, self.orders)
         self.safety = MemorySafety()
         self.microstructure = MemoryMicrostructure()
 
     def records(self, account: str) -> AccountRecords:
-        """Everything `account` recorded, for the SQL ledger's bulk store."""
+        """Everything `account` recorded, for the SQL ledger's bulk store (decisions sent to
+        the sink are flushed there, not repeated here)."""
+        if self.orders.sink is not None:
+            self.orders.sink.flush()
         acct = self.accounts.get(account)
         decisions = [
             (d, broker)

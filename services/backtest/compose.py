@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import ConfigurationError
-from core.ports import Ledger, Model
+from core.ports import DecisionSink, Ledger, Model
 from core.records import BacktestRun
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.memory import MemoryLedger
@@ -64,9 +64,10 @@ def backtest_settings(
     )
 
 
-def parts(settings: Settings, model: Model) -> BacktestParts:
+def parts(settings: Settings, model: Model, sink: DecisionSink | None = None) -> BacktestParts:
     """Fresh scratch ledger and exchange, with the paper exchange's fees, slippage, liquidity
-    and latency (a backtest fills as paper trading would)."""
+    and latency (a backtest fills as paper trading would). With `sink`, decisions are written
+    there as they are made instead of being held in memory."""
     simulation = SimulationConfig(
         fee_rate=settings.fee_rate,
         slippage_bps=settings.slippage_bps,
@@ -78,7 +79,7 @@ def parts(settings: Settings, model: Model) -> BacktestParts:
         quote=settings.quote_currency,
     )
     return BacktestParts(
-        scratch=MemoryLedger(),
+        scratch=MemoryLedger(sink),
         exchange=SimulatedBroker(simulation),
         model=model,
         agents=bootstrap.agents(settings),

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 
@@ -93,6 +94,27 @@ def store_backtest(
     run = _with_report(result.run, report_path)
     ledger.backtests.save(run, scratch.records(run.account))
     return run
+
+
+def backtest_and_store(
+    ledger: Ledger,
+    read: CandleReader,
+    parts: BacktestParts,
+    window: BacktestWindow,
+    run_id: str,
+    now: datetime,
+    params: Mapping[str, str],
+    write_report: Callable[[BacktestResult], Path],
+) -> tuple[BacktestRun, BacktestResult]:
+    """Run, report, store. A failure at any step removes what the run had written to the
+    ledger (decisions streamed in chunks), so a run is stored whole or not at all."""
+    try:
+        result = run_backtest(read, parts, window, run_id, now, params)
+        path = write_report(result)
+        return store_backtest(ledger, parts.scratch, result, str(path)), result
+    except BaseException:
+        ledger.backtests.discard(parts.cfg.account)
+        raise
 
 
 def summary_of(stats: BacktestStats, report: DecisionRunReport) -> dict[str, float | str | None]:

@@ -76,7 +76,7 @@ class DecisionBatch:
         at = rows.position.get(t)
         if at is None or not rows.ready[at]:
             return None  # not a candle of this symbol, or warm-up: a feature or p is missing
-        return FeatureRow(rows.index, rows.matrix[at].tolist(), self.books[symbol].get(t))
+        return FeatureRow(rows.index, rows.matrix, at, self.books[symbol].get(t))
 
     def probability(self, symbol: str, t: pd.Timestamp) -> float:
         rows = self._rows[symbol]
@@ -98,7 +98,8 @@ class _Rows:
     @classmethod
     def of(cls, candles: pd.DataFrame, features: pd.DataFrame, probability: pd.Series) -> _Rows:
         index = candles.index
-        matrix = features.reindex(index).to_numpy(dtype="float64")
+        # Row-major: each decision reads one row.
+        matrix = np.ascontiguousarray(features.reindex(index).to_numpy(dtype="float64"))
         p = probability.reindex(index).to_numpy(dtype="float64")
         ready = ~np.isnan(matrix).any(axis=1) & ~np.isnan(p)
         return cls(
@@ -134,20 +135,24 @@ _OHLCV = ("open", "high", "low", "close", "volume")
 
 class FeatureRow(Mapping[str, float]):
     """One candle's features (and order-book features, when a snapshot was seen) as a read-only
-    mapping over the batch's row: most readers want a handful of the ~90 values, so none is
-    copied into a dict."""
+    view of the batch's row: most readers want a handful of the ~90 values, and a run keeps
+    every decision, so nothing is copied."""
 
-    __slots__ = ("_book", "_index", "_values")
+    __slots__ = ("_at", "_book", "_index", "_matrix")
 
     def __init__(
-        self, index: Mapping[str, int], values: list[float], book: Mapping[str, float] | None
+        self,
+        index: Mapping[str, int],
+        matrix: np.ndarray,
+        at: int,
+        book: Mapping[str, float] | None,
     ) -> None:
-        self._index, self._values, self._book = index, values, book or {}
+        self._index, self._matrix, self._at, self._book = index, matrix, at, book or {}
 
     def __getitem__(self, name: str) -> float:
         if name in self._book:
             return self._book[name]
-        return self._values[self._index[name]]
+        return float(self._matrix[self._at, self._index[name]])
 
     def __iter__(self) -> Iterator[str]:
         yield from self._index

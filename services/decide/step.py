@@ -43,9 +43,11 @@ def decide_at(
     prices = batch.prices_at(t)
     decisions: list[Decision] = []
     skipped = 0
+    opened = t.to_pydatetime()
     for symbol in cfg.symbols:
-        decision_id = decision_id_for(cfg.account, symbol, cfg.timeframe, t.to_pydatetime())
-        if batch.has(symbol, t) and decision_id in already:
+        # A backtest has nothing decided before it: the id is built only when it may match.
+        known = already and batch.has(symbol, t)
+        if known and decision_id_for(cfg.account, symbol, cfg.timeframe, opened) in already:
             skipped += 1
             continue
         features = batch.features_at(symbol, t)

@@ -14,13 +14,11 @@ from core.records import BacktestRun
 from infra.ledger.backtests import RunAlreadyStored
 from infra.ledger.ledger import Ledger
 from infra.ledger.memory import MemoryLedger
-from tests.services.backtest.test_identity import run_backtest
+from tests.services.backtest.test_identity import CANDLES, FEATURE_WINDOW, run_backtest
 
 
 @pytest.fixture(scope="module")
 def scratch(btc_1h: pd.DataFrame, eth_1h: pd.DataFrame) -> MemoryLedger:
-    from tests.services.backtest.test_identity import CANDLES, FEATURE_WINDOW
-
     rows = FEATURE_WINDOW + CANDLES
     return run_backtest({"BTC/USDT": btc_1h.head(rows), "ETH/USDT": eth_1h.head(rows)})
 
@@ -75,3 +73,37 @@ def test_save_when_records_belong_to_another_account_then_refused(
     with pytest.raises(ValueError, match="records of 'paper'"):
         ledger.backtests.save(a_run(account="bt-other"), scratch.records("paper"))
     assert ledger.backtests.get("r1") is None
+
+
+def test_decision_sink_when_decisions_stream_during_the_run_then_stored_as_if_held(
+    ledger: Ledger, scratch: MemoryLedger, btc_1h: pd.DataFrame, eth_1h: pd.DataFrame
+) -> None:
+    rows = FEATURE_WINDOW + CANDLES
+    frames = {"BTC/USDT": btc_1h.head(rows), "ETH/USDT": eth_1h.head(rows)}
+    streamed = run_backtest(frames, ledger.backtests.decision_sink("paper"))
+    assert streamed.orders.decisions("paper") == []  # none held in memory
+    ledger.backtests.save(a_run(), streamed.records("paper"))
+    assert ledger.orders.decisions("paper") == scratch.orders.decisions("paper")
+    assert ledger.orders.find("paper") == scratch.orders.find("paper")
+
+
+def test_discard_when_a_run_failed_after_streaming_then_its_rows_are_gone_and_others_kept(
+    ledger: Ledger, btc_1h: pd.DataFrame, eth_1h: pd.DataFrame
+) -> None:
+    rows = FEATURE_WINDOW + CANDLES
+    frames = {"BTC/USDT": btc_1h.head(rows), "ETH/USDT": eth_1h.head(rows)}
+    sink = ledger.backtests.decision_sink("paper")
+    run_backtest(frames, sink)
+    sink.flush()
+    assert len(ledger.orders.decisions("paper")) == CANDLES * 2
+    assert ledger.backtests.discard("paper") == CANDLES * 2
+    assert ledger.orders.decisions("paper") == []
+
+
+def test_discard_when_the_run_was_stored_then_refused_and_kept(
+    ledger: Ledger, scratch: MemoryLedger
+) -> None:
+    ledger.backtests.save(a_run(), scratch.records("paper"))
+    with pytest.raises(RunAlreadyStored, match="stored run"):
+        ledger.backtests.discard("paper")
+    assert ledger.orders.decisions("paper") != []

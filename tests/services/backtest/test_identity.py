@@ -17,6 +17,7 @@ from core.agents.rules import BearAgent, BullAgent
 from core.clock import FixedClock
 from core.orders import Fill
 from core.portfolio import Position
+from core.ports import DecisionSink
 from core.risk.breaker import TradeResult
 from core.types import Symbol
 from infra.alerts import Alerts
@@ -54,12 +55,12 @@ def _config():  # type: ignore[no-untyped-def]
     return replace(config(max_total_exposure=D(2500)), catch_up_candles=1)
 
 
-def run_backtest(frames: dict[str, pd.DataFrame]) -> MemoryLedger:
+def run_backtest(frames: dict[str, pd.DataFrame], sink: DecisionSink | None = None) -> MemoryLedger:
     cfg = _config()
     start = frames["BTC/USDT"]["open_time"].iloc[FEATURE_WINDOW].to_pydatetime()
     end = frames["BTC/USDT"]["open_time"].iloc[-1].to_pydatetime() + timedelta(hours=1)
     window = BacktestWindow(start, end)
-    scratch = MemoryLedger()
+    scratch = MemoryLedger(sink)
     scratch.accounts.ensure(cfg.account, D(10000), start - timedelta(hours=1))
     loaded = load_window(lambda s: frames[s], scratch, cfg, window)
     exchange = SimulatedBroker(SIMULATION)
