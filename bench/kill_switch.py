@@ -17,10 +17,11 @@ here pays. Budget: 1 s for the whole sequence, and within 2x of the reference.
 from __future__ import annotations
 
 import argparse
-import shutil
+import sqlite3
 import statistics
 import tempfile
 import time
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
@@ -59,7 +60,12 @@ def one_run(database_url: str | None) -> tuple[float, float, float, float]:
         book = SimulatedBroker(config, bootstrap.paper_book_path(settings))
         open_book(ledger, book, OPEN_ORDERS, POSITIONS)
         # The reference works on a copy of this very book: the same orders and positions.
-        shutil.copy(bootstrap.paper_book_path(settings), var / "reference.json")
+        # The book is SQLite in WAL mode: a file copy would miss what is still in the WAL.
+        with (
+            closing(sqlite3.connect(bootstrap.paper_book_path(settings))) as src,
+            closing(sqlite3.connect(var / "reference.json")) as dst,
+        ):
+            src.backup(dst)
         held = {s: p.quantity for s, p in ledger.fills.positions("paper").items()}
         with TestClient(create_app(settings)) as api:
             ts = int(time.time())

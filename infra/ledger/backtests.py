@@ -101,7 +101,7 @@ class DecisionStream:
         if not self._rows:
             return
         with self._sessions.write() as s:
-            s.execute(insert(DecisionRow), self._rows)
+            s.execute(insert(DecisionRow.__table__), self._rows)  # Core: no ORM bookkeeping
         self.written += len(self._rows)
         self._rows = []
 
@@ -111,10 +111,10 @@ def _bulk(s: Any, model: type, rows: Iterator[dict[str, Any]]) -> None:
     for row in rows:
         batch.append(row)
         if len(batch) == _CHUNK:
-            s.execute(insert(model), batch)
+            s.execute(insert(model.__table__), batch)  # type: ignore[attr-defined]
             batch = []
     if batch:
-        s.execute(insert(model), batch)
+        s.execute(insert(model.__table__), batch)  # type: ignore[attr-defined]
 
 
 def _positions(records: AccountRecords) -> Iterator[dict[str, Any]]:

@@ -154,6 +154,14 @@ class FeatureRow(Mapping[str, float]):
             return self._book[name]
         return float(self._matrix[self._at, self._index[name]])
 
+    def __contains__(self, name: object) -> bool:  # without reading the value
+        return name in self._index or name in self._book
+
+    def get(self, name: str, default: float | None = None) -> float | None:  # type: ignore[override]
+        if name not in self:
+            return default
+        return self[name]
+
     def __iter__(self) -> Iterator[str]:
         yield from self._index
         yield from (k for k in self._book if k not in self._index)
