@@ -1,0 +1,328 @@
+"""Backtest speed on real candles, with freqtrade itself as the reference, in one run.
+
+Run: .venv/bin/python -m bench.backtest [--months N] [--no-freqtrade]   (from the repo root)
+
+Workload: 8 Binance spot USDT pairs, 5m candles, 2024-01-01 .. 2024-09-01 (the shared genetrader
+feather files), the decision path a live run takes: features -> model -> Bull and Bear agents
+-> consensus -> risk gate -> simulated fills, decisions streamed to a SQLite ledger, the run
+stored, the HTML report written. The model is the real ensemble (XGBoost + LightGBM) trained in
+this run on 2021 5m candles of BTC, ETH, SOL and XRP (nfi data, years before the window).
+
+Figures, each measured in its own spawned process (its own peak RSS):
+- ours: the whole path, symbol-candles per second, per stage, peak RSS;
+- ceiling: the decision step alone over the same batch (no exchange, no ledger, no breaker);
+- old replay: the per-candle replay on the SQL ledger (`make run`'s), on a slice;
+- linearity: a quarter of the window vs all of it, and the same quarter with 4x the orders;
+- live latency: candle stored -> decided -> order sent on the paper exchange, per candle,
+  p50/p99 over the newest candles (no LLM network);
+- freqtrade 2026.9 on the same pairs and window (bench/freqtrade_reference.py), unless
+  --no-freqtrade; then the issue's measured 23,300 candles/s is printed as the named reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import pickle
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.freqtrade_reference import EIGHT_PAIRS
+from tests.shared_data import locate_shared_data
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = locate_shared_data()
+DATA = SHARED / "ohlcv" / "genetrader-binance-spot-2024"
+TRAIN_DATA = SHARED / "ohlcv" / "nfi-binance-spot-2021"
+START = datetime(2024, 1, 1, tzinfo=UTC)
+FULL_END = datetime(2024, 9, 1, tzinfo=UTC)
+FREQTRADE_NAMED = 23_300.0  # issue 11: freqtrade 2026.9 on this kind of machine, idle
+LIVE_CANDLES = 300
+
+
+class BenchModel:
+    """The trained ensemble behind the Model port."""
+
+    name, version, feature_set_version = "bench-ensemble", "nfi-2021", "bench"
+
+    def __init__(self, ensemble: Any) -> None:
+        self.ensemble = ensemble
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.ensemble.predict_proba(features), dtype=np.float64)
+
+
+def train_model(path: Path) -> float:
+    """Fit the ensemble on the newest 15,000 2021 5m candles of four pairs; pickle it."""
+    from core.features.registry import FEATURE_NAMES
+    from core.models.dataset import training_rows
+    from core.models.training import fit_ensemble
+    from infra.market_data.files import read_candle_file
+
+    started = time.perf_counter()
+    frames = {
+        f"{b}/USDT": read_candle_file(TRAIN_DATA / f"{b}_USDT-5m.json").tail(15_000)
+        for b in ("BTC", "ETH", "SOL", "XRP")
+    }
+    rows = training_rows(frames, "BTC/USDT", 4, 0.002)
+    path.write_bytes(pickle.dumps(BenchModel(fit_ensemble(rows, FEATURE_NAMES, 42))))
+    return time.perf_counter() - started
+
+
+def read_pair(symbol: str) -> pd.DataFrame:
+    from infra.market_data.files import read_candle_file
+
+    return read_candle_file(DATA / f"{symbol.replace('/', '_')}-5m.feather")
+
+
+def settings_for(var: Path, **overrides: Any) -> Any:
+    from infra.settings import Settings
+
+    base = Settings(var_dir=var, symbols=EIGHT_PAIRS, whitelist=EIGHT_PAIRS, timeframe="5m")
+    return base.model_copy(update=overrides)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def ours(model_path: str, end: datetime, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The whole path, as the backtest task runs it (without Prefect and MLflow)."""
+    from infra.ledger.ledger import open_ledger
+    from services.backtest import compose
+    from services.backtest.engine import BacktestWindow
+    from services.backtest.session import backtest_and_store
+
+    model = pickle.loads(Path(model_path).read_bytes())
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = compose.backtest_settings(settings_for(Path(tmp)), None, "5m", "bench")
+        settings = settings.model_copy(update=overrides)
+        ledger = open_ledger(settings.ledger_url)
+        parts = compose.parts(settings, model, ledger.backtests.decision_sink(settings.account))
+        started = time.perf_counter()
+        run, result = backtest_and_store(
+            ledger, read_pair, parts, BacktestWindow(START, end), "bench",
+            datetime.now(UTC), {}, lambda r: compose.write_report(settings, r),
+        )  # fmt: skip
+        total = time.perf_counter() - started
+        report_mb = Path(str(run.report_path)).stat().st_size / 1e6
+    stages = dict(result.seconds)
+    stages["report+store"] = total - sum(stages.values())
+    return {
+        "candles": result.symbol_candles,
+        "seconds": total,
+        "stages": stages,
+        "orders": result.decisions.orders,
+        "fills": result.decisions.fills,
+        "rss_mb": peak_rss_mb(),
+        "report_mb": report_mb,
+        "stats": result.stats,
+    }
+
+
+def ceiling(model_path: str, end: datetime) -> dict[str, Any]:
+    """The decision step alone over the same batch: no exchange, ledger, snapshot or breaker."""
+    from core.risk.limits import RiskState
+    from core.types import Symbol
+    from services.backtest import compose
+    from services.backtest.engine import BacktestWindow, load_window, window_candles
+    from services.decide.batch import prepare_batch
+    from services.decide.step import decide_at
+
+    model = pickle.loads(Path(model_path).read_bytes())
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = compose.backtest_settings(settings_for(Path(tmp)), None, "5m", "bench")
+        parts = compose.parts(settings, model)
+    window = BacktestWindow(START, end)
+    frames = load_window(read_pair, parts.scratch, parts.cfg, window)
+    batch = prepare_batch(parts.scratch, model, parts.cfg, window_candles(frames, window))
+    state = RiskState(cash=Decimal(10_000), positions={}, prices={})
+    started, decided = time.perf_counter(), 0
+    for t in batch.times:
+        now = t.to_pydatetime() + timedelta(minutes=5)
+        at = replace(state, prices={Symbol(s): p for s, p in batch.prices_at(t).items()})
+        decided += len(decide_at(batch, t, at, now, parts.cfg, parts.agents).decisions)
+    return {"candles": decided, "seconds": time.perf_counter() - started, "rss_mb": peak_rss_mb()}
+
+
+def old_replay(model_path: str, candles: int) -> dict[str, Any]:
+    """`make run`'s replay: the same loop on the SQL ledger, a transaction per step."""
+    from infra.brokers.simulated import SimulatedBroker, SimulationConfig
+    from infra.ledger.ledger import open_ledger
+    from services import bootstrap
+    from services.backtest.compose import BacktestAlerts
+    from services.decide.batch import FEATURE_WINDOW
+    from services.decide.replay import replay
+
+    model = pickle.loads(Path(model_path).read_bytes())
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = settings_for(Path(tmp))
+        ledger = open_ledger(settings.ledger_url)
+        ledger.accounts.ensure(settings.account, settings.starting_cash, START)
+        for symbol in EIGHT_PAIRS:
+            frame = read_pair(symbol)
+            ledger.candles.upsert("binance", symbol, "5m", frame.head(FEATURE_WINDOW + candles))
+        cfg = bootstrap.decision_config(settings)
+        started = time.perf_counter()
+        report = replay(
+            ledger, SimulatedBroker(SimulationConfig()), model, bootstrap.agents(settings), cfg,
+            candles, BacktestAlerts(),
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+    return {"candles": len(report.candle_times) * len(EIGHT_PAIRS), "seconds": seconds}
+
+
+def live_latency(model_path: str, candles: int) -> dict[str, Any]:
+    """Per candle: stored, decided at its close, approved orders sent to the paper exchange."""
+    from core.clock import FixedClock
+    from infra.ledger.ledger import open_ledger
+    from services import bootstrap
+    from services.backtest.compose import BacktestAlerts
+    from services.decide.batch import FEATURE_WINDOW
+    from services.decide.live import decide_live
+    from services.execution import submit_order
+
+    model = pickle.loads(Path(model_path).read_bytes())
+    frames = {s: read_pair(s) for s in EIGHT_PAIRS}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = settings_for(Path(tmp), catch_up_candles=1)
+        ledger = open_ledger(settings.ledger_url)
+        ledger.accounts.ensure(settings.account, settings.starting_cash, START)
+        paper, cfg = bootstrap.paper_exchange(settings), bootstrap.decision_config(settings)
+        agents, alerts = bootstrap.agents(settings), BacktestAlerts()
+        for s, f in frames.items():
+            ledger.candles.upsert("binance", s, "5m", f.head(FEATURE_WINDOW))
+        times = []
+        for i in range(FEATURE_WINDOW, FEATURE_WINDOW + candles):
+            for s, f in frames.items():
+                ledger.candles.upsert("binance", s, "5m", f.iloc[i : i + 1])
+            close = frames["BTC/USDT"]["open_time"].iloc[i].to_pydatetime() + timedelta(minutes=5)
+            clock, started = FixedClock(close), time.perf_counter()
+            report = decide_live(ledger, paper.name, paper, model, agents, cfg, clock, alerts)
+            for coid in report.to_send:
+                submit_order(ledger, paper, coid, clock)
+            times.append(time.perf_counter() - started)
+    return {"times": times, "symbols": len(EIGHT_PAIRS)}
+
+
+def isolated(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run one workload in a fresh spawned process: its own peak RSS, no warm caches."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def rate(figure: dict[str, Any]) -> float:
+    return float(figure["candles"] / figure["seconds"])
+
+
+def freqtrade_figure(skip: bool) -> tuple[str, float, str]:
+    """(name, symbol-candles per second, detail) of the reference."""
+    if skip:
+        return "freqtrade 2026.9 (issue 11, idle machine)", FREQTRADE_NAMED, "named, not run"
+    from bench.freqtrade_reference import FreqtradeUnavailable, run_reference
+
+    try:
+        f = run_reference(ROOT, SHARED)
+    except FreqtradeUnavailable as exc:
+        print(f"freqtrade could not run here ({exc}); using the issue's figure")
+        return "freqtrade 2026.9 (issue 11, idle machine)", FREQTRADE_NAMED, "named, not run"
+    detail = f"{f.seconds:.1f} s whole command, {f.trades:,} trades, {f.peak_rss_mb or 0:.0f} MB"
+    return f"freqtrade {f.version} (same run)", f.candles_per_s, detail
+
+
+def print_ours(ours_full: dict[str, Any], freq: tuple[str, float, str]) -> None:
+    name, freq_rate, detail = freq
+    r = rate(ours_full)
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in ours_full["stages"].items())
+    print(f"ours, whole path: {ours_full['candles']:,} symbol-candles in "
+          f"{ours_full['seconds']:.1f} s = {r:,.0f}/s ({stages})")  # fmt: skip
+    print(f"  orders {ours_full['orders']:,}, fills {ours_full['fills']:,}, peak RSS "
+          f"{ours_full['rss_mb']:.0f} MB, report {ours_full['report_mb']:.1f} MB")  # fmt: skip
+    print(f"{name}: {freq_rate:,.0f}/s ({detail})")
+    print(f"  ours / freqtrade = {r / freq_rate:.2f}x  (target 2x, floor 1x)")
+
+
+def print_run_summary(stats: Any) -> None:
+    run = stats.run
+    print(f"backtest summary, 8 pairs: {stats.total.trades} trades, return "
+          f"{run.total_return:+.2%} vs buy-and-hold {run.buy_and_hold_return:+.2%}, max drawdown "
+          f"{run.max_drawdown:.2%}, sharpe {run.sharpe}, exposure {run.exposure:.1%}, "
+          f"fees {run.fees:.2f}")  # fmt: skip
+    for p in stats.pairs:
+        print(f"  {p.symbol:10} trades {p.trades:4}  total {p.total_profit:+10.2f}  "
+              f"win {p.win_rate:.0%}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--months", type=int, default=8, help="window length from 2024-01-01")
+    parser.add_argument("--no-freqtrade", action="store_true")
+    args = parser.parse_args()
+    end = min(FULL_END, START + timedelta(days=30.5 * args.months))
+    quarter = START + (end - START) / 4
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "model.pkl"
+        print(f"model trained on 2021 candles in {train_model(model):.1f} s")
+        full = isolated(ours, str(model), end, {})
+        freq = freqtrade_figure(args.no_freqtrade)
+        print_ours(full, freq)
+        print_run_summary(full["stats"])
+        top = isolated(ceiling, str(model), end)
+        share = rate(full) / rate(top)
+        print(f"ceiling (decision step alone): {rate(top):,.0f}/s; ours runs at {share:.0%} of it")
+        old = isolated(old_replay, str(model), 250)
+        print(
+            f"old per-candle replay on the SQL ledger, 250 candles x 8: {rate(old):,.0f}/s; "
+            f"ours is {rate(full) / rate(old):.1f}x faster"
+        )
+        print_linearity(str(model), quarter, full)
+        print_latency(isolated(live_latency, str(model), LIVE_CANDLES))
+
+
+# The breaker off (its thresholds out of reach) and smaller orders: the same quarter with
+# several times the orders, to show the cost per candle does not grow with them.
+NO_BREAKER = {
+    "breaker_daily_loss_pct": Decimal(1),
+    "breaker_max_drawdown_pct": Decimal(1),
+    "breaker_consecutive_losses": 1_000_000,
+    "breaker_min_win_rate": 0.0,
+    "breaker_min_sharpe": -1e9,
+}
+
+
+def print_linearity(model: str, quarter: datetime, full: dict[str, Any]) -> None:
+    part = isolated(ours, model, quarter, {})
+    few = isolated(ours, model, quarter, NO_BREAKER)
+    many = isolated(ours, model, quarter, NO_BREAKER | {"order_notional": Decimal(250)})
+    us = {name: 1e6 / rate(f) for name, f in
+          (("quarter", part), ("all", full), ("few", few), ("many", many))}  # fmt: skip
+    print(f"linearity in candles: a quarter {us['quarter']:.0f} us/symbol-candle, all "
+          f"{us['all']:.0f} us (ratio {us['all'] / us['quarter']:.2f})")  # fmt: skip
+    print(f"linearity in orders (breaker off): {few['orders']:,} orders {us['few']:.0f} us, "
+          f"{many['orders']:,} orders ({many['orders'] / max(few['orders'], 1):.1f}x) "
+          f"{us['many']:.0f} us (ratio {us['many'] / us['few']:.2f})")  # fmt: skip
+
+
+def print_latency(figure: dict[str, Any]) -> None:
+    ms = sorted(t * 1000 for t in figure["times"])
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    print(
+        f"live path, {figure['symbols']} symbols, candle stored -> decided -> sent, "
+        f"{len(ms)} candles: p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms "
+        f"(target p99 < 25 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
