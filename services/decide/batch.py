@@ -63,31 +63,31 @@ class DecisionBatch:
         return out
 
     def has(self, symbol: str, t: pd.Timestamp) -> bool:
-        return t in self._rows[symbol].position
+        return t.value in self._rows[symbol].position
 
     def bar(self, symbol: str, t: pd.Timestamp) -> Bar | None:
         rows = self._rows[symbol]
-        at = rows.position.get(t)
+        at = rows.position.get(t.value)
         return None if at is None else rows.bar(at)
 
     def features_at(self, symbol: str, t: pd.Timestamp) -> FeatureRow | None:
         """The model's features and any order-book features at `t`; None during warm-up."""
         rows = self._rows[symbol]
-        at = rows.position.get(t)
+        at = rows.position.get(t.value)
         if at is None or not rows.ready[at]:
             return None  # not a candle of this symbol, or warm-up: a feature or p is missing
         return FeatureRow(rows.index, rows.matrix, at, self.books[symbol].get(t))
 
     def probability(self, symbol: str, t: pd.Timestamp) -> float:
         rows = self._rows[symbol]
-        return float(rows.probability[rows.position[t]])
+        return float(rows.probability[rows.position[t.value]])
 
 
 @dataclass(frozen=True)
 class _Rows:
     """One symbol's candles, features and probabilities as arrays, by candle position."""
 
-    position: dict[pd.Timestamp, int]
+    position: dict[int, int]  # open time in ns -> row: an int hashes faster than a Timestamp
     opens: np.ndarray  # open times, int64 ns, ascending
     ohlcv: np.ndarray  # float64, one row per candle
     index: Mapping[str, int]  # feature name -> column
@@ -103,7 +103,7 @@ class _Rows:
         p = probability.reindex(index).to_numpy(dtype="float64")
         ready = ~np.isnan(matrix).any(axis=1) & ~np.isnan(p)
         return cls(
-            position={t: i for i, t in enumerate(index)},
+            position={t: i for i, t in enumerate(index.asi8.tolist())},
             opens=index.asi8,
             ohlcv=candles.loc[:, list(_OHLCV)].to_numpy(dtype="float64"),
             index={name: i for i, name in enumerate(features.columns)},
@@ -113,7 +113,7 @@ class _Rows:
         )
 
     def at_or_before(self, t: pd.Timestamp) -> int | None:
-        at = self.position.get(t)
+        at = self.position.get(t.value)
         if at is not None:
             return at
         before = int(np.searchsorted(self.opens, t.value, side="right")) - 1
