@@ -164,3 +164,7 @@ class BacktestRun:
     params: Mapping[str, str]
     summary: Mapping[str, float | str | None]
     report_path: str | None = None
+    # The run's account is not a trading account (a ledger holds one: its safety controls are
+    # the ledger's), so its money is kept here, not in `accounts`.
+    starting_cash: Decimal = Decimal(0)
+    cash: Decimal = Decimal(0)

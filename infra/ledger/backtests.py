@@ -4,6 +4,7 @@ transaction with bulk inserts (a run is hundreds of thousands of decisions)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -13,7 +14,6 @@ from core.errors import FatalError
 from core.records import AccountRecords, BacktestRun
 from infra.ledger.mappers import decision_values, fill_values, order_values
 from infra.ledger.models import (
-    AccountRow,
     BacktestRunRow,
     DecisionRow,
     FillRow,
@@ -34,14 +34,14 @@ class BacktestRuns:
         self._sessions = sessions
 
     def save(self, run: BacktestRun, records: AccountRecords) -> None:
-        """Store the run and its account's records, all or nothing."""
+        """Store the run and its account's records, all or nothing. The account gets no row in
+        `accounts`: that table holds the ledger's one trading account."""
         if records.account != run.account:
             raise ValueError(f"records of {records.account!r} for run account {run.account!r}")
         with self._sessions.write() as s:
             if s.get(BacktestRunRow, run.run_id) is not None:
                 raise RunAlreadyStored(f"backtest run {run.run_id} is already stored")
-            s.add(_run_row(run))
-            s.add(_account_row(records))
+            s.add(_run_row(replace(run, starting_cash=records.starting_cash, cash=records.cash)))
             s.flush()
             decisions = (decision_values(d) for d, _ in records.decisions)
             _bulk(s, DecisionRow, decisions)
@@ -65,7 +65,7 @@ class BacktestRuns:
             if s.scalar(select(BacktestRunRow.run_id).where(BacktestRunRow.account == account)):
                 raise RunAlreadyStored(f"{account} belongs to a stored run: not discarded")
             removed = 0
-            for model in (FillRow, OrderRow, DecisionRow, PositionRow, AccountRow):
+            for model in (FillRow, OrderRow, DecisionRow, PositionRow):
                 removed += s.execute(delete(model).where(model.account == account)).rowcount
             return removed
 
@@ -130,17 +130,6 @@ def _positions(records: AccountRecords) -> Iterator[dict[str, Any]]:
         }
 
 
-def _account_row(records: AccountRecords) -> AccountRow:
-    last = max((f.filled_at for f, _ in records.fills), default=records.opened_at)
-    return AccountRow(
-        account=records.account,
-        starting_cash=records.starting_cash,
-        cash=records.cash,
-        updated_at=last,
-        opened_at=records.opened_at,
-    )
-
-
 def _run_row(run: BacktestRun) -> BacktestRunRow:
     return BacktestRunRow(
         run_id=run.run_id,
@@ -155,6 +144,8 @@ def _run_row(run: BacktestRun) -> BacktestRunRow:
         params=dict(run.params),
         summary=dict(run.summary),
         report_path=run.report_path,
+        starting_cash=run.starting_cash,
+        cash=run.cash,
     )
 
 
@@ -172,6 +163,8 @@ def _run_of(row: BacktestRunRow) -> BacktestRun:
         params=row.params,
         summary=row.summary,
         report_path=row.report_path,
+        starting_cash=row.starting_cash,
+        cash=row.cash,
     )
 
 

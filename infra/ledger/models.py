@@ -292,3 +292,5 @@ class BacktestRunRow(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
     report_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    starting_cash: Mapped[Decimal] = mapped_column(ExactDecimal)
+    cash: Mapped[Decimal] = mapped_column(ExactDecimal)

@@ -91,8 +91,11 @@ def store_backtest(
     ledger: Ledger, scratch: ScratchLedger, result: BacktestResult, report_path: str | None
 ) -> BacktestRun:
     """The run, its decisions, orders, fills and positions: one transaction."""
-    run = _with_report(result.run, report_path)
-    ledger.backtests.save(run, scratch.records(run.account))
+    records = scratch.records(result.run.account)
+    run = replace(
+        result.run, report_path=report_path, starting_cash=records.starting_cash, cash=records.cash
+    )
+    ledger.backtests.save(run, records)
     return run
 
 
@@ -136,10 +139,6 @@ def summary_of(stats: BacktestStats, report: DecisionRunReport) -> dict[str, flo
         "fills": float(report.fills),
         "decisions": float(sum(report.decided.values())),
     }
-
-
-def _with_report(run: BacktestRun, report_path: str | None) -> BacktestRun:
-    return replace(run, report_path=report_path)
 
 
 def _closes(frame: pd.DataFrame, window: BacktestWindow) -> pd.Series:

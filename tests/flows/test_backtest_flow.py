@@ -5,6 +5,7 @@ report beside the model version in MLflow, a Prefect artifact, and a retried run
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -61,6 +62,9 @@ def test_backtest_flow_when_run_after_training_then_report_ledger_mlflow_and_art
     assert {d.candle_time for d in decisions} == set(pd.date_range(start, end, freq="1h")[:-1])
     assert len(ledger.fills.history(run.account)) == result.decisions.fills > 0
     assert ledger.orders.decisions(settings.account) == []  # paper rows untouched
+    assert run.cash == result.stats.run.final_equity - _held(ledger, run.account, result)
+    bootstrap.forget()  # a new process: the ledger still belongs to the paper account alone
+    assert bootstrap.ledger(settings).accounts.names() == [settings.account]
 
     client = MlflowClient(settings.tracking_uri)
     version = client.get_model_version(settings.model_name, run.model_version)
@@ -78,3 +82,10 @@ def test_backtest_flow_when_run_after_training_then_report_ledger_mlflow_and_art
     assert again.result is None
     assert again.run == run
     assert len(ledger.orders.decisions(run.account)) == len(decisions)
+
+
+def _held(ledger, account: str, result) -> Decimal:  # type: ignore[no-untyped-def]
+    last = {s: Decimal(repr(float(c.iloc[-1]))) for s, c in result.closes.items()}
+    return sum(
+        (p.quantity * last[s] for s, p in ledger.fills.positions(account).items()), Decimal(0)
+    )

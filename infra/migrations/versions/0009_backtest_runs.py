@@ -31,6 +31,8 @@ def upgrade() -> None:
         sa.Column("params", sa.JSON(), nullable=False),
         sa.Column("summary", sa.JSON(), nullable=False),
         sa.Column("report_path", sa.Text(), nullable=True),
+        sa.Column("starting_cash", infra.ledger.types.ExactDecimal(), nullable=False),
+        sa.Column("cash", infra.ledger.types.ExactDecimal(), nullable=False),
         sa.PrimaryKeyConstraint("run_id", name=op.f("pk_backtest_runs")),
         sa.UniqueConstraint("account", name=op.f("uq_backtest_runs_account")),
     )
