@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from cli.backtest_diff import backtest_diff_command
 from infra.settings import Settings, SettingsError, apply_offline_env, get_settings
 
 if TYPE_CHECKING:  # the flows are imported only once the offline environment is set
@@ -247,6 +248,10 @@ def migrate() -> None:
         )
         raise typer.Exit(1) from None
     console.print(f"ledger at {settings.ledger_url} is up to date", soft_wrap=True)
+
+
+# Registered from its module: its options and help live with it.
+app.command("backtest-diff")(backtest_diff_command)
 
 
 def main() -> None:
