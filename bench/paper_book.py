@@ -37,7 +37,9 @@ from filelock import FileLock
 from core.candles.bar import Bar
 from core.orders import Order
 from core.types import ClientOrderId, Side, Symbol
-from infra.brokers.simulated import SimulatedBroker, SimulationConfig, _Book, _book_from_json
+from infra.brokers.paper_book import _book_from_json
+from infra.brokers.sim_book import Book as _Book
+from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 
 BTC = Symbol("BTC/USDT")
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -169,17 +169,17 @@ def test_process_when_killed_then_book_keeps_what_it_returned_and_no_half_write(
     book(path)  # this process holds the file open too, as the API does
     child = f"""
 import json, os, signal, sys
-from infra.brokers import simulated
+from infra.brokers import paper_book
 from tests.infra.brokers.test_simulated_disk_book import at, book, order, BTC
-b = book(simulated.Path({str(path)!r}))
+b = book(paper_book.Path({str(path)!r}))
 placed = b.place(order(qty="0.1"))
 [fill] = b.on_candle(BTC, at(0))
 print(json.dumps([placed.exchange_order_id, fill.fill_id, str(fill.quantity)]), flush=True)
-write = simulated._write_changes
+write = paper_book._write_changes
 def die_before_commit(*args):
     write(*args)
     os.kill(os.getpid(), signal.SIGKILL)
-simulated._write_changes = die_before_commit
+paper_book._write_changes = die_before_commit
 b.place(order(qty="0.1", n=1))
 """
     run = subprocess.run(
@@ -197,17 +197,17 @@ b.place(order(qty="0.1", n=1))
 def test_write_when_it_fails_before_commit_then_file_and_cache_keep_the_old_book(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from infra.brokers import simulated
+    from infra.brokers import paper_book
 
     a, b = book(tmp_path / "b.json"), book(tmp_path / "b.json")
     a.place(order(limit="50"))
-    write = simulated._write_changes
+    write = paper_book._write_changes
 
     def fail_after_writing(*args: object) -> int:
         write(*args)  # type: ignore[arg-type]
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(simulated, "_write_changes", fail_after_writing)
+    monkeypatch.setattr(paper_book, "_write_changes", fail_after_writing)
     with pytest.raises(sqlite3.OperationalError):
         a.cancel(order(limit="50").client_order_id, BTC)
     monkeypatch.undo()
