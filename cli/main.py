@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from cli.backtest_diff import backtest_diff_command
+from cli.walk_forward import walk_forward_command
 from infra.settings import Settings, SettingsError, apply_offline_env, get_settings
 
 if TYPE_CHECKING:  # the flows are imported only once the offline environment is set
@@ -123,9 +124,17 @@ def backtest(
     model_version: Annotated[
         str | None, typer.Option(help="a registered version (default: the champion)")
     ] = None,
+    walk_forward: Annotated[
+        bool, typer.Option("--walk-forward", help="retrain before each fold (`walk-forward`)")
+    ] = False,
+    retrain_every: Annotated[str, typer.Option(help="with --walk-forward: fold length")] = "30d",
 ) -> None:
     """Backtest a window through the live decision code on the simulated exchange: per-pair
-    results, an HTML report under var/backtests/, the run in the ledger under its own account."""
+    results, an HTML report under var/backtests/, the run in the ledger under its own account.
+    With --walk-forward, the `walk-forward` command over the same window."""
+    if walk_forward:
+        walk_forward_command(start, end, retrain_every, None, symbols, timeframe)
+        return
     settings = _settings()
     window = (_utc(start, "--from"), _utc(end, "--to"))
     chosen = tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None
@@ -250,8 +259,9 @@ def migrate() -> None:
     console.print(f"ledger at {settings.ledger_url} is up to date", soft_wrap=True)
 
 
-# Registered from its module: its options and help live with it.
+# Registered from their modules: their options and help live with them.
 app.command("backtest-diff")(backtest_diff_command)
+app.command("walk-forward")(walk_forward_command)
 
 
 def main() -> None:

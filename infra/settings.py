@@ -29,8 +29,10 @@ from core.types import quote_of
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
 PREFIX = "TRADEFLOW_"
-# TRADEFLOW_* variables that are not settings: the tests' and benches' data location.
-NOT_SETTINGS = frozenset({"TRADEFLOW_SHARED_DATA"})
+# TRADEFLOW_* variables that are not settings: the tests' and benches' data location, and the
+# Dask scheduler the walk-forward flow fans out to (read by that flow's task runner, which is
+# chosen before any task reads settings).
+NOT_SETTINGS = frozenset({"TRADEFLOW_SHARED_DATA", "TRADEFLOW_DASK_ADDRESS"})
 MIN_SECRET_BYTES = 32
 
 # Prefect and MLflow phone home unless told not to; this system runs offline by default.

@@ -98,8 +98,10 @@ class _Rows:
     @classmethod
     def of(cls, candles: pd.DataFrame, features: pd.DataFrame, probability: pd.Series) -> _Rows:
         index = candles.index
-        # Row-major: each decision reads one row.
-        matrix = np.ascontiguousarray(features.reindex(index).to_numpy(dtype="float64"))
+        # A view of the frame's own block where it can be (a long backtest's features are
+        # most of its memory); a decision reads single values, so the layout does not matter.
+        same = features.index.equals(index)
+        matrix = (features if same else features.reindex(index)).to_numpy(dtype="float64")
         p = probability.reindex(index).to_numpy(dtype="float64")
         ready = ~np.isnan(matrix).any(axis=1) & ~np.isnan(p)
         return cls(
@@ -197,7 +199,7 @@ def prepare_batch(
     return DecisionBatch(
         candles=rows,
         features=features,
-        probabilities={s: _predict(model, features[s]) for s in cfg.symbols},
+        probabilities=_predict(model, features, pd.DatetimeIndex(times)),
         books={s: _books(ledger, cfg, s, features[s].index[-candles:]) for s in cfg.symbols},
         times=times,
         model_name=model.name,
@@ -225,8 +227,32 @@ def _books(
     return {t: row.to_dict() for t, row in frame.iterrows()}
 
 
-def _predict(model: Model, features: pd.DataFrame) -> pd.Series:
-    ready = features.dropna()
-    if ready.empty:
+_PREDICT_CHUNK = 100_000  # rows per model call: bounded memory on a long backtest
+
+
+def _predict(
+    model: Model, features: Mapping[str, pd.DataFrame], times: pd.DatetimeIndex
+) -> dict[str, pd.Series]:
+    """The model's probability at the candle times to decide only (a live run decides one
+    candle of the 800 it computes features on). A few rows of every symbol go in one call (a
+    gradient-boosted model's fixed cost per call is most of a small prediction); a long
+    backtest's go symbol by symbol in chunks, so no copy of all features is ever made."""
+    columns = list(FEATURE_NAMES)
+
+    def rows(f: pd.DataFrame) -> pd.DataFrame:
+        return f.loc[f.index.intersection(times), columns].dropna()
+
+    if sum(len(f.index.intersection(times)) for f in features.values()) > _PREDICT_CHUNK:
+        return {s: _predict_rows(model, rows(f)) for s, f in features.items()}
+    parts = {s: rows(f) for s, f in features.items()}
+    stacked = pd.concat(parts.values(), keys=list(parts), names=["symbol", "open_time"])
+    out = _predict_rows(model, stacked)
+    return {s: out.loc[s] if len(x) else pd.Series(dtype="float64") for s, x in parts.items()}
+
+
+def _predict_rows(model: Model, rows: pd.DataFrame) -> pd.Series:
+    if rows.empty:
         return pd.Series(dtype="float64")
-    return pd.Series(model.predict(ready.loc[:, list(FEATURE_NAMES)]), index=ready.index)
+    chunks = [model.predict(rows.iloc[i : i + _PREDICT_CHUNK])
+              for i in range(0, len(rows), _PREDICT_CHUNK)]  # fmt: skip
+    return pd.Series(np.concatenate(chunks), index=rows.index, dtype="float64")
