@@ -290,8 +290,9 @@ def main() -> None:
         print_latency(isolated(live_latency, str(model), LIVE_CANDLES))
 
 
-# The breaker off (its thresholds out of reach) and smaller orders: the same quarter with
-# several times the orders, to show the cost per candle does not grow with them.
+# The breaker off (its thresholds out of reach), then smaller orders on a lower consensus bar:
+# the same quarter with several times the orders, to show the cost per candle does not grow
+# with them.
 NO_BREAKER = {
     "breaker_daily_loss_pct": Decimal(1),
     "breaker_max_drawdown_pct": Decimal(1),
@@ -304,7 +305,8 @@ NO_BREAKER = {
 def print_linearity(model: str, quarter: datetime, full: dict[str, Any]) -> None:
     part = isolated(ours, model, quarter, {})
     few = isolated(ours, model, quarter, NO_BREAKER)
-    many = isolated(ours, model, quarter, NO_BREAKER | {"order_notional": Decimal(250)})
+    more = {"order_notional": Decimal(250), "consensus_threshold": 0.05}
+    many = isolated(ours, model, quarter, NO_BREAKER | more)
     us = {name: 1e6 / rate(f) for name, f in
           (("quarter", part), ("all", full), ("few", few), ("many", many))}  # fmt: skip
     print(f"linearity in candles: a quarter {us['quarter']:.0f} us/symbol-candle, all "
