@@ -5,7 +5,7 @@ and why (fill latency, partial fills, slippage, risk state, model version, agent
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,7 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.settings import Settings, SettingsError, apply_offline_env, get_settings
+from cli.options import load_settings, parse_utc
+from infra.settings import Settings
 
 if TYPE_CHECKING:  # the model side is imported only when the command runs
     from services.backtest.diff import DiffReport, ModelUse, TradeSide
@@ -148,15 +149,7 @@ def _num(value: Decimal) -> str:
 
 # -- settings and dates, as the other commands read them ----------------------------------
 def _settings() -> Settings:
-    try:
-        settings = get_settings()
-    except SettingsError as exc:  # one line per bad setting, never a traceback
-        for line in str(exc).splitlines():
-            console.print(f"[red]setting refused:[/] {line}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    apply_offline_env(settings.var_dir)
-    return settings
+    return load_settings(console)
 
 
 def _window(start: str, end: str) -> BacktestWindow:
@@ -171,9 +164,4 @@ def _window(start: str, end: str) -> BacktestWindow:
 
 
 def _utc(text: str, option: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        console.print(f"[red]{option} {text!r} is not a date: use 2024-01-01 or 2024-01-01T12:00")
-        raise typer.Exit(2) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return parse_utc(text, option, console)

@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 
 from cli.backtest_diff import backtest_diff_command
+from cli.options import load_settings, parse_utc
 from cli.walk_forward import walk_forward_command
-from infra.settings import Settings, SettingsError, apply_offline_env, get_settings
+from infra.settings import Settings
 
 if TYPE_CHECKING:  # the flows are imported only once the offline environment is set
     from flows.pipeline import PipelineReport
@@ -25,15 +26,7 @@ console = Console()
 
 
 def _settings() -> Settings:
-    try:
-        settings = get_settings()
-    except SettingsError as exc:  # one line per bad setting, never a traceback
-        for line in str(exc).splitlines():
-            console.print(f"[red]setting refused:[/] {line}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    apply_offline_env(settings.var_dir)
-    return settings
+    return load_settings(console)
 
 
 @app.command()
@@ -146,14 +139,7 @@ def backtest(
 
 
 def _utc(text: str, option: str):  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        console.print(f"[red]{option} {text!r} is not a date: use 2024-01-01 or 2024-01-01T12:00")
-        raise typer.Exit(2) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return parse_utc(text, option, console)
 
 
 @app.command("sign-kill-switch")

@@ -10,14 +10,16 @@ import contextlib
 import io
 import os
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.settings import Settings, SettingsError, apply_offline_env, get_settings
+from cli.options import load_settings
+from cli.options import parse_utc as parse_dates
+from infra.settings import Settings
 
 if TYPE_CHECKING:  # imported once the offline environment is set
     from tasks.walk_forward import WalkForwardReport
@@ -37,12 +39,7 @@ def parse_period(text: str, option: str) -> timedelta:
 
 
 def parse_utc(text: str, option: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        console.print(f"[red]{option} {text!r} is not a date: use 2024-01-01 or 2024-01-01T12:00")
-        raise typer.Exit(2) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return parse_dates(text, option, console)
 
 
 def walk_forward_command(
@@ -80,15 +77,7 @@ def walk_forward_command(
 
 
 def _settings() -> Settings:
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        for line in str(exc).splitlines():
-            console.print(f"[red]setting refused:[/] {line}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    apply_offline_env(settings.var_dir)
-    return settings
+    return load_settings(console)
 
 
 def run_walk_forward_flow(

@@ -105,18 +105,20 @@ def paper_book_path(settings: Settings) -> Path:
 
 
 def paper_exchange(settings: Settings) -> SimulatedBroker:
-    return SimulatedBroker(
-        SimulationConfig(
-            fee_rate=settings.fee_rate,
-            slippage_bps=settings.slippage_bps,
-            liquidity=settings.paper_liquidity,
-            latency_candles=settings.paper_latency_candles,
-            reject_rate=settings.paper_reject_rate,
-            seed=settings.seed,
-            starting_cash=settings.starting_cash,
-            quote=settings.quote_currency,
-        ),
-        state_path=paper_book_path(settings),
+    return SimulatedBroker(simulation_config(settings), state_path=paper_book_path(settings))
+
+
+def simulation_config(settings: Settings) -> SimulationConfig:
+    """How the paper exchange (and a backtest, which fills as paper would) fills orders."""
+    return SimulationConfig(
+        fee_rate=settings.fee_rate,
+        slippage_bps=settings.slippage_bps,
+        liquidity=settings.paper_liquidity,
+        latency_candles=settings.paper_latency_candles,
+        reject_rate=settings.paper_reject_rate,
+        seed=settings.seed,
+        starting_cash=settings.starting_cash,
+        quote=settings.quote_currency,
     )
 
 

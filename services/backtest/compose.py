@@ -14,7 +14,7 @@ import pandas as pd
 from core.errors import ConfigurationError
 from core.ports import DecisionSink, Ledger, Model
 from core.records import BacktestRun
-from infra.brokers.simulated import SimulatedBroker, SimulationConfig
+from infra.brokers.simulated import SimulatedBroker
 from infra.ledger.memory import MemoryLedger
 from infra.market_data.files import candle_file_for, read_candle_file
 from infra.settings import Settings
@@ -68,19 +68,9 @@ def parts(settings: Settings, model: Model, sink: DecisionSink | None = None) ->
     """Fresh scratch ledger and exchange, with the paper exchange's fees, slippage, liquidity
     and latency (a backtest fills as paper trading would). With `sink`, decisions are written
     there as they are made instead of being held in memory."""
-    simulation = SimulationConfig(
-        fee_rate=settings.fee_rate,
-        slippage_bps=settings.slippage_bps,
-        liquidity=settings.paper_liquidity,
-        latency_candles=settings.paper_latency_candles,
-        reject_rate=settings.paper_reject_rate,
-        seed=settings.seed,
-        starting_cash=settings.starting_cash,
-        quote=settings.quote_currency,
-    )
     return BacktestParts(
         scratch=MemoryLedger(sink),
-        exchange=SimulatedBroker(simulation),
+        exchange=SimulatedBroker(bootstrap.simulation_config(settings)),
         model=model,
         agents=bootstrap.agents(settings),
         cfg=bootstrap.decision_config(settings),
