@@ -13,12 +13,10 @@ import pandas as pd
 import pytest
 
 from core.agents.base import Vote
-from core.clock import FixedClock
 from core.orders import Fill, Order, OrderStatus, client_order_id_for, decision_id_for
 from core.records import DecisionRecord
 from core.risk.limits import Denial, DenialCode
 from core.types import Action, Side, Symbol
-from infra.alerts import Alerts
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.ledger import Ledger
 from infra.ledger.memory import MemoryLedger
@@ -38,9 +36,7 @@ from services.backtest.diff import (
 from services.backtest.engine import BacktestWindow
 from services.backtest.session import BacktestParts
 from services.decide.batch import FEATURE_WINDOW
-from services.decide.live import decide_live
-from services.execution import submit_order
-from tests.services.backtest.test_identity import AGENTS, RsiModel, _config
+from tests.services.backtest.test_identity import AGENTS, RsiModel, _config, run_live
 from tests.services.decide.fakes import D
 
 CANDLES = 72  # three days of 1h candles: enough to trade, short enough to run four times
@@ -61,21 +57,8 @@ def window_of(frames: dict[str, pd.DataFrame]) -> BacktestWindow:
 
 
 def trade_on_paper(ledger: Ledger, frames: dict[str, pd.DataFrame]) -> None:
-    """As the hourly schedule would: each candle stored when it closes, decided, orders sent."""
-    cfg = _config()
-    window = window_of(frames)
-    ledger.accounts.ensure(cfg.account, D(10000), window.start - timedelta(hours=1))
-    paper = SimulatedBroker(PAPER)
-    for symbol, frame in frames.items():
-        ledger.candles.upsert(cfg.exchange, symbol, cfg.timeframe, frame.head(FEATURE_WINDOW))
-    for i in range(FEATURE_WINDOW, FEATURE_WINDOW + CANDLES):
-        for symbol, frame in frames.items():
-            ledger.candles.upsert(cfg.exchange, symbol, cfg.timeframe, frame.iloc[i : i + 1])
-        close = frames["BTC/USDT"]["open_time"].iloc[i].to_pydatetime() + timedelta(hours=1)
-        clock = FixedClock(close)
-        report = decide_live(ledger, paper.name, paper, RsiModel(), AGENTS, cfg, clock, Alerts(()))
-        for coid in report.to_send:
-            submit_order(ledger, paper, coid, clock)
+    """As the hourly schedule would, on a paper exchange with latency and partial fills."""
+    run_live(ledger, frames, PAPER, CANDLES)
 
 
 def rerun(simulation: SimulationConfig) -> BacktestParts:

@@ -68,16 +68,21 @@ def run_backtest(frames: dict[str, pd.DataFrame], sink: DecisionSink | None = No
     return scratch
 
 
-def run_live(ledger: Ledger, frames: dict[str, pd.DataFrame]) -> None:
+def run_live(
+    ledger: Ledger,
+    frames: dict[str, pd.DataFrame],
+    simulation: SimulationConfig = SIMULATION,
+    candles: int = CANDLES,
+) -> None:
     """As the hourly schedule would: each candle stored when it closes, then decided, then
     its orders sent."""
     cfg = _config()
     start = frames["BTC/USDT"]["open_time"].iloc[FEATURE_WINDOW].to_pydatetime()
     ledger.accounts.ensure(cfg.account, D(10000), start - timedelta(hours=1))
-    paper = SimulatedBroker(SIMULATION)
+    paper = SimulatedBroker(simulation)
     for symbol, frame in frames.items():
         ledger.candles.upsert(cfg.exchange, symbol, cfg.timeframe, frame.head(FEATURE_WINDOW))
-    for i in range(FEATURE_WINDOW, FEATURE_WINDOW + CANDLES):
+    for i in range(FEATURE_WINDOW, FEATURE_WINDOW + candles):
         for symbol, frame in frames.items():
             ledger.candles.upsert(cfg.exchange, symbol, cfg.timeframe, frame.iloc[i : i + 1])
         close = frames["BTC/USDT"]["open_time"].iloc[i].to_pydatetime() + timedelta(hours=1)
