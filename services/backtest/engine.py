@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 import pandas as pd
 
@@ -89,15 +88,3 @@ def backtest(
 ) -> DecisionRunReport:
     """Every candle of the window, oldest first, through the replay on `scratch`."""
     return replay(scratch, exchange, model, agents, cfg, window_candles(frames, window), alerts)
-
-
-def starting_time(frames: Mapping[str, pd.DataFrame], cfg: DecisionConfig) -> datetime:
-    """When the run's account opens: the first candle time any symbol has."""
-    first = min(f["open_time"].iloc[0] for f in frames.values())
-    return (first - timeframe_delta(cfg.timeframe)).to_pydatetime()
-
-
-def final_equity(scratch: TradingLedger, account: str, prices: Mapping[str, Decimal]) -> Decimal:
-    positions = scratch.fills.positions(account)
-    held = sum((p.quantity * prices.get(s, Decimal(0)) for s, p in positions.items()), Decimal(0))
-    return scratch.accounts.cash(account) + held

@@ -14,7 +14,7 @@ from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.ledger import Ledger
 from infra.ledger.memory import MemoryLedger
 from services.backtest.compose import BacktestAlerts
-from services.backtest.engine import BacktestWindow
+from services.backtest.engine import BacktestWindow, EmptyWindow, recent_window
 from services.backtest.session import BacktestParts, backtest_and_store
 from tests.services.backtest.test_identity import AGENTS, CANDLES, RsiModel, _config
 from tests.services.decide.fakes import D
@@ -63,3 +63,22 @@ def test_backtest_and_store_when_the_report_fails_then_nothing_of_the_run_stays(
     )  # fmt: skip
     assert ledger.backtests.get("r2") == run
     assert len(ledger.orders.decisions("bt-r2")) == CANDLES * 2
+
+
+def test_recent_window_when_symbols_end_apart_then_the_last_days_up_to_the_older_newest(
+    ledger: Ledger, btc_1h: pd.DataFrame, eth_1h: pd.DataFrame
+) -> None:
+    cfg = _config()
+    ledger.candles.upsert("binance", "BTC/USDT", "1h", btc_1h.head(500))
+    ledger.candles.upsert("binance", "ETH/USDT", "1h", eth_1h.head(480))
+    window = recent_window(ledger, cfg, days=7)
+    newest_of_both = eth_1h["open_time"].iloc[479].to_pydatetime() + timedelta(hours=1)
+    assert (window.start, window.end) == (newest_of_both - timedelta(days=7), newest_of_both)
+
+
+def test_recent_window_when_a_symbol_has_no_candles_then_empty_window_error(
+    ledger: Ledger, btc_1h: pd.DataFrame
+) -> None:
+    ledger.candles.upsert("binance", "BTC/USDT", "1h", btc_1h.head(100))
+    with pytest.raises(EmptyWindow, match="no 1h candles stored"):
+        recent_window(ledger, _config(), days=7)
