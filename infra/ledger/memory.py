@@ -36,17 +36,15 @@ from core.records import (
 from core.risk.breaker import TradeResult
 from core.risk.state import (
     Control,
-    HaltCause,
     SafetyFlags,
     StateChange,
     TradingState,
-    effective_state,
 )
 from core.types import ClientOrderId, DecisionId, Side, Symbol, to_decimal
 from infra.ledger.accounts import UnknownAccount
 from infra.ledger.mappers import decision_of, decision_row
 from infra.ledger.orders import UnknownOrder
-from infra.ledger.safety import flags_of
+from infra.ledger.safety import control_event, flags_of, state_change, state_change_event
 
 ZERO = Decimal(0)
 _LAST = chr(0x10FFFF)  # sorts after any fill id: (t, _LAST) bounds every fill at t
@@ -434,6 +432,7 @@ class MemorySafety:
     def __init__(self) -> None:
         self._controls: dict[str, _Control] = {}
         self._events: list[SafetyEvent] = []
+        self._state = TradingState.ACTIVE  # the effective state the events last recorded
 
     def control(self, name: str) -> ControlState | None:
         c = self._controls.get(name)
@@ -454,21 +453,12 @@ class MemorySafety:
         detail: Mapping[str, object] | None = None,
     ) -> StateChange | None:
         self._controls[name] = _Control(name, active, reason, now, until)
-        step = event or ("activated" if active else "cleared")
-        extra = {"until": until.isoformat()} if until else {}
-        self.record_event(name, step, {"reason": reason, **(detail or {})} | extra, now)
-        return self._note_trading_state(now)
-
-    def _note_trading_state(self, now: datetime) -> StateChange | None:
-        current, cause, detail = effective_state(self.flags(now))
-        last = [e for e in self._events if e.control == Control.TRADING_STATE.value]
-        previous = TradingState(last[-1].step) if last else TradingState("active")
-        if previous is current:
-            return None
-        why = cause or HaltCause.CLEARED
-        detail_map = {"previous": previous.value, "cause": why.value, "detail": detail}
-        self.record_event(Control.TRADING_STATE.value, current.value, detail_map, now)
-        return StateChange(previous, current, why, detail, now)
+        self.record_event(name, *control_event(active, reason, event, detail, until), now)
+        change = state_change(self.flags(now), self._state, now)
+        if change is not None:
+            self._state = change.current
+            self.record_event(Control.TRADING_STATE.value, *state_change_event(change), now)
+        return change
 
     def record_event(
         self, control: str, step: str, detail: Mapping[str, object], now: datetime

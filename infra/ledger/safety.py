@@ -57,7 +57,6 @@ def flags_of(rows: Mapping[str, Any], now: datetime | None) -> SafetyFlags:
 def note_trading_state_in(s: Session, now: datetime) -> StateChange | None:
     """Record a change of the effective trading state with its cause, when the controls just
     moved it; None when it did not change."""
-    current, cause, detail = effective_state(flags_in(s, now))
     last = s.scalar(
         select(SafetyEventRow)
         .where(SafetyEventRow.control == Control.TRADING_STATE.value)
@@ -65,18 +64,40 @@ def note_trading_state_in(s: Session, now: datetime) -> StateChange | None:
         .limit(1)
     )
     previous = TradingState(last.step) if last is not None else TradingState.ACTIVE
+    change = state_change(flags_in(s, now), previous, now)
+    if change is not None:
+        step, detail = state_change_event(change)
+        s.add(SafetyEventRow(at=now, control=Control.TRADING_STATE.value, step=step, detail=detail))
+    return change
+
+
+def state_change(flags: SafetyFlags, previous: TradingState, now: datetime) -> StateChange | None:
+    """The change of the effective trading state the controls lead to from `previous`."""
+    current, cause, detail = effective_state(flags)
     if previous is current:
         return None
-    why = cause or HaltCause.CLEARED
-    s.add(
-        SafetyEventRow(
-            at=now,
-            control=Control.TRADING_STATE.value,
-            step=current.value,
-            detail={"previous": previous.value, "cause": why.value, "detail": detail},
-        )
-    )
-    return StateChange(previous, current, why, detail, now)
+    return StateChange(previous, current, cause or HaltCause.CLEARED, detail, now)
+
+
+def state_change_event(change: StateChange) -> tuple[str, dict[str, object]]:
+    """(step, detail) of the trading_state event that records a change."""
+    detail = {"previous": change.previous.value, "cause": change.cause.value}
+    return change.current.value, detail | {"detail": change.detail}
+
+
+def control_event(
+    active: bool,
+    reason: str | None,
+    event: str | None,
+    detail: Mapping[str, object] | None,
+    until: datetime | None,
+) -> tuple[str, dict[str, object]]:
+    """(step, detail) of the event that records a control being set."""
+    extra = {"until": until.isoformat()} if until else {}
+    return event or ("activated" if active else "cleared"), {
+        "reason": reason,
+        **(detail or {}),
+    } | extra
 
 
 def set_control_in(
@@ -121,15 +142,8 @@ class Safety:
         """Set a control, record why, and note the trading state it leads to: one transaction."""
         with self._sessions.write() as s:
             set_control_in(s, name, active, reason, now, until)
-            s.add(
-                SafetyEventRow(
-                    at=now,
-                    control=name,
-                    step=event or ("activated" if active else "cleared"),
-                    detail={"reason": reason, **(detail or {})}
-                    | ({"until": until.isoformat()} if until else {}),
-                )
-            )
+            step, what = control_event(active, reason, event, detail, until)
+            s.add(SafetyEventRow(at=now, control=name, step=step, detail=what))
             s.flush()
             return note_trading_state_in(s, now)
 
