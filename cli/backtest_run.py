@@ -42,7 +42,13 @@ def run_backtest_flow(
             BacktestProgress(console, candles),
             contextlib.redirect_stderr(captured),
         ):
-            outcome = backtest(start, end, list(symbols or ()) or None, timeframe, model_version)
+            outcome = backtest(
+                start=start,
+                end=end,
+                symbols=list(symbols) if symbols else None,
+                timeframe=timeframe,
+                model_version=model_version,
+            )
     except TradeflowError as exc:
         console.print(
             f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True

@@ -10,9 +10,9 @@ from decimal import Decimal
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.progress import ProgressBars
 from core.backtest.stats import BacktestStats, PairStats, RunStats
 from core.records import BacktestRun
 from core.types import quote_of
@@ -125,37 +125,20 @@ def _duration(value: timedelta | None) -> str:
     return f"{days} day{'s' if days != 1 else ''}, {clock}" if days else clock
 
 
-class BacktestProgress(logging.Handler):
-    """A progress bar over the window's candles, advanced by the replay's progress records
-    (services.progress), redrawn every `every` candles: a backtest decides tens of thousands."""
+class BacktestProgress(ProgressBars):
+    """A progress bar over the window's candles, advanced by the replay's progress records,
+    redrawn every `every` candles: a backtest decides tens of thousands."""
 
     def __init__(self, console: Console, candles: int, every: int = 250) -> None:
-        super().__init__(level=logging.DEBUG)
+        super().__init__(console)
         self.every, self._seen = every, 0
-        self.bars = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
         self.task = self.bars.add_task("backtest candles", total=candles)
-        self._logger = logging.getLogger("tradeflow.progress")
-
-    def __enter__(self) -> BacktestProgress:
-        self.bars.__enter__()
-        self._logger.addHandler(self)
-        self._level = self._logger.level
-        self._logger.setLevel(logging.DEBUG)
-        return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._level)
         self.bars.update(self.task, completed=self._seen)
-        self.bars.__exit__(kind, exc, tb)
+        super().__exit__(kind, exc, tb)
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(record, "candle", None) is None:

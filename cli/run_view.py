@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.progress import ProgressBars
 from infra.settings import Settings
 
 if TYPE_CHECKING:  # the flows are imported only once the offline environment is set
@@ -23,35 +22,13 @@ if TYPE_CHECKING:  # the flows are imported only once the offline environment is
 STAGES = {"ingest": "ingest candles", "train": "features, train, register"}
 
 
-class RunProgress(logging.Handler):
+class RunProgress(ProgressBars):
     """A progress bar per stage, advanced by the records services.progress logs."""
 
     def __init__(self, console: Console, replay_candles: int) -> None:
-        super().__init__(level=logging.DEBUG)
+        super().__init__(console)
         self.replay_candles = replay_candles
-        self.bars = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
         self.tasks: dict[str, object] = {}
-        self._logger = logging.getLogger("tradeflow.progress")
-
-    def __enter__(self) -> RunProgress:
-        self.bars.__enter__()
-        self._logger.addHandler(self)
-        self._level = self._logger.level
-        self._logger.setLevel(logging.DEBUG)
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._level)
-        self.bars.__exit__(kind, exc, tb)
 
     def emit(self, record: logging.LogRecord) -> None:
         stage = getattr(record, "stage", None)

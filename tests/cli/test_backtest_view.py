@@ -72,3 +72,20 @@ def test_print_backtest_when_no_fills_then_zero_trades_and_no_sharpe() -> None:
     assert " 0 " in total
     [sharpe] = [line for line in text.splitlines() if "Sharpe" in line]
     assert sharpe.split("│")[2].strip() == "-"
+
+
+def test_backtest_progress_when_candles_are_decided_then_counted_and_detached_after() -> None:
+    import logging
+    from datetime import UTC, datetime
+
+    from cli.backtest_view import BacktestProgress
+    from services import progress
+
+    logger = logging.getLogger("tradeflow.progress")
+    level = logger.level
+    with BacktestProgress(Console(record=True), candles=10, every=4) as bar:
+        for _ in range(7):
+            progress.candle(datetime(2024, 1, 1, tzinfo=UTC))
+    assert bar.bars.tasks[0].completed == 7
+    assert bar not in logger.handlers
+    assert logger.level == level

@@ -4,6 +4,7 @@ import shlex
 from datetime import UTC, datetime
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -154,3 +155,37 @@ def test_backtest_when_a_date_is_not_a_date_then_one_line_and_exit_2(app_setting
     assert result.exit_code == 2
     assert "--from 'last tuesday' is not a date" in result.output
     assert "Traceback" not in result.output
+
+
+def test_backtest_when_options_given_then_the_flow_gets_each_by_name(
+    app_settings,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    # Found by running it: the flow gained a `days` parameter and positional arguments shifted.
+    import contextlib
+
+    import flows.backtest
+    from tasks.backtest import BacktestOutcome
+
+    seen: dict[str, object] = {}
+
+    def flow(**kwargs: object) -> BacktestOutcome:
+        seen.update(kwargs)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(flows.backtest, "backtest", flow)
+    monkeypatch.setattr(
+        "cli.prefect_server.managed_prefect_server", lambda _: contextlib.nullcontext()
+    )
+    result = runner.invoke(app, [
+        "backtest", "--from", "2024-06-01", "--to", "2024-07-01", "--symbols",
+        "BTC/USDT,ETH/USDT", "--timeframe", "5m", "--model-version", "3",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert seen == {
+        "start": datetime(2024, 6, 1, tzinfo=UTC),
+        "end": datetime(2024, 7, 1, tzinfo=UTC),
+        "symbols": ["BTC/USDT", "ETH/USDT"],
+        "timeframe": "5m",
+        "model_version": "3",
+    }
