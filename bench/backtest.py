@@ -62,12 +62,24 @@ class BenchModel:
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.ensemble.predict_proba(features), dtype=np.float64)
 
+    @property
+    def tradeable(self) -> bool:
+        return bool(self.ensemble.tradeable)
+
+    @property
+    def context(self) -> int:
+        return int(self.ensemble.context)
+
+    def edge(self, probabilities: np.ndarray) -> np.ndarray:
+        return np.asarray(self.ensemble.expected_edge(probabilities), dtype=np.float64)
+
 
 def train_model(path: Path) -> float:
     """Fit the ensemble on the newest 15,000 2021 5m candles of four pairs; pickle it."""
     from core.features.registry import FEATURE_NAMES
-    from core.models.dataset import training_rows
-    from core.models.training import fit_ensemble
+    from core.models.dataset import LabelSpec, training_rows
+    from core.models.members import default_members
+    from core.models.training import EnsembleConfig, train_ensemble
     from infra.market_data.files import read_candle_file
 
     started = time.perf_counter()
@@ -75,8 +87,11 @@ def train_model(path: Path) -> float:
         f"{b}/USDT": read_candle_file(TRAIN_DATA / f"{b}_USDT-5m.json").tail(15_000)
         for b in ("BTC", "ETH", "SOL", "XRP")
     }
-    rows = training_rows(frames, "BTC/USDT", 4, 0.002)
-    path.write_bytes(pickle.dumps(BenchModel(fit_ensemble(rows, FEATURE_NAMES, 42))))
+    horizon = timedelta(minutes=20)  # four 5m candles
+    rows = training_rows(frames, "BTC/USDT", LabelSpec(horizon, 0.003))
+    cfg = EnsembleConfig(horizon=horizon, cost=0.003, sequence=None, seed=42)
+    model = train_ensemble(rows, FEATURE_NAMES, cfg, 4, default_members(None)).model
+    path.write_bytes(pickle.dumps(BenchModel(model)))
     return time.perf_counter() - started
 
 

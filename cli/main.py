@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from cli.backtest_diff import backtest_diff_command
+from cli.evaluate import evaluate_command
 from cli.options import load_settings, parse_utc
 from cli.walk_forward import walk_forward_command
 from infra.settings import Settings
@@ -248,6 +249,7 @@ def migrate() -> None:
 # Registered from their modules: their options and help live with them.
 app.command("backtest-diff")(backtest_diff_command)
 app.command("walk-forward")(walk_forward_command)
+app.command("evaluate")(evaluate_command)
 
 
 def main() -> None:

@@ -94,23 +94,22 @@ def _ingest_table(reports: Sequence[IngestReport]) -> Table:
 
 def _print_model(console: Console, tr: TrainingReport) -> None:
     m = tr.metrics
+    a, b = tr.ranges["out_of_fold"]
     t = Table(
         title=f"Model {tr.registered.name} v{tr.registered.version} "
-        f"(feature set {tr.feature_set_version}, {tr.rows} rows)",
+        f"(feature set {tr.feature_set_version}, {tr.rows} rows; out of fold "
+        f"{a[:16]} .. {b[:16]})",
         title_justify="left",
     )
-    for col in ("split", "range", "AUC", "log-loss", "accuracy"):
+    for col in ("member", "weight", "AUC", "log-loss", "Brier", "ECE"):
         t.add_column(col)
-    for split in ("train", "validation", "test"):
-        a, b = tr.ranges[split]
-        t.add_row(
-            split,
-            f"{a[:16]} .. {b[:16]}",
-            f"{m[f'ensemble_{split}_auc']:.4f}",
-            f"{m[f'ensemble_{split}_log_loss']:.4f}",
-            f"{m[f'ensemble_{split}_accuracy']:.4f}",
-        )
+    for name in [*tr.weights, "ensemble"]:
+        weight = "" if name == "ensemble" else f"{tr.weights[name]:.3f}"
+        keys = ("auc", "log_loss", "brier", "ece")
+        t.add_row(name, weight, *(f"{m.get(f'{name}_oof_{k}', float('nan')):.4f}" for k in keys))
     console.print(t)
+    for member, note in tr.notes.items():
+        console.print(f"  {member}: {note}")
     console.print(
         f"promotion: {tr.promotion.reason} -> champion is v{tr.promotion.champion_version}"
     )

@@ -6,13 +6,14 @@ Pure: the caller brings the features, the model's probability, the risk state an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
 from core.agents.base import Agent, AgentContext, InvalidVote, Vote
 from core.candles.timeframe import timeframe_delta
-from core.consensus import Consensus, ConsensusConfig, combine
+from core.consensus import Consensus, ConsensusConfig, ModelSignal, combine
+from core.models.policy import FLAT, Holding
 from core.orders import Order, client_order_id_for, decision_id_for
 from core.risk.limits import (
     ProposedOrder,
@@ -38,6 +39,10 @@ class DecisionInput:
     model_name: str
     model_version: str
     feature_set_version: str
+    # What the decision policy reads: the expected net log return of entering now, and whether
+    # the model earned the right to trade out of fold (else it abstains).
+    model_edge: float = float("nan")
+    model_tradeable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +74,35 @@ def collect_votes(agents: Sequence[Agent], context: AgentContext) -> tuple[Vote,
 
 
 def size_order(
-    action: Action, inp: DecisionInput, state: RiskState, limits: RiskLimits, sizing: Sizing
+    action: Action,
+    inp: DecisionInput,
+    state: RiskState,
+    limits: RiskLimits,
+    sizing: Sizing,
+    fraction: Decimal = Decimal(1),
 ) -> ProposedOrder:
-    """A BUY spends the configured notional; a SELL closes what is held and not already being
-    sold. Amounts are rounded down to the exchange's step."""
+    """A BUY spends `fraction` of the configured notional (the policy sizes by its edge); a
+    SELL closes what is held and not already being sold. Amounts are rounded down to the
+    exchange's step."""
     rules = limits.rules_for(inp.symbol)
     if action is Action.BUY:
-        qty = sizing.order_notional / inp.price
+        qty = sizing.order_notional * fraction / inp.price
         return normalise(ProposedOrder(inp.symbol, Side.BUY, qty, inp.price), rules)
     free = available_to_sell(inp.symbol, state)
     return normalise(ProposedOrder(inp.symbol, Side.SELL, free, inp.price), rules)
+
+
+def holding_of(inp: DecisionInput, state: RiskState, horizon: int) -> Holding:
+    """The policy's view of this symbol's position: held or not, and for how many candles
+    (counted from its entry; a holding of unknown age counts as past the horizon)."""
+    if state.committed(inp.symbol) <= 0:
+        return FLAT
+    entered = state.entered_at.get(inp.symbol)
+    if entered is None:
+        return Holding(1.0, horizon)
+    step = timeframe_delta(inp.timeframe)
+    held = int((inp.candle_time + step - entered) / step) - 1
+    return Holding(1.0, max(0, held))
 
 
 def decide(
@@ -93,10 +117,17 @@ def decide(
     decision_id = decision_id_for(inp.account, inp.symbol, inp.timeframe, inp.candle_time)
     context = AgentContext(inp.symbol, inp.features, inp.model_probability)
     votes = collect_votes(agents, context)
-    consensus = combine(inp.model_probability, votes, consensus_config)
+    signal = ModelSignal(inp.model_probability, inp.model_edge, inp.model_tradeable)
+    holding = holding_of(inp, risk_state, consensus_config.policy.horizon)
+    consensus = combine(signal, votes, holding, consensus_config)
+    if consensus.action is Action.SELL and available_to_sell(inp.symbol, risk_state) <= 0:
+        # The entry is still filling (or already being sold): wait for it, as a backtest that
+        # filled it at once would simply sell it now.
+        consensus = replace(consensus, action=Action.HOLD, reason="exit waits: " + consensus.reason)
     if consensus.action is Action.HOLD:
         return Decision(decision_id, inp, votes, consensus, None, None, None, now)
-    proposed = size_order(consensus.action, inp, risk_state, limits, sizing)
+    fraction = Decimal(str(round(consensus.fraction, 4)))
+    proposed = size_order(consensus.action, inp, risk_state, limits, sizing, fraction)
     verdict = evaluate(proposed, risk_state, limits)
     order = None
     if verdict.approved:

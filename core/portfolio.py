@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from core.orders import Fill
@@ -69,6 +70,22 @@ def replay_fills(fills: Iterable[Fill]) -> dict[Symbol, Position]:
         current = positions.get(fill.symbol, Position(fill.symbol))
         positions[fill.symbol], _ = apply_fill(current, fill)
     return positions
+
+
+def entry_times(fills: Iterable[Fill], symbols: Iterable[Symbol]) -> dict[Symbol, datetime]:
+    """For each of `symbols` still held after `fills` (oldest first): when its holding was
+    opened, i.e. the first fill after it was last flat."""
+    wanted = set(symbols)
+    held: dict[Symbol, Decimal] = {}
+    opened: dict[Symbol, datetime] = {}
+    for fill in fills:
+        if fill.symbol not in wanted:
+            continue
+        before = held.get(fill.symbol, ZERO)
+        held[fill.symbol] = before + fill.holding_change
+        if before <= 0 < held[fill.symbol]:
+            opened[fill.symbol] = fill.filled_at
+    return {s: t for s, t in opened.items() if held.get(s, ZERO) > 0}
 
 
 def equity(

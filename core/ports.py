@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ from core.records import (
     CandleGapRecord,
     ControlState,
     DecisionRecord,
+    DriftCheck,
     HealthOverview,
     KillSwitchState,
     SafetyEvent,
@@ -37,6 +38,9 @@ from core.records import (
 from core.risk.breaker import TradeResult
 from core.risk.state import SafetyFlags, StateChange
 from core.types import ClientOrderId, DecisionId, Side, Symbol, as_price, as_quantity
+
+if TYPE_CHECKING:  # sklearn behind it: only the type is needed here
+    from core.models.promotion import PromotionEvidence, PromotionPolicy
 
 # -- exchange ---------------------------------------------------------------------------------
 
@@ -144,8 +148,14 @@ class Model(Protocol):
     name: str
     version: str
     feature_set_version: str
+    tradeable: bool  # its out-of-fold edge was significant; else the policy abstains
+    context: int  # rows of a symbol's past a prediction reads (sequence members)
 
     def predict(self, features: pd.DataFrame) -> np.ndarray: ...
+
+    def edge(self, probabilities: np.ndarray) -> np.ndarray:
+        """The expected net log return of entering, for each probability."""
+        ...
 
 
 class ChampionSource(Protocol):
@@ -178,8 +188,31 @@ class ModelRegistry(Protocol):
     ) -> Registered: ...
 
     def promote_if_better(
-        self, registered: Registered, validation: pd.DataFrame, features: Sequence[str]
-    ) -> Promotion: ...
+        self, registered: Registered, evidence: PromotionEvidence, policy: PromotionPolicy
+    ) -> Promotion:
+        """`challenger` moves to the new version; `champion` only if it passes the gates and
+        beats the champion on rows neither trained on."""
+        ...
+
+    def version_tags(self, name: str, version: str) -> Mapping[str, str]:
+        """A version's tags over its training run's."""
+        ...
+
+    def run_metrics(self, name: str, version: str) -> Mapping[str, float]:
+        """The metrics of the run that trained a version."""
+        ...
+
+    def log_run(
+        self,
+        experiment: str,
+        run_name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        files: Sequence[Path],
+    ) -> str:
+        """A tracked run (an evaluation, say) with files as artifacts; returns its id."""
+        ...
 
     def attach(
         self, name: str, version: str, folder: str, files: Sequence[Path], tags: Mapping[str, str]
@@ -417,6 +450,23 @@ class BacktestStore(Protocol):
     def recent(self, limit: int = 20) -> list[BacktestRun]: ...
 
 
+class DriftCheckStore(Protocol):
+    """Drift checks of the champion, newest first; the debounce of drift-triggered
+    retraining reads `last_triggered`."""
+
+    def save(self, check: DriftCheck) -> int:
+        """Store one check; returns the id the ledger gave it."""
+        ...
+
+    def latest(self, model_name: str | None = None) -> DriftCheck | None: ...
+
+    def recent(self, model_name: str | None = None, limit: int = 20) -> list[DriftCheck]: ...
+
+    def last_triggered(self, model_name: str) -> datetime | None:
+        """When a check of the model (any version) last triggered retraining."""
+        ...
+
+
 class ScratchLedger(TradingLedger, Protocol):
     """A trading ledger kept for one run (a backtest's, in memory) that hands over what an
     account recorded, to be stored in the real ledger in one go."""
@@ -425,8 +475,10 @@ class ScratchLedger(TradingLedger, Protocol):
 
 
 class Ledger(TradingLedger, Protocol):
-    """The whole ledger: trading, plus signed safety requests, backtests and the read models."""
+    """The whole ledger: trading, plus signed safety requests, backtests, drift checks and the
+    read models."""
 
     requests: SafetyRequestStore
     overview: OverviewQueries
     backtests: BacktestStore
+    drift: DriftCheckStore

@@ -168,3 +168,31 @@ class BacktestRun:
     # the ledger's), so its money is kept here, not in `accounts`.
     starting_cash: Decimal = Decimal(0)
     cash: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftCheck:
+    """One drift check of a model version: its windows, what drifted, the AUC then and now,
+    and whether it started a retraining (services/drift.py explains the figures)."""
+
+    checked_at: datetime
+    model_name: str
+    model_version: str
+    reference_start: datetime
+    reference_end: datetime
+    current_start: datetime
+    current_end: datetime
+    reference_rows: int
+    current_rows: int
+    share_drifted: float  # of the compared features
+    dataset_drift: bool  # share_drifted >= the configured threshold
+    prediction_drift: bool
+    prediction_score: float | None  # the prediction column's drift score
+    drifted_columns: tuple[str, ...]  # features only, by name
+    matured_rows: int  # current rows whose label horizon has passed
+    auc_current: float | None
+    auc_reference: float | None
+    retrain_triggered: bool = False
+    flow_run_id: str | None = None
+    report_path: str | None = None
+    id: int | None = None  # the ledger's, once stored

@@ -59,6 +59,9 @@ def apply_offline_env(var_dir: Path) -> None:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+MODEL_MEMBERS = ("xgboost", "lightgbm", "lstm", "transformer")
+
+
 class SettingsError(ConfigurationError):
     """Settings the system refuses to run with; the message has one line per problem."""
 
@@ -91,11 +94,44 @@ class Settings(BaseSettings):
 
     # Training
     model_name: str = Field("tradeflow-direction", min_length=1)
-    label_horizon: int = Field(4, ge=1, le=1000)
-    fee_threshold: float = Field(0.002, ge=0, lt=1)  # log return to beat (fees + slippage)
-    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
-    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    # Serving: loaded model versions one process keeps (least recently used dropped first), and
+    # how long the API trusts where an alias points before asking MLflow again (0: at every
+    # request; the decision flow always asks).
+    model_cache_size: int = Field(4, ge=1, le=64)
+    model_alias_ttl_s: float = Field(30.0, ge=0, le=3600)
+    label_horizon: int = Field(4, ge=1, le=1000)  # candles of the timeframe, counted in time
+    # The log return a label must beat; default: the round trip's fees and slippage
+    # (2 * (fee_rate + slippage_bps / 10,000)).
+    label_cost: float | None = Field(None, ge=0, lt=1)
+    label_kind: Literal["fixed", "triple_barrier"] = "fixed"
+    barrier_take_profit: float = Field(0.01, gt=0, lt=1)  # triple barrier, log returns
+    barrier_stop_loss: float = Field(0.01, gt=0, lt=1)
+    # The ensemble: which members, how many out-of-fold folds, how probabilities are calibrated.
+    model_members: Annotated[tuple[str, ...], NoDecode] = (
+        "xgboost",
+        "lightgbm",
+        "lstm",
+        "transformer",
+    )
+    training_folds: int = Field(3, ge=2, le=20)
+    calibration: Literal["platt", "isotonic"] = "platt"
+    sequence_window: int = Field(16, ge=2, le=512)  # candles an LSTM/Transformer reads
+    sequence_hidden: int = Field(32, ge=4, le=1024)
+    sequence_epochs: int = Field(12, ge=1, le=500)
+    sequence_max_windows: int = Field(40_000, ge=1000)
     seed: int = 42
+    # Promotion: a challenger becomes champion only when it beats the champion on rows neither
+    # trained on by this much log-loss, and passes the gates.
+    promotion_margin: float = Field(0.001, ge=0)
+    promotion_min_rows: int = Field(200, ge=1)
+    promotion_max_ece: float = Field(0.05, gt=0, le=1)
+    promotion_max_latency_ms: float = Field(250.0, gt=0)  # one row through the whole ensemble
+
+    # Drift watch (flows/drift.py): the newest candles vs the champion's training window.
+    drift_window_candles: int = Field(500, ge=50, le=100_000)  # per symbol
+    drift_reference_rows: int = Field(5000, ge=50, le=1_000_000)
+    drift_threshold: float = Field(0.5, gt=0, le=1)  # share of drifted features that is drift
+    drift_debounce_hours: float = Field(24, ge=0)  # at most one drift retraining per this
 
     # Decisions
     account: str = Field("paper", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -108,7 +144,16 @@ class Settings(BaseSettings):
     # balance at its first start instead.
     starting_cash: Money = Decimal("10000")
     order_notional: Money = Decimal("1000")  # quote currency per BUY
-    consensus_threshold: float = Field(0.15, ge=0, le=1)
+    consensus_threshold: float = Field(0.15, ge=0, le=1)  # agents' net score that vetoes a BUY
+    # The decision policy: enter when the calibrated expected edge (net of the round trip's
+    # costs) beats policy_min_edge; leave early when it falls below -policy_exit_edge, else
+    # after label_horizon candles; full size at policy_full_size_edge.
+    policy_min_edge: float = Field(0.0, ge=0, lt=1)
+    policy_exit_edge: float = Field(0.0, ge=0, lt=1)
+    policy_full_size_edge: float = Field(0.004, gt=0, lt=1)
+    # Trade only a model whose out-of-fold edge was significant (else it abstains). Off is for
+    # experiments and tests on windows too short to prove anything.
+    policy_require_significance: bool = True
     model_weight: float = Field(0.5, ge=0)
     agent_weight: float = Field(0.25, ge=0)
 
@@ -163,7 +208,13 @@ class Settings(BaseSettings):
     kill_switch_window_s: int = Field(30, ge=1, le=3600)
 
     @field_validator(
-        "symbols", "whitelist", "extra_timeframes", "alert_urls", "trusted_proxies", mode="before"
+        "symbols",
+        "whitelist",
+        "extra_timeframes",
+        "alert_urls",
+        "trusted_proxies",
+        "model_members",
+        mode="before",
     )
     @classmethod
     def _split_csv(cls, value: object) -> object:
@@ -220,6 +271,21 @@ class Settings(BaseSettings):
                 f"{self.max_order_notional}: every BUY would be refused"
             )
         return self
+
+    @field_validator("model_members")
+    @classmethod
+    def _known_members(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [m for m in value if m not in MODEL_MEMBERS]
+        if bad or not value:
+            raise ValueError(f"members are some of {list(MODEL_MEMBERS)} (got {list(value)})")
+        return value
+
+    @property
+    def round_trip_cost(self) -> float:
+        """The log return a trade must beat: fee and slippage, in and out."""
+        if self.label_cost is not None:
+            return self.label_cost
+        return 2 * (float(self.fee_rate) + float(self.slippage_bps) / 10_000)
 
     @property
     def quote_currency(self) -> str:

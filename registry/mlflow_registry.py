@@ -1,13 +1,15 @@
 """MLflow: log a trained ensemble, register it, move `champion` only when it wins, load by alias.
 
-Implements core.ports' ModelRegistry (MlflowRegistry), ChampionSource (ChampionCache) and
-Model (ServedModel)."""
+Implements core.ports' ModelRegistry (MlflowRegistry) and Model (ServedModel); the champion
+source is registry.model_cache.CachedChampion."""
 
 from __future__ import annotations
 
-import threading
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +21,37 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from core.errors import FatalError, RetryableError
-from core.models.training import EnsembleClassifier, evaluate
+from core.models.ensemble import StackedEnsemble
+from core.models.promotion import (
+    Gate,
+    PromotionEvidence,
+    PromotionPolicy,
+    Verdict,
+    fresh_rows,
+    gates,
+    verdict,
+)
 from core.ports import Promotion, Registered
+
+log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 EXPERIMENT = "tradeflow-training"
-PROMOTION_METRIC = "auc"
+PROMOTION_EXPERIMENT = "tradeflow-promotion"
 # Known up front: inferring them costs MLflow several seconds per log_model.
 PIP_REQUIREMENTS = [
+    "torch==2.13.0",
     "xgboost-cpu==3.2.0",
     "lightgbm==4.7.0",
     "pandas==2.3.3",
     "scikit-learn",
+    "scipy",
     "numpy",
 ]
+# The packages the pickled model needs beside its pip requirements: shipped inside the model,
+# so `mlflow.pyfunc.load_model` works in a process that has never seen this project.
+CODE_PATHS = [str(Path(__file__).resolve().parents[1] / p) for p in ("core", "registry")]
 
 
 class RegistryError(FatalError):
@@ -45,7 +63,7 @@ class RegistryUnavailable(RetryableError):
 
 
 # MLflow's answers meaning "no such model or alias", as opposed to "could not ask".
-_NOT_THERE = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+NOT_THERE = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
 
 class NoChampion(RegistryError):
@@ -57,9 +75,11 @@ class FeatureSetMismatch(RegistryError):
 
 
 class EnsemblePyfunc(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper: predict returns P(up beyond fees) for each row."""
+    """pyfunc wrapper: predict returns the calibrated P(label = 1) for each row. Rows of one
+    symbol in time order (a `symbol` column or index level separates symbols); the sequence
+    members read the rows before each one."""
 
-    def __init__(self, model: EnsembleClassifier) -> None:
+    def __init__(self, model: StackedEnsemble) -> None:
         self.model = model
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
@@ -81,7 +101,7 @@ class MlflowRegistry:
 
     def register(
         self,
-        model: EnsembleClassifier,
+        model: StackedEnsemble,
         name: str,
         params: Mapping[str, Any],
         metrics: Mapping[str, float],
@@ -91,9 +111,28 @@ class MlflowRegistry:
         return log_and_register(model, name, dict(params), dict(metrics), dict(tags), example)
 
     def promote_if_better(
-        self, registered: Registered, validation: pd.DataFrame, features: Sequence[str]
+        self, registered: Registered, evidence: PromotionEvidence, policy: PromotionPolicy
     ) -> Promotion:
-        return promote_if_better(registered, validation, features)
+        return promote_if_better(registered, evidence, policy)
+
+    def log_run(
+        self,
+        experiment: str,
+        run_name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        files: Sequence[Path],
+    ) -> str:
+        return log_run(experiment, run_name, params, metrics, tags, files)
+
+    def version_tags(self, name: str, version: str) -> dict[str, str]:
+        """The version's tags over its training run's (range tags live on the run)."""
+        mv, run = _version_and_run(name, version)
+        return {**run.data.tags, **mv.tags}
+
+    def run_metrics(self, name: str, version: str) -> dict[str, float]:
+        return dict(_version_and_run(name, version)[1].data.metrics)
 
     def attach(
         self, name: str, version: str, folder: str, files: Sequence[Path], tags: Mapping[str, str]
@@ -101,8 +140,42 @@ class MlflowRegistry:
         return attach_to_version(name, version, folder, files, tags)
 
 
+def _version_and_run(name: str, version: str) -> tuple[Any, Any]:
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version(name, version)
+        return mv, client.get_run(mv.run_id)
+    except MlflowException as exc:
+        if exc.error_code in NOT_THERE:
+            raise NoChampion(f"model {name!r} has no version {version!r}") from exc
+        raise RegistryUnavailable(f"model registry did not answer: {exc}") from exc
+
+
+def log_run(
+    experiment: str,
+    run_name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    files: Sequence[Path],
+) -> str:
+    """A tracked run in `experiment` (created on first use) with its files as artifacts."""
+    found = mlflow.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else mlflow.create_experiment(experiment)
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+            mlflow.log_params(dict(params))
+            mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+            mlflow.set_tags(dict(tags))
+            for path in files:
+                mlflow.log_artifact(str(path))
+    except MlflowException as exc:
+        raise RegistryUnavailable(f"model registry did not answer: {exc}") from exc
+    return str(run.info.run_id)
+
+
 def log_and_register(
-    model: EnsembleClassifier,
+    model: StackedEnsemble,
     name: str,
     params: dict[str, Any],
     metrics: dict[str, float],
@@ -113,7 +186,7 @@ def log_and_register(
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)
-        mlflow.log_dict({"features": list(model.features)}, "features.json")
+        mlflow.log_dict(_description(model), "ensemble.json")
         signature = infer_signature(example, model.predict_proba(example))
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -121,14 +194,28 @@ def log_and_register(
             signature=signature,
             input_example=example.head(5),
             pip_requirements=PIP_REQUIREMENTS,
+            code_paths=CODE_PATHS,
             registered_model_name=name,
         )
     version = str(info.registered_model_version)
     client = MlflowClient()
-    for key in ("feature_set_version", "data_range"):
+    for key in ("feature_set_version", "data_range", "training_cut", "members", "tradeable"):
         if key in tags:
             client.set_model_version_tag(name, version, key, tags[key])
     return Registered(name, version, run.info.run_id)
+
+
+def _description(model: StackedEnsemble) -> dict[str, Any]:
+    payoff = model.payoff
+    return {
+        "features": list(model.features),
+        "weights": dict(model.weights),
+        "zero_weight_notes": dict(model.stack.notes),
+        "payoff": {"gain": payoff.gain, "loss": payoff.loss, "cost": payoff.cost},
+        "tradeable": model.tradeable,
+        "context_rows": model.context,
+        "label": dict(model.label),
+    }
 
 
 def champion_version(client: MlflowClient, name: str) -> str | None:
@@ -138,35 +225,102 @@ def champion_version(client: MlflowClient, name: str) -> str | None:
         return None
 
 
+def _cut_of(client: MlflowClient, name: str, version: str) -> datetime | None:
+    """The last candle a version's labels read: its `training_cut` tag, or the end of its
+    `data_range` for versions trained before that tag existed."""
+    tags = client.get_model_version(name, version).tags
+    raw = tags.get("training_cut") or tags.get("data_range", "").rpartition(" .. ")[2]
+    try:
+        return datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _latency_ms(model: mlflow.pyfunc.PyFuncModel, one_row: pd.DataFrame) -> float:
+    model.predict(one_row)  # the first call pays for lazy set-up, not what a decision waits
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        model.predict(one_row)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
 def promote_if_better(
-    registered: Registered, validation: pd.DataFrame, features: Sequence[str]
+    registered: Registered, evidence: PromotionEvidence, policy: PromotionPolicy
 ) -> Promotion:
-    """The first version becomes champion; later ones only if they beat it on the same window."""
+    """`challenger` always moves to the new version; `champion` only when it passes the gates
+    and beats the champion on rows neither trained on by the margin. The decision and its
+    numbers are logged as a run of the promotion experiment."""
     client = MlflowClient()
     name, version = registered.name, registered.version
     current = champion_version(client, name)
-    labels = validation["label"].to_numpy()
-    inputs = validation.loc[:, list(features)]
-    new_score = evaluate(_load_version(name, version).predict(inputs), labels)[PROMOTION_METRIC]
-    if current is None:
-        promoted, reason = (
-            True,
-            f"first version: champion with validation {PROMOTION_METRIC}={new_score:.4f}",
-        )
-    else:
-        old_score = evaluate(_load_version(name, current).predict(inputs), labels)[PROMOTION_METRIC]
-        promoted = new_score > old_score
-        verdict = "beats" if promoted else "does not beat"
-        reason = (
-            f"v{version} validation {PROMOTION_METRIC}={new_score:.4f} {verdict} champion "
-            f"v{current} {old_score:.4f} on the same window"
-        )
-    alias = CHAMPION if promoted else CHALLENGER
-    client.set_registered_model_alias(name, alias, version)
-    client.set_model_version_tag(name, version, "promotion", "champion" if promoted else "rejected")
-    client.set_model_version_tag(name, version, "promotion_reason", reason)
-    client.set_tag(registered.run_id, "promotion", reason)
-    return Promotion(promoted, version if promoted else str(current), reason)
+    new = _load_version(name, version)
+    features = list(new.metadata.get_input_schema().input_names())
+    probabilities = new.predict(evidence.oof.loc[:, features].tail(256))
+    new_fs = client.get_model_version(name, version).tags.get("feature_set_version", "")
+    ece = float(client.get_run(registered.run_id).data.metrics.get("ensemble_oof_ece", np.nan))
+    checks = gates(
+        np.asarray(probabilities),
+        _latency_ms(new, evidence.oof.loc[:, features].tail(1)),
+        (new_fs, evidence.feature_set_version),
+        ece,
+        policy,
+        len(evidence.oof),
+    )
+    fresh, champion_p = evidence.oof, None
+    if current is not None:
+        fresh = fresh_rows(evidence.oof, _cut_of(client, name, current))
+        if len(fresh):
+            old = _load_version(name, current)
+            champion_p = np.asarray(old.predict(fresh.loc[:, [*features, "symbol"]]))
+    result = verdict(fresh, champion_p, current, checks, policy)
+    _apply(client, registered, current, result)
+    _log_promotion(registered, current, result, checks)
+    return Promotion(result.promoted, version if result.promoted else str(current), result.reason)
+
+
+def _apply(
+    client: MlflowClient, registered: Registered, current: str | None, result: Verdict
+) -> None:
+    name, version = registered.name, registered.version
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    if result.promoted:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        if current is not None and current != version:
+            # The alias moved: the old champion's promotion tags no longer describe it.
+            for key in ("promotion", "promotion_reason"):
+                client.delete_model_version_tag(name, current, key)
+            client.set_model_version_tag(name, current, "retired_by", version)
+    client.set_model_version_tag(
+        name, version, "promotion", "champion" if result.promoted else "rejected"
+    )
+    client.set_model_version_tag(name, version, "promotion_reason", result.reason[:5000])
+    client.set_tag(registered.run_id, "promotion", result.reason[:5000])
+
+
+def _log_promotion(
+    registered: Registered, current: str | None, result: Verdict, checks: Sequence[Gate]
+) -> None:
+    experiment = mlflow.get_experiment_by_name(PROMOTION_EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id if experiment else mlflow.create_experiment(PROMOTION_EXPERIMENT)
+    )
+    tags = {
+        "model": registered.name,
+        "challenger_version": registered.version,
+        "champion_before": current or "none",
+        "decision": "promoted" if result.promoted else "kept",
+        "reason": result.reason[:5000],
+        **{f"gate_{g.name}": f"{'pass' if g.passed else 'FAIL'}: {g.detail}" for g in checks},
+    }
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=f"promotion-{registered.name}-v{registered.version}",
+        nested=mlflow.active_run() is not None,
+    ):
+        mlflow.set_tags(tags)
+        mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
 
 
 def _load_version(name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
@@ -183,37 +337,31 @@ class ServedModel:
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.model.predict(features), dtype=np.float64)
 
+    @property
+    def ensemble(self) -> StackedEnsemble | None:
+        """The stacked ensemble inside the pyfunc (None for a model logged some other way)."""
+        wrapped = self.model.unwrap_python_model()
+        inner = getattr(wrapped, "model", None)
+        return inner if isinstance(inner, StackedEnsemble) else None
 
-class ChampionCache:
-    """Loads `models:/NAME@champion` once; reloads only when the alias points elsewhere."""
+    @property
+    def tradeable(self) -> bool:
+        ensemble = self.ensemble
+        return bool(ensemble is not None and ensemble.tradeable)
 
-    def __init__(self, name: str, expected_feature_set: str) -> None:
-        self.name = name
-        self.expected_feature_set = expected_feature_set
-        self._served: ServedModel | None = None
-        self._lock = threading.Lock()
-        self.loads = 0
+    @property
+    def context(self) -> int:
+        ensemble = self.ensemble
+        return ensemble.context if ensemble is not None else 0
 
-    def get(self) -> ServedModel:
-        client = MlflowClient()
-        try:
-            mv = client.get_model_version_by_alias(self.name, CHAMPION)
-        except MlflowException as exc:
-            if exc.error_code in _NOT_THERE:
-                raise NoChampion(
-                    f"no '{CHAMPION}' alias on model {self.name!r}: run training first"
-                ) from exc
-            raise RegistryUnavailable(f"model registry did not answer: {exc}") from exc
-        with self._lock:
-            if self._served is None or self._served.version != str(mv.version):
-                fs = _checked_feature_set(self.name, mv, self.expected_feature_set)
-                model = mlflow.pyfunc.load_model(f"models:/{self.name}@{CHAMPION}")
-                self._served = ServedModel(self.name, str(mv.version), fs, model)
-                self.loads += 1
-            return self._served
+    def edge(self, probabilities: np.ndarray) -> np.ndarray:
+        ensemble = self.ensemble
+        if ensemble is None:  # no payoff known: no edge, the policy never enters
+            return np.full(len(probabilities), np.nan)
+        return ensemble.expected_edge(np.asarray(probabilities, dtype=np.float64))
 
 
-def _checked_feature_set(name: str, mv: Any, expected: str) -> str:
+def checked_feature_set(name: str, mv: Any, expected: str) -> str:
     fs = mv.tags.get("feature_set_version", "")
     if fs != expected:
         raise FeatureSetMismatch(
@@ -229,10 +377,10 @@ def load_version(name: str, version: str, expected_feature_set: str) -> ServedMo
     try:
         mv = client.get_model_version(name, version)
     except MlflowException as exc:
-        if exc.error_code in _NOT_THERE:
+        if exc.error_code in NOT_THERE:
             raise NoChampion(f"model {name!r} has no version {version!r}") from exc
         raise RegistryUnavailable(f"model registry did not answer: {exc}") from exc
-    fs = _checked_feature_set(name, mv, expected_feature_set)
+    fs = checked_feature_set(name, mv, expected_feature_set)
     return ServedModel(name, str(mv.version), fs, _load_version(name, str(mv.version)))
 
 

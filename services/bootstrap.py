@@ -7,6 +7,7 @@ that need it, so the API starts without it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -20,6 +21,7 @@ from core.consensus import ConsensusConfig
 from core.decision import Sizing
 from core.errors import ConfigurationError
 from core.features.registry import feature_set_version
+from core.models.policy import PolicyConfig
 from core.ports import (
     Broker,
     CandleSource,
@@ -39,8 +41,13 @@ from infra.ledger.ledger import forget_ledgers, open_ledger
 from infra.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # heavy: imported by the functions that need them
+    from core.models.members import Member
     from infra.market_data.ccxt_source import CcxtMarketSource
+    from registry.model_cache import ModelCache
     from services.decide.config import DecisionConfig
+    from services.drift import DriftConfig
+    from services.evaluation import EvaluationConfig
+    from services.ml import MlService
     from services.safety_requests import SafetyDesk
     from services.training import TrainingConfig
 
@@ -180,15 +187,42 @@ def mlflow_store(settings: Settings) -> None:
 
 
 @lru_cache(maxsize=16)
-def _champion_cache(name: str, tracking_uri: str) -> ChampionSource:
-    from registry.mlflow_registry import ChampionCache
+def _model_cache(tracking_uri: str, size: int, alias_ttl_s: float) -> ModelCache:
+    from registry.model_cache import ModelCache
 
-    return ChampionCache(name, feature_set_version())
+    return ModelCache(feature_set_version(), size, alias_ttl_s, tracking_uri=tracking_uri)
+
+
+def model_cache(settings: Settings) -> ModelCache:
+    """The process's one cache of loaded models: the API's predictions and the decision
+    flow's champion share it (registry/model_cache.py)."""
+    return _model_cache(
+        settings.tracking_uri, settings.model_cache_size, settings.model_alias_ttl_s
+    )
 
 
 def champion(settings: Settings) -> ChampionSource:
+    from registry.model_cache import CachedChampion
+
     mlflow_store(settings)
-    return _champion_cache(settings.model_name, settings.tracking_uri)
+    return CachedChampion(model_cache(settings), settings.model_name, feature_set_version())
+
+
+def ml_service(settings: Settings) -> MlService:
+    """What the API's model routes use. Builds no client and imports no MLflow: the first
+    request does."""
+    from registry.model_catalog import MlflowCatalog
+    from services.ml import MlService, PredictConfig
+
+    config = PredictConfig(
+        settings.exchange, settings.timeframe, settings.reference_symbol, settings.model_name
+    )
+    return MlService(
+        model_cache(settings),
+        MlflowCatalog(settings.tracking_uri),
+        ledger_unmigrated(settings),
+        config,
+    )
 
 
 def model_registry(settings: Settings) -> ModelRegistry:
@@ -223,19 +257,97 @@ def agents(settings: Settings) -> list[Agent]:
 
 
 def training_config(settings: Settings) -> TrainingConfig:
-    from services.training import TrainingConfig
+    from core.labels import TripleBarrier
+    from core.models.dataset import LabelSpec
+    from core.models.members import default_members
+    from core.models.promotion import PromotionPolicy
+    from core.models.sequence import SequenceConfig
+    from core.models.training import EnsembleConfig
+    from services.training import TrainingConfig, label_horizon
 
+    horizon = label_horizon(settings.timeframe, settings.label_horizon)
+    barrier = (
+        TripleBarrier(settings.barrier_take_profit, settings.barrier_stop_loss)
+        if settings.label_kind == "triple_barrier"
+        else None
+    )
+    sequence = SequenceConfig(
+        window=settings.sequence_window,
+        hidden=settings.sequence_hidden,
+        epochs=settings.sequence_epochs,
+        max_train_windows=settings.sequence_max_windows,
+    )
+    ensemble = EnsembleConfig(
+        horizon=horizon,
+        cost=settings.round_trip_cost,
+        folds=settings.training_folds,
+        calibration=settings.calibration,
+        sequence=sequence,
+        seed=settings.seed,
+    )
     return TrainingConfig(
         exchange=settings.exchange,
         symbols=settings.symbols,
         timeframe=settings.timeframe,
         model_name=settings.model_name,
         reference_symbol=settings.reference_symbol,
+        label=LabelSpec(horizon, settings.round_trip_cost, barrier),
+        ensemble=ensemble,
+        members=[m for m in default_members(sequence) if m.name in settings.model_members],
+        promotion=PromotionPolicy(
+            margin=settings.promotion_margin,
+            min_rows=settings.promotion_min_rows,
+            max_ece=settings.promotion_max_ece,
+            max_latency_ms=settings.promotion_max_latency_ms,
+        ),
+    )
+
+
+def evaluation_config(
+    settings: Settings, members: Sequence[str] | None = None, folds: int = 4
+) -> EvaluationConfig:
+    """The evaluation trains exactly what training would (labels, members, calibration) and
+    trades the decision policy with the paper exchange's fee and slippage."""
+    from core.candles.timeframe import timeframe_delta
+    from services.evaluation import EvaluationConfig
+
+    training = training_config(settings)
+    wanted = set(members or settings.model_members)
+    return EvaluationConfig(
+        label=training.label,
+        ensemble=training.ensemble,
+        members=[m for m in _all_members(training) if m.name in wanted],
+        policy=policy_config(settings),
+        fee_rate=float(settings.fee_rate),
+        slippage=float(settings.slippage_bps) / 10_000,
+        periods_per_year=timedelta(days=365) / timeframe_delta(settings.timeframe),
+        horizon_rows=training.horizon_rows,
+        reference_symbol=settings.reference_symbol,
+        folds=folds,
+    )
+
+
+def _all_members(training: TrainingConfig) -> list[Member]:
+    from core.models.members import default_members
+
+    return default_members(training.ensemble.sequence)
+
+
+def drift_config(settings: Settings) -> DriftConfig:
+    from services.drift import DriftConfig
+
+    return DriftConfig(
+        exchange=settings.exchange,
+        symbols=tuple(settings.symbols),
+        timeframe=settings.timeframe,
+        reference_symbol=settings.reference_symbol,
+        window_candles=settings.drift_window_candles,
+        reference_rows=settings.drift_reference_rows,
+        threshold=settings.drift_threshold,
+        debounce=timedelta(hours=settings.drift_debounce_hours),
         label_horizon=settings.label_horizon,
-        fee_threshold=settings.fee_threshold,
-        validation_fraction=settings.validation_fraction,
-        test_fraction=settings.test_fraction,
-        seed=settings.seed,
+        fee_threshold=settings.round_trip_cost,
+        report_dir=settings.var_dir / "reports" / "drift",
     )
 
 
@@ -249,12 +361,25 @@ def decision_config(settings: Settings) -> DecisionConfig:
         timeframe=settings.timeframe,
         reference_symbol=settings.reference_symbol,
         consensus=ConsensusConfig(
-            settings.model_weight, settings.agent_weight, settings.consensus_threshold
+            settings.model_weight,
+            settings.agent_weight,
+            settings.consensus_threshold,
+            policy_config(settings),
+            settings.policy_require_significance,
         ),
         sizing=Sizing(settings.order_notional),
         breaker=breaker_config(settings),
         limits=risk_limits(settings),
         catch_up_candles=settings.catch_up_candles,
+    )
+
+
+def policy_config(settings: Settings) -> PolicyConfig:
+    return PolicyConfig(
+        horizon=settings.label_horizon,
+        min_edge=settings.policy_min_edge,
+        exit_edge=settings.policy_exit_edge,
+        full_size_edge=settings.policy_full_size_edge,
     )
 
 
@@ -356,7 +481,7 @@ def safety_desk(settings: Settings) -> SafetyDesk:
 
 def forget() -> None:
     """Drop every per-process cache (settings, ledgers, brokers, models): tests use it."""
-    for cache in (get_settings, _dummy_broker, _champion_cache, _exchange_rules):
+    for cache in (get_settings, _dummy_broker, _model_cache, _exchange_rules):
         cache.cache_clear()
     _OPENED.clear()
     forget_ledgers()

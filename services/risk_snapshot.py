@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from core.candles.timeframe import timeframe_delta
-from core.portfolio import cash_after, equity, replay_fills
+from core.portfolio import cash_after, entry_times, equity, replay_fills
 from core.ports import TradingLedger
 from core.risk.limits import RiskState
 from core.risk.state import effective_state
@@ -25,6 +25,7 @@ class RiskSnapshots:
         self.ledger, self.account = ledger, account
         self.exchange, self.timeframe = exchange, timeframe
         self._day_start: dict[datetime, Decimal] = {}
+        self._entered: dict[Symbol, datetime] = {}
 
     def snapshot(self, prices: Mapping[str, Decimal], now: datetime) -> RiskState:
         positions = {s: p.quantity for s, p in self.ledger.fills.positions(self.account).items()}
@@ -50,7 +51,18 @@ class RiskSnapshots:
             open_orders=len(open_orders),
             trading_state=state,
             halt_reason=f"{cause}: {detail}" if cause is not None else "",
+            entered_at=self.entries(positions),
         )
+
+    def entries(self, positions: Mapping[Symbol, Decimal]) -> dict[Symbol, datetime]:
+        """When each holding was opened. The fills are read once per new holding (a backtest
+        asks at every candle), and forgotten when it is closed."""
+        for symbol in [s for s in self._entered if not positions.get(s)]:
+            del self._entered[symbol]
+        fresh = [s for s, q in positions.items() if q and s not in self._entered]
+        if fresh:
+            self._entered |= entry_times(self.ledger.fills.history(self.account), fresh)
+        return dict(self._entered)
 
     def day_start_equity(self, now: datetime) -> Decimal:
         day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -1,17 +1,21 @@
-"""Training: ledger candles -> dataset -> ensemble -> logged run, registered version, promotion."""
+"""Training: ledger candles -> labelled rows -> out-of-fold members, calibration and stacking ->
+refit on everything up to the cut -> logged run, registered version, fair promotion."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
 from core.candles.timeframe import timeframe_delta
 from core.features.registry import FEATURE_NAMES, feature_set_version
-from core.models.dataset import training_rows
-from core.models.training import LGBM_PARAMS, XGB_PARAMS, fit_ensemble, split_metrics, time_split
+from core.models.dataset import LabelSpec, training_rows
+from core.models.members import LGBM_FIXED, XGB_FIXED, Member
+from core.models.promotion import PromotionEvidence, PromotionPolicy
+from core.models.training import EnsembleConfig, TrainedEnsemble, train_ensemble
 from core.ports import Ledger, ModelRegistry, Promotion, Registered
 
 
@@ -22,11 +26,14 @@ class TrainingConfig:
     timeframe: str
     model_name: str
     reference_symbol: str
-    label_horizon: int
-    fee_threshold: float
-    validation_fraction: float
-    test_fraction: float
-    seed: int
+    label: LabelSpec
+    ensemble: EnsembleConfig
+    members: Sequence[Member]
+    promotion: PromotionPolicy
+
+    @property
+    def horizon_rows(self) -> int:
+        return max(1, int(self.label.horizon / timeframe_delta(self.timeframe)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,48 +44,91 @@ class TrainingReport:
     ranges: dict[str, tuple[str, str]]
     rows: int
     feature_set_version: str
+    weights: dict[str, float]
+    notes: dict[str, str]
+    tradeable: bool
+
+
+def load_rows(ledger: Ledger, cfg: TrainingConfig, until: datetime | None) -> pd.DataFrame:
+    """Labelled rows from candles up to `until` (inclusive): no label reads past it."""
+    candles = {
+        s: ledger.candles.load(cfg.exchange, s, cfg.timeframe, until=until) for s in cfg.symbols
+    }
+    return training_rows(candles, cfg.reference_symbol, cfg.label)
+
+
+def _params(cfg: TrainingConfig, rows: pd.DataFrame) -> dict[str, Any]:
+    seq = cfg.ensemble.sequence
+    return {
+        "symbols": ",".join(cfg.symbols),
+        "timeframe": cfg.timeframe,
+        "exchange": cfg.exchange,
+        "label_horizon": str(cfg.label.horizon),
+        "label_cost": cfg.label.cost,
+        "label_kind": "triple_barrier" if cfg.label.barrier else "fixed",
+        "members": ",".join(m.name for m in cfg.members),
+        "folds": cfg.ensemble.folds,
+        "calibration": cfg.ensemble.calibration,
+        "seed": cfg.ensemble.seed,
+        "n_features": len(FEATURE_NAMES),
+        "rows": len(rows),
+        **({f"seq_{k}": getattr(seq, k) for k in ("window", "hidden", "epochs")} if seq else {}),
+        **{f"xgb_{k}": v for k, v in XGB_FIXED.items()},
+        **{f"lgbm_{k}": v for k, v in LGBM_FIXED.items()},
+    }
+
+
+def _tags(cfg: TrainingConfig, rows: pd.DataFrame, trained: TrainedEnsemble) -> dict[str, str]:
+    cut = rows.index.max() + pd.Timedelta(cfg.label.horizon)
+    oof = trained.oof.index
+    return {
+        "feature_set_version": feature_set_version(),
+        "data_range": f"{rows.index.min()} .. {rows.index.max()}",
+        "range_out_of_fold": f"{oof.min()} .. {oof.max()}",
+        "training_cut": cut.isoformat(),
+        "members": ",".join(f"{n}={w:.3f}" for n, w in trained.model.weights.items()),
+        "tradeable": str(trained.model.tradeable).lower(),
+        **{f"note_{k}": v[:500] for k, v in trained.notes.items()},
+    }
 
 
 def train_and_register(
     ledger: Ledger, registry: ModelRegistry, cfg: TrainingConfig, until: datetime | None = None
 ) -> TrainingReport:
-    """Train on candles up to `until` (inclusive): labels never reach past it."""
-    candles = {
-        s: ledger.candles.load(cfg.exchange, s, cfg.timeframe, until=until) for s in cfg.symbols
-    }
-    dataset = training_rows(candles, cfg.reference_symbol, cfg.label_horizon, cfg.fee_threshold)
-    gap = pd.Timedelta(timeframe_delta(cfg.timeframe) * cfg.label_horizon)
-    splits = time_split(dataset, cfg.validation_fraction, cfg.test_fraction, gap)
-    model = fit_ensemble(splits.train, FEATURE_NAMES, cfg.seed)
-    metrics = split_metrics(model, splits)
-    fs_version = feature_set_version()
-    ranges = splits.ranges()
-    data_range = f"{dataset.index.min()} .. {dataset.index.max()}"
-    params = {
-        "symbols": ",".join(cfg.symbols),
-        "timeframe": cfg.timeframe,
-        "exchange": cfg.exchange,
-        "label_horizon": cfg.label_horizon,
-        "fee_threshold": cfg.fee_threshold,
-        "seed": cfg.seed,
-        "n_features": len(FEATURE_NAMES),
-        "rows": len(dataset),
-        "split_gap": str(gap),
-        **{f"xgb_{k}": v for k, v in XGB_PARAMS.items()},
-        **{f"lgbm_{k}": v for k, v in LGBM_PARAMS.items()},
-    }
-    tags = {
-        "feature_set_version": fs_version,
-        "data_range": data_range,
-        **{f"range_{name}": f"{a} .. {b}" for name, (a, b) in ranges.items()},
-    }
+    """Train on candles up to `until`, register the version as challenger, promote it only if
+    it beats the champion on rows neither trained on."""
+    rows = load_rows(ledger, cfg, until)
+    trained = train_ensemble(rows, FEATURE_NAMES, cfg.ensemble, cfg.horizon_rows, cfg.members)
+    tags = _tags(cfg, rows, trained)
+    example = rows.loc[:, list(FEATURE_NAMES)].tail(50)
     registered = registry.register(
-        model,
-        cfg.model_name,
-        params,
-        metrics,
-        tags,
-        splits.validation.loc[:, list(FEATURE_NAMES)].head(50),
+        trained.model, cfg.model_name, _params(cfg, rows), _finite(trained.metrics), tags, example
     )
-    promotion = registry.promote_if_better(registered, splits.validation, FEATURE_NAMES)
-    return TrainingReport(registered, promotion, metrics, ranges, len(dataset), fs_version)
+    evidence = PromotionEvidence(
+        trained.oof, datetime.fromisoformat(tags["training_cut"]), feature_set_version()
+    )
+    promotion = registry.promote_if_better(registered, evidence, cfg.promotion)
+    oof = trained.oof.index
+    ranges = {
+        "training": (str(rows.index.min()), str(rows.index.max())),
+        "out_of_fold": (str(oof.min()), str(oof.max())),
+    }
+    return TrainingReport(
+        registered,
+        promotion,
+        trained.metrics,
+        ranges,
+        len(rows),
+        feature_set_version(),
+        dict(trained.model.weights),
+        trained.notes,
+        trained.model.tradeable,
+    )
+
+
+def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if v == v and abs(v) != float("inf")}
+
+
+def label_horizon(timeframe: str, candles: int) -> timedelta:
+    return timeframe_delta(timeframe) * candles

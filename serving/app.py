@@ -14,7 +14,7 @@ from core.errors import LedgerMisconfigured, LedgerUnavailable, TradeflowError
 from services import bootstrap
 from services.bootstrap import Settings, get_settings
 from serving.deps import Api
-from serving.routes import health, safety
+from serving.routes import health, ml, safety
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.add_exception_handler(LedgerMisconfigured, _ledger_down)
     app.include_router(health.router, prefix="/api/v1")
     app.include_router(safety.router, prefix="/api/v1")
+    app.include_router(ml.router, prefix="/api/v1")
+    app.state.ml = bootstrap.ml_service(settings)
 
     app.state.api = Api(
         settings=settings,

@@ -1,8 +1,10 @@
 """Deterministic offline Bull and Bear agents: the backend when no LLM endpoint is configured.
 
-Each argues one side. It scores the evidence for its side from the features and the model's
-probability, votes for its side when the evidence is strong enough and HOLD otherwise. When a
-live order book was seen at the candle's close, its top-5 imbalance adds a little evidence.
+Each argues one side. It scores the evidence for its side from the market's features only: the
+model's probability is in the context (cited in the reason) but never scored again, or the
+consensus would count the model three times. It votes for its side when the evidence is strong
+enough and HOLD otherwise. When a live order book was seen at the candle's close, its top-5
+imbalance adds a little evidence.
 """
 
 from __future__ import annotations
@@ -49,11 +51,7 @@ class BullAgent:
         not_overbought = f["rsi_14"] < 0.70
         book_bonus, book_note = _book(f, +1.0)
         score = _clip(
-            0.5
-            + (p - 0.5) * 2.0
-            + (0.1 if trend_up else -0.1)
-            + (0.05 if not_overbought else -0.15)
-            + book_bonus
+            0.5 + (0.1 if trend_up else -0.1) + (0.05 if not_overbought else -0.15) + book_bonus
         )
         reason = _evidence(f, p, "uptrend" if trend_up else "no uptrend") + book_note
         action = Action.BUY if score >= self.min_confidence else Action.HOLD
@@ -73,11 +71,7 @@ class BearAgent:
         overbought = f["rsi_14"] > 0.70
         book_bonus, book_note = _book(f, -1.0)
         score = _clip(
-            0.5
-            + (0.5 - p) * 2.0
-            + (0.1 if trend_down else -0.1)
-            + (0.1 if overbought else 0.0)
-            + book_bonus
+            0.5 + (0.1 if trend_down else -0.1) + (0.1 if overbought else 0.0) + book_bonus
         )
         reason = _evidence(f, p, "downtrend" if trend_down else "no downtrend") + book_note
         action = Action.SELL if score >= self.min_confidence else Action.HOLD

@@ -32,6 +32,9 @@ TRAINING_ROWS_SCHEMA = pa.DataFrameSchema(
             for name in FEATURE_NAMES
         },
         "label": pa.Column(float, pa.Check.isin([0.0, 1.0]), nullable=False),
+        # The log return over the label horizon: what a trade on the row would have earned
+        # before costs (the decision policy's payoff is measured from it).
+        "forward_return": pa.Column(float, pa.Check(_finite, name="finite"), nullable=False),
         "symbol": pa.Column(str, nullable=False),
     },
     index=pa.Index(pd.DatetimeTZDtype("ns", "UTC"), name="open_time"),

@@ -3,33 +3,64 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 
 from core.features.build import MissingReference, build_features
 from core.features.schema import validate_training_rows
-from core.labels import forward_return_label
+from core.labels import (
+    TripleBarrier,
+    forward_log_return,
+    forward_return_label,
+    triple_barrier_label,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSpec:
+    """What a row's label means: the forward log return over `horizon` beats `cost` (fee and
+    slippage, both ways), or, with `barrier`, the triple-barrier outcome over `horizon`."""
+
+    horizon: timedelta
+    cost: float
+    barrier: TripleBarrier | None = None
+
+    def label(self, candles: pd.DataFrame) -> pd.Series:
+        if self.barrier is None:
+            return forward_return_label(candles, self.horizon, self.cost)
+        return triple_barrier_label(candles, self.horizon, self.barrier, self.cost)
 
 
 def training_rows(
-    candles_by_symbol: Mapping[str, pd.DataFrame],
-    reference: str,
-    horizon: int,
-    fee_threshold: float,
+    candles_by_symbol: Mapping[str, pd.DataFrame], reference: str, spec: LabelSpec
 ) -> pd.DataFrame:
-    """Rows of features + label for every symbol; `reference` names the cross-asset symbol."""
+    """Rows of features + label + forward return for every symbol; `reference` names the
+    cross-asset symbol."""
     if reference not in candles_by_symbol:
         raise MissingReference(f"reference {reference} is not among {list(candles_by_symbol)}")
     parts = []
     for symbol, candles in candles_by_symbol.items():
         features = build_features(candles, candles_by_symbol[reference])
-        label = forward_return_label(candles, horizon, fee_threshold)
+        label = spec.label(candles)
+        forward = forward_log_return(candles, spec.horizon)
         if "is_filled" in candles:
             # A label whose window [t, t+horizon] touches a synthetic candle is not a market fact.
-            filled = pd.Series(candles["is_filled"].to_numpy(dtype=float), index=label.index)
-            touched = filled[::-1].rolling(horizon + 1, min_periods=1).max()[::-1] > 0
-            label = label.mask(touched)
-        part = features.join(label).dropna()
+            label = label.mask(_touches_filled(candles, label.index, spec.horizon))
+        part = features.join(label).join(forward).dropna()
         part["symbol"] = symbol
         parts.append(part)
     return validate_training_rows(pd.concat(parts).sort_index(kind="stable"))
+
+
+def _touches_filled(
+    candles: pd.DataFrame, index: pd.DatetimeIndex, horizon: timedelta
+) -> np.ndarray:
+    """Whether any synthetic candle lies in [t, t + horizon], for every t."""
+    filled = np.concatenate([[0.0], np.cumsum(candles["is_filled"].to_numpy(dtype=float))])
+    times = index.asi8
+    start = np.searchsorted(times, times, side="left")
+    end = np.searchsorted(times, times + pd.Timedelta(horizon).value, side="right")
+    return (filled[end] - filled[start]) > 0

@@ -1,17 +1,24 @@
-"""Time-ordered splits, gradient-boosted classifiers and their evaluation. No I/O here."""
+"""Train the stacked ensemble honestly: every member is scored out of fold (purged walk-forward,
+an embargo of the label horizon), calibrated and weighted on those out-of-fold predictions, and
+only then refit on every row up to the cut. No I/O here."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-import xgboost as xgb
-from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from core.errors import FatalError
+from core.models.calibration import Calibrator, Method, Stack, fit_stack
+from core.models.ensemble import StackedEnsemble, segments_of, weighted
+from core.models.members import Fitted, Member, Rows, default_members
+from core.models.metrics import scores
+from core.models.policy import Payoff, expected_edge, payoff_of, significant_edge
+from core.models.purged import Fold, FoldError, walk_forward_folds
+from core.models.sequence import SequenceConfig
 
 
 class NotEnoughData(FatalError, ValueError):
@@ -19,117 +26,152 @@ class NotEnoughData(FatalError, ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Splits:
-    train: pd.DataFrame
-    validation: pd.DataFrame
-    test: pd.DataFrame
-
-    def ranges(self) -> dict[str, tuple[str, str]]:
-        return {
-            name: (str(part.index.min()), str(part.index.max()))
-            for name, part in (
-                ("train", self.train),
-                ("validation", self.validation),
-                ("test", self.test),
-            )
-        }
+class EnsembleConfig:
+    horizon: timedelta  # the label horizon: the embargo between what trains and what is scored
+    cost: float  # round-trip fee + slippage, as a log return
+    folds: int = 3
+    min_train_fraction: float = 0.4
+    early_stopping_fraction: float = 0.2  # newest part of each training fold: stops the rounds
+    calibration: Method = "platt"
+    sequence: SequenceConfig | None = field(default_factory=SequenceConfig)
+    seed: int = 42
 
 
-def time_split(
-    dataset: pd.DataFrame, validation_fraction: float, test_fraction: float, gap: pd.Timedelta
-) -> Splits:
-    """Split rows by time: train < validation < test, each boundary separated by `gap`.
-
-    The gap is at least the label horizon, so no training label overlaps a validation row.
-    """
-    times = dataset.index.unique().sort_values()
-    if len(times) < 100:
-        raise NotEnoughData(f"need at least 100 distinct times to split, got {len(times)}")
-    val_start = times[int(len(times) * (1 - validation_fraction - test_fraction))]
-    test_start = times[int(len(times) * (1 - test_fraction))]
-    index = dataset.index
-    train = dataset[index < val_start - gap]
-    validation = dataset[(index >= val_start) & (index < test_start - gap)]
-    test = dataset[index >= test_start]
-    for name, part in (("train", train), ("validation", validation), ("test", test)):
-        if part.empty or part["label"].nunique() < 2:
-            raise NotEnoughData(f"{name} split has no rows or a single class")
-    return Splits(train, validation, test)
+@dataclass(frozen=True)
+class TrainedEnsemble:
+    model: StackedEnsemble
+    oof: pd.DataFrame  # the scored rows (features, label, ...), fold, p_<member> (raw), p_ensemble
+    metrics: dict[str, float]
+    notes: dict[str, str]  # why a member got weight 0, why the policy abstains
 
 
-def evaluate(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    return {
-        "auc": float(roc_auc_score(labels, clipped)),
-        "log_loss": float(log_loss(labels, clipped, labels=[0, 1])),
-        "accuracy": float(accuracy_score(labels, clipped >= 0.5)),
-    }
+def rows_of(frame: pd.DataFrame, features: Sequence[str]) -> Rows:
+    return Rows(
+        frame.loc[:, list(features)].to_numpy(dtype=np.float32),
+        frame["label"].to_numpy(dtype=np.int32),
+        segments_of(frame),
+    )
 
 
-@dataclass
-class EnsembleClassifier:
-    """Averages P(label=1) of its members; the one object registered in MLflow."""
-
-    features: tuple[str, ...]
-    members: dict[str, object] = field(default_factory=dict)
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        x = frame.loc[:, list(self.features)].to_numpy(dtype=np.float32)
-        probs = [m.predict_proba(x)[:, 1] for m in self.members.values()]  # type: ignore[attr-defined]
-        return np.mean(probs, axis=0)
-
-    def member_proba(self, name: str, frame: pd.DataFrame) -> np.ndarray:
-        x = frame.loc[:, list(self.features)].to_numpy(dtype=np.float32)
-        return self.members[name].predict_proba(x)[:, 1]  # type: ignore[attr-defined]
+def _stopping_split(
+    frame: pd.DataFrame, fraction: float, embargo: timedelta
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The newest `fraction` of a training fold stops the rounds; the rest, purged of labels
+    that reach into it, fits."""
+    times = frame.index.unique().sort_values()
+    start = times[int(len(times) * (1 - fraction))]
+    fit = frame[frame.index + pd.Timedelta(embargo) < start]
+    stop = frame[frame.index >= start]
+    if fit["label"].nunique() < 2 or stop["label"].nunique() < 2:
+        raise NotEnoughData("a training fold's fit or early-stopping part has a single class")
+    return fit, stop
 
 
-XGB_PARAMS = {
-    "n_estimators": 300,
-    "max_depth": 3,
-    "learning_rate": 0.03,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "min_child_weight": 20,
-    "reg_lambda": 5.0,
-    "tree_method": "hist",
-    "n_jobs": 2,
-}
-LGBM_PARAMS = {
-    "n_estimators": 300,
-    "num_leaves": 15,
-    "learning_rate": 0.03,
-    "subsample": 0.8,
-    "subsample_freq": 1,
-    "colsample_bytree": 0.8,
-    "min_child_samples": 50,
-    "reg_lambda": 5.0,
-    "n_jobs": 2,
-    "verbose": -1,
-}
+def _folds(rows: pd.DataFrame, cfg: EnsembleConfig) -> list[Fold]:
+    times = pd.DatetimeIndex(rows.index.unique().sort_values())
+    try:
+        return walk_forward_folds(
+            times, cfg.folds, pd.Timedelta(cfg.horizon), cfg.min_train_fraction
+        )
+    except FoldError as exc:
+        raise NotEnoughData(str(exc)) from exc
 
 
-def fit_ensemble(train: pd.DataFrame, features: Sequence[str], seed: int) -> EnsembleClassifier:
-    x = train.loc[:, list(features)].to_numpy(dtype=np.float32)
-    y = train["label"].to_numpy(dtype=np.int32)
-    xgb_model = xgb.XGBClassifier(**XGB_PARAMS, random_state=seed)
-    xgb_model.fit(x, y)
-    lgbm_model = lgb.LGBMClassifier(**LGBM_PARAMS, random_state=seed)
-    lgbm_model.fit(x, y)
-    return EnsembleClassifier(tuple(features), {"xgboost": xgb_model, "lightgbm": lgbm_model})
+def out_of_fold(
+    rows: pd.DataFrame, features: Sequence[str], members: Sequence[Member], cfg: EnsembleConfig
+) -> tuple[pd.DataFrame, dict[str, list[int]], dict[str, Fitted]]:
+    """Each member's raw probability on every fold's test rows, from a fit on that fold's past
+    only; the rounds each fold chose; and the last fold's fits (their grid choice is reused)."""
+    parts, rounds, last = [], {m.name: [] for m in members}, {}
+    for fold in _folds(rows, cfg):
+        train = rows[rows.index.isin(fold.train)]
+        test = rows[rows.index.isin(fold.test)]
+        fit, stop = _stopping_split(train, cfg.early_stopping_fraction, cfg.horizon)
+        out = test.copy()
+        out["fold"] = fold.number
+        # A sequence member reads each test row's past: score the fold with its history in front.
+        scored = rows[rows.index <= test.index.max()]
+        for member in members:
+            fitted = member.fit(rows_of(fit, features), rows_of(stop, features), cfg.seed)
+            p = fitted.predict(rows_of(scored, features).x, segments_of(scored))
+            out[f"p_{member.name}"] = p[scored.index.isin(fold.test)]
+            rounds[member.name].append(fitted.rounds)
+            last[member.name] = fitted
+        parts.append(out)
+    return pd.concat(parts), rounds, last
 
 
-def split_metrics(model: EnsembleClassifier, splits: Splits) -> dict[str, float]:
-    """Metrics as flat MLflow keys: '<member|ensemble>_<split>_<metric>'."""
+def _tradeable(oof: pd.DataFrame, payoff: Payoff, horizon_rows: int) -> tuple[bool, str]:
+    """Was the edge real out of fold? The net return of every entry the policy would have
+    made, one per horizon per symbol (overlapping trades would count one move many times)."""
+    outcomes = []
+    for _, part in oof.groupby("symbol", sort=False):
+        edge = np.asarray(expected_edge(part["p_ensemble"].to_numpy(), payoff))
+        net = part["forward_return"].to_numpy() - payoff.cost
+        free_at = 0
+        for i in np.flatnonzero(edge > 0):
+            if i >= free_at:
+                outcomes.append(net[i])
+                free_at = i + horizon_rows
+    trades = np.asarray(outcomes)
+    ok = significant_edge(trades)
+    mean = float(trades.mean()) if len(trades) else 0.0
+    why = f"{len(trades)} out-of-fold entries, mean net log return {mean:+.5f} per trade"
+    return ok, why + (": significant" if ok else ": not significant, the policy abstains")
+
+
+def _metrics(
+    oof: pd.DataFrame, calibrated: dict[str, np.ndarray], stack: Stack
+) -> dict[str, float]:
+    y = oof["label"].to_numpy()
     out: dict[str, float] = {}
-    for split_name, part in (
-        ("train", splits.train),
-        ("validation", splits.validation),
-        ("test", splits.test),
-    ):
-        labels = part["label"].to_numpy()
-        for member in model.members:
-            for k, v in evaluate(model.member_proba(member, part), labels).items():
-                out[f"{member}_{split_name}_{k}"] = v
-        for k, v in evaluate(model.predict_proba(part), labels).items():
-            out[f"ensemble_{split_name}_{k}"] = v
+    for name, p in calibrated.items():
+        out |= {f"{name}_oof_{k}": v for k, v in scores(p, y).items()}
+        out[f"{name}_weight"] = float(stack.weights.get(name, 0.0))
+    out |= {f"ensemble_oof_{k}": v for k, v in scores(oof["p_ensemble"].to_numpy(), y).items()}
+    for fold, part in oof.groupby("fold"):
+        fold_scores = scores(part["p_ensemble"].to_numpy(), part["label"].to_numpy())
+        out |= {f"fold{fold}_ensemble_{k}": v for k, v in fold_scores.items()}
     return out
+
+
+def train_ensemble(
+    rows: pd.DataFrame,
+    features: Sequence[str],
+    cfg: EnsembleConfig,
+    horizon_rows: int,
+    members: Sequence[Member] | None = None,
+) -> TrainedEnsemble:
+    """Out-of-fold scores -> calibrators -> stack weights -> significance of the edge -> every
+    weighted member refit on all `rows` for the median rounds its folds chose."""
+    members = list(members if members is not None else default_members(cfg.sequence))
+    oof, rounds, last = out_of_fold(rows, features, members, cfg)
+    y = oof["label"].to_numpy()
+    calibrators = {
+        m.name: Calibrator.fit(oof[f"p_{m.name}"].to_numpy(), y, cfg.calibration) for m in members
+    }
+    calibrated = {n: c(oof[f"p_{n}"].to_numpy()) for n, c in calibrators.items()}
+    stack = fit_stack(calibrated, y)
+    oof["p_ensemble"] = stack.combine(calibrated)
+    payoff = payoff_of(rows["forward_return"].to_numpy(), rows["label"].to_numpy(), cfg.cost)
+    tradeable, why = _tradeable(oof, payoff, horizon_rows)
+    everything = rows_of(rows, features)
+    final = {
+        m.name: m.refit(everything, last[m.name], int(np.median(rounds[m.name])), cfg.seed)
+        for m in members
+        if stack.weights.get(m.name, 0.0) > 0
+    }
+    window = cfg.sequence.window if cfg.sequence is not None else 1
+    model = StackedEnsemble(
+        features=tuple(features),
+        members=weighted(final, stack),
+        calibrators={n: calibrators[n] for n in final},
+        stack=stack,
+        payoff=payoff,
+        tradeable=tradeable,
+        context=window - 1 if any(n in final for n in ("lstm", "transformer")) else 0,
+        label={"horizon": str(cfg.horizon), "cost": f"{cfg.cost:.6f}"},
+    )
+    notes = dict(stack.notes) | {"policy": why}
+    metrics = _metrics(oof, calibrated, stack) | {"tradeable": float(tradeable)}
+    return TrainedEnsemble(model, oof, metrics, notes)

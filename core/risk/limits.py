@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from enum import StrEnum
 
@@ -102,6 +102,9 @@ class RiskState:
     trading_state: TradingState = TradingState.ACTIVE
     halt_reason: str = ""
     candle_age: timedelta = timedelta(0)  # decision time minus the decided candle's close
+    # When each current holding was opened (its first fill after being flat): the decision
+    # policy holds a position for the label horizon unless the edge reverses.
+    entered_at: Mapping[Symbol, datetime] = field(default_factory=dict)
     # Equity and exposures, computed once per state: the gate asks for them in several checks
     # of every order, and a state is never changed, only replaced.
     _memo: dict[object, Decimal] = field(init=False, repr=False, compare=False)

@@ -15,6 +15,7 @@ from infra.ledger.accounts import Accounts
 from infra.ledger.backtests import BacktestRuns
 from infra.ledger.candles import Candles
 from infra.ledger.database import migrate, session_factory
+from infra.ledger.drift import DriftChecks
 from infra.ledger.fills import Fills
 from infra.ledger.microstructure import Microstructure
 from infra.ledger.orders import Orders
@@ -36,6 +37,7 @@ class Ledger:
         self.microstructure = Microstructure(sessions)
         self.overview = Overview(sessions)
         self.backtests = BacktestRuns(sessions)
+        self.drift = DriftChecks(sessions)
 
 
 _MIGRATING = threading.Lock()

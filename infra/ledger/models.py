@@ -294,3 +294,33 @@ class BacktestRunRow(Base):
     report_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     starting_cash: Mapped[Decimal] = mapped_column(ExactDecimal)
     cash: Mapped[Decimal] = mapped_column(ExactDecimal)
+
+
+class DriftCheckRow(Base):
+    """One drift check of the champion: the windows compared, what evidently found, and
+    whether it triggered retraining (the debounce reads the newest triggered one)."""
+
+    __tablename__ = "drift_checks"
+    __table_args__ = (Index("ix_drift_checks_model_checked", "model_name", "checked_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(32))
+    reference_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    reference_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    current_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    current_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    reference_rows: Mapped[int] = mapped_column(Integer)
+    current_rows: Mapped[int] = mapped_column(Integer)
+    # Statistics, not money: floats (ExactDecimal is for amounts that must add up exactly).
+    share_drifted: Mapped[float] = mapped_column(Float)
+    dataset_drift: Mapped[bool] = mapped_column(Boolean)
+    prediction_drift: Mapped[bool] = mapped_column(Boolean)
+    prediction_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    drifted_columns: Mapped[list[str]] = mapped_column(JSON)
+    matured_rows: Mapped[int] = mapped_column(Integer)
+    auc_current: Mapped[float | None] = mapped_column(Float, nullable=True)
+    auc_reference: Mapped[float | None] = mapped_column(Float, nullable=True)
+    retrain_triggered: Mapped[bool] = mapped_column(Boolean)
+    flow_run_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    report_path: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -26,7 +26,8 @@ from core.candles.timeframe import timeframe_delta
 from core.errors import FatalError
 from core.features.registry import FEATURE_NAMES, feature_set_version
 from core.models.dataset import training_rows
-from core.models.training import EnsembleClassifier, NotEnoughData, fit_ensemble
+from core.models.ensemble import StackedEnsemble
+from core.models.training import NotEnoughData, train_ensemble
 from core.ports import Model
 from services.backtest.engine import BacktestWindow, CandleReader
 from services.backtest.session import BacktestParts, BacktestResult, run_backtest
@@ -80,10 +81,21 @@ class FoldModel:
     name: str
     version: str
     feature_set_version: str
-    ensemble: EnsembleClassifier
+    ensemble: StackedEnsemble
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.ensemble.predict_proba(features), dtype=np.float64)
+
+    @property
+    def tradeable(self) -> bool:
+        return self.ensemble.tradeable
+
+    @property
+    def context(self) -> int:
+        return self.ensemble.context
+
+    def edge(self, probabilities: np.ndarray) -> np.ndarray:
+        return self.ensemble.expected_edge(probabilities)
 
 
 def remembered(read: CandleReader) -> CandleReader:
@@ -100,7 +112,7 @@ def remembered(read: CandleReader) -> CandleReader:
 
 def label_gap(cfg: TrainingConfig) -> timedelta:
     """How far a label looks ahead of its row: `label_horizon` candles."""
-    return timeframe_delta(cfg.timeframe) * cfg.label_horizon
+    return cfg.label.horizon
 
 
 def training_candles(
@@ -126,7 +138,7 @@ def fold_training_rows(
     """Rows from `train_start` whose every input closed by the fold's start: a row at t has
     a label from the close of the candle opening at t + horizon, so t + horizon < test_start
     (the same horizon gap time_split keeps between training and validation)."""
-    rows = training_rows(candles, cfg.reference_symbol, cfg.label_horizon, cfg.fee_threshold)
+    rows = training_rows(candles, cfg.reference_symbol, cfg.label)
     newest_open = fold.test_start - timeframe_delta(cfg.timeframe)
     keep = rows.index + label_gap(cfg) <= newest_open
     if fold.train_start is not None:
@@ -152,7 +164,9 @@ class TrainedFold:
 
 def train_fold(read: CandleReader, cfg: TrainingConfig, fold: Fold) -> TrainedFold:
     rows = fold_training_rows(training_candles(read, cfg, fold), cfg, fold)
-    ensemble = fit_ensemble(rows, FEATURE_NAMES, cfg.seed)
+    ensemble = train_ensemble(
+        rows, FEATURE_NAMES, cfg.ensemble, cfg.horizon_rows, cfg.members
+    ).model
     model = FoldModel(
         cfg.model_name + MODEL_SUFFIX, f"fold-{fold.number}", feature_set_version(), ensemble
     )

@@ -37,18 +37,20 @@ class DecisionBatch:
     candles: Mapping[str, pd.DataFrame]  # per symbol, indexed by open_time
     features: Mapping[str, pd.DataFrame]
     probabilities: Mapping[str, pd.Series]
+    edges: Mapping[str, pd.Series]
     books: Mapping[str, Mapping[pd.Timestamp, Mapping[str, float]]]
     times: list[pd.Timestamp]
     model_name: str
     model_version: str
     feature_set_version: str
+    tradeable: bool = False
     # Row lookups built once: a replay asks for every symbol at every candle time, and a pandas
     # row lookup costs more than the decision it feeds.
     _rows: dict[str, _Rows] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         rows = {
-            s: _Rows.of(frame, self.features[s], self.probabilities[s])
+            s: _Rows.of(frame, self.features[s], self.probabilities[s], self.edges[s])
             for s, frame in self.candles.items()
         }
         object.__setattr__(self, "_rows", rows)
@@ -82,6 +84,10 @@ class DecisionBatch:
         rows = self._rows[symbol]
         return float(rows.probability[rows.position[t.value]])
 
+    def edge(self, symbol: str, t: pd.Timestamp) -> float:
+        rows = self._rows[symbol]
+        return float(rows.edge[rows.position[t.value]])
+
 
 @dataclass(frozen=True)
 class _Rows:
@@ -93,10 +99,13 @@ class _Rows:
     index: Mapping[str, int]  # feature name -> column
     matrix: np.ndarray  # features, float64, aligned with the candles
     probability: np.ndarray  # NaN where the model gave none
+    edge: np.ndarray  # the policy's expected net return; NaN where p is
     ready: np.ndarray  # no feature missing and a probability given
 
     @classmethod
-    def of(cls, candles: pd.DataFrame, features: pd.DataFrame, probability: pd.Series) -> _Rows:
+    def of(
+        cls, candles: pd.DataFrame, features: pd.DataFrame, probability: pd.Series, edge: pd.Series
+    ) -> _Rows:
         index = candles.index
         # A view of the frame's own block where it can be (a long backtest's features are
         # most of its memory); a decision reads single values, so the layout does not matter.
@@ -111,6 +120,7 @@ class _Rows:
             index={name: i for i, name in enumerate(features.columns)},
             matrix=matrix,
             probability=p,
+            edge=edge.reindex(index).to_numpy(dtype="float64"),
             ready=ready,
         )
 
@@ -196,15 +206,21 @@ def prepare_batch(
     times = sorted(set().union(*(set(f.index[-candles:]) for f in rows.values())))
     if after is not None:
         times = [t for t in times if t > pd.Timestamp(after)]
+    probabilities = predict_at_times(model, features, pd.DatetimeIndex(times))
     return DecisionBatch(
         candles=rows,
         features=features,
-        probabilities=_predict(model, features, pd.DatetimeIndex(times)),
+        probabilities=probabilities,
+        edges={
+            s: pd.Series(model.edge(p.to_numpy()), index=p.index, dtype="float64")
+            for s, p in probabilities.items()
+        },
         books={s: _books(ledger, cfg, s, features[s].index[-candles:]) for s in cfg.symbols},
         times=times,
         model_name=model.name,
         model_version=model.version,
         feature_set_version=model.feature_set_version,
+        tradeable=model.tradeable,
     )
 
 
@@ -230,29 +246,48 @@ def _books(
 _PREDICT_CHUNK = 100_000  # rows per model call: bounded memory on a long backtest
 
 
-def _predict(
+def predict_at_times(
     model: Model, features: Mapping[str, pd.DataFrame], times: pd.DatetimeIndex
 ) -> dict[str, pd.Series]:
     """The model's probability at the candle times to decide only (a live run decides one
-    candle of the 800 it computes features on). A few rows of every symbol go in one call (a
-    gradient-boosted model's fixed cost per call is most of a small prediction); a long
-    backtest's go symbol by symbol in chunks, so no copy of all features is ever made."""
+    candle of the 800 it computes features on), each with the `model.context` rows before it
+    that a sequence member reads. A few rows of every symbol go in one call (a model's fixed
+    cost per call is most of a small prediction); a long backtest's go symbol by symbol in
+    chunks that overlap by the context, so no copy of all features is ever made."""
     columns = list(FEATURE_NAMES)
+    context = int(getattr(model, "context", 0))
 
-    def rows(f: pd.DataFrame) -> pd.DataFrame:
-        return f.loc[f.index.intersection(times), columns].dropna()
+    def rows(f: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        usable = f.loc[:, columns].dropna()
+        wanted = usable.index.isin(times)
+        if not wanted.any():
+            return usable.iloc[:0], wanted[:0]
+        first = max(0, int(np.argmax(wanted)) - context)
+        return usable.iloc[first:], wanted[first:]
 
-    if sum(len(f.index.intersection(times)) for f in features.values()) > _PREDICT_CHUNK:
-        return {s: _predict_rows(model, rows(f)) for s, f in features.items()}
     parts = {s: rows(f) for s, f in features.items()}
-    stacked = pd.concat(parts.values(), keys=list(parts), names=["symbol", "open_time"])
-    out = _predict_rows(model, stacked)
-    return {s: out.loc[s] if len(x) else pd.Series(dtype="float64") for s, x in parts.items()}
+    if sum(len(x) for x, _ in parts.values()) > _PREDICT_CHUNK:
+        return {s: _predict_rows(model, x, keep, context) for s, (x, keep) in parts.items()}
+    stacked = pd.concat(
+        [x for x, _ in parts.values()], keys=list(parts), names=["symbol", "open_time"]
+    )
+    keep = np.concatenate([k for _, k in parts.values()]) if parts else np.zeros(0, dtype=bool)
+    out = _predict_rows(model, stacked, keep, 0)
+    return {
+        s: out.loc[s] if keep_s.any() else pd.Series(dtype="float64")
+        for s, (_, keep_s) in parts.items()
+    }
 
 
-def _predict_rows(model: Model, rows: pd.DataFrame) -> pd.Series:
-    if rows.empty:
+def _predict_rows(model: Model, rows: pd.DataFrame, keep: np.ndarray, context: int) -> pd.Series:
+    """Predict `rows` in chunks, each with `context` rows of overlap in front; keep the rows
+    flagged in `keep`."""
+    if rows.empty or not keep.any():
         return pd.Series(dtype="float64")
-    chunks = [model.predict(rows.iloc[i : i + _PREDICT_CHUNK])
-              for i in range(0, len(rows), _PREDICT_CHUNK)]  # fmt: skip
-    return pd.Series(np.concatenate(chunks), index=rows.index, dtype="float64")
+    chunks = []
+    for i in range(0, len(rows), _PREDICT_CHUNK):
+        start = max(0, i - context)
+        p = np.asarray(model.predict(rows.iloc[start : i + _PREDICT_CHUNK]), dtype="float64")
+        chunks.append(p[i - start :])
+    p = np.concatenate(chunks)
+    return pd.Series(p[keep], index=rows.index[keep], dtype="float64")

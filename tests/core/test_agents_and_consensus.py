@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from core.agents.base import AgentContext, InvalidVote, Vote
 from core.agents.rules import RULE_FEATURES, BearAgent, BullAgent
-from core.consensus import ConsensusConfig, combine
+from core.consensus import ConsensusConfig, ModelSignal, combine
 from core.features.build import build_features
 from core.features.registry import FEATURE_NAMES
+from core.models.policy import FLAT, Holding, PolicyConfig
 from core.types import Action, Symbol
 
 UP = {"ema_ratio_12": 0.01, "macd_hist": 0.001, "rsi_14": 0.55}
@@ -67,20 +70,71 @@ def test_vote_when_confidence_out_of_range_then_invalid() -> None:
         Vote("x", Action.BUY, 1.5, "r")
 
 
-def test_consensus_when_all_agree_buy_then_buy() -> None:
-    votes = [Vote("bull", Action.BUY, 0.9, "r"), Vote("bear", Action.HOLD, 0.3, "r")]
-    out = combine(0.8, votes, ConsensusConfig())
+def test_agents_when_only_the_model_probability_changes_then_same_score() -> None:
+    """The agents argue from the market: the model is counted once, by the policy."""
+    for agent in (BullAgent(), BearAgent()):
+        low, high = agent.vote(ctx(UP, 0.1)), agent.vote(ctx(UP, 0.9))
+        assert low.action is high.action
+        assert low.confidence == high.confidence
+
+
+POLICY = PolicyConfig(horizon=4, full_size_edge=0.004)
+CFG = ConsensusConfig(threshold=0.15, policy=POLICY)
+HOLDS = [Vote("bull", Action.HOLD, 0.45, "r"), Vote("bear", Action.HOLD, 0.4, "r")]
+
+
+def signal(edge: float, tradeable: bool = True) -> ModelSignal:
+    return ModelSignal(0.5, edge, tradeable)
+
+
+def test_consensus_when_edge_beats_costs_and_flat_then_buy_sized_by_edge() -> None:
+    out = combine(signal(0.002), HOLDS, FLAT, CFG)
     assert out.action is Action.BUY
-    assert out.score > 0
+    assert out.fraction == pytest.approx(0.5)  # half the full-size edge
+    assert "enters" in out.reason
 
 
-def test_consensus_when_signals_cancel_then_hold_below_threshold() -> None:
-    votes = [Vote("bull", Action.BUY, 0.6, "r"), Vote("bear", Action.SELL, 0.6, "r")]
-    out = combine(0.5, votes, ConsensusConfig(threshold=0.1))
+def test_consensus_when_model_not_tradeable_then_never_buys() -> None:
+    out = combine(signal(0.01, tradeable=False), HOLDS, FLAT, CFG)
     assert out.action is Action.HOLD
-    assert "below threshold" in out.reason
+    assert "abstains" in out.reason
 
 
-def test_consensus_when_model_and_bear_bearish_then_sell() -> None:
-    votes = [Vote("bull", Action.HOLD, 0.2, "r"), Vote("bear", Action.SELL, 0.9, "r")]
-    assert combine(0.2, votes, ConsensusConfig()).action is Action.SELL
+def test_consensus_when_edge_negative_and_flat_then_hold_not_sell() -> None:
+    """A SELL only closes a holding: a bearish model never makes an order when flat."""
+    bears = [Vote("bear", Action.SELL, 0.9, "r")]
+    assert combine(signal(-0.01), bears, FLAT, CFG).action is Action.HOLD
+
+
+def test_consensus_when_agents_oppose_an_entry_beyond_threshold_then_vetoed() -> None:
+    bears = [Vote("bull", Action.HOLD, 0.4, "r"), Vote("bear", Action.SELL, 0.9, "r")]
+    out = combine(signal(0.0005), bears, FLAT, CFG)
+    assert out.action is Action.HOLD
+    assert "veto" in out.reason
+
+
+def test_consensus_when_holding_inside_horizon_and_edge_merely_weak_then_hold() -> None:
+    out = combine(
+        signal(-0.0001),
+        HOLDS,
+        Holding(1.0, 1),
+        replace(CFG, policy=replace(POLICY, exit_edge=0.001)),
+    )
+    assert out.action is Action.HOLD
+
+
+def test_consensus_when_holding_and_edge_reverses_then_sell_even_if_agents_bullish() -> None:
+    bulls = [Vote("bull", Action.BUY, 0.9, "r")]
+    out = combine(signal(-0.01), bulls, Holding(1.0, 1), CFG)
+    assert out.action is Action.SELL
+    assert "exits" in out.reason
+
+
+def test_consensus_when_horizon_passed_and_edge_gone_then_sell() -> None:
+    out = combine(
+        signal(-0.0001),
+        HOLDS,
+        Holding(1.0, 3),
+        replace(CFG, policy=replace(POLICY, exit_edge=0.01)),
+    )
+    assert out.action is Action.SELL

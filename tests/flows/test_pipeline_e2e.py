@@ -45,7 +45,9 @@ def env(app_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type:
     monkeypatch.setenv("TRADEFLOW_CONSENSUS_THRESHOLD", "0.02")
     # Balanced labels (any rise counts), so a model trained on this short window is not
     # one-sided; the replay then trades both ways, which is what the ledger checks need.
-    monkeypatch.setenv("TRADEFLOW_FEE_THRESHOLD", "0")
+    monkeypatch.setenv("TRADEFLOW_LABEL_COST", "0")
+    # A short window rarely proves an edge: trade on it anyway, so orders exist to check.
+    monkeypatch.setenv("TRADEFLOW_POLICY_REQUIRE_SIGNIFICANCE", "false")
     write_real_candles(tmp_path / "data", FIRST_ROWS)
     app_settings.cache_clear()
     return app_settings()
@@ -79,7 +81,9 @@ def check_model(env, report) -> None:  # type: ignore[no-untyped-def]
     client = MlflowClient(env.tracking_uri)
     champion = client.get_model_version_by_alias(env.model_name, "champion")
     assert str(champion.version) == report.training.registered.version == "1"
-    assert pd.Timestamp(report.training.ranges["test"][1]) < pd.Timestamp(report.replay_from)
+    # The newest training row's label reads the close 4 h later: still before the replay.
+    newest = pd.Timestamp(report.training.ranges["training"][1])
+    assert newest + pd.Timedelta(hours=4) < pd.Timestamp(report.replay_from)
 
 
 def check_decisions(env, ledger) -> dict:  # type: ignore[no-untyped-def]
@@ -166,21 +170,32 @@ def signed_post(api: TestClient, secret: str, reason: str):  # type: ignore[no-u
 
 def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forged_is_refused(
     env,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     from flows.ingest import ingest
     from flows.pipeline import pipeline
     from flows.replay import replay
     from serving.app import create_app
 
+    # Freeze rather than close; a one-candle horizon and an entry bar inside the model's range
+    # of edges on this window (+0.0002 .. +0.0009): it keeps entering and leaving, so the
+    # halted run has BUY and SELL decisions for the gate to stop.
+    monkeypatch.setenv("TRADEFLOW_CLOSE_POSITIONS_ON_KILL", "false")
+    monkeypatch.setenv("TRADEFLOW_LABEL_HORIZON", "1")
+    monkeypatch.setenv("TRADEFLOW_POLICY_MIN_EDGE", "0.0006")
+    bootstrap.forget()
+    env = bootstrap.get_settings()
+
     pipeline()
     ledger = bootstrap.ledger(env)
-    orders_before = len(ledger.orders.find(env.account))
     with TestClient(create_app(env)) as api:
         assert signed_post(api, "wrong", "forged").status_code == 401
         assert api.get("/api/v1/safety/status").json()["kill_switch"]["active"] is False
         secret = env.kill_switch_secret.get_secret_value()
         assert signed_post(api, secret, "e2e drill").status_code == 200
+    # The switch closes what the policy still holds (its own orders); after it, nothing new.
+    orders_before = len(ledger.orders.find(env.account))
 
     write_real_candles(tmp_path / "data", FIRST_ROWS + 30)  # 30 newer real candles arrive
     assert [r.inserted for r in ingest()] == [30, 30]
@@ -190,7 +205,8 @@ def test_kill_switch_when_signed_then_next_decision_run_places_no_order_and_forg
     assert len(ledger.orders.find(env.account)) == orders_before
     since = report.candle_times[0]
     acted = [d for d in ledger.orders.decisions(env.account, since=since) if d.action != "HOLD"]
-    assert acted, "the window should contain BUY/SELL decisions for the gate to stop"
+    reasons = {d.consensus_reason[:60] for d in ledger.orders.decisions(env.account, since=since)}
+    assert acted, f"the window should contain BUY/SELL decisions for the gate to stop: {reasons}"
     assert all(d.risk_approved is False and d.client_order_id is None for d in acted)
     assert all("TRADING_HALTED: kill_switch: e2e drill" in map(str, d.denials) for d in acted)
     rejected = [e for e in ledger.requests.recent() if not e.accepted]

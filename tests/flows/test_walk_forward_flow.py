@@ -17,8 +17,8 @@ from tests.flows.test_pipeline_e2e import write_real_candles
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
-ROWS = 900  # 2024-01-01 .. 2024-02-07 of 1h candles
-START = datetime(2024, 2, 1, tzinfo=UTC)
+ROWS = 1900  # 2024-01-01 .. 2024-03-20 of 1h candles
+START = datetime(2024, 3, 14, tzinfo=UTC)
 EVERY = timedelta(days=2)
 
 
@@ -26,7 +26,10 @@ EVERY = timedelta(days=2)
 def env(app_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("TRADEFLOW_DATA_DIR", str(tmp_path / "data"))  # read from the files
     monkeypatch.setenv("TRADEFLOW_CONSENSUS_THRESHOLD", "0.02")  # short windows that trade
-    monkeypatch.setenv("TRADEFLOW_FEE_THRESHOLD", "0")
+    monkeypatch.setenv("TRADEFLOW_LABEL_COST", "0")
+    monkeypatch.setenv("TRADEFLOW_MODEL_MEMBERS", "xgboost,lightgbm")
+    # A short window rarely proves an edge: trade on it anyway, so orders exist to check.
+    monkeypatch.setenv("TRADEFLOW_POLICY_REQUIRE_SIGNIFICANCE", "false")
     write_real_candles(tmp_path / "data", ROWS)
     app_settings.cache_clear()
     return app_settings()
@@ -40,7 +43,7 @@ def test_walk_forward_flow_when_two_folds_on_two_dask_workers_then_per_fold_tabl
     # Act
     runner = dask_runner(workers=2)
     report = walk_forward.with_options(task_runner=runner)(
-        START, START + 2 * EVERY, EVERY, timedelta(days=20), timeframe="1h", run_id="wf-test"
+        START, START + 2 * EVERY, EVERY, timedelta(days=60), timeframe="1h", run_id="wf-test"
     )
 
     # Assert: each fold trained strictly before it and tested on it alone
@@ -52,7 +55,7 @@ def test_walk_forward_flow_when_two_folds_on_two_dask_workers_then_per_fold_tabl
     ]
     horizon = env.label_horizon * timedelta(hours=1)
     for r in summary.folds:
-        assert r.fold.train_start == r.fold.test_start - timedelta(days=20)
+        assert r.fold.train_start == r.fold.test_start - timedelta(days=60)
         assert r.fold.train_start <= r.train_first  # later where the warm-up is not stored
         assert r.train_last + horizon < r.fold.test_start
         assert r.starting_cash == env.starting_cash == Decimal(10000)

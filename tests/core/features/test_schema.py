@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from core.features.schema import DatasetValidationError, validate_training_rows
-from core.models.dataset import training_rows
+from core.models.dataset import LabelSpec, training_rows
 
 
 @pytest.fixture(scope="module")
 def rows(btc_1h: pd.DataFrame) -> pd.DataFrame:
-    return training_rows({"BTC/USDT": btc_1h.head(800)}, "BTC/USDT", 4, 0.002)
+    return training_rows(
+        {"BTC/USDT": btc_1h.head(800)}, "BTC/USDT", LabelSpec(timedelta(hours=4), 0.003)
+    )
 
 
 def test_training_rows_when_real_candles_then_pass_the_schema(rows: pd.DataFrame) -> None:

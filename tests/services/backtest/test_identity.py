@@ -28,7 +28,7 @@ from services.backtest.engine import BacktestWindow, backtest, load_window
 from services.decide.batch import FEATURE_WINDOW
 from services.decide.live import decide_live
 from services.execution import submit_order
-from tests.services.decide.fakes import SYMBOLS, D, config
+from tests.services.decide.fakes import SYMBOLS, D, LinearEdge, config
 
 CANDLES = 120  # decided candles: about five days of 1h candles
 AGENTS = (BullAgent(), BearAgent())
@@ -36,7 +36,7 @@ AGENTS = (BullAgent(), BearAgent())
 SIMULATION = SimulationConfig(liquidity=D("0.00001"), latency_candles=1)
 
 
-class RsiModel:
+class RsiModel(LinearEdge):
     """P(up) from the RSI: a model that buys dips and sells rallies, so the window trades."""
 
     name, version, feature_set_version = "rsi", "1", "fs-test"

@@ -12,7 +12,10 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from core.models.dataset import training_rows
+from core.models.dataset import LabelSpec, training_rows
+from core.models.members import XGB_GRID, BoostedTrees
+from core.models.promotion import PromotionPolicy
+from core.models.training import EnsembleConfig
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.memory import MemoryLedger
 from services.backtest.compose import BacktestAlerts
@@ -41,11 +44,10 @@ CFG = TrainingConfig(
     timeframe="1h",
     model_name="tradeflow-direction",
     reference_symbol="BTC/USDT",
-    label_horizon=4,
-    fee_threshold=0.0,
-    validation_fraction=0.15,
-    test_fraction=0.15,
-    seed=42,
+    label=LabelSpec(4 * HOUR, 0.0),
+    ensemble=EnsembleConfig(horizon=4 * HOUR, cost=0.0, sequence=None, seed=42),
+    members=[BoostedTrees("xgboost", XGB_GRID[:1])],
+    promotion=PromotionPolicy(),
 )
 
 
@@ -108,10 +110,10 @@ def test_training_rows_when_fold_planned_then_none_at_or_after_its_start_labels_
     for frame in candles.values():
         assert frame["open_time"].max() < fold.test_start
     assert rows.index.min() == fold.train_start  # the features' warm-up was read before it
-    assert rows.index.max() + CFG.label_horizon * HOUR < fold.test_start
-    assert rows.index.max() + (CFG.label_horizon + 1) * HOUR <= fold.test_start  # its close
+    assert rows.index.max() + CFG.label.horizon < fold.test_start
+    assert rows.index.max() + CFG.label.horizon + HOUR <= fold.test_start  # its close
     # ... and their labels are the ones the whole history gives (none was cut short)
-    everything = training_rows(frames, "BTC/USDT", CFG.label_horizon, CFG.fee_threshold)
+    everything = training_rows(frames, "BTC/USDT", CFG.label)
     inside = (everything.index >= rows.index.min()) & (everything.index <= rows.index.max())
     same = everything.loc[inside, ["symbol", "label"]]
     pd.testing.assert_frame_equal(rows[["symbol", "label"]], same)
@@ -190,7 +192,7 @@ def test_run_fold_when_trained_before_the_fold_then_backtested_on_fresh_ledger_f
     # Assert
     model = made[0].model
     assert (model.name, model.version) == (CFG.model_name + MODEL_SUFFIX, "fold-3")
-    assert out.train_last + CFG.label_horizon * HOUR < fold.test_start
+    assert out.train_last + CFG.label.horizon < fold.test_start
     assert out.starting_cash == Decimal(10000)
     assert len(out.equity) == 48
     assert out.equity.index[0] == fold.test_start + HOUR

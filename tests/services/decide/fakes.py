@@ -20,8 +20,19 @@ D = Decimal
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
 
+class LinearEdge:
+    """The policy's view of a test model: tradeable, no sequence context, and an edge that is
+    positive above p = 0.5 (full size at p = 0.7) and negative below."""
+
+    tradeable = True
+    context = 0
+
+    def edge(self, probabilities: np.ndarray) -> np.ndarray:
+        return (np.asarray(probabilities, dtype=np.float64) - 0.5) * 0.02
+
+
 @dataclass
-class FixedModel:
+class FixedModel(LinearEdge):
     probability: float = 0.9
     name: str = "fixed"
     version: str = "1"

@@ -33,11 +33,13 @@ def batch(probability: float = 0.9, warm_from: int = 0) -> DecisionBatch:
         candles=candles,
         features=features,
         probabilities=probabilities,
+        edges={s: (p - 0.5) * 0.02 for s, p in probabilities.items()},
         books={s: {} for s in SYMBOLS},
         times=list(TIMES),
         model_name="fixed",
         model_version="1",
         feature_set_version="fs-test",
+        tradeable=True,
     )
 
 

@@ -1,0 +1,84 @@
+"""The served model: calibrated members stacked by out-of-fold weights, with what the decision
+policy needs to turn a probability into an expected edge. The one object registered in MLflow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from core.models.calibration import Calibrator, Stack
+from core.models.members import Fitted
+from core.models.policy import Payoff, expected_edge
+
+
+class FeatureRowsError(ValueError):
+    pass
+
+
+def segments_of(frame: pd.DataFrame) -> np.ndarray:
+    """Which symbol each row belongs to, as integer codes: from a `symbol` index level or
+    column; one segment when neither is there (rows of one symbol)."""
+    index = frame.index
+    if isinstance(index, pd.MultiIndex) and "symbol" in (index.names or ()):
+        return np.asarray(pd.factorize(index.get_level_values("symbol"))[0])
+    if "symbol" in frame.columns:
+        return np.asarray(pd.factorize(frame["symbol"])[0])
+    return np.zeros(len(frame), dtype=np.int64)
+
+
+@dataclass
+class StackedEnsemble:
+    """P(label = 1) for each row; rows of a symbol must be in time order, and a sequence member
+    reads the `context` rows before each one (fewer at the start of a frame: the window is
+    padded with the first row)."""
+
+    features: tuple[str, ...]
+    members: dict[str, Fitted]  # only members with a weight, refit on all rows to the cut
+    calibrators: dict[str, Calibrator]
+    stack: Stack
+    payoff: Payoff
+    tradeable: bool  # the out-of-fold edge was significant: otherwise the policy abstains
+    context: int = 0
+    label: Mapping[str, str] = field(default_factory=dict)
+
+    def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise FeatureRowsError(f"{len(missing)} feature(s) missing: {missing[:10]}")
+        x = frame.loc[:, list(self.features)].to_numpy(dtype=np.float32)
+        if not np.isfinite(x).all():
+            bad = [
+                f for f, ok in zip(self.features, np.isfinite(x).all(axis=0), strict=True) if not ok
+            ]
+            raise FeatureRowsError(f"non-finite values in feature(s): {bad[:10]}")
+        return x
+
+    def member_proba(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Each member's calibrated probability."""
+        x, segments = self._matrix(frame), segments_of(frame)
+        return {
+            name: self.calibrators[name](member.predict(x, segments))
+            for name, member in self.members.items()
+        }
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        if frame.empty:
+            return np.empty(0, dtype=np.float64)
+        calibrated = self.member_proba(frame)
+        if not calibrated:  # no member earned a weight: the base rate, every row
+            return np.full(len(frame), float(1 / (1 + np.exp(-self.stack.intercept))))
+        return self.stack.combine(calibrated)
+
+    def expected_edge(self, p: np.ndarray) -> np.ndarray:
+        return np.asarray(expected_edge(p, self.payoff), dtype=np.float64)
+
+    @property
+    def weights(self) -> Mapping[str, float]:
+        return self.stack.weights
+
+
+def weighted(members: Mapping[str, Fitted], stack: Stack) -> dict[str, Fitted]:
+    return {n: m for n, m in members.items() if stack.weights.get(n, 0.0) > 0}

@@ -1,0 +1,326 @@
+"""The drift check on real Binance candles: the 2021 bull market against May 2024 drifts, and
+drifts more than January-April 2024 against May 2024; the windows read only what had closed
+by `now`; two drifted checks within the debounce ask for one retraining. Synthetic inputs only
+for the edge cases (tags, AUC, the decision)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from infra.ledger.ledger import open_ledger
+from infra.ledger.memory import MemoryCandles
+from infra.market_data.files import read_candle_file
+from services.drift import (
+    DRIFT_FEATURES,
+    LABEL,
+    PREDICTION,
+    DriftCheck,
+    DriftCheckStore,
+    DriftConfig,
+    DriftConfigError,
+    DriftReport,
+    NoReferenceWindow,
+    NotEnoughRows,
+    Window,
+    check_drift,
+    matured_auc,
+    record_check,
+    reference_window,
+    retrain_decision,
+)
+
+NOW = datetime(2024, 6, 1, tzinfo=UTC)  # current window: the last candles of May 2024
+HORIZON = 4
+RANGE_2021 = "2020-12-01 00:00:00+00:00 .. 2021-07-17 20:00:00+00:00"
+RANGE_2024 = "2024-01-01 00:00:00+00:00 .. 2024-04-30 23:00:00+00:00"
+PAIRS = ("BTC/USDT", "ETH/USDT")
+
+
+@dataclass(frozen=True)
+class LogisticOfRsi:
+    """A stand-in champion: P(up) as a logistic of RSI(14)."""
+
+    name: str = "stub-direction"
+    version: str = "7"
+    feature_set_version: str = "stub"
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        return 1 / (1 + np.exp(-10 * (features["rsi_14"].to_numpy() - 0.5)))
+
+
+@dataclass(frozen=True)
+class Champion:
+    model: LogisticOfRsi = field(default_factory=LogisticOfRsi)
+
+    def get(self) -> LogisticOfRsi:
+        return self.model
+
+
+@dataclass(frozen=True)
+class Records:
+    tags: Mapping[str, str]
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    def version_tags(self, name: str, version: str) -> Mapping[str, str]:
+        return self.tags
+
+    def run_metrics(self, name: str, version: str) -> Mapping[str, float]:
+        return self.metrics
+
+
+@dataclass
+class ListStore:
+    """Drift checks in a list, oldest first: core's DriftCheckStore, for checks that keep
+    nothing. Ids count from 1."""
+
+    saved: list[DriftCheck] = field(default_factory=list)
+
+    def save(self, check: DriftCheck) -> int:
+        self.saved.append(replace(check, id=len(self.saved) + 1))
+        return len(self.saved)
+
+    def latest(self, model_name: str | None = None) -> DriftCheck | None:
+        return next(iter(self.recent(model_name, limit=1)), None)
+
+    def recent(self, model_name: str | None = None, limit: int = 20) -> list[DriftCheck]:
+        mine = [c for c in self.saved if model_name in (None, c.model_name)]
+        return sorted(mine, key=lambda c: c.checked_at, reverse=True)[:limit]
+
+    def last_triggered(self, model_name: str) -> datetime | None:
+        times = [c.checked_at for c in self.saved if c.retrain_triggered]
+        return max(times, default=None)
+
+
+@dataclass
+class DriftLedger:
+    """The part of core's Ledger that check_drift reads."""
+
+    candles: MemoryCandles
+    drift: DriftCheckStore
+
+
+@pytest.fixture(scope="module")
+def candles(shared_data: Path) -> MemoryCandles:
+    """BTC and ETH 1h candles of Dec 2020-Jul 2021 and of 2024 in one store, as a ledger that
+    has been ingesting for years would hold them."""
+    store = MemoryCandles()
+    for folder, ext in (
+        ("nfi-binance-spot-2021", "json"),
+        ("genetrader-binance-spot-2024", "feather"),
+    ):
+        for pair in PAIRS:
+            path = shared_data / "ohlcv" / folder / f"{pair.replace('/', '_')}-1h.{ext}"
+            store.upsert("binance", pair, "1h", read_candle_file(path))
+    return store
+
+
+@pytest.fixture(scope="module")
+def evidently() -> None:
+    pytest.importorskip("evidently", reason="evidently==0.7.23 is not installed (see pyproject)")
+
+
+def config(**changes: object) -> DriftConfig:
+    base = DriftConfig("binance", PAIRS, "1h", "BTC/USDT", label_horizon=HORIZON)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def run_check(
+    candles: MemoryCandles, records: Records, cfg: DriftConfig, now: datetime = NOW
+) -> DriftReport:
+    return check_drift(DriftLedger(candles, ListStore()), Champion(), records, cfg, now)
+
+
+@pytest.fixture(scope="module")
+def cross_regime(
+    candles: MemoryCandles, evidently: None, tmp_path_factory: pytest.TempPathFactory
+) -> DriftReport:
+    records = Records({"data_range": RANGE_2021}, {"ensemble_oof_auc": 0.5512})
+    folder = tmp_path_factory.mktemp("drift-reports")
+    return run_check(candles, records, config(report_dir=folder))
+
+
+@pytest.fixture(scope="module")
+def same_regime(candles: MemoryCandles, evidently: None) -> DriftReport:
+    return run_check(candles, Records({"data_range": RANGE_2024}), config())
+
+
+def test_check_when_2021_reference_against_may_2024_then_drift_detected(
+    cross_regime: DriftReport,
+) -> None:
+    check = cross_regime.check
+    assert check.dataset_drift
+    assert check.share_drifted >= 0.5
+    assert len(check.drifted_columns) == round(check.share_drifted * len(DRIFT_FEATURES))
+    assert set(check.drifted_columns) <= set(DRIFT_FEATURES)
+    assert cross_regime.retrain  # nothing triggered before
+    assert "drift" in cross_regime.reason
+    assert check.prediction_score is not None
+
+
+def test_check_when_same_regime_nearby_then_fewer_features_drift_than_across_regimes(
+    cross_regime: DriftReport, same_regime: DriftReport
+) -> None:
+    assert same_regime.check.share_drifted < cross_regime.check.share_drifted
+
+
+def test_check_when_reference_from_data_range_then_newest_rows_of_that_window_only(
+    cross_regime: DriftReport,
+) -> None:
+    check = cross_regime.check
+    window = reference_window({"data_range": RANGE_2021})[0]
+    assert check.reference_rows == 5000  # two symbols x ~5,480 candles: capped
+    assert window.start <= check.reference_start < check.reference_end <= window.end
+    assert check.reference_end == window.end  # the newest rows of the window are kept
+    assert cross_regime.reference_source == "data_range"
+
+
+def test_check_when_now_given_then_current_window_ends_at_the_last_closed_candle(
+    cross_regime: DriftReport,
+) -> None:
+    check = cross_regime.check
+    assert check.current_end == NOW - timedelta(hours=1)
+    assert check.current_start == NOW - timedelta(hours=500)
+    assert check.current_rows == 500 * len(PAIRS)
+    assert check.checked_at == NOW
+
+
+def test_check_when_labels_of_the_last_candles_are_unknown_then_auc_on_matured_rows_only(
+    cross_regime: DriftReport,
+) -> None:
+    check = cross_regime.check
+    assert check.matured_rows == (500 - HORIZON) * len(PAIRS)
+    assert check.auc_current is not None
+    assert 0 < check.auc_current < 1
+    assert check.auc_reference == 0.5512  # the training run's out-of-fold AUC
+    assert cross_regime.auc_reference_source == "training run metric ensemble_oof_auc"
+
+
+def test_check_when_the_run_logged_no_out_of_sample_auc_then_in_sample_on_reference(
+    same_regime: DriftReport,
+) -> None:
+    assert same_regime.check.auc_reference is not None
+    assert same_regime.auc_reference_source == "reference rows (in sample)"
+
+
+def test_check_when_report_dir_given_then_html_written_there(
+    cross_regime: DriftReport, same_regime: DriftReport
+) -> None:
+    path = Path(str(cross_regime.check.report_path))
+    assert path.name == "drift-stub-direction-v7-20240601T000000Z.html"
+    assert path.stat().st_size > 100_000
+    html = path.read_text()
+    assert "drawDashboard" in html  # evidently's dashboard, drawn offline from inline data
+    assert all(f'"{c}"' in html for c in cross_regime.check.drifted_columns)
+    assert same_regime.check.report_path is None
+
+
+def test_check_when_two_drifted_checks_within_debounce_then_one_retraining(
+    candles: MemoryCandles, evidently: None, tmp_path: Path
+) -> None:
+    led = DriftLedger(candles, open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}").drift)
+    records, cfg = Records({"data_range": RANGE_2021}), config(reference_rows=2000)
+    first = check_drift(led, Champion(), records, cfg, NOW)
+    assert first.retrain
+    kept = record_check(led.drift, first, "flow-run-1")
+    second = check_drift(led, Champion(), records, cfg, NOW + timedelta(hours=3))
+    assert second.check.dataset_drift
+    assert not second.retrain
+    assert "debounce" in second.reason
+    record_check(led.drift, second, None)
+    assert led.drift.last_triggered("stub-direction") == NOW
+    assert [c.id for c in led.drift.recent("stub-direction")][1] == kept.id
+    assert kept.id is not None
+
+
+def test_check_when_reference_window_holds_too_few_rows_then_refused(
+    candles: MemoryCandles,
+) -> None:
+    ten_hours = Records({"data_range": "2021-03-01 00:00:00+00:00 .. 2021-03-01 09:00:00+00:00"})
+    with pytest.raises(NotEnoughRows, match="20 complete feature rows in the reference"):
+        run_check(candles, ten_hours, config())
+
+
+def test_check_when_no_candle_had_closed_by_now_then_refused(candles: MemoryCandles) -> None:
+    with pytest.raises(NotEnoughRows, match="run the ingest flow first"):
+        run_check(
+            candles, Records({"data_range": RANGE_2021}), config(), datetime(2020, 1, 1, tzinfo=UTC)
+        )
+
+
+# -- edge cases, synthetic ----------------------------------------------------------------------
+
+
+def a_check(**changes: object) -> DriftCheck:
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    base = DriftCheck(at, "m", "1", at, at, at, at, 1, 1, 0.6, True, False, None, ("rv_24",),
+                      0, None, None)  # fmt: skip
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_reference_window_when_run_has_range_train_then_it_wins_over_data_range() -> None:
+    window, source = reference_window(
+        {"data_range": RANGE_2024, "range_train": "2024-01-01 00:00:00+00:00 .. 2024-03-01"}
+    )
+    assert source == "range_train"
+    assert window == Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("tags", [{}, {"data_range": "test"}, {"data_range": "2024-02 .. x"}])
+def test_reference_window_when_tag_missing_or_unreadable_then_refused(
+    tags: dict[str, str],
+) -> None:
+    with pytest.raises(NoReferenceWindow):
+        reference_window(tags)
+
+
+def test_retrain_decision_when_last_trigger_older_than_debounce_then_retrain() -> None:
+    cfg, now = config(), datetime(2024, 6, 2, tzinfo=UTC)
+    assert retrain_decision(a_check(), now - timedelta(hours=25), now, cfg)[0]
+    assert retrain_decision(a_check(), None, now, cfg)[0]
+    assert not retrain_decision(a_check(), now - timedelta(hours=23), now, cfg)[0]
+    quiet = a_check(share_drifted=0.1, dataset_drift=False)
+    assert not retrain_decision(quiet, None, now, cfg)[0]
+
+
+def test_record_check_when_run_id_without_retrain_then_refused() -> None:
+    report = DriftReport(a_check(), False, "no drift", "data_range", "n/a")
+    with pytest.raises(ValueError, match="asked for none"):
+        record_check(ListStore(), report, "flow-run-1")
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ([1.0, 0.0] * 20 + [np.nan] * 20, None),  # 40 matured < 50
+        ([1.0] * 60, None),  # one class: AUC undefined
+        ([1.0, 0.0] * 30 + [np.nan] * 4, 1.0),  # predictions rank every label right
+    ],
+)
+def test_matured_auc_when_few_or_one_class_then_none(
+    labels: list[float], expected: float | None
+) -> None:
+    rows = pd.DataFrame({LABEL: labels, PREDICTION: [0.9 if v == 1 else 0.1 for v in labels]})
+    assert matured_auc(rows, 50)[0] == expected
+    assert matured_auc(rows, 50)[1] == int(np.sum(~np.isnan(labels)))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"reference_symbol": "SOL/USDT"},
+        {"threshold": 0.0},
+        {"threshold": 1.5},
+        {"window_candles": 0},
+        {"debounce": timedelta(hours=-1)},
+    ],
+)
+def test_config_when_values_impossible_then_refused(changes: dict[str, object]) -> None:
+    with pytest.raises(DriftConfigError):
+        config(**changes)
