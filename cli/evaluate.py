@@ -75,6 +75,8 @@ def _metrics(regimes: list[RegimeEvaluation]) -> dict[str, float]:
             key = f"{regime.name}.{fold.label.replace(' ', '')}"
             out |= {f"{key}.model_{k}": v for k, v in fold.model.items()}
             out[f"{key}.baseline_auc"] = fold.baseline_auc
+            out[f"{key}.tradeable"] = float(fold.tradeable)
+            out |= {f"{key}.weight_{n}": w for n, w in fold.weights.items()}
             for strategy, result in fold.trading.items():
                 out |= {f"{key}.{strategy}_{k}": v for k, v in result.as_dict().items()}
     return out

@@ -7,7 +7,7 @@ in the same run on the same candles."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -172,7 +172,20 @@ def _overall(
         rows=len(scored),
         model=scores(scored["p"].to_numpy(), y),
         baseline_auc=_auc(scored["p_baseline"].to_numpy(), y),
-        trading={s: summarise(books.joined(s), cfg.periods_per_year) for s in STRATEGIES},
+        trading={s: _overall_trading(s, folds, books, cfg) for s in STRATEGIES},
+    )
+
+
+def _overall_trading(
+    strategy: str, folds: list[FoldScores], books: _Books, cfg: EvaluationConfig
+) -> TradingResult:
+    """The chained portfolio's returns, risk and costs; trades and turnover are the folds'
+    sums (counted per symbol, as each fold counts them)."""
+    whole = summarise(books.joined(strategy), cfg.periods_per_year)
+    return replace(
+        whole,
+        trades=sum(f.trading[strategy].trades for f in folds),
+        turnover=sum(f.trading[strategy].turnover for f in folds),
     )
 
 

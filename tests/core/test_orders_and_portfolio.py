@@ -118,3 +118,25 @@ def test_apply_fill_when_fee_taken_in_the_base_asset_then_holding_smaller_and_ca
     assert curve.held["LTC/USDT"] == Decimal("0.1998")
     with pytest.raises(OverSell, match="fee included"):
         apply_fill(position, replace(sell, quantity=Decimal("0.1998")))
+
+
+def test_entry_times_when_flat_then_bought_again_then_the_second_entry_counts() -> None:
+    from datetime import timedelta
+
+    from core.portfolio import entry_times
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def at(side: Side, qty: str, hours: int) -> Fill:
+        return replace(fill(side, qty, "100"), filled_at=t0 + timedelta(hours=hours))
+
+    btc = Symbol("BTC/USDT")
+    fills = [
+        at(Side.BUY, "1", 0),
+        at(Side.BUY, "1", 1),
+        at(Side.SELL, "2", 2),
+        at(Side.BUY, "1", 5),
+    ]
+    assert entry_times(fills, [btc]) == {btc: t0 + timedelta(hours=5)}
+    assert entry_times(fills[:2], [btc]) == {btc: t0}  # adding to a holding is not a new entry
+    assert entry_times(fills[:3], [btc]) == {}  # flat: no holding, no entry

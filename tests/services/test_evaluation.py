@@ -81,3 +81,14 @@ def test_evaluate_when_model_abstains_then_no_trades_and_no_costs(
         if not fold.tradeable:
             assert fold.trading["model"].trades == 0
             assert fold.trading["model"].fees == 0.0
+
+
+def test_evaluate_when_overall_then_trades_and_turnover_are_the_folds_sums(
+    evaluated: RegimeEvaluation,
+) -> None:
+    for strategy in STRATEGIES:
+        overall = evaluated.overall.trading[strategy]
+        assert overall.trades == sum(f.trading[strategy].trades for f in evaluated.folds)
+        assert overall.turnover == pytest.approx(
+            sum(f.trading[strategy].turnover for f in evaluated.folds)
+        )
