@@ -24,6 +24,9 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from infra.market_data.files import read_candle_file  # noqa: E402
 from tests.shared_data import locate_shared_data  # noqa: E402
 
+# Fixtures over a throwaway MLflow store with a real model (the serving tests share them).
+pytest_plugins = ["tests.ml_store_fixtures"]
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = locate_shared_data()
 GENETRADER = SHARED_DATA / "ohlcv" / "genetrader-binance-spot-2024"

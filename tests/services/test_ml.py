@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,7 +19,7 @@ from registry.model_cache import ModelCache
 from registry.model_catalog import MlflowCatalog
 from services import bootstrap, ml
 from services.decide.batch import prepare_batch
-from tests.registry.test_model_cache import NAME, SYMBOLS, Store, new_store, trained_store
+from tests.registry.test_model_cache import NAME, SYMBOLS, Store, trained_store
 
 CONFIG = ml.PredictConfig("binance", "1h", "BTC/USDT", NAME)
 
@@ -33,18 +32,6 @@ def ledger_of(
         kept = frame if until is None else frame[frame["open_time"] <= until]
         ledger.candles.upsert("binance", symbol, "1h", kept)
     return ledger
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return new_store(tmp_path)
-
-
-@pytest.fixture
-def champion(store: Store) -> str:
-    version = store.register()
-    store.move("champion", version)
-    return version
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from registry.model_catalog import MlflowCatalog
 from services import bootstrap, ml
 from serving.app import create_app
 from serving.routes import ml as ml_routes
-from tests.registry.test_model_cache import NAME, SYMBOLS, Store, new_store, trained_store
+from tests.registry.test_model_cache import NAME, SYMBOLS, Store, trained_store
 from tests.serving.conftest import NOW, SECRET
 
 PREDICT = "/api/v1/ml/predict"
@@ -67,18 +67,6 @@ def candle_ledger(tmp_path_factory: pytest.TempPathFactory) -> str:
     for symbol, frame in trained_store().candles.items():
         ledger.candles.upsert("binance", symbol, "1h", frame)
     return url
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return new_store(tmp_path)
-
-
-@pytest.fixture
-def champion(store: Store) -> str:
-    version = store.register()
-    store.move("champion", version)
-    return version
 
 
 @pytest.fixture
