@@ -209,6 +209,7 @@ def _description(model: StackedEnsemble) -> dict[str, Any]:
     payoff = model.payoff
     return {
         "features": list(model.features),
+        "feature_set_version": model.feature_set_version,
         "weights": dict(model.weights),
         "zero_weight_notes": dict(model.stack.notes),
         "payoff": {"gain": payoff.gain, "loss": payoff.loss, "cost": payoff.cost},

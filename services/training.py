@@ -99,6 +99,7 @@ def train_and_register(
     it beats the champion on rows neither trained on."""
     rows = load_rows(ledger, cfg, until)
     trained = train_ensemble(rows, FEATURE_NAMES, cfg.ensemble, cfg.horizon_rows, cfg.members)
+    trained.model.feature_set_version = feature_set_version()  # travels inside the model
     tags = _tags(cfg, rows, trained)
     example = rows.loc[:, list(FEATURE_NAMES)].tail(50)
     registered = registry.register(

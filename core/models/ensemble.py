@@ -43,6 +43,7 @@ class StackedEnsemble:
     tradeable: bool  # the out-of-fold edge was significant: otherwise the policy abstains
     context: int = 0
     label: Mapping[str, str] = field(default_factory=dict)
+    feature_set_version: str = ""  # the feature code's version the model was trained on
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [f for f in self.features if f not in frame.columns]
