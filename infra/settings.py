@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     # request; the decision flow always asks).
     model_cache_size: int = Field(4, ge=1, le=64)
     model_alias_ttl_s: float = Field(30.0, ge=0, le=3600)
+    # torch intra-op threads once a model with torch members is served (0: torch's default).
+    torch_threads: int = Field(1, ge=0, le=256)
     label_horizon: int = Field(4, ge=1, le=1000)  # candles of the timeframe, counted in time
     # The log return a label must beat; default: the round trip's fees and slippage
     # (2 * (fee_rate + slippage_bps / 10,000)).

@@ -336,6 +336,11 @@ class ServedModel:
     model: mlflow.pyfunc.PyFuncModel
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
+        # The ensemble checks its own input (every feature present and finite, named when
+        # not): MLflow's schema check on top costs ~4 ms of a ~1 ms one-row prediction.
+        ensemble = self.ensemble
+        if ensemble is not None:
+            return np.asarray(ensemble.predict_proba(features), dtype=np.float64)
         return np.asarray(self.model.predict(features), dtype=np.float64)
 
     @property

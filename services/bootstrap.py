@@ -187,10 +187,18 @@ def mlflow_store(settings: Settings) -> None:
 
 
 @lru_cache(maxsize=16)
-def _model_cache(tracking_uri: str, size: int, alias_ttl_s: float) -> ModelCache:
+def _model_cache(
+    tracking_uri: str, size: int, alias_ttl_s: float, torch_threads: int
+) -> ModelCache:
     from registry.model_cache import ModelCache
 
-    return ModelCache(feature_set_version(), size, alias_ttl_s, tracking_uri=tracking_uri)
+    return ModelCache(
+        feature_set_version(),
+        size,
+        alias_ttl_s,
+        tracking_uri=tracking_uri,
+        torch_threads=torch_threads,
+    )
 
 
 def model_cache(settings: Settings) -> ModelCache:

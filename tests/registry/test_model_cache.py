@@ -359,3 +359,19 @@ def test_served_model_when_same_rows_then_same_probabilities_as_mlflow_load(stor
     served = store.cache().get(NAME, v1)
     direct = mlflow.pyfunc.load_model(store.trained.model_uri).predict(rows)
     np.testing.assert_array_equal(served.predict(rows), np.asarray(direct, dtype=np.float64))
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+def test_cache_when_a_model_is_loaded_then_torch_threads_set_unless_zero(
+    store: Store, threads: int
+) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        version = store.register()
+        store.cache(torch_threads=threads).get(NAME, version)
+        assert torch.get_num_threads() == (threads or 2)
+    finally:
+        torch.set_num_threads(before)
