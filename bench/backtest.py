@@ -64,7 +64,9 @@ class BenchModel:
 
     @property
     def tradeable(self) -> bool:
-        return bool(self.ensemble.tradeable)
+        # A speed bench: the policy trades whatever edge the model sees, significant or not,
+        # so the orders, fills and ledger writes are measured too.
+        return True
 
     @property
     def context(self) -> int:

@@ -195,4 +195,9 @@ class DriftCheck:
     retrain_triggered: bool = False
     flow_run_id: str | None = None
     report_path: str | None = None
+    # The label's base rate on the matured current rows and on the reference rows, and
+    # whether it moved beyond sampling noise; None under the minimum of matured labels.
+    target_rate_current: float | None = None
+    target_rate_reference: float | None = None
+    target_drift: bool | None = None
     id: int | None = None  # the ledger's, once stored

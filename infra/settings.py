@@ -133,6 +133,7 @@ class Settings(BaseSettings):
     drift_window_candles: int = Field(500, ge=50, le=100_000)  # per symbol
     drift_reference_rows: int = Field(5000, ge=50, le=1_000_000)
     drift_threshold: float = Field(0.5, gt=0, le=1)  # share of drifted features that is drift
+    drift_target_z: float = Field(3.0, gt=0)  # |z| of the label base-rate test: target drift
     drift_debounce_hours: float = Field(24, ge=0)  # at most one drift retraining per this
 
     # Decisions

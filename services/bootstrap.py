@@ -352,6 +352,7 @@ def drift_config(settings: Settings) -> DriftConfig:
         window_candles=settings.drift_window_candles,
         reference_rows=settings.drift_reference_rows,
         threshold=settings.drift_threshold,
+        target_z=settings.drift_target_z,
         debounce=timedelta(hours=settings.drift_debounce_hours),
         label_horizon=settings.label_horizon,
         fee_threshold=settings.round_trip_cost,

@@ -8,11 +8,14 @@ champion's predictions on them. Current: the newest `window_candles` closed cand
 symbol, with predictions. evidently's DataDriftPreset compares the two column by column; the
 share of drifted features against `threshold` says drift, and drift asks for retraining at
 most once per `debounce`. Labels of current rows whose horizon has passed give the AUC now,
-beside the AUC the training run measured out of sample.
+beside the AUC the training run measured out of sample, and the label's base rate now, beside
+its rate on the reference rows (target drift: a two-proportion z-test; it is reported, and
+does not by itself ask for retraining).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -76,6 +79,10 @@ class DriftConfig:
     # nearby window of the same market would count as drift too.
     column_threshold: float = 0.2
     min_rows: int = 50  # fewest rows a window, or the matured labels for an AUC, may have
+    # |z| of the two-proportion test above which the label's base rate moved: 3 rather than
+    # 1.96, as labels of overlapping horizons and of co-moving symbols are not independent
+    # draws, so the test's standard error is too small and z reads high.
+    target_z: float = 3.0
     report_dir: Path | None = None  # where the HTML report goes; None: not written
 
     def __post_init__(self) -> None:
@@ -89,6 +96,8 @@ class DriftConfig:
             problems.append(f"threshold {self.threshold} is a share: 0 < threshold <= 1")
         if self.column_threshold <= 0:
             problems.append(f"column_threshold {self.column_threshold} must be > 0")
+        if self.target_z <= 0:
+            problems.append(f"target_z {self.target_z} must be > 0")
         if self.debounce < timedelta(0):
             problems.append(f"debounce {self.debounce} is negative")
         if problems:
@@ -121,6 +130,18 @@ class DriftReport:
     reference_source: str  # the tag the reference window came from
     auc_reference_source: str  # the metric the reference AUC came from
     columns: tuple[ColumnDrift, ...] = ()  # every compared column
+    target_z: float | None = None  # the base-rate test's z, current minus reference
+
+
+@dataclass(frozen=True, slots=True)
+class TargetDrift:
+    """The label's base rate on the matured current rows and on the reference rows; all None
+    under `min_rows` known labels on either side."""
+
+    rate_current: float | None = None
+    rate_reference: float | None = None
+    z: float | None = None
+    drifted: bool | None = None
 
 
 # -- the check ----------------------------------------------------------------------------------
@@ -141,7 +162,10 @@ def check_drift(
     current = current_rows(ledger.candles, cfg, now)
     reference = reference.assign(**{PREDICTION: predict(model, reference)})
     current = current.assign(**{PREDICTION: predict(model, current)})
-    columns, snapshot = compare(reference, current, cfg.column_threshold)
+    target = target_drift(reference, current, cfg.min_rows, cfg.target_z)
+    # The label goes into evidently's report only once enough of it has matured.
+    with_label = target.drifted is not None
+    columns, snapshot = compare(reference, current, cfg.column_threshold, with_label)
     auc_current, matured = matured_auc(current, cfg.min_rows)
     auc_reference, auc_source = reference_auc(
         registry.run_metrics(model.name, model.version), reference, cfg.min_rows
@@ -153,10 +177,13 @@ def check_drift(
         auc_current=auc_current,
         auc_reference=auc_reference,
         report_path=_save_html(snapshot, cfg.report_dir, model, now),
+        target_rate_current=target.rate_current,
+        target_rate_reference=target.rate_reference,
+        target_drift=target.drifted,
     )
     last = ledger.drift.last_triggered(model.name)
     retrain, reason = retrain_decision(check, last, now, cfg)
-    return DriftReport(check, retrain, reason, source, auc_source, columns)
+    return DriftReport(check, retrain, reason, source, auc_source, columns, target.z)
 
 
 def reference_window(tags: Mapping[str, str]) -> tuple[Window, str]:
@@ -271,24 +298,51 @@ def predict(model: Model, rows: pd.DataFrame) -> np.ndarray:
 
 
 def compare(
-    reference: pd.DataFrame, current: pd.DataFrame, column_threshold: float
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    column_threshold: float,
+    with_label: bool = False,
 ) -> tuple[tuple[ColumnDrift, ...], Any]:
-    """evidently's DataDriftPreset over the drift features and the prediction; returns each
-    column's verdict and the snapshot (for its HTML)."""
-    from evidently import Report  # ~3 s to import: only a drift check pays it
+    """evidently's DataDriftPreset over the drift features, the prediction and, `with_label`,
+    the label; returns each column's verdict and the snapshot (for its HTML)."""
+    from evidently import Dataset, Report  # ~3 s to import: only a drift check pays it
     from evidently.presets import DataDriftPreset
 
-    columns = [*DRIFT_FEATURES, PREDICTION]
+    columns = [*DRIFT_FEATURES, PREDICTION, *([LABEL] if with_label else [])]
+    definition = data_definition(with_label)
     preset = DataDriftPreset(
         num_method="wasserstein",
         cat_method="jensenshannon",
         threshold=column_threshold,
     )
     snapshot = Report([preset], include_tests=True).run(
-        current_data=current.loc[:, columns].reset_index(drop=True),
-        reference_data=reference.loc[:, columns].reset_index(drop=True),
+        current_data=Dataset.from_pandas(
+            current.loc[:, columns].reset_index(drop=True), definition
+        ),
+        reference_data=Dataset.from_pandas(
+            reference.loc[:, columns].reset_index(drop=True), definition
+        ),
     )
     return column_drifts(snapshot.dict()), snapshot
+
+
+def data_definition(with_label: bool) -> Any:
+    """The columns' types and roles, declared rather than guessed from dtypes: every feature
+    and the prediction numeric; the label a 0/1 category (as a float column with NaN evidently
+    would infer it numeric) and the target of a binary classification whose probability is
+    the prediction. DataDriftPreset compares the label as it does any categorical column (its
+    ValueDrift ignores roles, NaN rows of unmatured labels are dropped); the role names it in
+    the snapshot. evidently 0.7 has no target-drift preset of its own."""
+    from evidently import BinaryClassification, DataDefinition
+
+    numerical = [*DRIFT_FEATURES, PREDICTION]
+    if not with_label:
+        return DataDefinition(numerical_columns=numerical)
+    return DataDefinition(
+        numerical_columns=numerical,
+        categorical_columns=[LABEL],
+        classification=[BinaryClassification(target=LABEL, prediction_probas=PREDICTION)],
+    )
 
 
 def column_drifts(result: Mapping[str, Any]) -> tuple[ColumnDrift, ...]:
@@ -377,6 +431,35 @@ def matured_auc(rows: pd.DataFrame, min_rows: int) -> tuple[float | None, int]:
     return float(roc_auc_score(labels[known], rows[PREDICTION].to_numpy()[known])), n
 
 
+def target_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, min_rows: int, z_limit: float
+) -> TargetDrift:
+    """The label's base rate on the current rows whose label has matured (the rows
+    matured_auc reads) against its rate on the reference rows with a known label; drifted
+    when a two-proportion z-test gives |z| > `z_limit`. All None under `min_rows` known
+    labels on either side: a rate of a few rows is noise."""
+    matured, known = _known_labels(current), _known_labels(reference)
+    if min(len(matured), len(known)) < min_rows:
+        return TargetDrift()
+    z = two_proportion_z(int(matured.sum()), len(matured), int(known.sum()), len(known))
+    return TargetDrift(float(matured.mean()), float(known.mean()), z, abs(z) > z_limit)
+
+
+def _known_labels(rows: pd.DataFrame) -> np.ndarray:
+    labels = rows[LABEL].to_numpy(dtype=np.float64)
+    return labels[~np.isnan(labels)]
+
+
+def two_proportion_z(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float:
+    """z of rate a minus rate b under the pooled null of one common rate; 0 when the pooled
+    rate is 0 or 1 (both samples all one class: no difference to measure)."""
+    if min(n_a, n_b) < 1:
+        raise ValueError(f"two-proportion z-test needs both samples non-empty, got {n_a}, {n_b}")
+    pooled = (hits_a + hits_b) / (n_a + n_b)
+    error = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    return 0.0 if error == 0 else (hits_a / n_a - hits_b / n_b) / error
+
+
 def reference_auc(
     metrics: Mapping[str, float], reference: pd.DataFrame, min_rows: int
 ) -> tuple[float | None, str]:
@@ -426,7 +509,9 @@ def attach_report(registry: ModelRegistry, check: DriftCheck) -> str | None:
     summary = (
         f"{check.checked_at:%F %H:%M} UTC: {check.share_drifted:.0%} of features drifted, "
         f"prediction drift {'yes' if check.prediction_drift else 'no'}, "
-        f"AUC now {_num(check.auc_current)} vs {_num(check.auc_reference)}"
+        f"AUC now {_num(check.auc_current)} vs {_num(check.auc_reference)}, "
+        f"label rate now {_num(check.target_rate_current)} vs "
+        f"{_num(check.target_rate_reference)} (target drift {_flag(check.target_drift)})"
     )
     return registry.attach(
         check.model_name,
@@ -439,3 +524,7 @@ def attach_report(registry: ModelRegistry, check: DriftCheck) -> str | None:
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _flag(value: bool | None) -> str:
+    return "n/a" if value is None else ("yes" if value else "no")

@@ -74,10 +74,34 @@ def _figures(report: DriftReport, check: DriftCheck, retraining: str) -> list[tu
          f"score {_num(check.prediction_score)}"),
         ("AUC now", f"{_num(check.auc_current)} on {check.matured_rows} matured labels"),
         ("AUC reference", f"{_num(check.auc_reference)} ({report.auc_reference_source})"),
+        ("label rate", _rates(check)),
+        ("target drift", _target(report, check)),
         ("decision", report.reason),
         ("retraining", retraining),
         ("HTML report", f"`{check.report_path}`" if check.report_path else "not written"),
     ]  # fmt: skip
+
+
+def _rates(check: DriftCheck) -> str:
+    if check.target_rate_current is None or check.target_rate_reference is None:
+        return f"n/a: {check.matured_rows} matured labels, too few to compare"
+    return (
+        f"{check.target_rate_current:.1%} now on {check.matured_rows} matured labels vs "
+        f"{check.target_rate_reference:.1%} on the reference rows"
+    )
+
+
+def _target(report: DriftReport, check: DriftCheck) -> str:
+    """Whether the label's base rate moved; said, but it does not retrain on its own."""
+    if check.target_drift is None:
+        return "n/a"
+    z = f"two-proportion z {report.target_z:+.2f}" if report.target_z is not None else "no z"
+    if not check.target_drift:
+        return f"no ({z})"
+    return (
+        f"**yes** ({z}): the label's base rate moved beyond sampling noise; "
+        "it does not trigger retraining by itself (the feature share decides)"
+    )
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

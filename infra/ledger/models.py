@@ -324,3 +324,6 @@ class DriftCheckRow(Base):
     retrain_triggered: Mapped[bool] = mapped_column(Boolean)
     flow_run_id: Mapped[str | None] = mapped_column(Text, nullable=True)
     report_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    target_rate_current: Mapped[float | None] = mapped_column(Float, nullable=True)
+    target_rate_reference: Mapped[float | None] = mapped_column(Float, nullable=True)
+    target_drift: Mapped[bool | None] = mapped_column(Boolean, nullable=True)

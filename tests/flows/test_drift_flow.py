@@ -1,7 +1,8 @@
 """The drift flow through a real MLflow registry, ledger and Prefect server, on real candles:
-a champion trained on the 2021 bull market, checked at the end of May 2024, drifts; with no
-train deployment the flow trains in this process, once, however often it runs within the
-debounce; with the deployment it schedules that and records the run it started."""
+a champion trained on the 2021 bull market, checked at the end of May 2024, drifts (its label's
+base rate too, which the ledger and the run's artifact show); with no train deployment the
+flow trains in this process, once, however often it runs within the debounce; with the
+deployment it schedules that and records the run it started."""
 
 from __future__ import annotations
 
@@ -100,6 +101,7 @@ def test_drift_flow_when_regime_changed_and_no_deployment_then_trains_here_once_
     assert TRAIN_RUNS == ["ran"]
     assert first.reference_end == datetime(2021, 7, 17, 20, tzinfo=UTC)  # range_train's end
     assert first.auc_reference == 0.5512  # the training run's metric, read from MLflow
+    assert first.target_drift is True  # reported; the feature share decided the retraining
 
     ledger = bootstrap.ledger(settings)
     stored = ledger.drift.recent(settings.model_name)
@@ -116,6 +118,9 @@ def test_drift_flow_when_regime_changed_and_no_deployment_then_trains_here_once_
         assert prefect.read_flow(train_run.flow_id).name == "train"
         artifacts = [a for a in prefect.read_artifacts() if a.key == "drift"]
     assert any(str(first.report_path) in str(a.data) for a in artifacts)
+    assert any("| target drift | **yes**" in str(a.data) for a in artifacts)
+    rates = f"{first.target_rate_current:.1%} now on {first.matured_rows} matured labels vs "
+    assert any(f"| label rate | {rates}" in str(a.data) for a in artifacts)
 
     report = Path(str(first.report_path))
     assert report.parent == settings.var_dir / "reports" / "drift"

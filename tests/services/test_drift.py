@@ -1,7 +1,8 @@
 """The drift check on real Binance candles: the 2021 bull market against May 2024 drifts, and
 drifts more than January-April 2024 against May 2024; the windows read only what had closed
-by `now`; two drifted checks within the debounce ask for one retraining. Synthetic inputs only
-for the edge cases (tags, AUC, the decision)."""
+by `now`; two drifted checks within the debounce ask for one retraining; the label's base rate
+fell from 2021 to May 2024 beyond sampling noise, and not from early 2024. Synthetic inputs
+only for the edge cases (tags, AUC, the target test, the decision)."""
 
 from __future__ import annotations
 
@@ -28,12 +29,15 @@ from services.drift import (
     DriftReport,
     NoReferenceWindow,
     NotEnoughRows,
+    TargetDrift,
     Window,
     check_drift,
     matured_auc,
     record_check,
     reference_window,
     retrain_decision,
+    target_drift,
+    two_proportion_z,
 )
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)  # current window: the last candles of May 2024
@@ -239,6 +243,62 @@ def test_check_when_two_drifted_checks_within_debounce_then_one_retraining(
     assert kept.id is not None
 
 
+def test_check_when_labels_matured_then_base_rate_fell_from_2021_beyond_sampling_noise(
+    cross_regime: DriftReport,
+) -> None:
+    check = cross_regime.check
+    assert check.target_rate_current is not None
+    assert check.target_rate_reference is not None
+    assert 0 < check.target_rate_current < check.target_rate_reference < 1
+    assert cross_regime.target_z is not None
+    assert cross_regime.target_z < -3  # May 2024 beat the fee less often than 2021 did
+    assert check.target_drift is True
+
+
+def test_check_when_same_regime_nearby_then_base_rate_within_sampling_noise(
+    same_regime: DriftReport, cross_regime: DriftReport
+) -> None:
+    check = same_regime.check
+    assert check.target_rate_current == cross_regime.check.target_rate_current  # same rows
+    assert check.target_rate_reference is not None
+    assert 0 < check.target_rate_reference < 1
+    assert same_regime.target_z is not None
+    assert abs(same_regime.target_z) < abs(cross_regime.target_z or 0)
+    assert check.target_drift is False
+
+
+def test_check_when_labels_matured_then_label_compared_by_evidently_as_a_category(
+    cross_regime: DriftReport,
+) -> None:
+    by_name = {c.column: c for c in cross_regime.columns}
+    assert by_name[LABEL].method == "jensenshannon"
+    assert 0 < by_name[LABEL].score < 1
+    assert LABEL not in cross_regime.check.drifted_columns  # features only
+    assert by_name[PREDICTION].method == "wasserstein"
+    html = Path(str(cross_regime.check.report_path)).read_text()
+    assert f'"{LABEL}"' in html
+
+
+def test_check_when_fewer_matured_labels_than_min_rows_then_no_target_figures(
+    candles: MemoryCandles, evidently: None
+) -> None:
+    # 1,000 current rows, of which 992 have matured: 995 asks for more.
+    report = run_check(
+        candles, Records({"data_range": RANGE_2021}), config(min_rows=995, reference_rows=2000)
+    )
+    check = report.check
+    assert check.matured_rows == 992
+    assert (check.target_rate_current, check.target_rate_reference, check.target_drift) == (
+        None,
+        None,
+        None,
+    )
+    assert report.target_z is None
+    assert check.auc_current is None  # the same rows, the same minimum
+    assert LABEL not in {c.column for c in report.columns}
+    assert PREDICTION in {c.column for c in report.columns}
+
+
 def test_check_when_reference_window_holds_too_few_rows_then_refused(
     candles: MemoryCandles,
 ) -> None:
@@ -289,6 +349,14 @@ def test_retrain_decision_when_last_trigger_older_than_debounce_then_retrain() -
     assert not retrain_decision(quiet, None, now, cfg)[0]
 
 
+def test_retrain_decision_when_only_the_target_drifted_then_no_retraining() -> None:
+    cfg, now = config(), datetime(2024, 6, 2, tzinfo=UTC)
+    quiet = a_check(share_drifted=0.1, dataset_drift=False, target_drift=True)
+    retrain, reason = retrain_decision(quiet, None, now, cfg)
+    assert not retrain
+    assert reason.startswith("no drift")
+
+
 def test_record_check_when_run_id_without_retrain_then_refused() -> None:
     report = DriftReport(a_check(), False, "no drift", "data_range", "n/a")
     with pytest.raises(ValueError, match="asked for none"):
@@ -311,10 +379,70 @@ def test_matured_auc_when_few_or_one_class_then_none(
     assert matured_auc(rows, 50)[1] == int(np.sum(~np.isnan(labels)))
 
 
+def labelled(rate: float, n: int, unknown: int = 0) -> pd.DataFrame:
+    """n known labels of which round(rate * n) are 1 (spread evenly), then `unknown` NaN."""
+    ones = np.floor(np.arange(1, n + 1) * rate) - np.floor(np.arange(n) * rate)
+    return pd.DataFrame({LABEL: np.concatenate([ones, np.full(unknown, np.nan)])})
+
+
+def test_labelled_when_built_then_rate_and_unknowns_as_asked() -> None:
+    rows = labelled(0.3, 500, unknown=4)
+    assert rows[LABEL].isna().sum() == 4
+    assert rows[LABEL].dropna().mean() == pytest.approx(0.3)
+
+
+def test_target_drift_when_label_rate_clearly_changes_then_drift() -> None:
+    found = target_drift(labelled(0.5, 1000), labelled(0.3, 500, unknown=8), 50, 3.0)
+    assert found.rate_current == pytest.approx(0.3)
+    assert found.rate_reference == pytest.approx(0.5)
+    assert found.z is not None
+    # pooled 650/1500; -0.2 / sqrt(0.4333 * 0.5667 * (1/500 + 1/1000))
+    assert found.z == pytest.approx(-7.369, abs=0.001)
+    assert found.drifted is True
+
+
+def test_target_drift_when_label_rate_barely_moves_then_no_drift() -> None:
+    found = target_drift(labelled(0.5, 1000), labelled(0.48, 500, unknown=8), 50, 3.0)
+    assert found.rate_current == pytest.approx(0.48)
+    assert found.z is not None
+    assert -3 < found.z < 0
+    assert found.drifted is False
+
+
+@pytest.mark.parametrize(
+    ("reference", "current"),
+    [
+        (labelled(0.5, 1000), labelled(0.1, 49, unknown=20)),  # 49 matured < 50
+        (labelled(0.5, 49, unknown=951), labelled(0.1, 500)),  # 49 known in the reference
+    ],
+)
+def test_target_drift_when_fewer_known_labels_than_min_rows_then_none(
+    reference: pd.DataFrame, current: pd.DataFrame
+) -> None:
+    assert target_drift(reference, current, 50, 3.0) == TargetDrift()
+
+
+def test_two_proportion_z_when_computed_then_square_is_the_uncorrected_chi_square() -> None:
+    from scipy.stats import chi2_contingency
+
+    z = two_proportion_z(120, 300, 400, 800)
+    chi2 = chi2_contingency([[120, 180], [400, 400]], correction=False)[0]
+    assert z < 0  # 40 % against 50 %
+    assert z**2 == pytest.approx(chi2)
+
+
+def test_two_proportion_z_when_both_samples_one_class_then_zero_and_empty_refused() -> None:
+    assert two_proportion_z(60, 60, 500, 500) == 0.0
+    assert two_proportion_z(0, 60, 0, 500) == 0.0
+    with pytest.raises(ValueError, match="non-empty"):
+        two_proportion_z(0, 0, 5, 10)
+
+
 @pytest.mark.parametrize(
     "changes",
     [
         {"reference_symbol": "SOL/USDT"},
+        {"target_z": 0.0},
         {"threshold": 0.0},
         {"threshold": 1.5},
         {"window_candles": 0},

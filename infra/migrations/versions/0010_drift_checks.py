@@ -40,6 +40,9 @@ def upgrade() -> None:
         sa.Column("retrain_triggered", sa.Boolean(), nullable=False),
         sa.Column("flow_run_id", sa.Text(), nullable=True),
         sa.Column("report_path", sa.Text(), nullable=True),
+        sa.Column("target_rate_current", sa.Float(), nullable=True),
+        sa.Column("target_rate_reference", sa.Float(), nullable=True),
+        sa.Column("target_drift", sa.Boolean(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_drift_checks")),
     )
     op.create_index(

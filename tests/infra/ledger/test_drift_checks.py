@@ -1,5 +1,6 @@
 """Drift checks in the SQL ledger (SQLite and PostgreSQL): a check reads back as stored, the
-newest first, and the debounce finds the newest check that triggered retraining."""
+newest first (its target figures too: a target that did not drift stays False, not None), and
+the debounce finds the newest check that triggered retraining."""
 
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ def check() -> DriftCheck:
         retrain_triggered=True,
         flow_run_id="0b7e6f7a-9a4e-4c55-8f43-0d1d1f0b4a11",
         report_path="/var/reports/drift/drift-tradeflow-direction-v3-20240601T002000Z.html",
+        target_rate_current=0.4012096774193548,
+        target_rate_reference=0.4560417503010839,
+        target_drift=True,
     )
 
 
@@ -64,9 +68,24 @@ def test_save_when_optional_figures_are_missing_then_they_read_back_as_none(
         retrain_triggered=False,
         flow_run_id=None,
         report_path=None,
+        target_rate_current=None,
+        target_rate_reference=None,
+        target_drift=None,
     )
     stored_id = ledger.drift.save(quiet)
     assert ledger.drift.latest() == replace(quiet, id=stored_id)
+
+
+def test_save_when_the_target_did_not_drift_then_false_reads_back_false_not_none(
+    ledger: Ledger, check: DriftCheck
+) -> None:
+    steady = replace(check, target_rate_current=0.4012, target_rate_reference=0.4178,
+                     target_drift=False)  # fmt: skip
+    ledger.drift.save(steady)
+    got = ledger.drift.latest()
+    assert got is not None
+    assert got.target_drift is False
+    assert (got.target_rate_current, got.target_rate_reference) == (0.4012, 0.4178)
 
 
 def test_save_when_the_check_carries_an_id_then_stored_anew_under_the_ledgers_id(
