@@ -151,14 +151,31 @@ def _fold(
     return out, scored, model
 
 
-def _importance(model: StackedEnsemble) -> pd.Series:
-    member = model.members.get("xgboost")
-    booster = getattr(getattr(member, "model", None), "get_booster", None)
-    if booster is None:
+def _gain(model: StackedEnsemble) -> pd.Series:
+    """Each weighted tree member's gain per feature, as shares of its total, averaged."""
+    shares = []
+    for name, member in model.members.items():
+        inner = getattr(member, "model", None)
+        if name == "xgboost" and inner is not None:
+            gain = inner.get_booster().get_score(importance_type="gain")
+            raw = pd.Series({model.features[int(k[1:])]: v for k, v in gain.items()})
+        elif name == "lightgbm" and inner is not None:
+            values = inner.booster_.feature_importance(importance_type="gain")
+            raw = pd.Series(values, index=list(model.features))
+        else:
+            continue
+        if raw.sum() > 0:
+            shares.append(raw / raw.sum())
+    return pd.concat(shares, axis=1).fillna(0.0).mean(axis=1) if shares else pd.Series()
+
+
+def _importance(models: list[StackedEnsemble]) -> pd.Series:
+    """The tree members' gain shares, averaged over the folds that kept a tree member."""
+    per_fold = [g for g in (_gain(m) for m in models) if not g.empty]
+    if not per_fold:
         return pd.Series(dtype="float64")
-    gain = booster().get_score(importance_type="gain")
-    named = {model.features[int(k[1:])]: v for k, v in gain.items()}
-    return pd.Series(named, dtype="float64").sort_values(ascending=False)
+    mean = pd.concat(per_fold, axis=1).fillna(0.0).mean(axis=1)
+    return mean.astype("float64").sort_values(ascending=False)
 
 
 def _overall(
@@ -200,11 +217,12 @@ def evaluate_regime(
     folds = walk_forward_folds(
         times, cfg.folds, pd.Timedelta(cfg.label.horizon), cfg.min_train_fraction
     )
-    books, results, parts, model = _Books(), [], [], None
+    books, results, parts, models = _Books(), [], [], []
     for fold in folds:
         result, scored, model = _fold(rows, bl, closes, fold, cfg, books)
         results.append(result)
         parts.append(scored)
+        models.append(model)
     scored_all = pd.concat(parts)
     equity = pd.DataFrame({s: (1 + books.joined(s).net).cumprod() for s in STRATEGIES})
     return RegimeEvaluation(
@@ -214,7 +232,7 @@ def evaluate_regime(
         overall=_overall(results, scored_all, books, cfg),
         scored=scored_all,
         equity=equity,
-        importance=_importance(model) if model is not None else pd.Series(dtype="float64"),
+        importance=_importance(models),
     )
 
 

@@ -33,4 +33,4 @@ class RegimeEvaluation:
     overall: FoldScores
     scored: pd.DataFrame  # every test row: symbol, label, p, p_baseline, fold
     equity: pd.DataFrame  # per strategy, the portfolio's equity over the test candles
-    importance: pd.Series  # the last fold's XGBoost gain per feature (empty without it)
+    importance: pd.Series  # tree members' gain shares, mean over folds (empty: none kept)

@@ -91,7 +91,7 @@ def _calibration(regime: RegimeEvaluation) -> go.Figure:
 def _importance(regime: RegimeEvaluation) -> go.Figure:
     top = regime.importance.head(20)[::-1]
     fig = go.Figure(go.Bar(x=top.to_numpy(), y=list(top.index), orientation="h"))
-    fig.update_layout(title="XGBoost gain, last fold (top 20)", height=520)
+    fig.update_layout(title="Tree members' gain share, mean over folds (top 20)", height=520)
     return fig
 
 

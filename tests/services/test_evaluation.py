@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from core.backtest.policy_eval import buy_and_hold
+from core.features.registry import FEATURE_NAMES
 from core.models.dataset import LabelSpec
 from core.models.evaluation import STRATEGIES, RegimeEvaluation
 from core.models.members import XGB_GRID, BoostedTrees
@@ -92,3 +93,12 @@ def test_evaluate_when_overall_then_trades_and_turnover_are_the_folds_sums(
         assert overall.turnover == pytest.approx(
             sum(f.trading[strategy].turnover for f in evaluated.folds)
         )
+
+
+def test_evaluate_when_tree_members_kept_then_importance_shares_of_the_features(
+    evaluated: RegimeEvaluation,
+) -> None:
+    assert any(f.weights.get("xgboost", 0) > 0 for f in evaluated.folds)
+    assert evaluated.importance.sum() == pytest.approx(1.0)
+    assert (evaluated.importance >= 0).all()
+    assert evaluated.importance.index.isin(FEATURE_NAMES).all()
