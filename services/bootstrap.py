@@ -205,7 +205,10 @@ def model_cache(settings: Settings) -> ModelCache:
     """The process's one cache of loaded models: the API's predictions and the decision
     flow's champion share it (registry/model_cache.py)."""
     return _model_cache(
-        settings.tracking_uri, settings.model_cache_size, settings.model_alias_ttl_s
+        settings.tracking_uri,
+        settings.model_cache_size,
+        settings.model_alias_ttl_s,
+        settings.torch_threads,
     )
 
 

@@ -70,3 +70,12 @@ def test_ledger_when_asked_again_in_the_same_process_then_the_account_is_not_rea
     monkeypatch.setattr(led.accounts, "names", read_again)
     assert bootstrap.ledger(settings) is led  # every task asks; one check per process
     bootstrap.forget()
+
+
+def test_champion_when_built_from_settings_then_one_shared_cache_with_the_settings_threads(
+    app_settings,  # type: ignore[no-untyped-def]
+) -> None:
+    settings = app_settings()
+    source = bootstrap.champion(settings)
+    assert source.cache is bootstrap.model_cache(settings)  # type: ignore[attr-defined]
+    assert bootstrap.model_cache(settings).torch_threads == settings.torch_threads == 1
