@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
 from sklearn.metrics import log_loss
 
-from core.models.sequence import SequenceClassifier, SequenceConfig
+if TYPE_CHECKING:  # torch behind it (~300 MB, 1.6 s): loaded only when a sequence member is
+    from core.models.sequence import SequenceClassifier, SequenceConfig
 
 EARLY_STOPPING_ROUNDS = 40
 MAX_ROUNDS = 600
@@ -161,6 +162,8 @@ class SequenceNet:
     config: SequenceConfig
 
     def fit(self, train: Rows, validation: Rows, seed: int) -> FittedSequence:
+        from core.models.sequence import SequenceClassifier
+
         model = SequenceClassifier(self.name, self.config, seed)
         model.fit(
             train.x, train.y, train.segments, (validation.x, validation.y, validation.segments)
@@ -168,6 +171,8 @@ class SequenceNet:
         return FittedSequence(model, max(1, int(model.best_epoch)))
 
     def refit(self, rows: Rows, fitted: Fitted, rounds: int, seed: int) -> FittedSequence:
+        from core.models.sequence import SequenceClassifier
+
         model = SequenceClassifier(self.name, self.config, seed)
         model.fit(rows.x, rows.y, rows.segments, epochs=rounds)
         return FittedSequence(model, rounds)

@@ -5,8 +5,9 @@ only then refit on every row up to the cut. No I/O here."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,9 @@ from core.models.members import Fitted, Member, Rows, default_members
 from core.models.metrics import scores
 from core.models.policy import Payoff, expected_edge, payoff_of, significant_edge
 from core.models.purged import Fold, FoldError, walk_forward_folds
-from core.models.sequence import SequenceConfig
+
+if TYPE_CHECKING:  # torch behind it: imported where a sequence member is built
+    from core.models.sequence import SequenceConfig
 
 
 class NotEnoughData(FatalError, ValueError):
@@ -33,7 +36,7 @@ class EnsembleConfig:
     min_train_fraction: float = 0.4
     early_stopping_fraction: float = 0.2  # newest part of each training fold: stops the rounds
     calibration: Method = "platt"
-    sequence: SequenceConfig | None = field(default_factory=SequenceConfig)
+    sequence: SequenceConfig | None = None  # None: the tree members only
     seed: int = 42
 
 
