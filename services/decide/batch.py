@@ -258,16 +258,19 @@ def predict_at_times(
     context = int(getattr(model, "context", 0))
 
     def rows(f: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-        usable = f.loc[:, columns].dropna()
-        wanted = usable.index.isin(times)
+        """The rows from `context` before the first wanted one, complete ones only, and which
+        of them are wanted. Sliced before copying: a live run wants 1 row of 800."""
+        wanted = f.index.isin(times)
         if not wanted.any():
-            return usable.iloc[:0], wanted[:0]
-        first = max(0, int(np.argmax(wanted)) - context)
-        return usable.iloc[first:], wanted[first:]
+            return f.iloc[:0].loc[:, columns], wanted[:0]
+        part = f.iloc[max(0, int(np.argmax(wanted)) - context) :].loc[:, columns]
+        complete = part.notna().all(axis=1).to_numpy()
+        return part[complete], wanted[-len(part) :][complete]
 
+    if sum(int(f.index.isin(times).sum()) for f in features.values()) > _PREDICT_CHUNK:
+        # One symbol's copy at a time: all of a long backtest's at once is hundreds of MB.
+        return {s: _predict_rows(model, *rows(f), context) for s, f in features.items()}
     parts = {s: rows(f) for s, f in features.items()}
-    if sum(len(x) for x, _ in parts.values()) > _PREDICT_CHUNK:
-        return {s: _predict_rows(model, x, keep, context) for s, (x, keep) in parts.items()}
     stacked = pd.concat(
         [x for x, _ in parts.values()], keys=list(parts), names=["symbol", "open_time"]
     )
