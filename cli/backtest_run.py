@@ -3,11 +3,8 @@ per-pair results, the summary and where the run is kept."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 from datetime import datetime
 
-import typer
 from rich.console import Console
 
 from cli.backtest_view import BacktestProgress, print_backtest, print_run
@@ -22,42 +19,26 @@ def run_backtest_flow(
     timeframe: str | None,
     model_version: str | None,
 ) -> None:
-    from cli.prefect_server import managed_prefect_server
+    from cli.flow_session import flow_session
     from core.candles.timeframe import timeframe_delta
-    from core.errors import TradeflowError
     from flows.backtest import backtest
 
     start, end = window
     step = timeframe_delta(timeframe or settings.timeframe)
     candles = max(int((end - start) / step), 1)
-    captured = io.StringIO()  # MLflow's notices would tear the progress bar
     console.print(
         f"[bold]tradeflow backtest[/] {','.join(symbols or settings.symbols)} "
         f"{timeframe or settings.timeframe} {start:%F %H:%M} .. {end:%F %H:%M} UTC",
         highlight=False,
     )
-    try:
-        with (
-            managed_prefect_server(settings.var_dir),
-            BacktestProgress(console, candles),
-            contextlib.redirect_stderr(captured),
-        ):
-            outcome = backtest(
-                start=start,
-                end=end,
-                symbols=list(symbols) if symbols else None,
-                timeframe=timeframe,
-                model_version=model_version,
-            )
-    except TradeflowError as exc:
-        console.print(
-            f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True
+    with flow_session(console, settings.var_dir, "backtest", BacktestProgress(console, candles)):
+        outcome = backtest(
+            start=start,
+            end=end,
+            symbols=list(symbols) if symbols else None,
+            timeframe=timeframe,
+            model_version=model_version,
         )
-        raise typer.Exit(1) from None
-    finally:
-        log_path = settings.var_dir / "logs" / "backtest-stderr.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(captured.getvalue())
     result = outcome.result
     if result is None:
         console.print(f"run {outcome.run.run_id} was stored by an earlier attempt")

@@ -70,40 +70,20 @@ def run(
 
 def _run_pipeline(settings: Settings, n: int) -> PipelineReport:
     """The pipeline flow under a progress display; a failure is one line and exit code 1."""
-    import contextlib
-    import io
-
-    from cli.prefect_server import PrefectServerError, managed_prefect_server
+    from cli.flow_session import fail, flow_session
     from cli.run_view import RunProgress
     from core.errors import TradeflowError
     from flows.pipeline import pipeline  # heavy imports after the offline environment is set
     from services import bootstrap
 
-    # MLflow prints registry notices straight to stderr; they would tear the progress bars.
-    captured = io.StringIO()
-    failure: TradeflowError | None = None
     try:
         bootstrap.replay_exchange(settings)  # refuses any broker but the simulated exchange
-        # Our own Prefect server (unless PREFECT_API_URL is set): one a killed run left behind
-        # is stopped and that run's flow and task runs are marked Crashed before this one starts.
-        with (
-            managed_prefect_server(settings.var_dir),
-            RunProgress(console, n),
-            contextlib.redirect_stderr(captured),
-        ):
-            report = pipeline(replay_candles=n)
     except TradeflowError as exc:
-        failure = exc
-    log_path = settings.var_dir / "logs" / "run-stderr.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(captured.getvalue())
-    if failure is not None:
-        console.print(
-            f"[red]error:[/] {type(failure).__name__}: {failure}", highlight=False, soft_wrap=True
-        )
-        if not isinstance(failure, PrefectServerError):  # else no run was recorded
-            console.print("the failed run and its logs are in the Prefect UI (`make ui`)")
-        raise typer.Exit(1)
+        fail(console, exc)
+    # Our own Prefect server (unless PREFECT_API_URL is set): one a killed run left behind is
+    # stopped and that run's flow and task runs are marked Crashed before this one starts.
+    with flow_session(console, settings.var_dir, "run", RunProgress(console, n)):
+        report = pipeline(replay_candles=n)
     return report
 
 

@@ -6,8 +6,6 @@ Registered in cli/main.py as `app.command("walk-forward")(walk_forward_command)`
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 from datetime import datetime, timedelta
@@ -91,8 +89,7 @@ def run_walk_forward_flow(
     exit code 1 on a refusal."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
-    from cli.prefect_server import managed_prefect_server
-    from core.errors import TradeflowError
+    from cli.flow_session import flow_session
     from flows.walk_forward import dask_runner, walk_forward
 
     symbols, timeframe = market
@@ -104,24 +101,11 @@ def run_walk_forward_flow(
         f"retrain every {periods[0]}, on {where}",
         highlight=False,
     )
-    captured = io.StringIO()
     flow = walk_forward.with_options(task_runner=dask_runner(workers, address))
-    try:
-        with (
-            managed_prefect_server(settings.var_dir),
-            console.status("training and testing the folds"),
-            contextlib.redirect_stderr(captured),
-        ):
-            return flow(window[0], window[1], periods[0], periods[1], symbols, timeframe)
-    except TradeflowError as exc:
-        console.print(
-            f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True
-        )
-        raise typer.Exit(1) from None
-    finally:
-        log_path = settings.var_dir / "logs" / "walk-forward-stderr.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(captured.getvalue())
+    status = console.status("training and testing the folds")
+    with flow_session(console, settings.var_dir, "walk-forward", status):
+        report = flow(window[0], window[1], periods[0], periods[1], symbols, timeframe)
+    return report
 
 
 def print_walk_forward(out: Console, report: WalkForwardReport) -> None:
