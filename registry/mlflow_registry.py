@@ -237,7 +237,7 @@ def _cut_of(client: MlflowClient, name: str, version: str) -> datetime | None:
         return None
 
 
-def _latency_ms(model: mlflow.pyfunc.PyFuncModel, one_row: pd.DataFrame) -> float:
+def _latency_ms(model: ServedModel, one_row: pd.DataFrame) -> float:
     model.predict(one_row)  # the first call pays for lazy set-up, not what a decision waits
     times = []
     for _ in range(5):
@@ -250,42 +250,71 @@ def _latency_ms(model: mlflow.pyfunc.PyFuncModel, one_row: pd.DataFrame) -> floa
 def promote_if_better(
     registered: Registered, evidence: PromotionEvidence, policy: PromotionPolicy
 ) -> Promotion:
-    """`challenger` always moves to the new version; `champion` only when it passes the gates
-    and beats the champion on rows neither trained on by the margin. The decision and its
-    numbers are logged as a run of the promotion experiment."""
+    """`challenger` always moves to the new version, first, so no failure below leaves it
+    without an alias; `champion` only when it passes the gates and beats the champion on rows
+    neither trained on by the margin. The decision and its numbers are logged as a run of the
+    promotion experiment."""
     client = MlflowClient()
     name, version = registered.name, registered.version
+    client.set_registered_model_alias(name, CHALLENGER, version)
     current = champion_version(client, name)
-    new = _load_version(name, version)
-    features = list(new.metadata.get_input_schema().input_names())
-    probabilities = new.predict(evidence.oof.loc[:, features].tail(256))
-    new_fs = client.get_model_version(name, version).tags.get("feature_set_version", "")
+    checks = _gates(client, registered, evidence, policy)
+    fresh = evidence.oof
+    if current is not None:
+        fresh = fresh_rows(evidence.oof, _cut_of(client, name, current))
+    passed = all(g.passed for g in checks)
+    champion_p, failure = None, None
+    if passed and current is not None and len(fresh):
+        champion_p, failure = _score_champion(name, current, fresh)
+    result = verdict(fresh, champion_p, current, checks, policy)
+    if failure is not None:  # a champion that cannot be scored is kept, and the run says why
+        result = Verdict(False, f"champion v{current} could not be scored: {failure}", {})
+    _apply(client, registered, current, result)
+    _log_promotion(registered, current, result, checks)
+    return Promotion(result.promoted, version if result.promoted else str(current), result.reason)
+
+
+def _served(name: str, version: str) -> ServedModel:
+    """A version as the decision flow serves it (the ensemble's own input checks, each
+    symbol's rows windowed apart), with no feature-set check: the gate makes that one."""
+    return ServedModel(name, version, "", _load_version(name, version))
+
+
+def _gates(
+    client: MlflowClient,
+    registered: Registered,
+    evidence: PromotionEvidence,
+    policy: PromotionPolicy,
+) -> list[Gate]:
+    new = _served(registered.name, registered.version)
+    rows = evidence.oof.groupby("symbol", sort=False).tail(128).sort_index(kind="stable")
+    tags = client.get_model_version(registered.name, registered.version).tags
     ece = float(client.get_run(registered.run_id).data.metrics.get("ensemble_oof_ece", np.nan))
-    checks = gates(
-        np.asarray(probabilities),
-        _latency_ms(new, evidence.oof.loc[:, features].tail(1)),
-        (new_fs, evidence.feature_set_version),
+    return gates(
+        new.predict(rows),
+        _latency_ms(new, evidence.oof.tail(1)),
+        (tags.get("feature_set_version", ""), evidence.feature_set_version),
         ece,
         policy,
         len(evidence.oof),
     )
-    fresh, champion_p = evidence.oof, None
-    if current is not None:
-        fresh = fresh_rows(evidence.oof, _cut_of(client, name, current))
-        if len(fresh):
-            old = _load_version(name, current)
-            champion_p = np.asarray(old.predict(fresh.loc[:, [*features, "symbol"]]))
-    result = verdict(fresh, champion_p, current, checks, policy)
-    _apply(client, registered, current, result)
-    _log_promotion(registered, current, result, checks)
-    return Promotion(result.promoted, version if result.promoted else str(current), result.reason)
+
+
+def _score_champion(
+    name: str, version: str, fresh: pd.DataFrame
+) -> tuple[np.ndarray | None, str | None]:
+    """The champion's probabilities on the fresh rows, or why it could not give them (a model
+    of an older layout, features it no longer finds)."""
+    try:
+        return _served(name, version).predict(fresh), None
+    except (MlflowException, ValueError, KeyError, AttributeError, ModuleNotFoundError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
 
 
 def _apply(
     client: MlflowClient, registered: Registered, current: str | None, result: Verdict
 ) -> None:
     name, version = registered.name, registered.version
-    client.set_registered_model_alias(name, CHALLENGER, version)
     if result.promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
         if current is not None and current != version:

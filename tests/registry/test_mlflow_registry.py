@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -194,3 +195,29 @@ def test_pyfunc_when_loaded_in_a_process_without_the_project_then_same_predictio
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(got, trained.model.predict_proba(batch), rtol=1e-6)
+
+
+def test_promotion_when_the_champion_cannot_be_scored_then_kept_and_challenger_set(
+    mlflow_store: str, rows: pd.DataFrame, trained: TrainedEnsemble
+) -> None:
+    """A champion of another layout (here: a feature the rows lack) is kept, the new version
+    still becomes challenger, and the reason names the failure: nothing half-done."""
+    renamed = ("retired_feature", *trained.model.features[1:])
+    odd = dataclasses.replace(trained.model, features=renamed)
+    example = rows.loc[:, list(FEATURE_NAMES)].head(20)
+    example = example.rename(columns={FEATURE_NAMES[0]: "retired_feature"})
+    tags = {
+        "feature_set_version": feature_set_version(),
+        "data_range": f"{rows.index[0]} .. {rows.index[1999]}",
+    }
+    v1 = log_and_register(odd, NAME, {}, {}, tags, example)
+    MlflowClient().set_registered_model_alias(NAME, CHAMPION, v1.version)
+    v2 = register(trained, rows)
+    out = promote_if_better(v2, evidence(rows, rows["label"].to_numpy()[2100:] * 0.8 + 0.1), POLICY)
+    client = MlflowClient()
+    assert not out.promoted
+    assert "could not be scored" in out.reason
+    assert "retired_feature" in out.reason
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v1.version
+    assert str(client.get_model_version_by_alias(NAME, CHALLENGER).version) == v2.version
+    assert client.get_model_version(NAME, v2.version).tags["promotion"] == "rejected"
