@@ -92,7 +92,7 @@ def train_model(path: Path) -> float:
     horizon = timedelta(minutes=20)  # four 5m candles
     rows = training_rows(frames, "BTC/USDT", LabelSpec(horizon, 0.003))
     cfg = EnsembleConfig(horizon=horizon, cost=0.003, sequence=None, seed=42)
-    model = train_ensemble(rows, FEATURE_NAMES, cfg, 4, default_members(None)).model
+    model = train_ensemble(rows, FEATURE_NAMES, cfg, default_members(None)).model
     path.write_bytes(pickle.dumps(BenchModel(model)))
     return time.perf_counter() - started
 

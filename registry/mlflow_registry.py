@@ -184,7 +184,7 @@ def log_and_register(
 ) -> Registered:
     with mlflow.start_run(run_name=f"train-{name}") as run:
         mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})  # AUC: NaN
         mlflow.set_tags(tags)
         mlflow.log_dict(_description(model), "ensemble.json")
         signature = infer_signature(example, model.predict_proba(example))

@@ -332,7 +332,6 @@ def evaluation_config(
         fee_rate=float(settings.fee_rate),
         slippage=float(settings.slippage_bps) / 10_000,
         periods_per_year=timedelta(days=365) / timeframe_delta(settings.timeframe),
-        horizon_rows=training.horizon_rows,
         reference_symbol=settings.reference_symbol,
         folds=folds,
     )

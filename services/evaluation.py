@@ -23,13 +23,14 @@ from core.backtest.policy_eval import (
 from core.features.registry import FEATURE_NAMES
 from core.models.baseline import BASELINE_FEATURES, baseline_features, fit_baseline, sign_label
 from core.models.dataset import LabelSpec, training_rows
-from core.models.ensemble import StackedEnsemble
+from core.models.ensemble import StackedEnsemble, with_context
 from core.models.evaluation import STRATEGIES, FoldScores, RegimeEvaluation
 from core.models.members import Member
 from core.models.metrics import scores
 from core.models.policy import PolicyConfig, positions
 from core.models.purged import Fold, walk_forward_folds
 from core.models.training import EnsembleConfig, train_ensemble
+from services.training import check_same_label
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,12 @@ class EvaluationConfig:
     fee_rate: float
     slippage: float
     periods_per_year: float
-    horizon_rows: int
     reference_symbol: str = "BTC/USDT"
     folds: int = 4
     min_train_fraction: float = 0.4
+
+    def __post_init__(self) -> None:
+        check_same_label(self.label, self.ensemble)
 
 
 @dataclass
@@ -70,8 +73,8 @@ def baseline_rows(candles: Mapping[str, pd.DataFrame], label: LabelSpec) -> pd.D
 
 def _predict(model: StackedEnsemble, rows: pd.DataFrame, fold: Fold) -> np.ndarray:
     """Scores of the fold's rows, each with its past in front (the sequence members read it)."""
-    history = rows[rows.index <= fold.test.max()]
-    return model.predict_proba(history)[history.index.isin(fold.test)]
+    scored, keep = with_context(rows, fold.test, model.context)
+    return model.predict_proba(scored)[keep]
 
 
 def _baseline(bl: pd.DataFrame, fold: Fold, seed: int) -> pd.DataFrame:
@@ -129,7 +132,7 @@ def _fold(
     books: _Books,
 ) -> tuple[FoldScores, pd.DataFrame, StackedEnsemble]:
     train = rows[rows.index.isin(fold.train)]
-    trained = train_ensemble(train, FEATURE_NAMES, cfg.ensemble, cfg.horizon_rows, cfg.members)
+    trained = train_ensemble(train, FEATURE_NAMES, cfg.ensemble, cfg.members)
     model = trained.model
     test = rows[rows.index.isin(fold.test)].loc[:, ["symbol", "label"]]
     test = test.assign(p=_predict(model, rows, fold), fold=fold.number + 1)

@@ -3,7 +3,7 @@ refit on everything up to the cut -> logged run, registered version, fair promot
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from core.candles.timeframe import timeframe_delta
+from core.errors import ConfigurationError
 from core.features.registry import FEATURE_NAMES, feature_set_version
 from core.models.dataset import LabelSpec, training_rows
 from core.models.members import LGBM_FIXED, XGB_FIXED, Member
@@ -31,9 +32,18 @@ class TrainingConfig:
     members: Sequence[Member]
     promotion: PromotionPolicy
 
-    @property
-    def horizon_rows(self) -> int:
-        return max(1, int(self.label.horizon / timeframe_delta(self.timeframe)))
+    def __post_init__(self) -> None:
+        check_same_label(self.label, self.ensemble)
+
+
+def check_same_label(label: LabelSpec, ensemble: EnsembleConfig) -> None:
+    """The embargo and the payoff read the ensemble's horizon and cost, the labels the
+    spec's: two that differ would purge the wrong rows without a word."""
+    if (label.horizon, label.cost) != (ensemble.horizon, ensemble.cost):
+        raise ConfigurationError(
+            f"label horizon/cost {label.horizon}/{label.cost} differ from the ensemble's "
+            f"{ensemble.horizon}/{ensemble.cost}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +88,12 @@ def _params(cfg: TrainingConfig, rows: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _tags(cfg: TrainingConfig, rows: pd.DataFrame, trained: TrainedEnsemble) -> dict[str, str]:
-    cut = rows.index.max() + pd.Timedelta(cfg.label.horizon)
+def _tags(
+    rows: pd.DataFrame, trained: TrainedEnsemble, cut: pd.Timestamp, fs_version: str
+) -> dict[str, str]:
     oof = trained.oof.index
     return {
-        "feature_set_version": feature_set_version(),
+        "feature_set_version": fs_version,
         "data_range": f"{rows.index.min()} .. {rows.index.max()}",
         "range_out_of_fold": f"{oof.min()} .. {oof.max()}",
         "training_cut": cut.isoformat(),
@@ -98,16 +109,15 @@ def train_and_register(
     """Train on candles up to `until`, register the version as challenger, promote it only if
     it beats the champion on rows neither trained on."""
     rows = load_rows(ledger, cfg, until)
-    trained = train_ensemble(rows, FEATURE_NAMES, cfg.ensemble, cfg.horizon_rows, cfg.members)
-    trained.model.feature_set_version = feature_set_version()  # travels inside the model
-    tags = _tags(cfg, rows, trained)
+    fs_version = feature_set_version()
+    trained = train_ensemble(rows, FEATURE_NAMES, cfg.ensemble, cfg.members, fs_version)
+    cut = rows.index.max() + pd.Timedelta(cfg.label.horizon)  # the last close a label read
     example = rows.loc[:, list(FEATURE_NAMES)].tail(50)
+    tags = _tags(rows, trained, cut, fs_version)
     registered = registry.register(
-        trained.model, cfg.model_name, _params(cfg, rows), _finite(trained.metrics), tags, example
+        trained.model, cfg.model_name, _params(cfg, rows), trained.metrics, tags, example
     )
-    evidence = PromotionEvidence(
-        trained.oof, datetime.fromisoformat(tags["training_cut"]), feature_set_version()
-    )
+    evidence = PromotionEvidence(trained.oof, cut.to_pydatetime(), fs_version)
     promotion = registry.promote_if_better(registered, evidence, cfg.promotion)
     oof = trained.oof.index
     ranges = {
@@ -120,15 +130,11 @@ def train_and_register(
         trained.metrics,
         ranges,
         len(rows),
-        feature_set_version(),
+        fs_version,
         dict(trained.model.weights),
         trained.notes,
         trained.model.tradeable,
     )
-
-
-def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if v == v and abs(v) != float("inf")}
 
 
 def label_horizon(timeframe: str, candles: int) -> timedelta:

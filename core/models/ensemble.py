@@ -29,6 +29,23 @@ def segments_of(frame: pd.DataFrame) -> np.ndarray:
     return np.zeros(len(frame), dtype=np.int64)
 
 
+def with_context(
+    frame: pd.DataFrame, times: pd.Index, context: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows at `times` with the `context` rows of each symbol before its first one (what a
+    sequence member reads), in the frame's order, and which of them are at `times`."""
+    wanted = np.asarray(frame.index.isin(times))
+    if context == 0 or not wanted.any():
+        return frame[wanted], wanted[wanted]
+    segments = segments_of(frame)
+    keep = wanted.copy()
+    for segment in np.unique(segments[wanted]):
+        mine = np.flatnonzero(segments == segment)
+        first = int(np.argmax(wanted[mine]))
+        keep[mine[max(0, first - context) : first]] = True
+    return frame[keep], wanted[keep]
+
+
 @dataclass
 class StackedEnsemble:
     """P(label = 1) for each row; rows of a symbol must be in time order, and a sequence member
@@ -79,7 +96,3 @@ class StackedEnsemble:
     @property
     def weights(self) -> Mapping[str, float]:
         return self.stack.weights
-
-
-def weighted(members: Mapping[str, Fitted], stack: Stack) -> dict[str, Fitted]:
-    return {n: m for n, m in members.items() if stack.weights.get(n, 0.0) > 0}

@@ -44,6 +44,11 @@ class Fitted(Protocol):
     rounds: int  # trees or epochs: what a refit on more data reuses
     params: Mapping[str, Any]
 
+    @property
+    def context(self) -> int:
+        """Rows of a symbol's past each prediction reads (0: the row alone)."""
+        ...
+
     def predict(self, x: np.ndarray, segments: np.ndarray) -> np.ndarray: ...
 
 
@@ -91,6 +96,7 @@ class FittedTrees:
     rounds: int
     params: Mapping[str, Any]
     validation_log_loss: float = float("nan")
+    context: int = 0
 
     def predict(self, x: np.ndarray, segments: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict_proba(x)[:, 1], dtype=np.float64)
@@ -149,6 +155,10 @@ class FittedSequence:
     model: SequenceClassifier
     rounds: int
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def context(self) -> int:
+        return int(self.model.config.window) - 1
 
     def predict(self, x: np.ndarray, segments: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict_proba(x, segments)[:, 1], dtype=np.float64)

@@ -7,9 +7,10 @@ import numpy as np
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 EPS = 1e-7
+CALIBRATION_BINS = 10
 
 
-def calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+def calibration_error(p: np.ndarray, y: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
     """Expected calibration error over equal-count bins: the mean |observed rate - mean p|,
     weighted by bin size (equal-count bins: probabilities bunch near the base rate)."""
     if len(p) == 0:

@@ -11,9 +11,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from core.models.metrics import scores
-
-CALIBRATION_BINS = 10  # as core.models.metrics.calibration_error counts
+from core.models.metrics import CALIBRATION_BINS, scores
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from core.errors import FatalError
 from core.models.calibration import Calibrator, Method, Stack, fit_stack
-from core.models.ensemble import StackedEnsemble, segments_of, weighted
+from core.models.ensemble import StackedEnsemble, segments_of, with_context
 from core.models.members import Fitted, Member, Rows, default_members
 from core.models.metrics import scores
 from core.models.policy import Payoff, expected_edge, payoff_of, significant_edge
@@ -46,6 +46,10 @@ class TrainedEnsemble:
     oof: pd.DataFrame  # the scored rows (features, label, ...), fold, p_<member> (raw), p_ensemble
     metrics: dict[str, float]
     notes: dict[str, str]  # why a member got weight 0, why the policy abstains
+
+
+def _inputs(frame: pd.DataFrame, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    return frame.loc[:, list(features)].to_numpy(dtype=np.float32), segments_of(frame)
 
 
 def rows_of(frame: pd.DataFrame, features: Sequence[str]) -> Rows:
@@ -92,30 +96,30 @@ def out_of_fold(
         fit, stop = _stopping_split(train, cfg.early_stopping_fraction, cfg.horizon)
         out = test.copy()
         out["fold"] = fold.number
-        # A sequence member reads each test row's past: score the fold with its history in front.
-        scored = rows[rows.index <= test.index.max()]
         for member in members:
             fitted = member.fit(rows_of(fit, features), rows_of(stop, features), cfg.seed)
-            p = fitted.predict(rows_of(scored, features).x, segments_of(scored))
-            out[f"p_{member.name}"] = p[scored.index.isin(fold.test)]
+            # A sequence member reads each test row's past: the fold with its context in front.
+            scored, keep = with_context(rows, fold.test, fitted.context)
+            out[f"p_{member.name}"] = fitted.predict(*_inputs(scored, features))[keep]
             rounds[member.name].append(fitted.rounds)
             last[member.name] = fitted
         parts.append(out)
     return pd.concat(parts), rounds, last
 
 
-def _tradeable(oof: pd.DataFrame, payoff: Payoff, horizon_rows: int) -> tuple[bool, str]:
+def _tradeable(oof: pd.DataFrame, payoff: Payoff, horizon: timedelta) -> tuple[bool, str]:
     """Was the edge real out of fold? The net return of every entry the policy would have
     made, one per horizon per symbol (overlapping trades would count one move many times)."""
     outcomes = []
     for _, part in oof.groupby("symbol", sort=False):
         edge = np.asarray(expected_edge(part["p_ensemble"].to_numpy(), payoff))
         net = part["forward_return"].to_numpy() - payoff.cost
-        free_at = 0
+        times = part.index
+        free_at = times[0]
         for i in np.flatnonzero(edge > 0):
-            if i >= free_at:
+            if times[i] >= free_at:  # by time: a missing row never shortens the horizon
                 outcomes.append(net[i])
-                free_at = i + horizon_rows
+                free_at = times[i] + pd.Timedelta(horizon)
     trades = np.asarray(outcomes)
     ok = significant_edge(trades)
     mean = float(trades.mean()) if len(trades) else 0.0
@@ -138,12 +142,16 @@ def _metrics(
     return out
 
 
+def _payoff(rows: pd.DataFrame, cost: float) -> Payoff:
+    return payoff_of(rows["forward_return"].to_numpy(), rows["label"].to_numpy(), cost)
+
+
 def train_ensemble(
     rows: pd.DataFrame,
     features: Sequence[str],
     cfg: EnsembleConfig,
-    horizon_rows: int,
     members: Sequence[Member] | None = None,
+    feature_set_version: str = "",
 ) -> TrainedEnsemble:
     """Out-of-fold scores -> calibrators -> stack weights -> significance of the edge -> every
     weighted member refit on all `rows` for the median rounds its folds chose."""
@@ -156,24 +164,26 @@ def train_ensemble(
     calibrated = {n: c(oof[f"p_{n}"].to_numpy()) for n, c in calibrators.items()}
     stack = fit_stack(calibrated, y)
     oof["p_ensemble"] = stack.combine(calibrated)
-    payoff = payoff_of(rows["forward_return"].to_numpy(), rows["label"].to_numpy(), cfg.cost)
-    tradeable, why = _tradeable(oof, payoff, horizon_rows)
+    # The significance test judges the out-of-fold trades with a payoff measured before them
+    # (their own returns would flatter it); the served model's payoff uses every row.
+    earlier = rows[rows.index < oof.index.min()]
+    tradeable, why = _tradeable(oof, _payoff(earlier, cfg.cost), cfg.horizon)
     everything = rows_of(rows, features)
     final = {
         m.name: m.refit(everything, last[m.name], int(np.median(rounds[m.name])), cfg.seed)
         for m in members
         if stack.weights.get(m.name, 0.0) > 0
     }
-    window = cfg.sequence.window if cfg.sequence is not None else 1
     model = StackedEnsemble(
         features=tuple(features),
-        members=weighted(final, stack),
+        members=final,
         calibrators={n: calibrators[n] for n in final},
         stack=stack,
-        payoff=payoff,
+        payoff=_payoff(rows, cfg.cost),
         tradeable=tradeable,
-        context=window - 1 if any(n in final for n in ("lstm", "transformer")) else 0,
+        context=max((f.context for f in final.values()), default=0),
         label={"horizon": str(cfg.horizon), "cost": f"{cfg.cost:.6f}"},
+        feature_set_version=feature_set_version,
     )
     notes = dict(stack.notes) | {"policy": why}
     metrics = _metrics(oof, calibrated, stack) | {"tradeable": float(tradeable)}

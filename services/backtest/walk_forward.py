@@ -164,9 +164,7 @@ class TrainedFold:
 
 def train_fold(read: CandleReader, cfg: TrainingConfig, fold: Fold) -> TrainedFold:
     rows = fold_training_rows(training_candles(read, cfg, fold), cfg, fold)
-    ensemble = train_ensemble(
-        rows, FEATURE_NAMES, cfg.ensemble, cfg.horizon_rows, cfg.members
-    ).model
+    ensemble = train_ensemble(rows, FEATURE_NAMES, cfg.ensemble, cfg.members).model
     model = FoldModel(
         cfg.model_name + MODEL_SUFFIX, f"fold-{fold.number}", feature_set_version(), ensemble
     )

@@ -44,7 +44,7 @@ def trained(rows: pd.DataFrame) -> TrainedEnsemble:
     """A real ensemble trained on the first 2,000 rows (its cut); rows after it are fresh."""
     cfg = EnsembleConfig(horizon=HORIZON, cost=0.003, sequence=None, seed=3)
     return train_ensemble(
-        rows.iloc[:2000], FEATURE_NAMES, cfg, 4, [BoostedTrees("xgboost", XGB_GRID[:1])]
+        rows.iloc[:2000], FEATURE_NAMES, cfg, [BoostedTrees("xgboost", XGB_GRID[:1])]
     )
 
 

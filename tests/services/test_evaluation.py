@@ -27,7 +27,6 @@ CFG = EvaluationConfig(
     fee_rate=0.001,
     slippage=0.0005,
     periods_per_year=8760,
-    horizon_rows=4,
     folds=2,
 )
 

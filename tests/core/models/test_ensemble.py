@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.features.registry import FEATURE_NAMES
-from core.models.ensemble import FeatureRowsError, StackedEnsemble, segments_of
+from core.models.ensemble import FeatureRowsError, StackedEnsemble, segments_of, with_context
 from core.models.members import SequenceNet
 from core.models.sequence import SequenceConfig
 from core.models.training import EnsembleConfig, train_ensemble
@@ -27,7 +27,7 @@ def with_lstm(rows: pd.DataFrame) -> StackedEnsemble:
     y = hinted["label"].to_numpy()
     hinted[FEATURE_NAMES[0]] = np.where(rng.random(len(y)) < 0.8, y, 1 - y)
     cfg = EnsembleConfig(horizon=HORIZON, cost=COST, sequence=TINY, folds=2, seed=2)
-    return train_ensemble(hinted, FEATURE_NAMES, cfg, 4, [SequenceNet("lstm", TINY)]).model
+    return train_ensemble(hinted, FEATURE_NAMES, cfg, [SequenceNet("lstm", TINY)]).model
 
 
 def test_segments_when_symbol_level_column_or_none_then_codes() -> None:
@@ -58,3 +58,14 @@ def test_predict_when_a_feature_is_missing_or_not_finite_then_named(
     bad.loc[bad.index[0], FEATURE_NAMES[2]] = np.inf
     with pytest.raises(FeatureRowsError, match=FEATURE_NAMES[2]):
         with_lstm.predict_proba(bad)
+
+
+def test_with_context_when_symbols_interleave_then_each_gets_its_own_rows_before() -> None:
+    times = pd.date_range("2024-01-01", periods=5, freq="1h", tz="UTC")
+    frame = pd.DataFrame({"symbol": ["A", "B"] * 5, "v": range(10)}, index=times.repeat(2))
+    scored, keep = with_context(frame, times[-1:], context=2)
+    assert list(scored["v"]) == [4, 5, 6, 7, 8, 9]  # hours 2-4 of both symbols
+    assert list(keep) == [False, False, False, False, True, True]
+    alone, kept = with_context(frame, times[-1:], context=0)
+    assert list(alone["v"]) == [8, 9]
+    assert kept.all()
