@@ -92,3 +92,13 @@ def triple_barrier_label(
     label[~decided] = (final[~decided] > cost).astype(np.float64)
     label[~complete | np.isnan(final)] = np.nan
     return pd.Series(label, index=close.index, name="label")
+
+
+def touches_filled(candles: pd.DataFrame, horizon: timedelta) -> np.ndarray:
+    """Whether a synthetic (filled) candle lies in [t, t + horizon], for every t: a label
+    that reads one is not a market fact."""
+    filled = np.concatenate([[0.0], np.cumsum(candles["is_filled"].to_numpy(dtype=float))])
+    times = pd.DatetimeIndex(candles["open_time"]).asi8
+    start = np.searchsorted(times, times, side="left")
+    end = np.searchsorted(times, times + pd.Timedelta(horizon).value, side="right")
+    return np.asarray((filled[end] - filled[start]) > 0)

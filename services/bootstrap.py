@@ -358,6 +358,7 @@ def drift_config(settings: Settings) -> DriftConfig:
         debounce=timedelta(hours=settings.drift_debounce_hours),
         label_horizon=settings.label_horizon,
         fee_threshold=settings.round_trip_cost,
+        barrier=training_config(settings).label.barrier,
         report_dir=settings.var_dir / "reports" / "drift",
     )
 

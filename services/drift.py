@@ -30,7 +30,8 @@ from core.candles.timeframe import timeframe_delta
 from core.errors import ConfigurationError, FatalError
 from core.features.build import INCREMENTAL_WINDOW, build_features
 from core.features.registry import FEATURE_NAMES, FEATURES
-from core.labels import forward_return_label
+from core.labels import TripleBarrier, touches_filled
+from core.models.dataset import LabelSpec
 from core.ports import CandleStore, ChampionSource, DriftCheckStore, Ledger, Model, ModelRegistry
 from core.records import DriftCheck
 
@@ -70,6 +71,7 @@ class DriftConfig:
     debounce: timedelta = timedelta(hours=24)
     label_horizon: int = 4  # candles
     fee_threshold: float = 0.002  # the log return a label must beat
+    barrier: TripleBarrier | None = None  # the training label's, when it is a triple barrier
     # Per feature: normed Wasserstein distance (numeric) or Jensen-Shannon distance
     # (categorical) at or above this is drift. Both methods are fixed so that the meaning of
     # the threshold does not flip: evidently's default switches numeric columns to a K-S
@@ -259,20 +261,12 @@ def symbol_rows(frames: Mapping[str, pd.DataFrame], cfg: DriftConfig) -> dict[st
     reference = frames[cfg.reference_symbol]
     out = {}
     for symbol, candles in frames.items():
-        label = forward_return_label(candles, horizon, cfg.fee_threshold)
+        # The label the model learned (fixed horizon or triple barrier), as training builds it.
+        label = LabelSpec(horizon, cfg.fee_threshold, cfg.barrier).label(candles)
         if "is_filled" in candles:
-            label = label.mask(_touches_filled(candles, horizon))
+            label = label.mask(touches_filled(candles, horizon))
         out[symbol] = build_features(candles, reference).join(label.rename(LABEL))
     return out
-
-
-def _touches_filled(candles: pd.DataFrame, horizon: timedelta) -> np.ndarray:
-    """Whether a synthetic candle lies in [t, t + horizon], for every t."""
-    filled = np.concatenate([[0.0], np.cumsum(candles["is_filled"].to_numpy(dtype=float))])
-    times = pd.DatetimeIndex(candles["open_time"]).asi8
-    start = np.searchsorted(times, times, side="left")
-    end = np.searchsorted(times, times + pd.Timedelta(horizon).value, side="right")
-    return np.asarray((filled[end] - filled[start]) > 0)
 
 
 def _stack(

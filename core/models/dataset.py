@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-import numpy as np
 import pandas as pd
 
 from core.features.build import MissingReference, build_features
@@ -15,6 +14,7 @@ from core.labels import (
     TripleBarrier,
     forward_log_return,
     forward_return_label,
+    touches_filled,
     triple_barrier_label,
 )
 
@@ -48,19 +48,8 @@ def training_rows(
         forward = forward_log_return(candles, spec.horizon)
         if "is_filled" in candles:
             # A label whose window [t, t+horizon] touches a synthetic candle is not a market fact.
-            label = label.mask(_touches_filled(candles, label.index, spec.horizon))
+            label = label.mask(touches_filled(candles, spec.horizon))
         part = features.join(label).join(forward).dropna()
         part["symbol"] = symbol
         parts.append(part)
     return validate_training_rows(pd.concat(parts).sort_index(kind="stable"))
-
-
-def _touches_filled(
-    candles: pd.DataFrame, index: pd.DatetimeIndex, horizon: timedelta
-) -> np.ndarray:
-    """Whether any synthetic candle lies in [t, t + horizon], for every t."""
-    filled = np.concatenate([[0.0], np.cumsum(candles["is_filled"].to_numpy(dtype=float))])
-    times = index.asi8
-    start = np.searchsorted(times, times, side="left")
-    end = np.searchsorted(times, times + pd.Timedelta(horizon).value, side="right")
-    return (filled[end] - filled[start]) > 0

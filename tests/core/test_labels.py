@@ -94,3 +94,12 @@ def test_triple_barrier_when_real_candles_then_labels_defined_and_balanced(
 def test_triple_barrier_when_barrier_not_positive_then_label_error() -> None:
     with pytest.raises(LabelError):
         TripleBarrier(0.0, 0.01)
+
+
+def test_touches_filled_when_a_synthetic_candle_lies_ahead_within_the_horizon_then_true() -> None:
+    from core.labels import touches_filled
+
+    c = candles([100.0] * 6).assign(is_filled=[False, False, False, True, False, False])
+    # With a 2 h horizon, 01:00, 02:00 and 03:00 read the filled 03:00 candle; 00:00 and after
+    # it do not.
+    assert list(touches_filled(c, timedelta(hours=2))) == [False, True, True, True, False, False]

@@ -452,3 +452,20 @@ def test_two_proportion_z_when_both_samples_one_class_then_zero_and_empty_refuse
 def test_config_when_values_impossible_then_refused(changes: dict[str, object]) -> None:
     with pytest.raises(DriftConfigError):
         config(**changes)
+
+
+def test_symbol_rows_when_training_used_a_triple_barrier_then_drift_reads_that_label(
+    btc_1h: pd.DataFrame,
+) -> None:
+    """Matured AUC and target drift judge the label the model learned, not another one."""
+    from core.labels import TripleBarrier, triple_barrier_label
+    from services.drift import DriftConfig, symbol_rows
+
+    barrier = TripleBarrier(0.01, 0.01)
+    cfg = DriftConfig("binance", ("BTC/USDT",), "1h", "BTC/USDT", fee_threshold=0.003)
+    candles = {"BTC/USDT": btc_1h.head(1200)}
+    fixed = symbol_rows(candles, cfg)["BTC/USDT"]["label"]
+    barred = symbol_rows(candles, replace(cfg, barrier=barrier))["BTC/USDT"]["label"]
+    expected = triple_barrier_label(candles["BTC/USDT"], timedelta(hours=4), barrier, 0.003)
+    np.testing.assert_array_equal(barred.to_numpy(), expected.to_numpy())
+    assert not np.array_equal(fixed.dropna().to_numpy(), barred.dropna().to_numpy())
