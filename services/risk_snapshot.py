@@ -26,6 +26,7 @@ class RiskSnapshots:
         self.exchange, self.timeframe = exchange, timeframe
         self._day_start: dict[datetime, Decimal] = {}
         self._entered: dict[Symbol, datetime] = {}
+        self._fills_read = -1  # how many fills `_entered` was derived from
 
     def snapshot(self, prices: Mapping[str, Decimal], now: datetime) -> RiskState:
         positions = {s: p.quantity for s, p in self.ledger.fills.positions(self.account).items()}
@@ -55,14 +56,17 @@ class RiskSnapshots:
         )
 
     def entries(self, positions: Mapping[Symbol, Decimal]) -> dict[Symbol, datetime]:
-        """When each holding was opened. The fills are read once per new holding (a backtest
-        asks at every candle), and forgotten when it is closed."""
-        for symbol in [s for s in self._entered if not positions.get(s)]:
-            del self._entered[symbol]
-        fresh = [s for s, q in positions.items() if q and s not in self._entered]
-        if fresh:
-            self._entered |= entry_times(self.ledger.fills.history(self.account), fresh)
-        return dict(self._entered)
+        """When each holding was opened. Derived from the fills again only when their count
+        changed (a backtest asks at every candle; a holding closed and reopened in between, or
+        a fill adopted late by reconciliation, changes the count)."""
+        held = [s for s, q in positions.items() if q]
+        if not held:
+            return {}
+        count = self.ledger.fills.count(self.account)
+        if count != self._fills_read:
+            self._entered = entry_times(self.ledger.fills.history(self.account), held)
+            self._fills_read = count
+        return {s: t for s, t in self._entered.items() if positions.get(s)}
 
     def day_start_equity(self, now: datetime) -> Decimal:
         day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

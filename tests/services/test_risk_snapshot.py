@@ -60,3 +60,35 @@ def test_snapshot_when_position_held_over_midnight_then_daily_pnl_from_last_clos
     assert state.open_buys == {BTC: Decimal("0.01")}
     assert state.cash == cash - Decimal("0.01") * price_now  # reserved for the open buy
     assert state.equity == cash + Decimal("0.1") * price_now
+
+
+def test_entries_when_closed_and_reopened_between_snapshots_then_the_new_entry_time() -> None:
+    """The policy holds for the horizon counted from the entry: a holding sold and bought
+    again between two decisions is a new one, though it holds the same quantity."""
+    from core.orders import Fill
+    from core.types import ClientOrderId, Side
+
+    def fill(n: int, side: Side, hours: int) -> Fill:
+        return Fill(ClientOrderId(f"c{n}"), BTC, side, Decimal("0.1"), Decimal(40000), Decimal(0),
+                    DAY1 + timedelta(hours=hours), f"f{n}")  # fmt: skip
+
+    class Fills:  # the two reads entries() makes
+        def __init__(self) -> None:
+            self.kept: list[Fill] = []
+
+        def count(self, account: str) -> int:
+            return len(self.kept)
+
+        def history(self, account: str) -> list[Fill]:
+            return list(self.kept)
+
+    class Ledger:
+        fills = Fills()
+
+    ledger = Ledger()
+    snapshots = RiskSnapshots(ledger, ACCOUNT, "binance", "1h")  # type: ignore[arg-type]
+    ledger.fills.kept.append(fill(1, Side.BUY, 1))
+    assert snapshots.entries({BTC: Decimal("0.1")}) == {BTC: DAY1 + timedelta(hours=1)}
+    ledger.fills.kept += [fill(2, Side.SELL, 3), fill(3, Side.BUY, 4)]
+    assert snapshots.entries({BTC: Decimal("0.1")}) == {BTC: DAY1 + timedelta(hours=4)}
+    assert snapshots.entries({BTC: Decimal(0)}) == {}
