@@ -40,9 +40,10 @@ class DecisionInput:
     model_version: str
     feature_set_version: str
     # What the decision policy reads: the expected net log return of entering now, and whether
-    # the model earned the right to trade out of fold (else it abstains).
-    model_edge: float = float("nan")
-    model_tradeable: bool = False
+    # the model earned the right to trade out of fold (else it abstains). No defaults: an input
+    # that forgot them would never trade, without a word.
+    model_edge: float
+    model_tradeable: bool
 
 
 @dataclass(frozen=True, slots=True)

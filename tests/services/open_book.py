@@ -39,7 +39,8 @@ def record_order(
         order_type=OrderType.LIMIT if limit else OrderType.MARKET,
         limit_price=Decimal(limit) if limit else None,
     )  # fmt: skip
-    inp = DecisionInput(ACCOUNT, Symbol(symbol), "1h", t, Decimal(100), {}, 0.6, "m", "1", "fs")
+    inp = DecisionInput(ACCOUNT, Symbol(symbol), "1h", t, Decimal(100), {}, 0.6, "m", "1", "fs",
+                        0.004, True)  # fmt: skip
     action = Action.BUY if side is Side.BUY else Action.SELL
     ledger.orders.record_decision(
         Decision(

@@ -82,7 +82,8 @@ def check(ledger: Ledger, broker: CcxtBroker):  # type: ignore[no-untyped-def]
 
 def record_our_buy(ledger: Ledger) -> None:
     did = DecisionId("paper:LTC/USDT:1h:1710331200")
-    inp = DecisionInput("paper", Symbol("LTC/USDT"), "1h", NOW, D("69.63"), {}, 0.7, "m", "1", "fs")
+    inp = DecisionInput("paper", Symbol("LTC/USDT"), "1h", NOW, D("69.63"), {}, 0.7, "m", "1", "fs",
+                        0.004, True)  # fmt: skip
     order = Order(OUR_ORDER, did, Symbol("LTC/USDT"), Side.BUY, D("0.2"), NOW, NOW)
     vote = (Vote("bull", Action.BUY, 0.7, "r"),)
     decision = Decision(did, inp, vote, Consensus(Action.BUY, 0.4, 0.4, "r"), None,

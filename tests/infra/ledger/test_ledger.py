@@ -36,6 +36,8 @@ def make_decision(t: datetime = T0, approved: bool = True, qty: str = "0.01753")
         "m",
         "1",
         "fs",
+        0.004,
+        True,
     )
     did = decision_id_for("paper", "BTC/USDT", "1h", t)
     order = (
