@@ -482,17 +482,23 @@ def retrain_decision(
     return True, f"drift: {share} (>= {cfg.threshold:.0%}): retrain"
 
 
-def record_check(
-    store: DriftCheckStore, report: DriftReport, flow_run_id: str | None
-) -> DriftCheck:
-    """Keep the check, with the retraining run it started (None: none started); returns it
+def record_check(store: DriftCheckStore, report: DriftReport) -> DriftCheck:
+    """Keep the check before any retraining is triggered, as triggered when it asks for one:
+    a drift run started while the retraining is scheduled or running then sees it through
+    `last_triggered` and holds off. The run goes on with `attach_flow_run`. Returns the check
     with the id the store gave it."""
-    if flow_run_id is not None and not report.retrain:
-        raise ValueError(f"retraining run {flow_run_id} for a check that asked for none")
-    check = replace(
-        report.check, retrain_triggered=flow_run_id is not None, flow_run_id=flow_run_id
-    )
+    check = replace(report.check, retrain_triggered=report.retrain, flow_run_id=None)
     return replace(check, id=store.save(check))
+
+
+def attach_flow_run(store: DriftCheckStore, check: DriftCheck, flow_run_id: str) -> DriftCheck:
+    """The retraining run the stored `check` started, written onto its row; returns it."""
+    if check.id is None:
+        raise ValueError(f"drift check of {check.checked_at} was never stored: no id")
+    if not check.retrain_triggered:
+        raise ValueError(f"retraining run {flow_run_id} for check {check.id}, which asked for none")
+    store.set_flow_run(check.id, flow_run_id)
+    return replace(check, flow_run_id=flow_run_id)
 
 
 def attach_report(registry: ModelRegistry, check: DriftCheck) -> str | None:

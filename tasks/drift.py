@@ -13,7 +13,14 @@ from prefect.cache_policies import NO_CACHE
 from core.clock import SystemClock
 from core.records import DriftCheck
 from services import bootstrap
-from services.drift import DRIFT_FEATURES, DriftReport, attach_report, check_drift, record_check
+from services.drift import (
+    DRIFT_FEATURES,
+    DriftReport,
+    attach_flow_run,
+    attach_report,
+    check_drift,
+    record_check,
+)
 from tasks.retry import IO_RETRIES, only_retryable
 
 TOP_COLUMNS = 10  # drifted columns listed in the artifact, highest score first
@@ -32,9 +39,16 @@ def check_drift_now(now: datetime | None = None) -> DriftReport:
 
 
 @task(name="record-drift-check", **IO_RETRIES)
-def record_drift_check(report: DriftReport, flow_run_id: str | None) -> DriftCheck:
+def record_drift_check(report: DriftReport) -> DriftCheck:
+    """Kept before retraining is triggered, as triggered when it asks for one."""
     settings = bootstrap.get_settings()
-    return record_check(bootstrap.ledger(settings).drift, report, flow_run_id)
+    return record_check(bootstrap.ledger(settings).drift, report)
+
+
+@task(name="set-drift-flow-run", **IO_RETRIES)  # idempotent: a retry writes the same id
+def set_drift_flow_run(check: DriftCheck, flow_run_id: str) -> DriftCheck:
+    settings = bootstrap.get_settings()
+    return attach_flow_run(bootstrap.ledger(settings).drift, check, flow_run_id)
 
 
 @task(name="attach-drift-report", retries=2, retry_delay_seconds=2,

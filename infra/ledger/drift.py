@@ -6,14 +6,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from core.errors import FatalError
 from core.records import DriftCheck
 from infra.ledger.models import DriftCheckRow
 from infra.ledger.sessions import Sessions
 
 # Every field but the id, which the ledger gives.
 _FIELDS = tuple(f for f in DriftCheck.__dataclass_fields__ if f != "id")
+
+
+class UnknownDriftCheck(FatalError):
+    """No stored check has the id given."""
 
 
 class DriftChecks:
@@ -29,6 +34,17 @@ class DriftChecks:
             s.add(row)
             s.flush()
             return int(row.id)
+
+    def set_flow_run(self, check_id: int, flow_run_id: str) -> None:
+        """The retraining run a stored check started. Idempotent: setting the same id again
+        changes nothing, so a retried write is harmless."""
+        q = update(DriftCheckRow).where(DriftCheckRow.id == check_id)
+        with self._sessions.write() as s:
+            found = s.execute(q.values(flow_run_id=flow_run_id)).rowcount
+        if not found:
+            raise UnknownDriftCheck(
+                f"no drift check with id {check_id} to set run {flow_run_id} on"
+            )
 
     def latest(self, model_name: str | None = None) -> DriftCheck | None:
         """The newest check (of `model_name`, when given)."""
@@ -65,4 +81,4 @@ def _check_of(row: DriftCheckRow) -> DriftCheck:
     return DriftCheck(id=row.id, **values)
 
 
-__all__: Sequence[str] = ("DriftChecks",)
+__all__: Sequence[str] = ("DriftChecks", "UnknownDriftCheck")

@@ -1,8 +1,11 @@
 """The drift flow through a real MLflow registry, ledger and Prefect server, on real candles:
 a champion trained on the 2021 bull market, checked at the end of May 2024, drifts (its label's
-base rate too, which the ledger and the run's artifact show); with no train deployment the
-flow trains in this process, once, however often it runs within the debounce; with the
-deployment it schedules that and records the run it started."""
+base rate too, which the ledger and the run's artifact show); told to train in this process
+(retrain_deployment=None), it stores the check as triggered before training starts and trains
+once, however often it runs within the debounce; a failed training fails the run after the
+check is kept; with the deployment it schedules that and records the run it started; a
+deployment the server does not know fails the run, naming it, with the check kept as
+triggered (no silent training in the drift worker)."""
 
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ NOW = datetime(2024, 6, 1, tzinfo=UTC)
 RANGE_2021 = "2020-12-01 00:00:00+00:00 .. 2021-07-17 20:00:00+00:00"
 RANGE_2024 = "2024-01-01 00:00:00+00:00 .. 2024-04-30 23:00:00+00:00"
 FILES = (("nfi-binance-spot-2021", "json"), ("genetrader-binance-spot-2024", "feather"))
-TRAIN_RUNS: list[str] = []
+# Per run of a train stand-in: the debounce's view (last_triggered) when training started.
+TRAIN_RUNS: list[datetime | None] = []
 
 
 class RsiLogistic(mlflow.pyfunc.PythonModel):
@@ -41,10 +45,23 @@ class RsiLogistic(mlflow.pyfunc.PythonModel):
         return 1 / (1 + np.exp(-10 * (model_input["rsi_14"].to_numpy(dtype=float) - 0.5)))
 
 
+def _seen_triggered() -> datetime | None:
+    settings = bootstrap.get_settings()
+    return bootstrap.ledger(settings).drift.last_triggered(settings.model_name)
+
+
 @flow(name="train")
 def counted_train() -> None:
-    """Stands in for the train flow (its own tests train for real): counts its runs."""
-    TRAIN_RUNS.append("ran")
+    """Stands in for the train flow (its own tests train for real): counts its runs, with
+    when the ledger said retraining was last triggered as each started."""
+    TRAIN_RUNS.append(_seen_triggered())
+
+
+@flow(name="train")
+def failing_train() -> None:
+    """A train flow stand-in whose training fails."""
+    TRAIN_RUNS.append(_seen_triggered())
+    raise RuntimeError("stand-in training failed")
 
 
 @pytest.fixture
@@ -81,24 +98,22 @@ def champion(app_settings, shared_data: Path) -> Iterator[tuple[Settings, str]]:
     TRAIN_RUNS.clear()
 
 
-def test_drift_flow_when_regime_changed_and_no_deployment_then_trains_here_once_in_debounce(
+def test_drift_flow_when_regime_changed_and_told_to_train_here_then_trains_once_in_debounce(
     champion: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flows.drift import drift
 
     settings, version = champion
     monkeypatch.setattr("flows.train.train", counted_train)
-    # A name no test deploys (the session's server may hold prefect.yaml's train-daily).
-    missing = f"train/not-deployed-{uuid4().hex[:8]}"
-    first = drift(now=NOW, retrain_deployment=missing)
-    second = drift(now=NOW + timedelta(hours=2), retrain_deployment=missing)  # in the debounce
+    first = drift(now=NOW, retrain_deployment=None)
+    second = drift(now=NOW + timedelta(hours=2), retrain_deployment=None)  # in the debounce
 
     assert first.dataset_drift
     assert first.retrain_triggered
     assert second.dataset_drift
     assert not second.retrain_triggered
     assert second.flow_run_id is None
-    assert TRAIN_RUNS == ["ran"]
+    assert TRAIN_RUNS == [NOW]  # once; the check was stored as triggered before it started
     assert first.reference_end == datetime(2021, 7, 17, 20, tzinfo=UTC)  # range_train's end
     assert first.auc_reference == 0.5512  # the training run's metric, read from MLflow
     assert first.target_drift is True  # reported; the feature share decided the retraining
@@ -154,6 +169,45 @@ def test_drift_flow_when_train_deployment_exists_then_schedules_it_and_records_i
     assert TRAIN_RUNS == []  # nothing trained in this process
     stored = bootstrap.ledger(settings).drift.latest(settings.model_name)
     assert stored == check
+
+
+def test_drift_flow_when_train_deployment_unknown_then_fails_naming_it_and_keeps_the_trigger(
+    champion: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.drift import UnknownDeployment, drift
+
+    settings, _ = champion
+    monkeypatch.setattr("flows.train.train", counted_train)  # must not run: no silent fallback
+    misspelt = f"train/trian-daily-{uuid4().hex[:8]}"  # no test deploys it
+    with pytest.raises(UnknownDeployment, match=f"no deployment '{misspelt}'"):
+        drift(now=NOW, retrain_deployment=misspelt)
+    assert TRAIN_RUNS == []
+    ledger = bootstrap.ledger(settings)
+    stored = ledger.drift.latest(settings.model_name)
+    assert stored is not None
+    assert (stored.checked_at, stored.retrain_triggered, stored.flow_run_id) == (NOW, True, None)
+    assert ledger.drift.last_triggered(settings.model_name) == NOW  # the debounce holds
+
+
+def test_drift_flow_when_training_here_fails_then_check_kept_with_its_run_and_flow_fails(
+    champion: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.drift import RetrainFailed, drift
+
+    settings, _ = champion
+    monkeypatch.setattr("flows.train.train", failing_train)
+    with pytest.raises(RetrainFailed, match="failed"):
+        drift(now=NOW, retrain_deployment=None)
+    assert TRAIN_RUNS == [NOW]
+    stored = bootstrap.ledger(settings).drift.latest(settings.model_name)
+    assert stored is not None
+    assert (stored.checked_at, stored.retrain_triggered) == (NOW, True)
+    assert stored.flow_run_id is not None
+    with get_client(sync_client=True) as prefect:
+        train_run = prefect.read_flow_run(UUID(stored.flow_run_id))
+        assert prefect.read_flow(train_run.flow_id).name == "train"
+    assert train_run.state is not None
+    assert train_run.state.is_failed()
 
 
 def test_default_retrain_deployment_when_read_from_prefect_yaml_then_it_deploys_train() -> None:

@@ -31,6 +31,7 @@ from services.drift import (
     NotEnoughRows,
     TargetDrift,
     Window,
+    attach_flow_run,
     check_drift,
     matured_auc,
     record_check,
@@ -89,6 +90,9 @@ class ListStore:
     def save(self, check: DriftCheck) -> int:
         self.saved.append(replace(check, id=len(self.saved) + 1))
         return len(self.saved)
+
+    def set_flow_run(self, check_id: int, flow_run_id: str) -> None:
+        self.saved[check_id - 1] = replace(self.saved[check_id - 1], flow_run_id=flow_run_id)
 
     def latest(self, model_name: str | None = None) -> DriftCheck | None:
         return next(iter(self.recent(model_name, limit=1)), None)
@@ -232,15 +236,16 @@ def test_check_when_two_drifted_checks_within_debounce_then_one_retraining(
     records, cfg = Records({"data_range": RANGE_2021}), config(reference_rows=2000)
     first = check_drift(led, Champion(), records, cfg, NOW)
     assert first.retrain
-    kept = record_check(led.drift, first, "flow-run-1")
+    kept = attach_flow_run(led.drift, record_check(led.drift, first), "flow-run-1")
     second = check_drift(led, Champion(), records, cfg, NOW + timedelta(hours=3))
     assert second.check.dataset_drift
     assert not second.retrain
     assert "debounce" in second.reason
-    record_check(led.drift, second, None)
+    record_check(led.drift, second)
     assert led.drift.last_triggered("stub-direction") == NOW
-    assert [c.id for c in led.drift.recent("stub-direction")][1] == kept.id
+    assert led.drift.recent("stub-direction")[1] == kept
     assert kept.id is not None
+    assert kept.flow_run_id == "flow-run-1"
 
 
 def test_check_when_labels_matured_then_base_rate_fell_from_2021_beyond_sampling_noise(
@@ -357,10 +362,29 @@ def test_retrain_decision_when_only_the_target_drifted_then_no_retraining() -> N
     assert reason.startswith("no drift")
 
 
-def test_record_check_when_run_id_without_retrain_then_refused() -> None:
-    report = DriftReport(a_check(), False, "no drift", "data_range", "n/a")
+def test_record_check_when_retrain_asked_then_stored_triggered_before_any_run_exists() -> None:
+    """The debounce must see the trigger while the retraining is still being started."""
+    store = ListStore()
+    kept = record_check(store, DriftReport(a_check(), True, "drift", "data_range", "n/a"))
+    assert store.saved == [kept]
+    assert (kept.retrain_triggered, kept.flow_run_id) == (True, None)
+    assert store.last_triggered("m") == kept.checked_at
+    with_run = attach_flow_run(store, kept, "flow-run-1")
+    assert store.saved == [with_run]
+    assert (with_run.id, with_run.flow_run_id) == (kept.id, "flow-run-1")
+    assert attach_flow_run(store, kept, "flow-run-1") == with_run  # a retry changes nothing
+    assert store.saved == [with_run]
+
+
+def test_attach_flow_run_when_check_asked_for_no_retraining_or_unstored_then_refused() -> None:
+    store = ListStore()
+    quiet = record_check(store, DriftReport(a_check(), False, "no drift", "data_range", "n/a"))
+    assert not quiet.retrain_triggered
     with pytest.raises(ValueError, match="asked for none"):
-        record_check(ListStore(), report, "flow-run-1")
+        attach_flow_run(store, quiet, "flow-run-1")
+    with pytest.raises(ValueError, match="never stored"):
+        attach_flow_run(store, a_check(retrain_triggered=True), "flow-run-1")
+    assert store.saved == [quiet]
 
 
 @pytest.mark.parametrize(

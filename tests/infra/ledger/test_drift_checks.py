@@ -1,6 +1,7 @@
 """Drift checks in the SQL ledger (SQLite and PostgreSQL): a check reads back as stored, the
 newest first (its target figures too: a target that did not drift stays False, not None), and
-the debounce finds the newest check that triggered retraining."""
+the debounce finds the newest check that triggered retraining; a check stored before its
+retraining run existed gets the run's id written on afterwards."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy.exc import StatementError
 
 from core.records import DriftCheck
+from infra.ledger.drift import UnknownDriftCheck
 from infra.ledger.ledger import Ledger
 
 T0 = datetime(2024, 6, 1, 0, 20, tzinfo=UTC)
@@ -139,3 +141,29 @@ def test_save_when_time_is_naive_then_refused_and_nothing_stored(
     with pytest.raises(StatementError, match="naive datetime"):
         ledger.drift.save(replace(check, checked_at=T0.replace(tzinfo=None)))
     assert ledger.drift.latest() is None
+
+
+def test_set_flow_run_when_check_stored_without_run_then_reads_back_with_it(
+    ledger: Ledger, check: DriftCheck
+) -> None:
+    pending = replace(check, flow_run_id=None)
+    stored_id = ledger.drift.save(pending)
+    other_id = ledger.drift.save(replace(pending, checked_at=T0 + timedelta(hours=1)))
+    assert ledger.drift.last_triggered("tradeflow-direction") == T0 + timedelta(hours=1)
+    ledger.drift.set_flow_run(stored_id, "run-a")
+    ledger.drift.set_flow_run(stored_id, "run-a")  # a retried write: the same row, no error
+    assert ledger.drift.recent() == [
+        replace(pending, id=other_id, checked_at=T0 + timedelta(hours=1)),
+        replace(pending, id=stored_id, flow_run_id="run-a"),
+    ]
+
+
+def test_set_flow_run_when_no_check_has_the_id_then_refused(
+    ledger: Ledger, check: DriftCheck
+) -> None:
+    stored_id = ledger.drift.save(replace(check, flow_run_id=None))
+    with pytest.raises(UnknownDriftCheck, match=f"id {stored_id + 1} to set run run-a"):
+        ledger.drift.set_flow_run(stored_id + 1, "run-a")
+    got = ledger.drift.latest()
+    assert got is not None
+    assert got.flow_run_id is None
