@@ -322,7 +322,9 @@ NO_BREAKER = {
 def print_linearity(model: str, quarter: datetime, full: dict[str, Any]) -> None:
     part = isolated(ours, model, quarter, {})
     few = isolated(ours, model, quarter, NO_BREAKER)
-    more = {"order_notional": Decimal(250), "consensus_threshold": 0.05}
+    # More orders from the same model: the agents never veto an entry (the threshold is a veto
+    # now) and a holding may leave after one candle instead of the label horizon.
+    more = {"consensus_threshold": 1.0, "label_horizon": 1}
     many = isolated(ours, model, quarter, NO_BREAKER | more)
     us = {name: 1e6 / rate(f) for name, f in
           (("quarter", part), ("all", full), ("few", few), ("many", many))}  # fmt: skip

@@ -200,12 +200,14 @@ def _overall_trading(
     strategy: str, folds: list[FoldScores], books: _Books, cfg: EvaluationConfig
 ) -> TradingResult:
     """The chained portfolio's returns, risk and costs; trades and turnover are the folds'
-    sums (counted per symbol, as each fold counts them)."""
+    sums and exposure their mean weighted by rows (per symbol, as each fold counts them)."""
     whole = summarise(books.joined(strategy), cfg.periods_per_year)
+    results = [f.trading[strategy] for f in folds]
     return replace(
         whole,
-        trades=sum(f.trading[strategy].trades for f in folds),
-        turnover=sum(f.trading[strategy].turnover for f in folds),
+        trades=sum(r.trades for r in results),
+        turnover=sum(r.turnover for r in results),
+        exposure=float(np.average([r.exposure for r in results], weights=[f.rows for f in folds])),
     )
 
 

@@ -255,7 +255,7 @@ def predict_at_times(
     cost per call is most of a small prediction); a long backtest's go symbol by symbol in
     chunks that overlap by the context, so no copy of all features is ever made."""
     columns = list(FEATURE_NAMES)
-    context = int(getattr(model, "context", 0))
+    context = model.context
 
     def rows(f: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """The rows from `context` before the first wanted one, complete ones only, and which

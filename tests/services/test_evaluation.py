@@ -83,7 +83,7 @@ def test_evaluate_when_model_abstains_then_no_trades_and_no_costs(
             assert fold.trading["model"].fees == 0.0
 
 
-def test_evaluate_when_overall_then_trades_and_turnover_are_the_folds_sums(
+def test_evaluate_when_overall_then_trades_turnover_and_exposure_from_the_folds(
     evaluated: RegimeEvaluation,
 ) -> None:
     for strategy in STRATEGIES:
@@ -92,6 +92,13 @@ def test_evaluate_when_overall_then_trades_and_turnover_are_the_folds_sums(
         assert overall.turnover == pytest.approx(
             sum(f.trading[strategy].turnover for f in evaluated.folds)
         )
+        folds = evaluated.folds
+        assert overall.exposure == pytest.approx(
+            np.average(
+                [f.trading[strategy].exposure for f in folds], weights=[f.rows for f in folds]
+            )
+        )
+    assert evaluated.overall.trading["buy_and_hold"].exposure == pytest.approx(1.0, abs=0.01)
 
 
 def test_evaluate_when_tree_members_kept_then_importance_shares_of_the_features(
