@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from bench.freqtrade_reference import EIGHT_PAIRS
-from tests.shared_data import locate_shared_data
+from infra.shared_data import locate_shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = locate_shared_data()

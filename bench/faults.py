@@ -15,8 +15,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from infra.shared_data import locate_shared_data
 from tests.faults.harness import FaultPlan, FaultReport, run_cycles
-from tests.shared_data import locate_shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = locate_shared_data()

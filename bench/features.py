@@ -24,7 +24,7 @@ import pandas as pd
 
 from core.features.build import INCREMENTAL_WINDOW, build_features
 from core.features.registry import FEATURE_NAMES, GROUPS
-from tests.shared_data import locate_shared_data
+from infra.shared_data import locate_shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = locate_shared_data()

@@ -320,7 +320,7 @@ def format_figure(figure: FreqtradeFigure) -> str:
 
 
 def _default_shared_data(repo_root: Path) -> Path:
-    # Same convention as tests/shared_data.py: ../shared/data beside the checkout.
+    # Same convention as infra/shared_data.py: ../shared/data beside the checkout.
     env = os.environ.get("TRADEFLOW_SHARED_DATA")
     return Path(env) if env else repo_root.parent / "shared" / "data"
 

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from bench.features import real_5m_candles
-from tests.shared_data import locate_shared_data
+from infra.shared_data import locate_shared_data
 
 DATA = locate_shared_data() / "ohlcv" / "genetrader-binance-spot-2024"
 SYMBOLS = ("BTC/USDT", "ETH/USDT")

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.shared_data import locate_shared_data
+from infra.shared_data import locate_shared_data
 
 DATA = locate_shared_data() / "ohlcv" / "genetrader-binance-spot-2024"
 START = datetime(2024, 5, 1, tzinfo=UTC)

@@ -7,7 +7,6 @@ Registered in cli/main.py as `app.command("evaluate")(evaluate_command)`.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.options import load_settings
+from infra.shared_data import locate_shared_data
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,26 +29,28 @@ EXPERIMENT = "tradeflow-evaluation"
 REGIMES = ("nfi-binance-spot-2021", "genetrader-binance-spot-2024")
 
 
-def shared_data() -> Path:
-    """../shared/data beside the checkout, or TRADEFLOW_SHARED_DATA."""
-    if "TRADEFLOW_SHARED_DATA" in os.environ:
-        return Path(os.environ["TRADEFLOW_SHARED_DATA"])
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def read_regime(folder: Path, timeframe: str, symbols: set[str] | None) -> dict[str, pd.DataFrame]:
-    """Every `<BASE>_<QUOTE>-<timeframe>.*` candle file in `folder`, by symbol."""
+def read_regime(
+    folder: Path, timeframe: str, symbols: set[str] | None, reference: str
+) -> dict[str, pd.DataFrame]:
+    """Every `<BASE>_<QUOTE>-<timeframe>.*` candle file in `folder`, by symbol; the symbols
+    asked for that have no file, or a missing reference symbol, are one line and exit 2."""
     from infra.market_data.files import read_candle_file
 
-    out = {}
-    for path in sorted(folder.glob(f"*-{timeframe}.*")):
-        symbol = path.name.split("-")[0].replace("_", "/")
-        if symbols is None or symbol in symbols:
-            out[symbol] = read_candle_file(path)
-    if not out:
-        console.print(f"[red]no {timeframe} candle files in {folder}")
-        raise typer.Exit(2)
-    return out
+    paths = {p.name.split("-")[0].replace("_", "/"): p for p in folder.glob(f"*-{timeframe}.*")}
+    if not paths:
+        _refuse(f"no {timeframe} candle files in {folder}")
+    asked = symbols or set(paths)
+    missing = sorted(asked - set(paths))
+    if missing:
+        _refuse(f"no {timeframe} candle file for {missing} in {folder} (found: {sorted(paths)})")
+    if reference not in asked:
+        _refuse(f"{reference}, the reference symbol of the cross-asset features, must be evaluated")
+    return {s: read_candle_file(paths[s]) for s in sorted(asked)}
+
+
+def _refuse(message: str) -> None:
+    console.print(f"[red]{message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def _table(regime: RegimeEvaluation) -> Table:
@@ -66,20 +68,6 @@ def _table(regime: RegimeEvaluation) -> Table:
     for i, name in enumerate(COLUMNS[1:], start=1):
         table.add_row(name, *(c[i] for c in cells))
     return table
-
-
-def _metrics(regimes: list[RegimeEvaluation]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for regime in regimes:
-        for fold in [*regime.folds, regime.overall]:
-            key = f"{regime.name}.{fold.label.replace(' ', '')}"
-            out |= {f"{key}.model_{k}": v for k, v in fold.model.items()}
-            out[f"{key}.baseline_auc"] = fold.baseline_auc
-            out[f"{key}.tradeable"] = float(fold.tradeable)
-            out |= {f"{key}.weight_{n}": w for n, w in fold.weights.items()}
-            for strategy, result in fold.trading.items():
-                out |= {f"{key}.{strategy}_{k}": v for k, v in result.as_dict().items()}
-    return out
 
 
 def evaluate_command(
@@ -102,11 +90,13 @@ def evaluate_command(
     cfg = bootstrap.evaluation_config(settings, chosen, folds)
     wanted = set(symbols.split(",")) if symbols else None
     folders = (
-        [Path(r) for r in regime] if regime else [shared_data() / "ohlcv" / r for r in REGIMES]
+        [Path(r) for r in regime]
+        if regime
+        else [locate_shared_data() / "ohlcv" / r for r in REGIMES]
     )
     started, results = time.perf_counter(), []
     for folder in folders:
-        candles = read_regime(folder, settings.timeframe, wanted)
+        candles = read_regime(folder, settings.timeframe, wanted, settings.reference_symbol)
         console.print(f"[bold]{folder.name}[/]: {len(candles)} pairs, walking forward ...")
         results.append(evaluate_regime(folder.name, candles, cfg))
         console.print(_table(results[-1]))
@@ -120,6 +110,7 @@ def evaluate_command(
 def _record(settings, results, cfg, seconds: float) -> None:  # type: ignore[no-untyped-def]
     from infra.reports.evaluation_html import write_evaluation
     from services import bootstrap
+    from services.evaluation import evaluation_metrics, goal_met
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     meta = {
@@ -132,16 +123,10 @@ def _record(settings, results, cfg, seconds: float) -> None:  # type: ignore[no-
     path.parent.mkdir(parents=True, exist_ok=True)
     write_evaluation(path, results, meta)
     registry = bootstrap.model_registry(settings)
-    tags = {f"goal.{r.name}.{k}": str(v) for r in results for k, v in _goals(r).items()}
+    tags = {f"goal.{r.name}.{k}": str(v) for r in results for k, v in goal_met(r).items()}
     run_id = registry.log_run(
-        EXPERIMENT, f"evaluation-{stamp}", meta, _metrics(results), tags, [path]
+        EXPERIMENT, f"evaluation-{stamp}", meta, evaluation_metrics(results), tags, [path]
     )
     console.print(
         f"report: {path}\nMLflow run {run_id} in experiment {EXPERIMENT} ({seconds:.0f} s)"
     )
-
-
-def _goals(regime: RegimeEvaluation) -> dict[str, bool]:
-    from services.evaluation import goal_met
-
-    return goal_met(regime)

@@ -253,3 +253,18 @@ def goal_met(regime: RegimeEvaluation, min_auc: float = 0.56) -> dict[str, bool]
         "beats_baseline": model.net_return > baseline.net_return
         and o.model["auc"] > o.baseline_auc,
     }
+
+
+def evaluation_metrics(regimes: list[RegimeEvaluation]) -> dict[str, float]:
+    """Every number of the evaluation, flat, as MLflow keys: `<regime>.<fold>.<measure>`."""
+    out: dict[str, float] = {}
+    for regime in regimes:
+        for fold in [*regime.folds, regime.overall]:
+            key = f"{regime.name}.{fold.label.replace(' ', '')}"
+            out |= {f"{key}.model_{k}": v for k, v in fold.model.items()}
+            out[f"{key}.baseline_auc"] = fold.baseline_auc
+            out[f"{key}.tradeable"] = float(fold.tradeable)
+            out |= {f"{key}.weight_{n}": w for n, w in fold.weights.items()}
+            for strategy, result in fold.trading.items():
+                out |= {f"{key}.{strategy}_{k}": v for k, v in result.as_dict().items()}
+    return out

@@ -70,3 +70,24 @@ def test_evaluate_when_folder_has_no_candles_then_exit_2(
     result = runner.invoke(cli(), ["evaluate", "--regime", str(empty), "--members", "xgboost"])
     assert result.exit_code == 2
     assert "no 1h candle files" in result.output
+
+
+@pytest.mark.parametrize(
+    ("symbols", "said"),
+    [
+        ("BTCUSDT,ETH/USDT", "no 1h candle file for ['BTCUSDT']"),
+        ("ETH/USDT", "BTC/USDT, the reference symbol of the cross-asset features"),
+    ],
+)
+def test_evaluate_when_symbols_have_no_file_or_lack_the_reference_then_exit_2_naming_them(
+    regime: Path,
+    app_settings,
+    symbols: str,
+    said: str,  # type: ignore[no-untyped-def]
+) -> None:
+    result = runner.invoke(
+        cli(), ["evaluate", "--regime", str(regime), "--symbols", symbols], terminal_width=200
+    )
+    assert result.exit_code == 2
+    assert said in result.output
+    assert "Traceback" not in result.output

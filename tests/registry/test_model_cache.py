@@ -26,9 +26,9 @@ from mlflow import MlflowClient
 
 from core.features.build import build_features
 from core.features.registry import FEATURE_NAMES
+from infra.shared_data import locate_shared_data
 from registry.mlflow_registry import FeatureSetMismatch, NoChampion, RegistryUnavailable
 from registry.model_cache import CachedChampion, KeyedLocks, ModelCache, UnknownModel
-from tests.shared_data import locate_shared_data
 
 NAME = "test-served"
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
