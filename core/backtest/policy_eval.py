@@ -16,7 +16,6 @@ for 0/1 positions, the usual approximation otherwise. Equity starts at 1.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -24,7 +23,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from core.backtest.stats import drawdown
+from core.backtest.stats import drawdown, sharpe_sortino
 from core.errors import FatalError
 
 
@@ -112,15 +111,9 @@ def net_returns(
 
 
 def _annualised(net: np.ndarray, periods_per_year: float) -> tuple[float, float]:
-    """Sharpe (sample standard deviation) and Sortino (root mean square of the returns below 0,
-    over every candle), as core.backtest.stats computes them; 0 where undefined."""
-    mean = float(net.mean())
-    spread = float(net.std(ddof=1)) if net.size > 1 else 0.0
-    downside = float(np.sqrt(np.mean(np.minimum(net, 0.0) ** 2)))
-    root = math.sqrt(periods_per_year)
-    sharpe = mean / spread * root if spread > 0 else 0.0
-    sortino = mean / downside * root if downside > 0 else 0.0
-    return sharpe, sortino
+    """Sharpe and Sortino as core.backtest.stats computes them; 0 where undefined."""
+    sharpe, sortino = sharpe_sortino(net, periods_per_year)
+    return sharpe or 0.0, sortino or 0.0
 
 
 def _entries(position: np.ndarray) -> int:

@@ -317,21 +317,32 @@ class _Ratios:
     cagr: float
 
 
-def _ratios(values: np.ndarray, candles: int, step: timedelta) -> _Ratios:
-    """`values`: the starting cash, then equity at each close. Returns are per candle and
-    annualised with 365 days / timeframe periods a year; Sharpe uses the sample standard
-    deviation, Sortino the downside deviation (root mean square of the returns below 0, over
-    every candle)."""
-    returns = values[1:] / values[:-1] - 1.0
-    periods = YEAR / step
-    mean = float(returns.mean())
+def sharpe_sortino(
+    returns: np.ndarray, periods_per_year: float
+) -> tuple[float | None, float | None]:
+    """Annualised Sharpe (sample standard deviation) and Sortino (the downside deviation: root
+    mean square of the returns below 0, over every period) of per-period returns; None where
+    undefined (no spread, no loss)."""
+    mean = float(returns.mean()) if len(returns) else 0.0
     spread = float(returns.std(ddof=1)) if len(returns) > 1 else 0.0
-    downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2)))
-    return _Ratios(
-        sharpe=mean / spread * math.sqrt(periods) if spread > 0 else None,
-        sortino=mean / downside * math.sqrt(periods) if downside > 0 else None,
-        cagr=_cagr(values[-1] / values[0], candles * step / YEAR),
+    downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2))) if len(returns) else 0.0
+    root = math.sqrt(periods_per_year)
+    return (
+        mean / spread * root if spread > 0 else None,
+        mean / downside * root if downside > 0 else None,
     )
+
+
+def max_drawdown_of(values: np.ndarray) -> float:
+    """The deepest fall from a running peak, as a positive fraction of it."""
+    return float(np.max(1.0 - values / np.maximum.accumulate(values))) if len(values) else 0.0
+
+
+def _ratios(values: np.ndarray, candles: int, step: timedelta) -> _Ratios:
+    """`values`: the starting cash, then equity at each close; returns per candle, annualised
+    with 365 days / timeframe periods a year."""
+    sharpe, sortino = sharpe_sortino(values[1:] / values[:-1] - 1.0, YEAR / step)
+    return _Ratios(sharpe, sortino, cagr=_cagr(values[-1] / values[0], candles * step / YEAR))
 
 
 def _cagr(growth: float, years: float) -> float:

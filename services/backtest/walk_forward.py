@@ -21,7 +21,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from core.backtest.stats import YEAR
+from core.backtest.stats import YEAR, max_drawdown_of, sharpe_sortino
 from core.candles.timeframe import timeframe_delta
 from core.errors import FatalError
 from core.features.registry import FEATURE_NAMES, feature_set_version
@@ -262,12 +262,8 @@ def chained_growth(folds: Sequence[FoldResult]) -> pd.Series:
 def curve_figures(growth: pd.Series, timeframe: str) -> tuple[float, float | None]:
     """(max drawdown, annualised Sharpe) of a growth curve that starts from 1."""
     values = np.concatenate(([1.0], growth.to_numpy(dtype=float)))
-    depth = float(np.max(1.0 - values / np.maximum.accumulate(values)))
-    returns = values[1:] / values[:-1] - 1.0
-    spread = float(returns.std(ddof=1)) if len(returns) > 1 else 0.0
-    periods = YEAR / timeframe_delta(timeframe)
-    sharpe = float(returns.mean()) / spread * math.sqrt(periods) if spread > 0 else None
-    return depth, sharpe
+    sharpe, _ = sharpe_sortino(values[1:] / values[:-1] - 1.0, YEAR / timeframe_delta(timeframe))
+    return max_drawdown_of(values), sharpe
 
 
 def summarise(folds: Sequence[FoldResult], timeframe: str) -> WalkForwardSummary:
