@@ -35,7 +35,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from bench.freqtrade_reference import EIGHT_PAIRS
@@ -51,35 +50,11 @@ FREQTRADE_NAMED = 23_300.0  # issue 11: freqtrade 2026.9 on this kind of machine
 LIVE_CANDLES = 300
 
 
-class BenchModel:
-    """The trained ensemble behind the Model port."""
-
-    name, version, feature_set_version = "bench-ensemble", "nfi-2021", "bench"
-
-    def __init__(self, ensemble: Any) -> None:
-        self.ensemble = ensemble
-
-    def predict(self, features: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.ensemble.predict_proba(features), dtype=np.float64)
-
-    @property
-    def tradeable(self) -> bool:
-        # A speed bench: the policy trades whatever edge the model sees, significant or not,
-        # so the orders, fills and ledger writes are measured too.
-        return True
-
-    @property
-    def context(self) -> int:
-        return int(self.ensemble.context)
-
-    def edge(self, probabilities: np.ndarray) -> np.ndarray:
-        return np.asarray(self.ensemble.expected_edge(probabilities), dtype=np.float64)
-
-
 def train_model(path: Path) -> float:
     """Fit the ensemble on the newest 15,000 2021 5m candles of four pairs; pickle it."""
     from core.features.registry import FEATURE_NAMES
     from core.models.dataset import LabelSpec, training_rows
+    from core.models.ensemble import EnsembleModel
     from core.models.members import default_members
     from core.models.training import EnsembleConfig, train_ensemble
     from infra.market_data.files import read_candle_file
@@ -93,7 +68,10 @@ def train_model(path: Path) -> float:
     rows = training_rows(frames, "BTC/USDT", LabelSpec(horizon, 0.003))
     cfg = EnsembleConfig(horizon=horizon, cost=0.003, sequence=None, seed=42)
     model = train_ensemble(rows, FEATURE_NAMES, cfg, default_members(None)).model
-    path.write_bytes(pickle.dumps(BenchModel(model)))
+    # A speed bench: the policy trades whatever edge the model sees, significant or not, so
+    # the orders, fills and ledger writes are measured too.
+    model.tradeable = True
+    path.write_bytes(pickle.dumps(EnsembleModel("bench-ensemble", "nfi-2021", "bench", model)))
     return time.perf_counter() - started
 
 

@@ -96,3 +96,28 @@ class StackedEnsemble:
     @property
     def weights(self) -> Mapping[str, float]:
         return self.stack.weights
+
+
+@dataclass(frozen=True)
+class EnsembleModel:
+    """A stacked ensemble behind the Model port, unregistered (a walk-forward fold's model, a
+    bench's): the port's four reads go straight to the ensemble."""
+
+    name: str
+    version: str
+    feature_set_version: str
+    ensemble: StackedEnsemble
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.ensemble.predict_proba(features), dtype=np.float64)
+
+    @property
+    def tradeable(self) -> bool:
+        return self.ensemble.tradeable
+
+    @property
+    def context(self) -> int:
+        return self.ensemble.context
+
+    def edge(self, probabilities: np.ndarray) -> np.ndarray:
+        return self.ensemble.expected_edge(probabilities)

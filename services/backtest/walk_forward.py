@@ -26,7 +26,7 @@ from core.candles.timeframe import timeframe_delta
 from core.errors import FatalError
 from core.features.registry import FEATURE_NAMES, feature_set_version
 from core.models.dataset import training_rows
-from core.models.ensemble import StackedEnsemble
+from core.models.ensemble import EnsembleModel
 from core.models.training import NotEnoughData, train_ensemble
 from core.ports import Model
 from services.backtest.engine import BacktestWindow, CandleReader
@@ -72,30 +72,6 @@ def plan_folds(
         folds.append(Fold(len(folds) + 1, trains_from, opens, closes))
         opens = closes
     return folds
-
-
-@dataclass(frozen=True, slots=True)
-class FoldModel:
-    """A fold's ensemble behind the Model port (never registered)."""
-
-    name: str
-    version: str
-    feature_set_version: str
-    ensemble: StackedEnsemble
-
-    def predict(self, features: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.ensemble.predict_proba(features), dtype=np.float64)
-
-    @property
-    def tradeable(self) -> bool:
-        return self.ensemble.tradeable
-
-    @property
-    def context(self) -> int:
-        return self.ensemble.context
-
-    def edge(self, probabilities: np.ndarray) -> np.ndarray:
-        return self.ensemble.expected_edge(probabilities)
 
 
 def remembered(read: CandleReader) -> CandleReader:
@@ -156,7 +132,7 @@ def fold_training_rows(
 
 @dataclass(frozen=True, slots=True)
 class TrainedFold:
-    model: FoldModel
+    model: EnsembleModel
     rows: int
     first: datetime  # the oldest training row's open time
     last: datetime  # the newest
@@ -165,7 +141,7 @@ class TrainedFold:
 def train_fold(read: CandleReader, cfg: TrainingConfig, fold: Fold) -> TrainedFold:
     rows = fold_training_rows(training_candles(read, cfg, fold), cfg, fold)
     ensemble = train_ensemble(rows, FEATURE_NAMES, cfg.ensemble, cfg.members).model
-    model = FoldModel(
+    model = EnsembleModel(
         cfg.model_name + MODEL_SUFFIX, f"fold-{fold.number}", feature_set_version(), ensemble
     )
     first, last = rows.index.min(), rows.index.max()
