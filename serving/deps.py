@@ -47,3 +47,17 @@ class Api:
 def api_of(request: Request) -> Api:
     api: Api = request.app.state.api
     return api
+
+
+async def bounded_body(request: Request, limit: int) -> bytes | None:
+    """At most `limit` bytes of body; None, not read on, when it is larger (announced or
+    streamed): no caller can make the server hold or parse much."""
+    announced = request.headers.get("content-length", "0")
+    if announced.isascii() and announced.isdigit() and int(announced) > limit:
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return body

@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from starlette.concurrency import run_in_threadpool
 
 from services import ml
+from serving.deps import bounded_body
 from serving.json import json_response
 
 router = APIRouter(prefix="/ml", tags=["ml"])
@@ -84,7 +85,7 @@ async def models(request: Request) -> Response:
 )
 async def predict(request: Request) -> Response:
     service = service_of(request)
-    body = await _bounded_body(request, MAX_PREDICT_BODY_BYTES)
+    body = await bounded_body(request, MAX_PREDICT_BODY_BYTES)
     if body is None:
         return json_response({"detail": f"body larger than {MAX_PREDICT_BODY_BYTES} bytes"}, 413)
     try:
@@ -116,19 +117,6 @@ def _unavailable(reason: str, detail: str | None) -> Response:
     if detail is not None:
         payload["detail"] = detail
     return json_response(payload, 503)
-
-
-async def _bounded_body(request: Request, limit: int) -> bytes | None:
-    """At most `limit` bytes of body; None (not read on) when it is larger."""
-    announced = request.headers.get("content-length", "0")
-    if announced.isascii() and announced.isdigit() and int(announced) > limit:
-        return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return body
 
 
 def _errors(exc: ValidationError) -> list[dict[str, str]]:

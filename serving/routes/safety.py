@@ -20,7 +20,7 @@ from services.safety_requests import (
     SignedRequest,
     client_of,
 )
-from serving.deps import api_of
+from serving.deps import api_of, bounded_body
 from serving.json import json_response
 
 router = APIRouter(prefix="/safety", tags=["safety"])
@@ -86,15 +86,7 @@ async def circuit_breaker_reset(request: Request) -> JSONResponse:
 async def read_signed(request: Request, trusted_proxies: tuple[str, ...]) -> SignedRequest:
     """Headers and at most MAX_BODY_BYTES of body: a larger body is not read on (its request
     is refused as too large), so no caller can make the server hold or parse much."""
-    body: bytes | None = None
-    announced = request.headers.get("content-length", "0")
-    if not announced.isascii() or not announced.isdigit() or int(announced) <= MAX_BODY_BYTES:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                body = None
-                break
+    body = await bounded_body(request, MAX_BODY_BYTES)
     peer = request.client.host if request.client else None
     return SignedRequest(
         body=body,
