@@ -7,7 +7,7 @@ call, so the API starts without it (see registry/model_cache.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -56,10 +56,18 @@ class MlflowCatalog:
             )
         return [_version(name, mv, aliases) for mv in found]
 
-    def run_metrics(self, run_id: str) -> dict[str, float]:
-        """The latest value of every metric the run logged."""
+    def runs_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+        """The latest value of every metric each run logged, by run id, in one search."""
+        if not run_ids:
+            return {}
+        client = self._client()
+        quoted = ", ".join(f"'{r}'" for r in run_ids if r.isalnum())  # MLflow ids: hex
         with _unavailable_on_error():
-            return {k: float(v) for k, v in self._client().get_run(run_id).data.metrics.items()}
+            experiments = [e.experiment_id for e in client.search_experiments()]
+            runs = client.search_runs(
+                experiments, f"attributes.run_id IN ({quoted})", max_results=len(run_ids)
+            )
+        return {r.info.run_id: {k: float(v) for k, v in r.data.metrics.items()} for r in runs}
 
     def _client(self) -> Any:
         if self._client_obj is None:

@@ -108,7 +108,7 @@ class RegistryReader(Protocol):
 
     def versions(self, name: str) -> Sequence[VersionRecord]: ...
 
-    def run_metrics(self, run_id: str) -> Mapping[str, float]: ...
+    def runs_metrics(self, run_ids: Sequence[str]) -> Mapping[str, Mapping[str, float]]: ...
 
 
 class CandleLedger(Protocol):
@@ -316,10 +316,13 @@ def _prediction(
 
 
 def _model_info(reader: RegistryReader, name: str) -> ModelInfo:
-    return ModelInfo(name, tuple(_version_info(reader, v) for v in reader.versions(name)))
+    versions = reader.versions(name)
+    # One registry query for every version's run, not one per version.
+    metrics = reader.runs_metrics([v.run_id for v in versions if v.run_id])
+    return ModelInfo(name, tuple(_version_info(v, metrics) for v in versions))
 
 
-def _version_info(reader: RegistryReader, v: VersionRecord) -> VersionInfo:
+def _version_info(v: VersionRecord, metrics: Mapping[str, Mapping[str, float]]) -> VersionInfo:
     tags = dict(v.tags)
     created = None if v.created_ms is None else datetime.fromtimestamp(v.created_ms / 1000, UTC)
     return VersionInfo(
@@ -331,7 +334,7 @@ def _version_info(reader: RegistryReader, v: VersionRecord) -> VersionInfo:
         feature_set_version=tags.get("feature_set_version"),
         created_at=created,
         run_id=v.run_id,
-        metrics=dict(reader.run_metrics(v.run_id)) if v.run_id else {},
+        metrics=dict(metrics.get(v.run_id, {})) if v.run_id else {},
         tags=tags,
     )
 

@@ -287,3 +287,27 @@ def test_candles_per_prediction_when_compared_then_the_feature_window_plus_the_c
     from services.ml import CANDLES_PER_PREDICTION
 
     assert CANDLES_PER_PREDICTION == INCREMENTAL_WINDOW + 1
+
+
+def test_list_models_when_several_versions_then_one_runs_query_per_model(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.client.create_registered_model(NAME)
+    for auc in (0.51, 0.53, 0.55):  # three versions, each from its own run
+        run = store.client.create_run("0")
+        store.client.log_metric(run.info.run_id, "ensemble_oof_auc", auc)
+        store.client.create_model_version(NAME, store.trained.model_uri, run_id=run.info.run_id)
+    catalog = MlflowCatalog(store.uri)
+    client = catalog._client()
+    calls: list[str] = []
+    search = client.search_runs
+    monkeypatch.setattr(
+        client, "search_runs", lambda *a, **k: calls.append("search") or search(*a, **k)
+    )
+    monkeypatch.setattr(client, "get_run", lambda *a, **k: calls.append("get_run"))
+    [model] = ml.list_models(catalog)
+    assert [v.metrics for v in model.versions] == [
+        {"ensemble_oof_auc": a}
+        for a in (0.55, 0.53, 0.51)  # newest first
+    ]
+    assert calls == ["search"]
