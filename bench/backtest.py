@@ -147,7 +147,7 @@ def ceiling(model_path: str, end: datetime) -> dict[str, Any]:
     for t in batch.times:
         now = t.to_pydatetime() + timedelta(minutes=5)
         at = replace(state, prices={Symbol(s): p for s, p in batch.prices_at(t).items()})
-        decided += len(decide_at(batch, t, at, now, parts.cfg, parts.agents).decisions)
+        decided += len(decide_at(batch, t, at, now, parts.cfg, parts.panel).decisions)
     return {"candles": decided, "seconds": time.perf_counter() - started, "rss_mb": peak_rss_mb()}
 
 
@@ -171,7 +171,7 @@ def old_replay(model_path: str, candles: int) -> dict[str, Any]:
         cfg = bootstrap.decision_config(settings)
         started = time.perf_counter()
         report = replay(
-            ledger, SimulatedBroker(SimulationConfig()), model, bootstrap.agents(settings), cfg,
+            ledger, SimulatedBroker(SimulationConfig()), model, bootstrap.panel(settings), cfg,
             candles, BacktestAlerts(),
         )  # fmt: skip
         seconds = time.perf_counter() - started
@@ -195,7 +195,7 @@ def live_latency(model_path: str, candles: int) -> dict[str, Any]:
         ledger = open_ledger(settings.ledger_url)
         ledger.accounts.ensure(settings.account, settings.starting_cash, START)
         paper, cfg = bootstrap.paper_exchange(settings), bootstrap.decision_config(settings)
-        agents, alerts = bootstrap.agents(settings), BacktestAlerts()
+        panel, alerts = bootstrap.panel(settings), BacktestAlerts()
         for s, f in frames.items():
             ledger.candles.upsert("binance", s, "5m", f.head(FEATURE_WINDOW))
         times = []
@@ -204,7 +204,7 @@ def live_latency(model_path: str, candles: int) -> dict[str, Any]:
                 ledger.candles.upsert("binance", s, "5m", f.iloc[i : i + 1])
             close = frames["BTC/USDT"]["open_time"].iloc[i].to_pydatetime() + timedelta(minutes=5)
             clock, started = FixedClock(close), time.perf_counter()
-            report = decide_live(ledger, paper.name, paper, model, agents, cfg, clock, alerts)
+            report = decide_live(ledger, paper.name, paper, model, panel, cfg, clock, alerts)
             for coid in report.to_send:
                 submit_order(ledger, paper, coid, clock)
             times.append(time.perf_counter() - started)

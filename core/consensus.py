@@ -1,21 +1,30 @@
-"""The model's policy proposes, the agents may veto an entry: a weighted consensus.
+"""The model's policy proposes; the model, Bull and Bear are weighed by regime; the agents may
+stop an entry. Each input's share of the score is recorded.
 
 The model speaks through the decision policy (core.models.policy): it enters only when the
 calibrated expected edge beats costs, holds for the label horizon unless the edge reverses, and
-sizes by the edge. The agents argue from the market itself (never from the model's probability,
-which would count the model again); a net score against an entry beyond the threshold vetoes
-it. Exits are never vetoed: leaving a position the model no longer backs is the cautious side.
+sizes by the edge. The agents argue from the market itself. An entry goes ahead only when the
+weighted score reaches the confidence threshold, is not vetoed (a net score this far against
+it), and Bull and Bear do not strongly disagree. Exits are never stopped: leaving a position the
+model no longer backs is the cautious side, and so is every failure: agents that all abstained
+or a spent budget make the decision NO_TRADE, recorded with its cause, never a HOLD that looks
+like an opinion.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.agents.base import Vote
+from core.agents.budget import BUDGET_EXCEEDED
+from core.agents.panel import Deliberation
 from core.models.policy import Holding, PolicyConfig, step
 from core.types import Action
+
+AGENTS_ABSTAINED = "AGENTS_ABSTAINED"
+MODEL = "model"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +34,12 @@ class ConsensusConfig:
     threshold: float = 0.15  # a net score this far against an entry vetoes it
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(horizon=4))
     require_significance: bool = True  # off: trade a model whose edge was not proven
+    # Weights per regime (core.agents.brief.regime_of, e.g. "trend_up", "range_high_vol"; a
+    # regime not listed falls back to its trend part, then to the weights above): input name
+    # ("model", "bull", "bear") -> weight.
+    regime_weights: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    min_confidence: float = 0.0  # an entry needs a net score at least this high
+    disagreement: float = 0.6  # Bull BUY and Bear SELL both at least this sure: no entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,34 +56,92 @@ class Consensus:
     confidence: float  # |score|
     reason: str
     fraction: float = 1.0  # of the full order size, for a BUY
+    # How each input moved the score: its weight times its signed conviction, over the total
+    # weight of those that spoke (they sum to the score).
+    contributions: Mapping[str, float] = field(default_factory=dict)
+    regime: str = ""
 
 
-_SIGN = {Action.BUY: 1.0, Action.SELL: -1.0, Action.HOLD: 0.0}
+_SIGN = {Action.BUY: 1.0, Action.SELL: -1.0, Action.HOLD: 0.0, Action.NO_TRADE: 0.0}
 
 
-def net_score(model_score: float, votes: Sequence[Vote], config: ConsensusConfig) -> float:
-    weighted = config.model_weight * model_score
-    total = config.model_weight
+def weights_for(regime: str, config: ConsensusConfig) -> Mapping[str, float]:
+    table = config.regime_weights
+    found = table.get(regime) or table.get(regime.removesuffix("_high_vol"))
+    return found or {}
+
+
+def contributions(
+    model_score: float, votes: tuple[Vote, ...], regime: str, config: ConsensusConfig
+) -> dict[str, float]:
+    """Each input's share of the net score; an abstaining agent has none."""
+    weights = weights_for(regime, config)
+    raw = {MODEL: (weights.get(MODEL, config.model_weight), model_score)}
     for vote in votes:
-        weighted += config.agent_weight * _SIGN[vote.action] * vote.confidence
-        total += config.agent_weight
-    return weighted / total if total else 0.0
+        if vote.voted:
+            w = weights.get(vote.agent, config.agent_weight)
+            raw[vote.agent] = (w, _SIGN[vote.action] * vote.confidence)
+    total = sum(w for w, _ in raw.values())
+    return {k: round(w * s / total, 6) if total else 0.0 for k, (w, s) in raw.items()}
+
+
+def net_score(
+    model_score: float, votes: tuple[Vote, ...], config: ConsensusConfig, regime: str = ""
+) -> float:
+    return round(sum(contributions(model_score, votes, regime, config).values()), 6)
 
 
 def combine(
-    signal: ModelSignal, votes: Sequence[Vote], holding: Holding, config: ConsensusConfig
+    signal: ModelSignal,
+    deliberation: Deliberation,
+    holding: Holding,
+    config: ConsensusConfig,
+    regime: str = "",
 ) -> Consensus:
     edge = signal.edge
     full = config.policy.full_size_edge
     model_score = 0.0 if math.isnan(edge) else max(-1.0, min(1.0, edge / full))
-    score = round(net_score(model_score, votes, config), 6)
+    shares = contributions(model_score, deliberation.votes, regime, config)
+    score = round(sum(shares.values()), 6)
     tradeable = signal.tradeable or not config.require_significance
     proposal, fraction, _ = step(holding, edge, config.policy, tradeable)
     about = f"edge {edge:+.5f}, p {signal.probability:.3f}, net score {score:+.3f}"
+
+    def verdict(action: Action, why: str, size: float = 1.0) -> Consensus:
+        return Consensus(action, score, abs(score), why, size, shares, regime)
+
+    if proposal is not Action.SELL:  # an exit never waits for the agents
+        failed = _failure(deliberation)
+        if failed:
+            return verdict(Action.NO_TRADE, f"{failed} ({about})")
     if proposal is Action.HOLD:
         why = "model abstains: edge not significant out of fold" if not tradeable else ""
-        return Consensus(Action.HOLD, score, abs(score), f"policy holds ({about}) {why}".strip())
-    if proposal is Action.BUY and score < -config.threshold:
-        return Consensus(Action.HOLD, score, abs(score), f"agents veto the entry ({about})")
-    word = "enters" if proposal is Action.BUY else "exits"
-    return Consensus(proposal, score, abs(score), f"policy {word} ({about})", fraction)
+        return verdict(Action.HOLD, f"policy holds ({about}) {why}".strip())
+    if proposal is Action.SELL:
+        return verdict(Action.SELL, f"policy exits ({about})", fraction)
+    stop = _entry_stopped(score, deliberation.votes, config)
+    if stop:
+        return verdict(Action.HOLD, f"{stop} ({about})")
+    return verdict(Action.BUY, f"policy enters ({about})", fraction)
+
+
+def _failure(deliberation: Deliberation) -> str:
+    if deliberation.budget_exceeded:
+        return f"{BUDGET_EXCEEDED}: {deliberation.budget_exceeded}"
+    if deliberation.all_abstained:
+        causes = sorted({v.abstained for v in deliberation.votes})
+        return f"{AGENTS_ABSTAINED}: every agent abstained ({', '.join(causes)})"
+    return ""
+
+
+def _entry_stopped(score: float, votes: tuple[Vote, ...], config: ConsensusConfig) -> str:
+    if score < -config.threshold:
+        return "agents veto the entry"
+    if score < config.min_confidence:
+        return f"net score below the confidence threshold {config.min_confidence:+.3f}"
+    sure = config.disagreement
+    bull = any(v.voted and v.action is Action.BUY and v.confidence >= sure for v in votes)
+    bear = any(v.voted and v.action is Action.SELL and v.confidence >= sure for v in votes)
+    if bull and bear:
+        return "strong disagreement between the agents"
+    return ""

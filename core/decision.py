@@ -1,16 +1,21 @@
-"""One decision for one symbol at one candle close: agents -> consensus -> sizing -> risk gate.
+"""One decision for one symbol at one candle close: the panel's votes -> consensus -> sizing ->
+risk gate.
 
-Pure: the caller brings the features, the model's probability, the risk state and the time.
+Pure: the caller brings the features, the model's probability, the panel's deliberation, the
+risk state and the time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
-from core.agents.base import Agent, AgentContext, InvalidVote, Vote
+from core.agents.base import AgentContext, Vote
+from core.agents.brief import Brief, PastDecision, regime_of
+from core.agents.calls import AgentCall
+from core.agents.panel import Deliberation
 from core.candles.timeframe import timeframe_delta
 from core.consensus import Consensus, ConsensusConfig, ModelSignal, combine
 from core.models.policy import FLAT, Holding
@@ -61,17 +66,38 @@ class Decision:
     verdict: RiskVerdict | None
     order: Order | None
     decided_at: datetime
+    calls: tuple[AgentCall, ...] = ()  # every LLM call behind the votes (none offline)
+    # What replaying this decision bit for bit needs (services.decide.provenance).
+    provenance: Mapping[str, object] = field(default_factory=dict)
 
 
-def collect_votes(agents: Sequence[Agent], context: AgentContext) -> tuple[Vote, ...]:
-    votes = []
-    for agent in agents:
-        try:
-            votes.append(agent.vote(context))
-        except (InvalidVote, KeyError, ValueError) as exc:
-            # A broken agent abstains loudly; it never blocks or decides the trade.
-            votes.append(Vote(agent.name, Action.HOLD, 0.0, f"agent failed: {exc}"[:200]))
-    return tuple(votes)
+def agent_context(
+    inp: DecisionInput,
+    state: RiskState,
+    horizon: int,
+    recent: Sequence[PastDecision] = (),
+) -> AgentContext:
+    """What the agents see of this decision: the features and, for an LLM, the brief."""
+    holding = holding_of(inp, state, horizon)
+    step = timeframe_delta(inp.timeframe)
+    brief = Brief(
+        symbol=inp.symbol,
+        timeframe=inp.timeframe,
+        features=inp.features,
+        model_probability=inp.model_probability,
+        model_edge=inp.model_edge,
+        model_significant=inp.model_tradeable,
+        held=holding.fraction > 0,
+        held_candles=holding.held_for if holding.fraction > 0 else 0,
+        open_orders=int(state.open_buys.get(inp.symbol, 0) > 0)
+        + int(state.open_sells.get(inp.symbol, 0) > 0),
+        price=inp.price,
+        recent=tuple(
+            (int((inp.candle_time - d.candle_time) / step), d)
+            for d in sorted(recent, key=lambda d: d.candle_time, reverse=True)
+        ),
+    )
+    return AgentContext(inp.symbol, inp.features, inp.model_probability, brief)
 
 
 def size_order(
@@ -108,7 +134,7 @@ def holding_of(inp: DecisionInput, state: RiskState, horizon: int) -> Holding:
 
 def decide(
     inp: DecisionInput,
-    agents: Sequence[Agent],
+    deliberation: Deliberation,
     consensus_config: ConsensusConfig,
     sizing: Sizing,
     risk_state: RiskState,
@@ -116,17 +142,16 @@ def decide(
     now: datetime,
 ) -> Decision:
     decision_id = decision_id_for(inp.account, inp.symbol, inp.timeframe, inp.candle_time)
-    context = AgentContext(inp.symbol, inp.features, inp.model_probability)
-    votes = collect_votes(agents, context)
+    votes, calls = deliberation.votes, deliberation.calls
     signal = ModelSignal(inp.model_probability, inp.model_edge, inp.model_tradeable)
     holding = holding_of(inp, risk_state, consensus_config.policy.horizon)
-    consensus = combine(signal, votes, holding, consensus_config)
+    consensus = combine(signal, deliberation, holding, consensus_config, regime_of(inp.features))
     if consensus.action is Action.SELL and available_to_sell(inp.symbol, risk_state) <= 0:
         # The entry is still filling (or already being sold): wait for it, as a backtest that
         # filled it at once would simply sell it now.
         consensus = replace(consensus, action=Action.HOLD, reason="exit waits: " + consensus.reason)
-    if consensus.action is Action.HOLD:
-        return Decision(decision_id, inp, votes, consensus, None, None, None, now)
+    if consensus.action in (Action.HOLD, Action.NO_TRADE):
+        return Decision(decision_id, inp, votes, consensus, None, None, None, now, calls)
     fraction = Decimal(str(round(consensus.fraction, 4)))
     proposed = size_order(consensus.action, inp, risk_state, limits, sizing, fraction)
     verdict = evaluate(proposed, risk_state, limits)
@@ -141,4 +166,4 @@ def decide(
             created_at=now,
             market_time=inp.candle_time + timeframe_delta(inp.timeframe),
         )
-    return Decision(decision_id, inp, votes, consensus, proposed, verdict, order, now)
+    return Decision(decision_id, inp, votes, consensus, proposed, verdict, order, now, calls)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from core.agents.calls import AgentCall, ChatReply
 from core.candles.bar import Bar
 from core.candles.gaps import Gap
 from core.decision import Decision
@@ -137,6 +138,39 @@ class MicrostructureSource(Protocol):
 
 class Notifier(Protocol):
     def send(self, title: str, body: str) -> bool: ...
+
+
+# -- LLM agents -------------------------------------------------------------------------------
+
+
+class ChatModel(Protocol):
+    """One OpenAI-compatible chat model. `ask` never raises for what a provider or the network
+    can do (a timeout, 429, 5xx, a refusal, a cut-off answer): it returns a ChatReply whose
+    outcome says so, having retried what may be retried while `deadline` allows."""
+
+    model: str  # the model id sent to the provider
+    endpoint: str  # the base URL's host, for the audit row
+
+    def ask(self, system: str, user: str, deadline: float, tags: Mapping[str, str]) -> ChatReply:
+        """`deadline` is a time.monotonic() instant; `tags` (decision id, agent, round) go on
+        the call's trace."""
+        ...
+
+
+class AgentCallLog(Protocol):
+    """The audit ledger's view for the panel: what today cost so far, and the replay cache."""
+
+    def spent_since(self, since: datetime) -> tuple[int, Decimal]:
+        """Tokens and cost of every call made at or after `since`."""
+        ...
+
+    def cached(self, model: str, prompt_hash: str) -> AgentCall | None:
+        """The newest answered call for this model and rendered prompt, if any."""
+        ...
+
+
+class AgentCallStore(AgentCallLog, Protocol):
+    def for_decision(self, decision_id: str) -> list[AgentCall]: ...
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -284,6 +318,15 @@ class OrderStore(Protocol):
     def decisions(self, account: str, since: datetime | None = None) -> list[DecisionRecord]: ...
 
     def last_decided(self, account: str, symbol: str, timeframe: str) -> datetime | None: ...
+
+    def decision(self, decision_id: str) -> DecisionRecord | None: ...
+
+    def recent_decisions(
+        self, account: str, symbol: str, timeframe: str, before: datetime, limit: int
+    ) -> list[DecisionRecord]:
+        """The newest `limit` decisions of a symbol on candles opening before `before`, oldest
+        first."""
+        ...
 
     def decided_ids(self, account: str, timeframe: str, since: datetime) -> set[DecisionId]: ...
 
@@ -486,3 +529,4 @@ class Ledger(TradingLedger, Protocol):
     overview: OverviewQueries
     backtests: BacktestStore
     drift: DriftCheckStore
+    agent_calls: AgentCallStore

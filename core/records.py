@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from core.agents.base import Vote
 from core.decision import Decision
@@ -39,6 +40,9 @@ class DecisionRecord:
     denials: tuple[Denial, ...]
     client_order_id: ClientOrderId | None
     decided_at: datetime
+    contributions: Mapping[str, float] = field(default_factory=dict)
+    regime: str = ""
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

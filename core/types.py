@@ -16,6 +16,9 @@ class Action(StrEnum):
     BUY = "BUY"
     SELL = "SELL"
     HOLD = "HOLD"
+    # No opinion could be formed (the agents all abstained, or the LLM budget is spent): no
+    # order, recorded as such rather than as a HOLD that looks like a view.
+    NO_TRADE = "NO_TRADE"
 
 
 class Side(StrEnum):

@@ -159,6 +159,43 @@ class Settings(BaseSettings):
     policy_require_significance: bool = True
     model_weight: float = Field(0.5, ge=0)
     agent_weight: float = Field(0.25, ge=0)
+    # Weights per regime, JSON: {"trend_up": {"model": 0.6, "bull": 0.3, "bear": 0.1}, ...}
+    # (regimes: trend_up, trend_down, range, each optionally "_high_vol"); a regime not listed
+    # uses model_weight and agent_weight.
+    consensus_regime_weights: dict[str, dict[str, Annotated[float, Field(ge=0)]]] = {}
+    consensus_min_confidence: float = Field(0.0, ge=-1, le=1)  # net score an entry needs
+    consensus_disagreement: float = Field(0.6, gt=0, le=1)  # Bull BUY and Bear SELL this sure
+
+    # LLM agents (Bull and Bear) through any OpenAI-compatible endpoint. No base URL: the
+    # deterministic offline rule agents.
+    llm_base_url: str | None = Field(None, pattern=r"^https?://")
+    llm_model: str = Field("gpt-4o-mini", min_length=1, max_length=128)
+    llm_api_key: SecretStr | None = None  # no default: a local server needs none
+    llm_timeout_s: float = Field(20.0, gt=0, le=600)  # one call
+    llm_decision_timeout_s: float = Field(60.0, gt=0, le=3600)  # a candle time's whole debate
+    llm_max_output_tokens: int = Field(300, ge=32, le=8192)
+    llm_temperature: float = Field(0.0, ge=0, le=2)
+    llm_price_input_per_1k: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal(0)
+    llm_price_output_per_1k: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal(0)
+    llm_debate_rounds: int = Field(1, ge=0, le=2)
+    llm_parallel: int = Field(8, ge=1, le=64)  # calls in flight at once
+    # Budgets: a call whose worst case (prompt + max output) would cross one is not made and
+    # the decision is NO_TRADE (BUDGET_EXCEEDED). None: no limit of that kind.
+    llm_decision_max_tokens: int | None = Field(20_000, ge=1)
+    llm_decision_max_cost: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
+    llm_day_max_tokens: int | None = Field(2_000_000, ge=1)
+    llm_day_max_cost: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = Decimal(5)
+    # What an agent's failure does: no_trade (its abstention counts; all abstained: NO_TRADE)
+    # or offline_agents (the rule agent votes in its place, said in the vote's reason).
+    llm_on_failure: Literal["no_trade", "offline_agents"] = "no_trade"
+    # read: a prompt answered before is answered from the ledger, not the provider; strict:
+    # never call the provider (a miss is an error); off: always call.
+    llm_replay_cache: Literal["off", "read", "strict"] = "read"
+    # mlflow: the repository's templates are synced into MLflow's Prompt Registry and loaded
+    # by alias (an operator may pin or roll back there); repo: the repository's text as is.
+    llm_prompt_source: Literal["mlflow", "repo"] = "mlflow"
+    llm_prompt_alias: str = Field("production", pattern=r"^[A-Za-z0-9_-]+$")
+    llm_tracing: bool = True  # every call an MLflow trace tagged with its decision id
 
     # Risk gate: every limit in quote currency or as a fraction of equity (1 = 100 %).
     whitelist: Annotated[tuple[str, ...], NoDecode] = ("BTC/USDT", "ETH/USDT")

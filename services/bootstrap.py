@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.agents.base import Agent
+from core.agents.budget import BudgetLimits, Prices
+from core.agents.panel import Panel, RulePanel
+from core.agents.prompt import PromptTemplate
 from core.agents.rules import BearAgent, BullAgent
 from core.clock import SystemClock
 from core.consensus import ConsensusConfig
@@ -26,6 +29,7 @@ from core.ports import (
     Broker,
     CandleSource,
     ChampionSource,
+    ChatModel,
     Ledger,
     ModelRegistry,
     Notifier,
@@ -44,6 +48,7 @@ if TYPE_CHECKING:  # heavy: imported by the functions that need them
     from core.models.members import Member
     from infra.market_data.ccxt_source import CcxtMarketSource
     from registry.model_cache import ModelCache
+    from services.debate import CacheMode
     from services.decide.config import DecisionConfig
     from services.drift import DriftConfig
     from services.evaluation import EvaluationConfig
@@ -263,8 +268,80 @@ def ccxt_since(settings: Settings) -> datetime:
     return datetime.fromisoformat(settings.ccxt_since.replace("Z", "+00:00"))
 
 
-def agents(settings: Settings) -> list[Agent]:
+def rule_agents() -> list[Agent]:
     return [BullAgent(), BearAgent()]
+
+
+def panel(settings: Settings, cache: CacheMode | None = None) -> Panel:
+    """The offline rule agents, or, with an LLM base URL, Bull and Bear debating through it.
+    `cache` overrides the replay cache's mode (a strict replay never calls the provider)."""
+    if settings.llm_base_url is None:
+        return RulePanel(rule_agents())
+    from infra.llm.metrics import count_call
+    from services.debate import DebateConfig, LlmPanel
+
+    cfg = DebateConfig(
+        rounds=settings.llm_debate_rounds,
+        decision_timeout_s=settings.llm_decision_timeout_s,
+        parallel=settings.llm_parallel,
+        on_failure=settings.llm_on_failure,
+        cache=cache or settings.llm_replay_cache,
+        limits=BudgetLimits(
+            settings.llm_decision_max_tokens,
+            settings.llm_decision_max_cost,
+            settings.llm_day_max_tokens,
+            settings.llm_day_max_cost,
+        ),
+        prices=Prices(settings.llm_price_input_per_1k, settings.llm_price_output_per_1k),
+        max_output_tokens=settings.llm_max_output_tokens,
+    )
+    return LlmPanel(
+        chat_model(settings),
+        prompt_templates(settings),
+        ledger(settings).agent_calls,
+        cfg,
+        SystemClock(),
+        alerts(settings),
+        fallback=rule_agents(),
+        on_call=count_call,
+    )
+
+
+def chat_model(settings: Settings) -> ChatModel:
+    from infra.llm.openai_chat import OpenAiChat
+
+    if settings.llm_base_url is None:
+        raise ConfigurationError("TRADEFLOW_LLM_BASE_URL is not set: no chat model to build")
+    key = settings.llm_api_key
+    chat: ChatModel = OpenAiChat(
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=None if key is None else key.get_secret_value(),
+        timeout_s=settings.llm_timeout_s,
+        max_output_tokens=settings.llm_max_output_tokens,
+        temperature=settings.llm_temperature,
+    )
+    if settings.llm_tracing:
+        from registry.tracing import TracedChat
+
+        mlflow_store(settings)
+        chat = TracedChat(chat)
+    return chat
+
+
+def prompt_templates(settings: Settings) -> dict[str, PromptTemplate]:
+    """The repository's templates, or (the default) what MLflow's Prompt Registry serves under
+    the alias, once the repository's text is synced into it."""
+    from infra.llm.prompts import repo_templates
+
+    templates = repo_templates()
+    if settings.llm_prompt_source == "repo":
+        return templates
+    from registry.prompts import load_prompts, sync_prompts
+
+    mlflow_store(settings)
+    sync_prompts(templates, settings.llm_prompt_alias)
+    return load_prompts(list(templates), settings.llm_prompt_alias)
 
 
 def training_config(settings: Settings) -> TrainingConfig:
@@ -378,6 +455,9 @@ def decision_config(settings: Settings) -> DecisionConfig:
             settings.consensus_threshold,
             policy_config(settings),
             settings.policy_require_significance,
+            regime_weights=settings.consensus_regime_weights,
+            min_confidence=settings.consensus_min_confidence,
+            disagreement=settings.consensus_disagreement,
         ),
         sizing=Sizing(settings.order_notional),
         breaker=breaker_config(settings),

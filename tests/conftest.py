@@ -25,7 +25,7 @@ from infra.market_data.files import read_candle_file  # noqa: E402
 from tests.shared_data import locate_shared_data  # noqa: E402
 
 # Fixtures over a throwaway MLflow store with a real model (the serving tests share them).
-pytest_plugins = ["tests.ml_store_fixtures"]
+pytest_plugins = ["tests.ml_store_fixtures", "tests.llm_server"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = locate_shared_data()

@@ -1,12 +1,20 @@
-"""The agent interface: the offline rule agents implement it now, LLM agents later."""
+"""The agent interface: a vote, and what an agent is shown before it votes.
+
+The offline rule agents (core.agents.rules) vote alone; the LLM agents vote through a debate
+(services.debate). Either way a panel (core.agents.panel) hands the consensus one final vote per
+agent, and an agent that could not vote says why instead of pretending to HOLD.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.types import Action, Symbol
+
+if TYPE_CHECKING:
+    from core.agents.brief import Brief
 
 
 class InvalidVote(ValueError):
@@ -18,6 +26,11 @@ class AgentContext:
     symbol: Symbol
     features: Mapping[str, float]
     model_probability: float  # P(up beyond fees over the label horizon)
+    # What an LLM agent reads (the rule agents read the features): built by core.agents.brief.
+    brief: Brief | None = None
+
+
+MAX_REASONS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,13 +38,30 @@ class Vote:
     agent: str
     action: Action
     confidence: float
-    reason: str
+    reason: str  # one line: what the agent said, or why it could not vote
+    horizon: int = 0  # candles the view is for (0: not given)
+    reasons: tuple[str, ...] = ()  # at most three, as the agent gave them
+    risk_flags: tuple[str, ...] = ()
+    # Why this agent did not vote (a timeout, a refusal, a malformed answer, the budget...):
+    # empty when it voted. An abstention weighs nothing in the consensus.
+    abstained: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.confidence <= 1.0:
             raise InvalidVote(f"{self.agent}: confidence {self.confidence!r} outside [0, 1]")
         if not self.reason or "\n" in self.reason:
             raise InvalidVote(f"{self.agent}: reason must be one non-empty line")
+        if len(self.reasons) > MAX_REASONS:
+            raise InvalidVote(f"{self.agent}: {len(self.reasons)} reasons, at most {MAX_REASONS}")
+
+    @property
+    def voted(self) -> bool:
+        return not self.abstained
+
+    @classmethod
+    def abstain(cls, agent: str, cause: str, detail: str = "") -> Vote:
+        text = f"abstained: {cause}" + (f": {detail}" if detail else "")
+        return cls(agent, Action.HOLD, 0.0, " ".join(text.split())[:300], abstained=cause)
 
 
 class Agent(Protocol):

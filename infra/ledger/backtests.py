@@ -12,8 +12,9 @@ from sqlalchemy import delete, insert, select
 from core.decision import Decision
 from core.errors import FatalError
 from core.records import AccountRecords, BacktestRun
-from infra.ledger.mappers import decision_values, fill_values, order_values
+from infra.ledger.mappers import call_values, decision_values, fill_values, order_values
 from infra.ledger.models import (
+    AgentCallRow,
     BacktestRunRow,
     DecisionRow,
     FillRow,
@@ -45,6 +46,8 @@ class BacktestRuns:
             s.flush()
             decisions = (decision_values(d) for d, _ in records.decisions)
             _bulk(s, DecisionRow, decisions)
+            calls = (call_values(d.decision_id, c) for d, _ in records.decisions for c in d.calls)
+            _bulk(s, AgentCallRow, calls)
             orders = (
                 order_values(
                     o.order, run.account, o.broker, o.updated_at, o.submit_attempts, o.error
@@ -64,7 +67,10 @@ class BacktestRuns:
         with self._sessions.write() as s:
             if s.scalar(select(BacktestRunRow.run_id).where(BacktestRunRow.account == account)):
                 raise RunAlreadyStored(f"{account} belongs to a stored run: not discarded")
-            removed = 0
+            ids = select(DecisionRow.decision_id).where(DecisionRow.account == account)
+            removed = s.execute(
+                delete(AgentCallRow).where(AgentCallRow.decision_id.in_(ids))
+            ).rowcount
             for model in (FillRow, OrderRow, DecisionRow, PositionRow):
                 removed += s.execute(delete(model).where(model.account == account)).rowcount
             return removed
@@ -88,12 +94,14 @@ class DecisionStream:
     def __init__(self, sessions: Sessions, account: str) -> None:
         self._sessions, self.account = sessions, account
         self._rows: list[dict[str, Any]] = []
+        self._calls: list[dict[str, Any]] = []  # the LLM calls behind those decisions
         self.written = 0
 
     def add(self, decision: Decision, broker: str) -> None:
         if decision.input.account != self.account:
             raise ValueError(f"a decision of {decision.input.account!r} for {self.account!r}")
         self._rows.append(decision_values(decision))
+        self._calls.extend(call_values(decision.decision_id, c) for c in decision.calls)
         if len(self._rows) >= _CHUNK:
             self.flush()
 
@@ -102,8 +110,10 @@ class DecisionStream:
             return
         with self._sessions.write() as s:
             s.execute(insert(DecisionRow.__table__), self._rows)  # Core: no ORM bookkeeping
+            if self._calls:
+                s.execute(insert(AgentCallRow.__table__), self._calls)
         self.written += len(self._rows)
-        self._rows = []
+        self._rows, self._calls = [], []
 
 
 def _bulk(s: Any, model: type, rows: Iterator[dict[str, Any]]) -> None:

@@ -12,6 +12,7 @@ from functools import lru_cache
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.ledger.accounts import Accounts
+from infra.ledger.agent_calls import AgentCalls
 from infra.ledger.backtests import BacktestRuns
 from infra.ledger.candles import Candles
 from infra.ledger.database import migrate, session_factory
@@ -38,6 +39,7 @@ class Ledger:
         self.overview = Overview(sessions)
         self.backtests = BacktestRuns(sessions)
         self.drift = DriftChecks(sessions)
+        self.agent_calls = AgentCalls(sessions)
 
 
 _MIGRATING = threading.Lock()

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.agents.base import Vote
+from core.agents.calls import AgentCall, CallOutcome
 from core.decision import Decision
 from core.features.order_book import BOOK_FEATURE_NAMES
 from core.orders import Fill, Order, OrderOrigin, OrderStatus, OrderType
@@ -99,7 +100,57 @@ def decision_values(decision: Decision) -> dict[str, Any]:
         "risk_reasons": [] if verdict is None else [str(d) for d in verdict.denials],
         "client_order_id": None if order is None else order.client_order_id,
         "decided_at": decision.decided_at,
+        "contributions": dict(decision.consensus.contributions) or None,
+        "regime": decision.consensus.regime or None,
+        "provenance": dict(decision.provenance) or None,
     }
+
+
+def call_values(decision_id: str, call: AgentCall) -> dict[str, Any]:
+    return {
+        "decision_id": decision_id,
+        "agent": call.agent,
+        "round": call.round,
+        "model": call.model,
+        "endpoint": call.endpoint,
+        "template": call.template,
+        "template_version": call.template_version,
+        "prompt_hash": call.prompt_hash,
+        "prompt": call.prompt,
+        "response": call.response,
+        "vote": call.vote,
+        "outcome": call.outcome.value,
+        "error": call.error,
+        "tokens_in": call.tokens_in,
+        "tokens_out": call.tokens_out,
+        "latency_ms": call.latency_ms,
+        "cost": call.cost,
+        "finish_reason": call.finish_reason,
+        "called_at": call.called_at,
+    }
+
+
+def call_of(row: Any) -> AgentCall:
+    return AgentCall(
+        agent=row.agent,
+        round=row.round,
+        model=row.model,
+        endpoint=row.endpoint,
+        template=row.template,
+        template_version=row.template_version,
+        prompt_hash=row.prompt_hash,
+        prompt=row.prompt,
+        response=row.response,
+        vote=row.vote,
+        outcome=CallOutcome(row.outcome),
+        error=row.error,
+        tokens_in=row.tokens_in,
+        tokens_out=row.tokens_out,
+        latency_ms=row.latency_ms,
+        cost=row.cost,
+        finish_reason=row.finish_reason,
+        called_at=row.called_at,
+    )
 
 
 def fill_values(account: str, fill: Fill, realised: Decimal) -> dict[str, Any]:
@@ -124,7 +175,24 @@ def _vote(v: Vote) -> dict[str, object]:
         "action": v.action.value,
         "confidence": v.confidence,
         "reason": v.reason,
+        "horizon": v.horizon,
+        "reasons": list(v.reasons),
+        "risk_flags": list(v.risk_flags),
+        "abstained": v.abstained,
     }
+
+
+def vote_of(v: dict[str, Any]) -> Vote:
+    return Vote(
+        v["agent"],
+        Action(v["action"]),
+        v["confidence"],
+        v["reason"],
+        horizon=v.get("horizon", 0),
+        reasons=tuple(v.get("reasons", ())),
+        risk_flags=tuple(v.get("risk_flags", ())),
+        abstained=v.get("abstained", ""),
+    )
 
 
 def decision_of(row: DecisionRow) -> DecisionRecord:
@@ -139,9 +207,7 @@ def decision_of(row: DecisionRow) -> DecisionRecord:
         model_name=row.model_name,
         model_version=row.model_version,
         probability=row.probability,
-        votes=tuple(
-            Vote(v["agent"], Action(v["action"]), v["confidence"], v["reason"]) for v in row.votes
-        ),
+        votes=tuple(vote_of(v) for v in row.votes),
         order_book_features=row.order_book_features,
         action=Action(row.action),
         score=row.score,
@@ -150,6 +216,9 @@ def decision_of(row: DecisionRow) -> DecisionRecord:
         denials=tuple(Denial.parse(text) for text in row.risk_reasons),
         client_order_id=None if row.client_order_id is None else ClientOrderId(row.client_order_id),
         decided_at=row.decided_at,
+        contributions=row.contributions or {},
+        regime=row.regime or "",
+        provenance=row.provenance or {},
     )
 
 

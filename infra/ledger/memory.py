@@ -227,6 +227,26 @@ class MemoryOrders:
     def last_decided(self, account: str, symbol: str, timeframe: str) -> datetime | None:
         return self._last.get((account, symbol, timeframe))
 
+    def decision(self, decision_id: str) -> DecisionRecord | None:
+        held = self.decisions_made.get(DecisionId(decision_id))
+        return None if held is None else decision_of(decision_row(held[0]))
+
+    def recent_decisions(
+        self, account: str, symbol: str, timeframe: str, before: datetime, limit: int
+    ) -> list[DecisionRecord]:
+        """Those held (none before a backtest starts; the loop keeps its own as it goes)."""
+        chosen = sorted(
+            (
+                d
+                for d, _ in self.decisions_made.values()
+                if (d.input.account, d.input.symbol, d.input.timeframe)
+                == (account, symbol, timeframe)
+                and d.input.candle_time < before
+            ),
+            key=lambda d: d.input.candle_time,
+        )[-limit:]
+        return [decision_of(decision_row(d)) for d in chosen]
+
     def decided_ids(self, account: str, timeframe: str, since: datetime) -> set[DecisionId]:
         return {
             i

@@ -146,6 +146,44 @@ class DecisionRow(Base):
     risk_reasons: Mapped[list[str]] = mapped_column(JSON)
     client_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # How each input (the model, each agent) moved the consensus score, and the regime it
+    # was weighed in (NULL for decisions older than the columns).
+    contributions: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    regime: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # What replaying the decision bit for bit needs: candle range, model version, risk state,
+    # the decisions its brief cited, the panel (services.decide.step.provenance).
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class AgentCallRow(Base):
+    """One call of an LLM agent, answered or not: the audit trail and the replay cache."""
+
+    __tablename__ = "agent_calls"
+    __table_args__ = (
+        UniqueConstraint("decision_id", "agent", "round", name="uq_agent_calls_turn"),
+        Index("ix_agent_calls_cache", "model", "prompt_hash"),
+        Index("ix_agent_calls_called_at", "called_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.decision_id"))
+    agent: Mapped[str] = mapped_column(String(32))
+    round: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(128))
+    endpoint: Mapped[str] = mapped_column(String(255))
+    template: Mapped[str] = mapped_column(String(128))
+    template_version: Mapped[str] = mapped_column(String(64))
+    prompt_hash: Mapped[str] = mapped_column(String(64))
+    prompt: Mapped[str] = mapped_column(Text)
+    response: Mapped[str] = mapped_column(Text)
+    vote: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str] = mapped_column(Text)
+    tokens_in: Mapped[int] = mapped_column(Integer)
+    tokens_out: Mapped[int] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    cost: Mapped[Decimal] = mapped_column(ExactDecimal)
+    finish_reason: Mapped[str] = mapped_column(String(32))
+    called_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class OrderRow(Base):

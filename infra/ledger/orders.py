@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.decision import Decision
@@ -14,8 +14,8 @@ from core.errors import FatalError
 from core.orders import InvalidTransition, Order, OrderChange, OrderEvent, OrderStatus
 from core.records import DecisionRecord
 from core.types import ClientOrderId, DecisionId
-from infra.ledger.mappers import decision_of, decision_row, order_of, order_row
-from infra.ledger.models import DecisionRow, OrderRow
+from infra.ledger.mappers import call_values, decision_of, decision_row, order_of, order_row
+from infra.ledger.models import AgentCallRow, DecisionRow, OrderRow
 from infra.ledger.sessions import Sessions
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,10 @@ class Orders:
         try:
             with self._sessions.write() as s:
                 s.add(decision_row(decision))
-                s.flush()  # the order's foreign key needs the decision row first
+                s.flush()  # the order's and calls' foreign keys need the decision row first
+                if decision.calls:
+                    rows = [call_values(decision.decision_id, c) for c in decision.calls]
+                    s.execute(insert(AgentCallRow.__table__), rows)
                 if decision.order is not None:
                     s.add(order_row(decision.order, decision.input.account, broker))
         except IntegrityError:
@@ -59,6 +62,30 @@ class Orders:
         with self._sessions.read() as s:
             rows = s.scalars(q.order_by(DecisionRow.candle_time, DecisionRow.symbol))
             return [decision_of(r) for r in rows]
+
+    def decision(self, decision_id: str) -> DecisionRecord | None:
+        with self._sessions.read() as s:
+            row = s.get(DecisionRow, decision_id)
+            return None if row is None else decision_of(row)
+
+    def recent_decisions(
+        self, account: str, symbol: str, timeframe: str, before: datetime, limit: int
+    ) -> list[DecisionRecord]:
+        """The newest `limit` decisions of a symbol on candles opening before `before`, oldest
+        first."""
+        q = (
+            select(DecisionRow)
+            .where(
+                DecisionRow.account == account,
+                DecisionRow.symbol == symbol,
+                DecisionRow.timeframe == timeframe,
+                DecisionRow.candle_time < before,
+            )
+            .order_by(DecisionRow.candle_time.desc())
+            .limit(limit)
+        )
+        with self._sessions.read() as s:
+            return [decision_of(r) for r in reversed(list(s.scalars(q)))]
 
     def last_decided(self, account: str, symbol: str, timeframe: str) -> datetime | None:
         """Open time of the newest candle decided for this symbol and timeframe."""

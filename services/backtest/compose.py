@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -72,8 +73,9 @@ def parts(settings: Settings, model: Model, sink: DecisionSink | None = None) ->
         scratch=MemoryLedger(sink),
         exchange=SimulatedBroker(bootstrap.simulation_config(settings)),
         model=model,
-        agents=bootstrap.agents(settings),
-        cfg=bootstrap.decision_config(settings),
+        panel=bootstrap.panel(settings),
+        # A backtest's decisions are not replayed one by one: no provenance to keep.
+        cfg=replace(bootstrap.decision_config(settings), record_provenance=False),
         alerts=BacktestAlerts(),
         starting_cash=settings.starting_cash,
     )

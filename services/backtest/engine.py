@@ -5,13 +5,13 @@ ledger in bulk afterwards, under the run's own account."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pandas as pd
 
-from core.agents.base import Agent
+from core.agents.panel import Panel
 from core.candles.timeframe import timeframe_delta
 from core.errors import FatalError
 from core.ports import Model, Notifier, SimulatedExchange, TradingLedger
@@ -80,11 +80,11 @@ def backtest(
     scratch: TradingLedger,
     exchange: SimulatedExchange,
     model: Model,
-    agents: Sequence[Agent],
+    panel: Panel,
     cfg: DecisionConfig,
     window: BacktestWindow,
     frames: Mapping[str, pd.DataFrame],
     alerts: Notifier,
 ) -> DecisionRunReport:
     """Every candle of the window, oldest first, through the replay on `scratch`."""
-    return replay(scratch, exchange, model, agents, cfg, window_candles(frames, window), alerts)
+    return replay(scratch, exchange, model, panel, cfg, window_candles(frames, window), alerts)

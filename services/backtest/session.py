@@ -5,7 +5,7 @@ own account (never mixed with paper or live rows)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.agents.base import Agent
+from core.agents.panel import Panel
 from core.backtest.stats import BacktestStats, compute_stats
 from core.candles.timeframe import timeframe_delta
 from core.ports import Ledger, Model, Notifier, ScratchLedger, SimulatedExchange
@@ -43,7 +43,7 @@ class BacktestParts:
     scratch: ScratchLedger
     exchange: SimulatedExchange
     model: Model
-    agents: Sequence[Agent]
+    panel: Panel
     cfg: DecisionConfig
     alerts: Notifier
     starting_cash: Decimal
@@ -64,7 +64,7 @@ def run_backtest(
     parts.scratch.accounts.ensure(cfg.account, parts.starting_cash, window.start - step)
     clock.lap("load")
     report = backtest(
-        parts.scratch, parts.exchange, parts.model, parts.agents, cfg, window, frames, parts.alerts
+        parts.scratch, parts.exchange, parts.model, parts.panel, cfg, window, frames, parts.alerts
     )
     clock.lap("decide")
     closes = {s: _closes(f, window) for s, f in frames.items()}

@@ -24,3 +24,7 @@ class DecisionConfig:
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     # Live: the most closed candles one run decides when it catches up after a pause.
     catch_up_candles: int = 24
+    # Each recorded decision keeps what replaying it bit for bit needs (services.decide.step
+    # provenance); a backtest, which records into a scratch ledger, may skip it.
+    record_provenance: bool = True
+    recent_decisions: int = 3  # the last decisions of a symbol an LLM agent's brief cites

@@ -5,11 +5,10 @@ is still decided and recorded, with the gate's STALE_CANDLE denial, and an alert
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.agents.base import Agent
+from core.agents.panel import Panel
 from core.candles.timeframe import timeframe_delta
 from core.clock import Clock
 from core.ports import Model, Notifier, SimulatedExchange, TradingLedger
@@ -32,7 +31,7 @@ def decide_live(
     broker_name: str,
     market: SimulatedExchange | None,
     model: Model,
-    agents: Sequence[Agent],
+    panel: Panel,
     cfg: DecisionConfig,
     clock: Clock,
     alerts: Notifier,
@@ -42,7 +41,7 @@ def decide_live(
     fills in)."""
     last = _last_decided(ledger, cfg)
     batch = prepare_batch(ledger, model, cfg, cfg.catch_up_candles, after=last)
-    loop = DecisionLoop(ledger, agents, cfg, alerts)
+    loop = DecisionLoop(ledger, panel, cfg, alerts)
     already = loop.already_decided(batch)
     report = LiveReport(broker=broker_name)
     step = timeframe_delta(cfg.timeframe)

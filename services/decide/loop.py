@@ -4,14 +4,15 @@ simulated exchange on a candle."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Collection, Sequence
+from collections import Counter, deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
 
-from core.agents.base import Agent
+from core.agents.brief import PastDecision
+from core.agents.panel import Panel
 from core.clock import FixedClock
 from core.decision import Decision
 from core.ports import Notifier, SimulatedExchange, TradingLedger
@@ -43,10 +44,11 @@ class DecisionRunReport:
 
 @dataclass
 class DecisionLoop:
-    """What both loops share: the ledger, the agents, the risk snapshots and the breaker."""
+    """What both loops share: the ledger, the panel, the risk snapshots, the breaker, and the
+    last decisions of each symbol (an LLM agent's brief cites them)."""
 
     ledger: TradingLedger
-    agents: Sequence[Agent]
+    panel: Panel
     cfg: DecisionConfig
     alerts: Notifier
 
@@ -54,6 +56,25 @@ class DecisionLoop:
         cfg = self.cfg
         self.snapshots = RiskSnapshots(self.ledger, cfg.account, cfg.exchange, cfg.timeframe)
         self.breaker = CircuitBreaker(self.ledger, self.snapshots, cfg.breaker, self.alerts)
+        self.recent: dict[str, deque[PastDecision]] | None = None
+
+    def _recent(self, before: datetime) -> dict[str, deque[PastDecision]]:
+        """Seeded from the ledger once, then kept as this loop decides."""
+        if self.recent is None:
+            cfg, n = self.cfg, self.cfg.recent_decisions
+            self.recent = {
+                s: deque(
+                    (
+                        PastDecision(r.candle_time, r.action.value, r.price)
+                        for r in self.ledger.orders.recent_decisions(
+                            cfg.account, s, cfg.timeframe, before, n
+                        )
+                    ),
+                    maxlen=n,
+                )
+                for s in cfg.symbols
+            }
+        return self.recent
 
     def already_decided(self, batch: DecisionBatch) -> set[DecisionId]:
         if not batch.times:
@@ -75,7 +96,13 @@ class DecisionLoop:
         state = self.snapshots.snapshot(prices, now)
         if self.breaker.check(prices, now, state).changed:
             state = self.snapshots.snapshot(prices, now)  # it tripped or cleared: halts differ
-        step = decide_at(batch, t, state, now, self.cfg, self.agents, already)
+        recent = self._recent(t.to_pydatetime())
+        step = decide_at(batch, t, state, now, self.cfg, self.panel, already, recent)
+        for d in step.decisions:
+            inp = d.input
+            recent[inp.symbol].append(
+                PastDecision(inp.candle_time, d.consensus.action.value, inp.price)
+            )
         recorded = [d for d in step.decisions if self.ledger.orders.record_decision(d, broker)]
         return recorded, step.skipped + len(step.decisions) - len(recorded)
 

@@ -7,10 +7,9 @@ this candle's close and approved orders are sent. Plain function calls: no task 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
-from core.agents.base import Agent
+from core.agents.panel import Panel
 from core.candles.timeframe import timeframe_delta
 from core.clock import FixedClock
 from core.errors import FatalError
@@ -26,14 +25,14 @@ def replay(
     ledger: TradingLedger,
     exchange: SimulatedExchange,
     model: Model,
-    agents: Sequence[Agent],
+    panel: Panel,
     cfg: DecisionConfig,
     candles: int,
     alerts: Notifier,
 ) -> DecisionRunReport:
     """Decide the newest `candles` closed candles as if each had just closed."""
     batch = prepare_batch(ledger, model, cfg, candles)
-    loop = DecisionLoop(ledger, agents, cfg, alerts)
+    loop = DecisionLoop(ledger, panel, cfg, alerts)
     step = timeframe_delta(cfg.timeframe)
     report = DecisionRunReport(broker=exchange.name)
     for coid in unsent_orders(ledger, cfg.account):  # an earlier attempt recorded, not sent

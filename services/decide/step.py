@@ -1,20 +1,22 @@
-"""Decide at one candle time: pure. The same step serves the live loop and the replay, so a
-backtest runs exactly the decision code that trades."""
+"""Decide at one candle time: pure but for the panel's calls. The same step serves the live
+loop and the replay, so a backtest runs exactly the decision code that trades."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
 import pandas as pd
 
-from core.agents.base import Agent
+from core.agents.brief import PastDecision
+from core.agents.panel import Panel, PanelRequest
 from core.candles.timeframe import timeframe_delta
-from core.decision import Decision, DecisionInput, decide
+from core.decision import Decision, DecisionInput, agent_context, decide
 from core.orders import decision_id_for
 from core.risk.limits import RiskState
+from core.risk.snapshot import state_to_json
 from core.types import DecisionId, Symbol
 from services.decide.batch import DecisionBatch
 from services.decide.config import DecisionConfig
@@ -33,40 +35,86 @@ def decide_at(
     state: RiskState,
     now: datetime,
     cfg: DecisionConfig,
-    agents: Sequence[Agent],
+    panel: Panel,
     already: Collection[DecisionId] = frozenset(),
+    recent: Mapping[str, Sequence[PastDecision]] | None = None,
 ) -> Step:
-    """Every symbol at the candle opening at `t`, decided at `now` on `state`. An approved
-    order is counted as open before the next symbol is decided, as the ledger would."""
+    """Every symbol at the candle opening at `t`, decided at `now` on `state`. The panel
+    deliberates on every symbol at once; then an approved order is counted as open before the
+    next symbol is decided, as the ledger would."""
     close = t.to_pydatetime() + timeframe_delta(cfg.timeframe)
     state = replace(state, candle_age=now - close)
-    prices = batch.prices_at(t)
+    inputs, skipped = _inputs(batch, t, cfg, already)
+    horizon = cfg.consensus.policy.horizon
+    requests = [
+        PanelRequest(did, agent_context(inp, state, horizon, (recent or {}).get(inp.symbol, ())))
+        for did, inp in inputs
+    ]
+    deliberations = panel.deliberate(requests, now) if requests else {}
     decisions: list[Decision] = []
-    skipped = 0
-    opened = t.to_pydatetime()
-    for symbol in cfg.symbols:
-        # A backtest has nothing decided before it: the id is built only when it may match.
-        known = already and batch.has(symbol, t)
-        if known and decision_id_for(cfg.account, symbol, cfg.timeframe, opened) in already:
-            skipped += 1
-            continue
-        features = batch.features_at(symbol, t)
-        if features is None:
-            continue
+    for (did, inp), request in zip(inputs, requests, strict=True):
         decision = decide(
-            _input(batch, cfg, Symbol(symbol), t, prices[Symbol(symbol)], features),
-            agents,
-            cfg.consensus,
-            cfg.sizing,
-            state,
-            cfg.limits,
-            now,
+            inp, deliberations[did], cfg.consensus, cfg.sizing, state, cfg.limits, now
         )
+        if cfg.record_provenance:
+            facts = provenance(batch, cfg, inp, state, request, panel)
+            decision = replace(decision, provenance=facts)
         decisions.append(decision)
         if decision.order is not None:
             order = decision.order
             state = state.with_order(order.side, order.symbol, order.quantity)
     return Step(decisions, skipped, state)
+
+
+def _inputs(
+    batch: DecisionBatch, t: pd.Timestamp, cfg: DecisionConfig, already: Collection[DecisionId]
+) -> tuple[list[tuple[DecisionId, DecisionInput]], int]:
+    prices = batch.prices_at(t)
+    opened = t.to_pydatetime()
+    inputs, skipped = [], 0
+    for symbol in cfg.symbols:
+        # A backtest has nothing decided before it: the id is built only when it may match.
+        did = decision_id_for(cfg.account, symbol, cfg.timeframe, opened)
+        if already and batch.has(symbol, t) and did in already:
+            skipped += 1
+            continue
+        features = batch.features_at(symbol, t)
+        if features is None:
+            continue
+        inputs.append(
+            (did, _input(batch, cfg, Symbol(symbol), t, prices[Symbol(symbol)], features))
+        )
+    return inputs, skipped
+
+
+def provenance(
+    batch: DecisionBatch,
+    cfg: DecisionConfig,
+    inp: DecisionInput,
+    state: RiskState,
+    request: PanelRequest,
+    panel: Panel,
+) -> dict[str, object]:
+    """What replaying the decision needs: the candles its features read, the model version, the
+    risk state it was decided on, the decisions its brief cited, and the agents' cache keys."""
+    first = batch.candles[inp.symbol].index[0]
+    reference = batch.candles[cfg.reference_symbol].index[0]
+    brief = request.context.brief
+    return {
+        "candles": {
+            "first": first.isoformat(),
+            "last": inp.candle_time.isoformat(),
+            "reference_first": reference.isoformat(),
+        },
+        "feature_set_version": inp.feature_set_version,
+        "model": {"name": inp.model_name, "version": inp.model_version},
+        "risk_state": state_to_json(state),
+        "recent": [
+            {"candle_time": d.candle_time.isoformat(), "action": d.action, "price": str(d.price)}
+            for _, d in (brief.recent if brief is not None else ())
+        ],
+        "panel": panel.name,
+    }
 
 
 def _input(
@@ -75,7 +123,7 @@ def _input(
     symbol: Symbol,
     t: pd.Timestamp,
     price: Decimal,
-    features: dict[str, float],
+    features: Mapping[str, float],
 ) -> DecisionInput:
     return DecisionInput(
         account=cfg.account,

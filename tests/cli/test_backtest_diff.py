@@ -71,7 +71,7 @@ def trade_on_paper(settings: Settings, btc: pd.DataFrame, eth: pd.DataFrame) -> 
         for symbol, frame in frames.items():
             ledger.candles.upsert(cfg.exchange, symbol, cfg.timeframe, frame.iloc[i : i + 1])
         clock = FixedClock(opens.iloc[i].to_pydatetime() + timedelta(hours=1))
-        agents = bootstrap.agents(settings)
+        agents = bootstrap.panel(settings)
         report = decide_live(ledger, paper.name, paper, RsiModel(), agents, cfg, clock, Alerts(()))
         for coid in report.to_send:
             submit_order(ledger, paper, coid, clock)

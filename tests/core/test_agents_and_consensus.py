@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 
 from core.agents.base import AgentContext, InvalidVote, Vote
+from core.agents.panel import Deliberation
 from core.agents.rules import RULE_FEATURES, BearAgent, BullAgent
 from core.consensus import ConsensusConfig, ModelSignal, combine
 from core.features.build import build_features
@@ -88,14 +89,14 @@ def signal(edge: float, tradeable: bool = True) -> ModelSignal:
 
 
 def test_consensus_when_edge_beats_costs_and_flat_then_buy_sized_by_edge() -> None:
-    out = combine(signal(0.002), HOLDS, FLAT, CFG)
+    out = combine(signal(0.002), Deliberation(HOLDS), FLAT, CFG)
     assert out.action is Action.BUY
     assert out.fraction == pytest.approx(0.5)  # half the full-size edge
     assert "enters" in out.reason
 
 
 def test_consensus_when_model_not_tradeable_then_never_buys() -> None:
-    out = combine(signal(0.01, tradeable=False), HOLDS, FLAT, CFG)
+    out = combine(signal(0.01, tradeable=False), Deliberation(HOLDS), FLAT, CFG)
     assert out.action is Action.HOLD
     assert "abstains" in out.reason
 
@@ -103,12 +104,12 @@ def test_consensus_when_model_not_tradeable_then_never_buys() -> None:
 def test_consensus_when_edge_negative_and_flat_then_hold_not_sell() -> None:
     """A SELL only closes a holding: a bearish model never makes an order when flat."""
     bears = [Vote("bear", Action.SELL, 0.9, "r")]
-    assert combine(signal(-0.01), bears, FLAT, CFG).action is Action.HOLD
+    assert combine(signal(-0.01), Deliberation(bears), FLAT, CFG).action is Action.HOLD
 
 
 def test_consensus_when_agents_oppose_an_entry_beyond_threshold_then_vetoed() -> None:
     bears = [Vote("bull", Action.HOLD, 0.4, "r"), Vote("bear", Action.SELL, 0.9, "r")]
-    out = combine(signal(0.0005), bears, FLAT, CFG)
+    out = combine(signal(0.0005), Deliberation(bears), FLAT, CFG)
     assert out.action is Action.HOLD
     assert "veto" in out.reason
 
@@ -116,7 +117,7 @@ def test_consensus_when_agents_oppose_an_entry_beyond_threshold_then_vetoed() ->
 def test_consensus_when_holding_inside_horizon_and_edge_merely_weak_then_hold() -> None:
     out = combine(
         signal(-0.0001),
-        HOLDS,
+        Deliberation(HOLDS),
         Holding(1.0, 1),
         replace(CFG, policy=replace(POLICY, exit_edge=0.001)),
     )
@@ -125,7 +126,7 @@ def test_consensus_when_holding_inside_horizon_and_edge_merely_weak_then_hold() 
 
 def test_consensus_when_holding_and_edge_reverses_then_sell_even_if_agents_bullish() -> None:
     bulls = [Vote("bull", Action.BUY, 0.9, "r")]
-    out = combine(signal(-0.01), bulls, Holding(1.0, 1), CFG)
+    out = combine(signal(-0.01), Deliberation(bulls), Holding(1.0, 1), CFG)
     assert out.action is Action.SELL
     assert "exits" in out.reason
 
@@ -133,7 +134,7 @@ def test_consensus_when_holding_and_edge_reverses_then_sell_even_if_agents_bulli
 def test_consensus_when_horizon_passed_and_edge_gone_then_sell() -> None:
     out = combine(
         signal(-0.0001),
-        HOLDS,
+        Deliberation(HOLDS),
         Holding(1.0, 3),
         replace(CFG, policy=replace(POLICY, exit_edge=0.01)),
     )

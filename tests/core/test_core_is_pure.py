@@ -21,6 +21,8 @@ BANNED = {
     "flows",
     "serving",
     "pydantic_settings",
+    "openai",
+    "services",
 }
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from core.agents.base import AgentContext, Vote
+from core.agents.panel import Deliberation
 from core.consensus import ConsensusConfig
 from core.decision import DecisionInput, Sizing, decide, holding_of
 from core.models.policy import PolicyConfig
@@ -32,6 +33,9 @@ class Quiet:
 
     def vote(self, context: AgentContext) -> Vote:
         return Vote(self.name, Action.HOLD, 0.5, "no view")
+
+
+QUIET = Deliberation((Quiet().vote(AgentContext(BTC, {}, 0.5)),))
 
 
 def inp(edge: float) -> DecisionInput:
@@ -66,7 +70,7 @@ def test_holding_of_when_age_unknown_then_past_the_horizon() -> None:
 
 def test_decide_when_edge_reverses_but_entry_still_filling_then_exit_waits() -> None:
     cfg = ConsensusConfig(policy=PolicyConfig(horizon=4))
-    out = decide(inp(-0.01), [Quiet()], cfg, Sizing(Decimal(1000)), state(open_buy="0.02"),
+    out = decide(inp(-0.01), QUIET, cfg, Sizing(Decimal(1000)), state(open_buy="0.02"),
                  LIMITS, T + 2 * HOUR)  # fmt: skip
     assert out.consensus.action is Action.HOLD
     assert out.consensus.reason.startswith("exit waits")
@@ -75,7 +79,7 @@ def test_decide_when_edge_reverses_but_entry_still_filling_then_exit_waits() -> 
 
 def test_decide_when_edge_half_the_full_size_edge_then_half_the_notional() -> None:
     cfg = ConsensusConfig(policy=PolicyConfig(horizon=4, full_size_edge=0.004))
-    out = decide(inp(0.002), [Quiet()], cfg, Sizing(Decimal(1000)), state(), LIMITS,
+    out = decide(inp(0.002), QUIET, cfg, Sizing(Decimal(1000)), state(), LIMITS,
                  T + 2 * HOUR)  # fmt: skip
     assert out.order is not None
     assert out.order.quantity * Decimal(50_000) == pytest.approx(Decimal(500), rel=Decimal("0.01"))

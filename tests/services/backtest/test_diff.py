@@ -67,7 +67,7 @@ def rerun(simulation: SimulationConfig) -> BacktestParts:
         scratch=MemoryLedger(),
         exchange=SimulatedBroker(simulation),
         model=RsiModel(),
-        agents=AGENTS,
+        panel=AGENTS,
         cfg=replace(_config(), account="bt-diff"),
         alerts=BacktestAlerts(),
         starting_cash=D(10000),

@@ -30,7 +30,7 @@ def parts(ledger: Ledger, account: str) -> BacktestParts:
         scratch=MemoryLedger(ledger.backtests.decision_sink(account)),
         exchange=SimulatedBroker(SimulationConfig()),
         model=RsiModel(),
-        agents=AGENTS,
+        panel=AGENTS,
         cfg=cfg,
         alerts=BacktestAlerts(),
         starting_cash=D(10000),

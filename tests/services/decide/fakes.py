@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core.agents.base import AgentContext, Vote
+from core.agents.panel import RulePanel
 from core.consensus import ConsensusConfig
 from core.decision import Sizing
 from core.risk.limits import RiskLimits
@@ -52,8 +53,8 @@ class Voter:
         return Vote(self.name, self.action, self.confidence, f"always {self.action.value}")
 
 
-BUYERS = (Voter("bull", Action.BUY), Voter("bear", Action.BUY))
-SELLERS = (Voter("bull", Action.SELL), Voter("bear", Action.SELL))
+BUYERS = RulePanel((Voter("bull", Action.BUY), Voter("bear", Action.BUY)))
+SELLERS = RulePanel((Voter("bull", Action.SELL), Voter("bear", Action.SELL)))
 
 
 def config(**limits: object) -> DecisionConfig:

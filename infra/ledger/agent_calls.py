@@ -1,0 +1,56 @@
+"""The LLM agents' calls: the audit trail (written with their decision, by Orders), the day's
+spend that budgets read, and the replay cache keyed by (model, prompt hash)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from core.agents.calls import AgentCall, CallOutcome
+from infra.ledger.mappers import call_of
+from infra.ledger.models import AgentCallRow
+from infra.ledger.sessions import Sessions
+
+_ANSWERED = (CallOutcome.OK.value,)
+
+
+class AgentCalls:
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    def spent_since(self, since: datetime) -> tuple[int, Decimal]:
+        q = select(
+            func.coalesce(func.sum(AgentCallRow.tokens_in + AgentCallRow.tokens_out), 0),
+            func.coalesce(func.sum(AgentCallRow.cost), 0),
+        ).where(AgentCallRow.called_at >= since)
+        with self._sessions.read() as s:
+            tokens, cost = s.execute(q).one()
+        return int(tokens), Decimal(str(cost))
+
+    def cached(self, model: str, prompt_hash: str) -> AgentCall | None:
+        """The newest answer the provider gave this model for this prompt (a cached answer
+        replayed is not itself a source)."""
+        q = (
+            select(AgentCallRow)
+            .where(
+                AgentCallRow.model == model,
+                AgentCallRow.prompt_hash == prompt_hash,
+                AgentCallRow.outcome.in_(_ANSWERED),
+            )
+            .order_by(AgentCallRow.called_at.desc(), AgentCallRow.id.desc())
+            .limit(1)
+        )
+        with self._sessions.read() as s:
+            row = s.scalar(q)
+            return None if row is None else call_of(row)
+
+    def for_decision(self, decision_id: str) -> list[AgentCall]:
+        q = (
+            select(AgentCallRow)
+            .where(AgentCallRow.decision_id == decision_id)
+            .order_by(AgentCallRow.round, AgentCallRow.agent)
+        )
+        with self._sessions.read() as s:
+            return [call_of(r) for r in s.scalars(q)]

@@ -1,0 +1,280 @@
+"""The LLM panel: Bull and Bear debate through one chat model, audited call by call, on a hard
+budget that fails closed.
+
+For each symbol-decision the two agents answer the brief in parallel (round 0); then, for each
+debate round, each sees the other's latest answer and may revise: at most 2 + 2 x rounds calls,
+every symbol of a candle time in the same rounds, at most `parallel` calls at once. Before each
+round the worst case of its calls is reserved against the decision's and the day's budgets: a
+round that does not fit is not started, and the decision is NO_TRADE (BUDGET_EXCEEDED). Every
+call, answered or not, becomes an AgentCall for the ledger; an answer that does not validate is
+an abstention with its cause. A replay cache keyed by (model, prompt hash) answers a prompt seen
+before without calling the provider; in strict mode a prompt never seen is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from core.agents.answer import InvalidAnswer, read_answer, vote_json
+from core.agents.base import Agent, AgentContext, Vote
+from core.agents.budget import Budget, BudgetLimits, Prices, Spend
+from core.agents.calls import AgentCall, CallOutcome, ChatReply
+from core.agents.panel import Deliberation, PanelRequest, collect_votes
+from core.agents.prompt import PromptTemplate, RenderedPrompt
+from core.clock import Clock
+from core.errors import FatalError
+from core.ports import AgentCallLog, ChatModel, Notifier
+from core.types import DecisionId
+
+AGENTS = ("bull", "bear")
+_OTHER = {"bull": "bear", "bear": "bull"}
+CacheMode = Literal["off", "read", "strict"]
+
+
+class ReplayCacheMiss(FatalError, LookupError):
+    """A strict replay met a prompt the cache never answered: replaying must not call out."""
+
+
+@dataclass(frozen=True, slots=True)
+class DebateConfig:
+    rounds: int = 1  # rebuttal rounds after the opening answers (0-2)
+    decision_timeout_s: float = 30.0  # the time budget of one candle time's whole debate
+    parallel: int = 8  # calls in flight at once, all symbols together
+    on_failure: Literal["no_trade", "offline_agents"] = "no_trade"
+    cache: CacheMode = "read"
+    limits: BudgetLimits = field(default_factory=BudgetLimits)
+    prices: Prices = field(default_factory=Prices)
+    max_output_tokens: int = 300
+
+
+@dataclass
+class _Thread:
+    """One symbol-decision's debate so far."""
+
+    request: PanelRequest
+    votes: dict[str, Vote] = field(default_factory=dict)  # each agent's latest answered vote
+    last: dict[str, AgentCall] = field(default_factory=dict)  # each agent's latest call
+    calls: list[AgentCall] = field(default_factory=list)
+    stopped: str = ""  # the budget that stopped it
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    thread: _Thread
+    prompt: RenderedPrompt
+    reserved: tuple[int, Decimal]
+    cached: AgentCall | None
+
+
+class LlmPanel:
+    """A core.agents.panel.Panel over a chat model."""
+
+    def __init__(
+        self,
+        chat: ChatModel,
+        templates: Mapping[str, PromptTemplate],
+        log: AgentCallLog,
+        cfg: DebateConfig,
+        clock: Clock,
+        alerts: Notifier,
+        fallback: Sequence[Agent] = (),
+        on_call: Callable[[AgentCall], None] = lambda call: None,
+    ) -> None:
+        self.chat, self.templates, self.log, self.cfg = chat, templates, log, cfg
+        self.clock, self.alerts, self.on_call = clock, alerts, on_call
+        self.fallback = {a.name: a for a in fallback}
+        self.name = f"llm:{chat.model}@{chat.endpoint}"
+        self._pool = ThreadPoolExecutor(max(1, cfg.parallel), thread_name_prefix="llm-agent")
+
+    def deliberate(
+        self, requests: Sequence[PanelRequest], now: datetime
+    ) -> dict[DecisionId, Deliberation]:
+        budget = self._budget()
+        deadline = time.monotonic() + self.cfg.decision_timeout_s
+        threads = [_Thread(r) for r in requests]
+        for round_ in range(self.cfg.rounds + 1):
+            jobs = [j for t in threads if not t.stopped for j in self._plan(t, round_, budget)]
+            self._run(jobs, budget, deadline, round_)
+        stopped = [t for t in threads if t.stopped]
+        if stopped:
+            self.alerts.send(
+                "tradeflow LLM budget exceeded: NO_TRADE",
+                f"{len(stopped)} decision(s) at {now:%F %H:%M} UTC stopped: {stopped[0].stopped}",
+            )
+        return {t.request.decision_id: self._conclude(t) for t in threads}
+
+    # -- one round ---------------------------------------------------------------------------
+
+    def _budget(self) -> Budget:
+        today = self.clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+        tokens, cost = self.log.spent_since(today)
+        cfg = self.cfg
+        return Budget(cfg.limits, cfg.prices, cfg.max_output_tokens, day=Spend(tokens, cost))
+
+    def _plan(self, thread: _Thread, round_: int, budget: Budget) -> list[_Job]:
+        """Both agents' calls of this round, reserved together: a round that does not fit the
+        budget is not started at all (no half debate)."""
+        key = thread.request.decision_id
+        jobs = []
+        for agent in AGENTS:
+            prompt = self._render(thread, agent, round_)
+            cached = self._cached(prompt)
+            if cached is not None:
+                jobs.append(_Job(thread, prompt, (0, Decimal(0)), cached))
+                continue
+            reserved = budget.reserve(key, prompt.text)
+            if isinstance(reserved, str):
+                for job in jobs:
+                    budget.settle(key, job.reserved, 0, 0)  # release: nothing is sent
+                thread.stopped = f"round {round_}, {agent}: {reserved}"
+                return []
+            jobs.append(_Job(thread, prompt, reserved, None))
+        return jobs
+
+    def _cached(self, prompt: RenderedPrompt) -> AgentCall | None:
+        if self.cfg.cache == "off":
+            return None
+        found = self.log.cached(self.chat.model, prompt.hash)
+        if found is None and self.cfg.cache == "strict":
+            raise ReplayCacheMiss(
+                f"no cached answer of {self.chat.model} for {prompt.agent} round {prompt.round} "
+                f"(prompt {prompt.hash[:12]}): a strict replay never calls the provider"
+            )
+        return found
+
+    def _run(self, jobs: list[_Job], budget: Budget, deadline: float, round_: int) -> None:
+        def call(job: _Job) -> ChatReply:
+            if job.cached is not None:
+                return _replay_of(job.cached)
+            tags = {
+                "decision_id": str(job.thread.request.decision_id),
+                "agent": job.prompt.agent,
+                "round": str(round_),
+            }
+            return self.chat.ask(job.prompt.system, job.prompt.user, deadline, tags)
+
+        replies = list(self._pool.map(call, jobs))
+        for job, reply in zip(jobs, replies, strict=True):
+            key = job.thread.request.decision_id
+            cost = (
+                Decimal(0)
+                if job.cached is not None
+                else budget.settle(key, job.reserved, reply.tokens_in, reply.tokens_out)
+            )
+            self._record(job, reply, cost)
+
+    def _record(self, job: _Job, reply: ChatReply, cost: Decimal) -> None:
+        agent, thread = job.prompt.agent, job.thread
+        vote: Vote | None = None
+        outcome, error = reply.outcome, reply.error
+        if outcome.answered:
+            try:
+                vote = read_answer(agent, reply.text)
+            except InvalidAnswer as exc:
+                outcome, error = CallOutcome.INVALID, str(exc)
+        call = AgentCall(
+            agent=agent,
+            round=job.prompt.round,
+            model=self.chat.model,
+            endpoint=self.chat.endpoint,
+            template=job.prompt.template,
+            template_version=job.prompt.template_version,
+            prompt_hash=job.prompt.hash,
+            prompt=job.prompt.text,
+            response=reply.text,
+            vote=None if vote is None else vote_json(vote),
+            outcome=outcome,
+            error=error,
+            tokens_in=reply.tokens_in if job.cached is None else 0,
+            tokens_out=reply.tokens_out if job.cached is None else 0,
+            latency_ms=round(reply.latency_ms, 3),
+            cost=cost,
+            finish_reason=reply.finish_reason,
+            called_at=self.clock.now(),
+        )
+        thread.calls.append(call)
+        thread.last[agent] = call
+        if vote is not None:
+            thread.votes[agent] = vote
+        self.on_call(call)
+
+    # -- prompts -----------------------------------------------------------------------------
+
+    def _render(self, thread: _Thread, agent: str, round_: int) -> RenderedPrompt:
+        context = thread.request.context
+        role, turn = self.templates[f"tradeflow-{agent}"], self.templates["tradeflow-turn"]
+        system = role.render({"symbol": context.symbol, "timeframe": _timeframe(context)})
+        user = turn.render(
+            {
+                "round": str(round_),
+                "rounds": str(self.cfg.rounds),
+                "brief": _brief(context),
+                "opponent": self._opponent(thread, agent) if round_ else "",
+            }
+        )
+        version = f"{role.version}+{turn.version}"
+        return RenderedPrompt(agent, round_, role.name, version, system, user)
+
+    @staticmethod
+    def _opponent(thread: _Thread, agent: str) -> str:
+        other = _OTHER[agent]
+        said = thread.votes.get(other)
+        if said is None:
+            last = thread.last.get(other)
+            cause = last.outcome.value if last is not None else "no answer"
+            return f"The {other.title()} could not answer ({cause}). Keep or revise your answer."
+        view = json.dumps(vote_json(said), sort_keys=True, separators=(",", ":"))
+        return f"The {other.title()} answered: {view}. Keep or revise your answer."
+
+    # -- the verdict -------------------------------------------------------------------------
+
+    def _conclude(self, thread: _Thread) -> Deliberation:
+        calls = tuple(thread.calls)
+        if thread.stopped:
+            votes = tuple(Vote.abstain(a, "budget_exceeded", thread.stopped) for a in AGENTS)
+            return Deliberation(votes, calls, thread.stopped)
+        return Deliberation(tuple(self._final(thread, a) for a in AGENTS), calls)
+
+    def _final(self, thread: _Thread, agent: str) -> Vote:
+        """The agent's latest answered vote; else its abstention, or the rule agent's vote when
+        failures fall back to the offline agents."""
+        vote = thread.votes.get(agent)
+        if vote is not None:
+            return vote
+        last = thread.last.get(agent)
+        cause = last.outcome.value if last is not None else "no_call"
+        detail = last.error if last is not None else ""
+        rule = self.fallback.get(agent)
+        if self.cfg.on_failure == "offline_agents" and rule is not None:
+            (offline,) = collect_votes([rule], thread.request.context)
+            return Vote(
+                agent,
+                offline.action,
+                offline.confidence,
+                f"offline fallback (llm {cause}): {offline.reason}"[:300],
+            )
+        return Vote.abstain(agent, cause, detail)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _replay_of(call: AgentCall) -> ChatReply:
+    return ChatReply(CallOutcome.CACHED, call.response, call.finish_reason, 0, 0, 0.0, 0)
+
+
+def _brief(context: AgentContext) -> str:
+    if context.brief is None:
+        raise FatalError(f"{context.symbol}: an LLM agent needs the decision's brief")
+    return context.brief.render()
+
+
+def _timeframe(context: AgentContext) -> str:
+    return context.brief.timeframe if context.brief is not None else ""
