@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from core.agents.calls import AgentCall, CallOutcome
 from infra.ledger.mappers import call_of
@@ -21,13 +21,14 @@ class AgentCalls:
         self._sessions = sessions
 
     def spent_since(self, since: datetime) -> tuple[int, Decimal]:
-        q = select(
-            func.coalesce(func.sum(AgentCallRow.tokens_in + AgentCallRow.tokens_out), 0),
-            func.coalesce(func.sum(AgentCallRow.cost), 0),
-        ).where(AgentCallRow.called_at >= since)
+        """Summed here, not by SQL: SQLite's SUM of a NUMERIC column is a float, and money is
+        exact (a day holds at most a few thousand calls)."""
+        q = select(AgentCallRow.tokens_in + AgentCallRow.tokens_out, AgentCallRow.cost).where(
+            AgentCallRow.called_at >= since
+        )
         with self._sessions.read() as s:
-            tokens, cost = s.execute(q).one()
-        return int(tokens), Decimal(str(cost))
+            rows = s.execute(q).all()
+        return sum(int(t) for t, _ in rows), sum((c for _, c in rows), Decimal(0))
 
     def cached(self, model: str, prompt_hash: str) -> AgentCall | None:
         """The newest answer the provider gave this model for this prompt (a cached answer

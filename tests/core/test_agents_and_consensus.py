@@ -139,3 +139,62 @@ def test_consensus_when_horizon_passed_and_edge_gone_then_sell() -> None:
         replace(CFG, policy=replace(POLICY, exit_edge=0.01)),
     )
     assert out.action is Action.SELL
+
+
+BULL_SURE = Vote("bull", Action.BUY, 0.8, "r")
+BEAR_SURE = Vote("bear", Action.SELL, 0.7, "r")
+
+
+def test_consensus_when_votes_given_then_contributions_sum_to_the_score() -> None:
+    out = combine(signal(0.002), Deliberation((BULL_SURE, HOLDS[1])), FLAT, CFG)
+    assert set(out.contributions) == {"model", "bull", "bear"}
+    assert sum(out.contributions.values()) == pytest.approx(out.score, abs=1e-5)
+    assert out.contributions["bull"] > 0
+    assert out.contributions["bear"] == 0.0
+
+
+def test_consensus_when_an_agent_abstained_then_it_weighs_nothing() -> None:
+    abstained = Vote.abstain("bear", "timeout", "no answer in 20 s")
+    out = combine(signal(0.002), Deliberation((BULL_SURE, abstained)), FLAT, CFG)
+    assert "bear" not in out.contributions
+    both = combine(signal(0.002), Deliberation((BULL_SURE, HOLDS[1])), FLAT, CFG)
+    assert out.score > both.score  # the abstainer's weight is not a HOLD dragging it down
+
+
+def test_consensus_when_regime_weights_given_then_used_for_that_regime_only() -> None:
+    cfg = replace(CFG, regime_weights={"trend_down": {"model": 0.0, "bull": 0.0, "bear": 1.0}})
+    votes = Deliberation((BULL_SURE, BEAR_SURE))
+    down = combine(signal(0.002), votes, FLAT, cfg, regime="trend_down_high_vol")
+    assert down.score == pytest.approx(-0.7)
+    assert down.regime == "trend_down_high_vol"
+    assert down.action is Action.HOLD  # vetoed: the bear alone speaks in a downtrend
+    up = combine(signal(0.002), votes, FLAT, cfg, regime="trend_up")
+    assert up.score == pytest.approx(combine(signal(0.002), votes, FLAT, CFG).score)
+
+
+def test_consensus_when_bull_and_bear_both_sure_and_opposed_then_no_entry() -> None:
+    cfg = replace(CFG, threshold=1.0)  # no veto: only the disagreement rule can stop it
+    out = combine(signal(0.004), Deliberation((BULL_SURE, BEAR_SURE)), FLAT, cfg)
+    assert out.action is Action.HOLD
+    assert "strong disagreement" in out.reason
+    mild = replace(BEAR_SURE, confidence=0.5)
+    assert combine(signal(0.004), Deliberation((BULL_SURE, mild)), FLAT, cfg).action is Action.BUY
+
+
+def test_consensus_when_score_below_confidence_threshold_then_no_entry() -> None:
+    cfg = replace(CFG, min_confidence=0.5)
+    out = combine(signal(0.002), Deliberation(HOLDS), FLAT, cfg)
+    assert out.action is Action.HOLD
+    assert "confidence threshold" in out.reason
+
+
+def test_consensus_when_budget_exceeded_then_no_trade_but_an_exit_still_leaves() -> None:
+    stopped = Deliberation(
+        (Vote.abstain("bull", "budget_exceeded"), Vote.abstain("bear", "budget_exceeded")),
+        budget_exceeded="round 0, bull: day cost: 5.01 would exceed the limit 5",
+    )
+    flat = combine(signal(0.01), stopped, FLAT, CFG)
+    assert flat.action is Action.NO_TRADE
+    assert flat.reason.startswith("BUDGET_EXCEEDED: round 0, bull: day cost")
+    held = combine(signal(-0.01), stopped, Holding(1.0, 1), CFG)
+    assert held.action is Action.SELL  # leaving is the cautious side: never blocked
