@@ -7,7 +7,7 @@ that need it, so the API starts without it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -31,6 +31,7 @@ from core.ports import (
     ChampionSource,
     ChatModel,
     Ledger,
+    Model,
     ModelRegistry,
     Notifier,
     SimulatedExchange,
@@ -272,10 +273,13 @@ def rule_agents() -> list[Agent]:
     return [BullAgent(), BearAgent()]
 
 
-def panel(settings: Settings, cache: CacheMode | None = None) -> Panel:
+def panel(
+    settings: Settings, cache: CacheMode | None = None, chat: ChatModel | None = None
+) -> Panel:
     """The offline rule agents, or, with an LLM base URL, Bull and Bear debating through it.
-    `cache` overrides the replay cache's mode (a strict replay never calls the provider)."""
-    if settings.llm_base_url is None:
+    `cache` overrides the replay cache's mode (a strict replay never calls the provider), and
+    `chat` the chat model (a replay's stands in for the one recorded)."""
+    if settings.llm_base_url is None and chat is None:
         return RulePanel(rule_agents())
     from infra.llm.metrics import count_call
     from services.debate import DebateConfig, LlmPanel
@@ -296,7 +300,7 @@ def panel(settings: Settings, cache: CacheMode | None = None) -> Panel:
         max_output_tokens=settings.llm_max_output_tokens,
     )
     return LlmPanel(
-        chat_model(settings),
+        chat or chat_model(settings),
         prompt_templates(settings),
         ledger(settings).agent_calls,
         cfg,
@@ -305,6 +309,29 @@ def panel(settings: Settings, cache: CacheMode | None = None) -> Panel:
         fallback=rule_agents(),
         on_call=count_call,
     )
+
+
+def replay_panel(settings: Settings, recorded: str) -> Panel:
+    """The panel a recorded decision was made by (its provenance names it), answering only
+    from the replay cache: replaying never calls a provider."""
+    from services.debate import chat_of_panel
+
+    chat = chat_of_panel(recorded)
+    return RulePanel(rule_agents()) if chat is None else panel(settings, "strict", chat)
+
+
+def model_loader(settings: Settings) -> Callable[[str, str], Model]:
+    """Registered model versions by (name, version), each loaded once."""
+    from registry.mlflow_registry import load_version
+
+    mlflow_store(settings)
+    expected = feature_set_version()
+
+    @lru_cache(maxsize=8)
+    def load(name: str, version: str) -> Model:
+        return load_version(name, version, expected)
+
+    return load
 
 
 def chat_model(settings: Settings) -> ChatModel:

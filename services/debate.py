@@ -90,7 +90,7 @@ class LlmPanel:
         self.chat, self.templates, self.log, self.cfg = chat, templates, log, cfg
         self.clock, self.alerts, self.on_call = clock, alerts, on_call
         self.fallback = {a.name: a for a in fallback}
-        self.name = f"llm:{chat.model}@{chat.endpoint}"
+        self.name = panel_name(chat)
         self._pool = ThreadPoolExecutor(max(1, cfg.parallel), thread_name_prefix="llm-agent")
 
     def deliberate(
@@ -264,6 +264,29 @@ class LlmPanel:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class CacheOnlyChat:
+    """The chat model a strict replay stands behind: its name and endpoint, and no way out.
+    The panel answers from the cache before it would ever ask."""
+
+    def __init__(self, model: str, endpoint: str) -> None:
+        self.model, self.endpoint = model, endpoint
+
+    def ask(self, system: str, user: str, deadline: float, tags: Mapping[str, str]) -> ChatReply:
+        raise ReplayCacheMiss(f"a replay asked {self.model} a new question: it must not")
+
+
+def panel_name(chat: ChatModel) -> str:
+    return f"llm:{chat.model}@{chat.endpoint}"
+
+
+def chat_of_panel(name: str) -> CacheOnlyChat | None:
+    """The model and endpoint a recorded panel name says (None: the offline panel)."""
+    if not name.startswith("llm:"):
+        return None
+    model, _, endpoint = name.removeprefix("llm:").rpartition("@")
+    return CacheOnlyChat(model, endpoint)
 
 
 def _replay_of(call: AgentCall) -> ChatReply:

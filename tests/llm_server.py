@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -213,8 +214,10 @@ class _Server(ThreadingHTTPServer):
     llm: LlmServer
 
 
-@pytest.fixture
-def llm_server() -> Iterator[LlmServer]:
+@contextmanager
+def serving() -> Iterator[LlmServer]:
+    """An LlmServer on a free loopback port, answering until the block ends (the fixture's,
+    and a bench's outside pytest)."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.llm = LlmServer()
     host, port = server.server_address[:2]
@@ -231,3 +234,9 @@ def llm_server() -> Iterator[LlmServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def llm_server() -> Iterator[LlmServer]:
+    with serving() as server:
+        yield server

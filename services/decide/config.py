@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
 
 from core.consensus import ConsensusConfig
 from core.decision import Sizing
@@ -28,3 +30,29 @@ class DecisionConfig:
     # provenance); a backtest, which records into a scratch ledger, may skip it.
     record_provenance: bool = True
     recent_decisions: int = 3  # the last decisions of a symbol an LLM agent's brief cites
+    # A digest of what decides (consensus, sizing, limits), kept with each decision: a replay
+    # under other settings says so.
+    digest: str = field(default="", init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", config_digest(self))
+
+
+def config_digest(cfg: DecisionConfig) -> str:
+    canonical = json.dumps(_canon((cfg.consensus, cfg.sizing, cfg.limits)), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _canon(x: object) -> object:
+    """Plain JSON values in one order whatever the process's hash seed (sets are sorted)."""
+    if is_dataclass(x) and not isinstance(x, type):
+        return {f.name: _canon(getattr(x, f.name)) for f in fields(x) if not f.name.startswith("_")}
+    if isinstance(x, Mapping):
+        return {str(k): _canon(v) for k, v in x.items()}
+    if isinstance(x, set | frozenset):
+        return sorted((_canon(v) for v in x), key=str)
+    if isinstance(x, list | tuple):
+        return [_canon(v) for v in x]
+    if x is None or isinstance(x, bool | int | float):
+        return x
+    return str(x)

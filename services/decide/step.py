@@ -114,6 +114,7 @@ def provenance(
             for _, d in (brief.recent if brief is not None else ())
         ],
         "panel": panel.name,
+        "config": cfg.digest,
     }
 
 
