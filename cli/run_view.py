@@ -122,8 +122,10 @@ def _print_decisions(console: Console, report: PipelineReport, summary: LedgerSu
         f"({len(d.candle_times)} candles, {d.skipped_existing} already decided earlier):"
     )
     console.print(
-        "  " + "  ".join(f"{a}={summary.actions.get(a, 0)}" for a in ("BUY", "SELL", "HOLD"))
+        "  "
+        + "  ".join(f"{a}={summary.actions.get(a, 0)}" for a in ("BUY", "SELL", "HOLD", "NO_TRADE"))
     )
+    _print_agents(console, summary)
     console.print(f"  denied by the risk gate: {summary.denied_decisions}")
     for reason, count in summary.denial_reasons.most_common():
         console.print(f"    {reason}: {count}")
@@ -131,6 +133,22 @@ def _print_decisions(console: Console, report: PipelineReport, summary: LedgerSu
         f"  orders: {dict(summary.orders_by_status)}  fills: {summary.fills}  "
         f"fees: {summary.fees:.2f}"
     )
+
+
+def _print_agents(console: Console, summary: LedgerSummary) -> None:
+    panels = ", ".join(f"{p} ({n})" for p, n in summary.panels.most_common()) or "none"
+    console.print(f"  agents: {panels}", highlight=False)
+    use = summary.agent_usage
+    if use.calls:
+        outcomes = ", ".join(f"{k}={n}" for k, n in use.outcomes.most_common())
+        console.print(
+            f"  LLM calls: {use.calls} ({outcomes}); tokens in {use.tokens_in:,} out "
+            f"{use.tokens_out:,}; cost {use.cost:.4f}",
+            highlight=False,
+        )
+    if summary.abstentions:
+        why = ", ".join(f"{k}={n}" for k, n in summary.abstentions.most_common())
+        console.print(f"  agent abstentions: {why}", highlight=False)
 
 
 def _positions_table(positions: Sequence[PositionLine]) -> Table:

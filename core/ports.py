@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from core.agents.calls import AgentCall, ChatReply
+from core.agents.calls import AgentCall, AgentUsage, ChatReply
 from core.candles.bar import Bar
 from core.candles.gaps import Gap
 from core.decision import Decision
@@ -171,6 +171,8 @@ class AgentCallLog(Protocol):
 
 class AgentCallStore(AgentCallLog, Protocol):
     def for_decision(self, decision_id: str) -> list[AgentCall]: ...
+
+    def usage(self, account: str, since: datetime | None = None) -> AgentUsage: ...
 
 
 # -- models -----------------------------------------------------------------------------------

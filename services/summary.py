@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from core.agents.calls import AgentUsage
 from core.portfolio import equity
 from core.ports import Ledger
 from core.types import Symbol
@@ -34,6 +35,9 @@ class LedgerSummary:
     positions: list[PositionLine] = field(default_factory=list)
     starting_cash: Decimal = Decimal(0)
     cash: Decimal = Decimal(0)
+    panels: Counter[str] = field(default_factory=Counter)  # decisions by who voted
+    abstentions: Counter[str] = field(default_factory=Counter)  # agent votes not given, by cause
+    agent_usage: AgentUsage = field(default_factory=AgentUsage)
 
     @property
     def equity(self) -> Decimal:
@@ -51,6 +55,8 @@ def summarise(
     out = LedgerSummary(since=since)
     for d in ledger.orders.decisions(account, since=since):
         out.actions[d.action.value] += 1
+        out.panels[str(d.provenance.get("panel", "offline"))] += 1
+        out.abstentions.update(v.abstained for v in d.votes if v.abstained)
         if d.risk_approved is False:
             out.denied_decisions += 1
             for denial in d.denials:
@@ -73,6 +79,7 @@ def summarise(
                 pos.realised_pnl,
             )
         )
+    out.agent_usage = ledger.agent_calls.usage(account, since)
     out.starting_cash = ledger.accounts.starting_cash(account)
     out.cash = ledger.accounts.cash(account)
     return out

@@ -60,7 +60,9 @@ def publish_training(report: TrainingReport) -> None:
 
 def publish_decisions(report: DecisionRunReport, outcome: TradingOutcome, title: str) -> None:
     log = get_run_logger()
-    decided = ", ".join(f"{a}={report.decided.get(a, 0)}" for a in ("BUY", "SELL", "HOLD"))
+    decided = ", ".join(
+        f"{a}={report.decided.get(a, 0)}" for a in ("BUY", "SELL", "HOLD", "NO_TRADE")
+    )
     log.info("%d candles decided on %s: %s", len(report.candle_times), report.broker, decided)
     if report.denied:
         log.info("denied by the risk gate: %s", dict(report.denied.most_common()))

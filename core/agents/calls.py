@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -64,3 +65,17 @@ class AgentCall:
     cost: Decimal
     finish_reason: str
     called_at: datetime
+
+
+@dataclass
+class AgentUsage:
+    """What a run's agents cost: calls by outcome, tokens, and money in the configured unit."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: Decimal = Decimal(0)
+
+    @property
+    def calls(self) -> int:
+        return sum(self.outcomes.values())

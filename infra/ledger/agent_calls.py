@@ -8,9 +8,9 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from core.agents.calls import AgentCall, CallOutcome
+from core.agents.calls import AgentCall, AgentUsage, CallOutcome
 from infra.ledger.mappers import call_of
-from infra.ledger.models import AgentCallRow
+from infra.ledger.models import AgentCallRow, DecisionRow
 from infra.ledger.sessions import Sessions
 
 _ANSWERED = (CallOutcome.OK.value,)
@@ -46,6 +46,30 @@ class AgentCalls:
         with self._sessions.read() as s:
             row = s.scalar(q)
             return None if row is None else call_of(row)
+
+    def usage(self, account: str, since: datetime | None = None) -> AgentUsage:
+        """The calls behind an account's decisions on candles from `since`: counted by outcome,
+        with their tokens and exact cost."""
+        q = (
+            select(
+                AgentCallRow.outcome,
+                AgentCallRow.tokens_in,
+                AgentCallRow.tokens_out,
+                AgentCallRow.cost,
+            )
+            .join(DecisionRow, DecisionRow.decision_id == AgentCallRow.decision_id)
+            .where(DecisionRow.account == account)
+        )
+        if since is not None:
+            q = q.where(DecisionRow.candle_time >= since)
+        out = AgentUsage()
+        with self._sessions.read() as s:
+            for outcome, tokens_in, tokens_out, cost in s.execute(q):
+                out.outcomes[outcome] += 1
+                out.tokens_in += tokens_in
+                out.tokens_out += tokens_out
+                out.cost += cost
+        return out
 
     def for_decision(self, decision_id: str) -> list[AgentCall]:
         q = (

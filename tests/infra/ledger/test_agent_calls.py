@@ -104,3 +104,18 @@ def test_cached_when_answered_then_found_and_failures_never_are(ledger: Ledger) 
     assert found.response == "first"
     assert ledger.agent_calls.cached("other-model", "ab" * 32) is None
     assert ledger.agent_calls.cached("gpt-test", "ee" * 32) is None
+
+
+def test_usage_when_calls_of_an_account_then_counted_by_outcome_with_exact_cost(
+    ledger: Ledger,
+) -> None:
+    ledger.orders.record_decision(
+        with_calls(call("bull"), call("bear", outcome=CallOutcome.TIMEOUT, tokens_out=0)), "paper"
+    )
+    ledger.orders.record_decision(with_calls(call("bull", cost=Decimal("0.3")), hours=1), "paper")
+    use = ledger.agent_calls.usage("paper")
+    assert dict(use.outcomes) == {"ok": 2, "timeout": 1}
+    assert (use.calls, use.tokens_in, use.tokens_out) == (3, 3 * 812, 2 * 64)
+    assert use.cost == Decimal("0.3003204")
+    assert ledger.agent_calls.usage("paper", since=T0 + timedelta(hours=1)).calls == 1
+    assert ledger.agent_calls.usage("other").calls == 0
