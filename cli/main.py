@@ -10,8 +10,10 @@ import typer
 from rich.console import Console
 
 from cli.backtest_diff import backtest_diff_command
+from cli.decision_view import decision_command
 from cli.evaluate import evaluate_command
 from cli.options import load_settings, parse_utc
+from cli.replay_decision import replay_decision_command
 from cli.walk_forward import walk_forward_command
 from infra.settings import Settings
 
@@ -230,6 +232,8 @@ def migrate() -> None:
 app.command("backtest-diff")(backtest_diff_command)
 app.command("walk-forward")(walk_forward_command)
 app.command("evaluate")(evaluate_command)
+app.command("decision")(decision_command)
+app.command("replay-decision")(replay_decision_command)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""FastAPI app: health and the safety controls, over the same ledger the flows write."""
+"""FastAPI app: health, the safety controls and the decisions with their LLM calls, over the same
+ledger the flows write."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from core.errors import LedgerMisconfigured, LedgerUnavailable, TradeflowError
 from services import bootstrap
 from services.bootstrap import Settings, get_settings
 from serving.deps import Api
-from serving.routes import health, ml, safety
+from serving.routes import decisions, health, ml, safety
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(health.router, prefix="/api/v1")
     app.include_router(safety.router, prefix="/api/v1")
     app.include_router(ml.router, prefix="/api/v1")
+    app.include_router(decisions.router, prefix="/api/v1")
     app.state.ml = bootstrap.ml_service(settings)
 
     app.state.api = Api(
