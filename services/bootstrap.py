@@ -7,7 +7,8 @@ that need it, so the API starts without it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -354,6 +355,23 @@ def chat_model(settings: Settings) -> ChatModel:
         mlflow_store(settings)
         chat = TracedChat(chat)
     return chat
+
+
+@contextmanager
+def agent_panel(settings: Settings) -> Iterator[Panel]:
+    """The panel for one run; afterwards its call threads stop and the traces still queued
+    (MLflow logs them in the background) are sent."""
+    built = panel(settings)
+    try:
+        yield built
+    finally:
+        close = getattr(built, "close", None)
+        if close is not None:
+            close()
+        if settings.llm_base_url is not None and settings.llm_tracing:
+            from registry.tracing import flush_traces
+
+            flush_traces()
 
 
 def prompt_templates(settings: Settings) -> dict[str, PromptTemplate]:

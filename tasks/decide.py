@@ -35,16 +35,17 @@ def decide_new_candles(model: Model) -> LiveReport:
     """Every closed candle since the last decided one; a retry skips what was recorded."""
     settings = bootstrap.get_settings()
     broker = bootstrap.broker(settings)
-    return decide_live(
-        bootstrap.ledger(settings),
-        broker.name,
-        bootstrap.paper_market(broker),
-        model,
-        bootstrap.panel(settings),
-        bootstrap.decision_config(settings),
-        SystemClock(),
-        bootstrap.alerts(settings),
-    )
+    with bootstrap.agent_panel(settings) as panel:
+        return decide_live(
+            bootstrap.ledger(settings),
+            broker.name,
+            bootstrap.paper_market(broker),
+            model,
+            panel,
+            bootstrap.decision_config(settings),
+            SystemClock(),
+            bootstrap.alerts(settings),
+        )
 
 
 @task(name="replay-candles", retry_condition_fn=only_retryable, retries=1, retry_delay_seconds=2,
@@ -52,15 +53,16 @@ def decide_new_candles(model: Model) -> LiveReport:
 def replay_candles(model: Model, candles: int) -> DecisionRunReport:
     """The newest `candles` candles on the simulated exchange; a retry skips what was recorded."""
     settings = bootstrap.get_settings()
-    return replay(
-        bootstrap.ledger(settings),
-        bootstrap.replay_exchange(settings),
-        model,
-        bootstrap.panel(settings),
-        bootstrap.decision_config(settings),
-        candles,
-        bootstrap.alerts(settings),
-    )
+    with bootstrap.agent_panel(settings) as panel:
+        return replay(
+            bootstrap.ledger(settings),
+            bootstrap.replay_exchange(settings),
+            model,
+            panel,
+            bootstrap.decision_config(settings),
+            candles,
+            bootstrap.alerts(settings),
+        )
 
 
 @task(name="replay-cutoff", cache_policy=NO_CACHE)
