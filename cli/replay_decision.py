@@ -8,6 +8,7 @@ Registered in cli/main.py as `app.command("replay-decision")(replay_decision_com
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,6 +17,7 @@ from rich.console import Console
 from cli.options import load_settings
 
 if TYPE_CHECKING:
+    from core.agents.panel import Panel
     from services.decision_replay import ReplayResult
 
 console = Console()
@@ -43,14 +45,16 @@ def replay_decision_command(
         else [d.decision_id for d in ledger.orders.decisions(settings.account) if d.provenance]
     )
     cfg, load = bootstrap.decision_config(settings), bootstrap.model_loader(settings)
-    panels: dict[str, object] = {}
+    panels: dict[str, Panel] = {}
     worst = 0
     for did in ids:
         record = ledger.orders.decision(did)
-        recorded = str((record.provenance if record else {}).get("panel", "offline"))
-        panel = panels.setdefault(recorded, bootstrap.replay_panel(settings, recorded))
         try:
-            result = replay_decision(ledger, did, load, panel, cfg)  # type: ignore[arg-type]
+            provenance = record.provenance if record else {}
+            key = json.dumps(provenance.get("panel_settings", {}), sort_keys=True)
+            if key not in panels:
+                panels[key] = bootstrap.replay_panel(settings, provenance)
+            result = replay_decision(ledger, did, load, panels[key], cfg)
         except FatalError as exc:
             console.print(f"[red]{did}: cannot replay: {exc}", highlight=False, soft_wrap=True)
             worst = 2

@@ -110,15 +110,15 @@ def combine(
     def verdict(action: Action, why: str, size: float = 1.0) -> Consensus:
         return Consensus(action, score, abs(score), why, size, shares, regime)
 
-    if proposal is not Action.SELL:  # an exit never waits for the agents
-        failed = _failure(deliberation)
-        if failed:
-            return verdict(Action.NO_TRADE, f"{failed} ({about})")
+    failed = _failure(deliberation)
+    if proposal is Action.SELL:  # an exit never waits for the agents: leaving is cautious
+        despite = f"; despite {failed}" if failed else ""
+        return verdict(Action.SELL, f"policy exits ({about}){despite}", fraction)
+    if failed:
+        return verdict(Action.NO_TRADE, f"{failed} ({about})")
     if proposal is Action.HOLD:
         why = "model abstains: edge not significant out of fold" if not tradeable else ""
         return verdict(Action.HOLD, f"policy holds ({about}) {why}".strip())
-    if proposal is Action.SELL:
-        return verdict(Action.SELL, f"policy exits ({about})", fraction)
     stop = _entry_stopped(score, deliberation.votes, config)
     if stop:
         return verdict(Action.HOLD, f"{stop} ({about})")

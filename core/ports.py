@@ -168,10 +168,12 @@ class AgentCallLog(Protocol):
         """The newest answered call for this model and rendered prompt, if any."""
         ...
 
+    def for_decision(self, decision_id: str) -> list[AgentCall]:
+        """Every call recorded for a decision (a strict replay answers from them)."""
+        ...
+
 
 class AgentCallStore(AgentCallLog, Protocol):
-    def for_decision(self, decision_id: str) -> list[AgentCall]: ...
-
     def usage(self, account: str, since: datetime | None = None) -> AgentUsage: ...
 
 

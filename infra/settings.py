@@ -183,7 +183,7 @@ class Settings(BaseSettings):
     # the decision is NO_TRADE (BUDGET_EXCEEDED). None: no limit of that kind.
     llm_decision_max_tokens: int | None = Field(20_000, ge=1)
     llm_decision_max_cost: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
-    llm_day_max_tokens: int | None = Field(2_000_000, ge=1)
+    llm_day_max_tokens: int | None = Field(5_000_000, ge=1)
     llm_day_max_cost: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = Decimal(5)
     # What an agent's failure does: no_trade (its abstention counts; all abstained: NO_TRADE)
     # or offline_agents (the rule agent votes in its place, said in the vote's reason).

@@ -63,6 +63,16 @@ def load_prompt(name: str, alias: str = PRODUCTION) -> PromptTemplate:
     return _template(found, alias)
 
 
+def load_prompt_version(name: str, version: str) -> PromptTemplate:
+    """One registered version by number (a replay renders the prompts a decision used)."""
+    uri = f"prompts:/{name}/{version}"
+    try:
+        found = mlflow.genai.load_prompt(uri, link_to_model=False)
+    except MlflowException as exc:
+        raise _translated(exc, name, f"version {version}") from exc
+    return _template(found, f"version {version}")
+
+
 def _sync(client: MlflowClient, template: PromptTemplate, alias: str) -> PromptTemplate:
     name = template.name
     try:

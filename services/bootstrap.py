@@ -7,13 +7,13 @@ that need it, so the API starts without it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.agents.base import Agent
 from core.agents.budget import BudgetLimits, Prices
@@ -312,13 +312,52 @@ def panel(
     )
 
 
-def replay_panel(settings: Settings, recorded: str) -> Panel:
-    """The panel a recorded decision was made by (its provenance names it), answering only
-    from the replay cache: replaying never calls a provider."""
-    from services.debate import chat_of_panel
+def replay_panel(settings: Settings, provenance: Mapping[str, Any]) -> Panel:
+    """The panel a recorded decision was made by, rebuilt from its provenance (the model and
+    endpoint, rounds, failure mode, prompt versions), answering only from the decision's own
+    recorded calls: replaying never calls a provider and never touches the prompt registry."""
+    recorded = provenance.get("panel_settings") or {}
+    if "model" not in recorded:
+        return RulePanel(rule_agents())
+    from services.debate import CacheOnlyChat, DebateConfig, LlmPanel
 
-    chat = chat_of_panel(recorded)
-    return RulePanel(rule_agents()) if chat is None else panel(settings, "strict", chat)
+    cfg = DebateConfig(
+        rounds=int(recorded["rounds"]), on_failure=recorded["on_failure"], cache="strict"
+    )
+    return LlmPanel(
+        CacheOnlyChat(str(recorded["model"]), str(recorded["endpoint"])),
+        recorded_templates(settings, recorded["templates"]),
+        ledger(settings).agent_calls,
+        cfg,
+        SystemClock(),
+        alerts(settings),
+        fallback=rule_agents(),
+    )
+
+
+def recorded_templates(
+    settings: Settings, versions: Mapping[str, str]
+) -> dict[str, PromptTemplate]:
+    """The prompt templates at the versions a decision used: the repository's text when it was
+    used as is (it must not have changed since), else the Prompt Registry's version."""
+    from core.agents.prompt import PromptError
+    from infra.llm.prompts import repo_template
+
+    out = {}
+    for name, version in versions.items():
+        if version.startswith("repo-"):
+            out[name] = repo_template(name)
+            if out[name].version != version:
+                raise PromptError(
+                    f"{name}: the repository's template is {out[name].version} now, the decision "
+                    f"used {version}: restore that text to replay it"
+                )
+            continue
+        from registry.prompts import load_prompt_version
+
+        mlflow_store(settings)
+        out[name] = load_prompt_version(name, version)
+    return out
 
 
 def model_loader(settings: Settings) -> Callable[[str, str], Model]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -23,6 +24,7 @@ from core.decision import Decision, DecisionInput, agent_context, decide
 from core.errors import FatalError
 from core.features.build import build_features
 from core.features.registry import feature_set_version
+from core.orders import Order
 from core.ports import Ledger, Model
 from core.records import DecisionRecord
 from core.risk.snapshot import state_from_json
@@ -80,7 +82,9 @@ def replay_decision(
         inp, deliberation[DecisionId(decision_id)], cfg.consensus, cfg.sizing, state, cfg.limits,
         record.decided_at,
     )  # fmt: skip
-    return ReplayResult(decision_id, compare(record, decision), _causes(prov, panel, cfg), decision)
+    kept = ledger.orders.get(record.client_order_id) if record.client_order_id else None
+    differences = compare(record, decision, kept)
+    return ReplayResult(decision_id, differences, _causes(prov, panel, cfg), decision)
 
 
 def _input(
@@ -137,13 +141,18 @@ def _candles(
     return kept
 
 
-def compare(record: DecisionRecord, replayed: Decision) -> list[str]:
-    """Every recorded field the replay recomputed, side by side where they differ."""
-    rows = _as_recorded(record)
-    again = _as_recorded(_record_of(replayed))
+def compare(record: DecisionRecord, replayed: Decision, order: Order | None) -> list[str]:
+    """Every recorded field the replay recomputed, and the order's side and quantity, side by
+    side where they differ."""
+    rows = _as_recorded(record) | {"order": _order(order)}
+    again = _as_recorded(_record_of(replayed)) | {"order": _order(replayed.order)}
     return [
         f"{k}: recorded {rows[k]!r}, replayed {again[k]!r}" for k in rows if rows[k] != again[k]
     ]
+
+
+def _order(order: Order | None) -> tuple[str, Decimal] | None:
+    return None if order is None else (order.side.value, order.quantity)
 
 
 def _as_recorded(record: DecisionRecord) -> dict[str, object]:

@@ -43,9 +43,13 @@ class Spend:
 BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
 
 
+_MESSAGE_OVERHEAD = 16  # the chat format's tokens around two messages
+
+
 def estimate_tokens(text: str) -> int:
-    """A prompt's tokens, estimated high (about 4 characters a token in English and JSON)."""
-    return len(text) // 3 + 1
+    """An upper bound of a prompt's tokens: a byte-level BPE tokenizer never makes more than
+    one token of a byte (the real count of a brief is about a third of this)."""
+    return len(text.encode("utf-8")) + _MESSAGE_OVERHEAD
 
 
 @dataclass
@@ -82,6 +86,16 @@ class Budget:
         self.decisions[decision].add(delta_tokens, delta_cost)
         self.day.add(delta_tokens, delta_cost)
         return cost
+
+    def charge_worst_case(
+        self, decision: Hashable, reserved: tuple[int, Decimal], attempts: int
+    ) -> Decimal:
+        """A call whose use is unknown (no answer, or none reported) counts its worst case once
+        per request sent (the provider may bill each); returns that cost."""
+        extra = max(0, attempts - 1)
+        self.decisions[decision].add(reserved[0] * extra, reserved[1] * extra)
+        self.day.add(reserved[0] * extra, reserved[1] * extra)
+        return reserved[1] * max(1, attempts)
 
     def _exceeds(self, spent: Spend, day: Spend, tokens: int, cost: Decimal) -> str:
         lim = self.limits

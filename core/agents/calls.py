@@ -23,6 +23,7 @@ class CallOutcome(StrEnum):
     TRUNCATED = "truncated"  # finish_reason=length: the answer was cut off
     INVALID = "invalid"  # not JSON, or JSON that breaks the answer's schema
     CACHE_MISS = "cache_miss"  # strict replay: no cached answer for this prompt
+    BUDGET_EXCEEDED = "budget_exceeded"  # not sent: the round's worst case did not fit
 
     @property
     def answered(self) -> bool:

@@ -40,6 +40,11 @@ class PanelRequest:
 class Panel(Protocol):
     name: str  # "offline", or the model and endpoint of an LLM panel
 
+    @property
+    def settings(self) -> Mapping[str, object]:
+        """What replaying its decisions needs to rebuild it (JSON values)."""
+        ...
+
     def deliberate(
         self, requests: Sequence[PanelRequest], now: datetime
     ) -> Mapping[DecisionId, Deliberation]: ...
@@ -62,6 +67,10 @@ class RulePanel:
 
     agents: Sequence[Agent]
     name: str = "offline"
+
+    @property
+    def settings(self) -> Mapping[str, object]:
+        return {}
 
     def deliberate(
         self, requests: Sequence[PanelRequest], now: datetime

@@ -12,11 +12,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from core.errors import FatalError
+
 _VAR = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 
 
-class PromptError(ValueError):
-    pass
+class PromptError(FatalError, ValueError):
+    """A template that cannot be rendered, or is not the one a replay needs."""
 
 
 @dataclass(frozen=True, slots=True)

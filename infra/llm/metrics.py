@@ -1,5 +1,6 @@
-"""Prometheus counters of the LLM agents' calls, tokens and cost, per agent and model (the
-API's /metrics exposes the default registry)."""
+"""Prometheus counters of the LLM agents' calls, tokens and cost, per agent and model, in the
+default registry of the process that makes the calls (a flow run's worker): any Prometheus
+exporter of that process (prometheus_client.start_http_server) serves them."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def decide_at(
             inp, deliberations[did], cfg.consensus, cfg.sizing, state, cfg.limits, now
         )
         if cfg.record_provenance:
-            facts = provenance(batch, cfg, inp, state, request, panel)
+            facts = provenance(batch, cfg, decision, state, request, panel)
             decision = replace(decision, provenance=facts)
         decisions.append(decision)
         if decision.order is not None:
@@ -90,13 +90,15 @@ def _inputs(
 def provenance(
     batch: DecisionBatch,
     cfg: DecisionConfig,
-    inp: DecisionInput,
+    decision: Decision,
     state: RiskState,
     request: PanelRequest,
     panel: Panel,
 ) -> dict[str, object]:
     """What replaying the decision needs: the candles its features read, the model version, the
-    risk state it was decided on, the decisions its brief cited, and the agents' cache keys."""
+    risk state it was decided on, the decisions its brief cited, the panel, the settings'
+    digest and the agents' cache keys."""
+    inp = decision.input
     first = batch.candles[inp.symbol].index[0]
     reference = batch.candles[cfg.reference_symbol].index[0]
     brief = request.context.brief
@@ -114,7 +116,9 @@ def provenance(
             for _, d in (brief.recent if brief is not None else ())
         ],
         "panel": panel.name,
+        "panel_settings": dict(panel.settings),
         "config": cfg.digest,
+        "llm": [[c.agent, c.round, c.model, c.prompt_hash] for c in decision.calls],
     }
 
 

@@ -49,7 +49,17 @@ class CallLog:
 
     def __init__(self, spent: tuple[int, Decimal] = (0, Decimal(0))) -> None:
         self.calls: list[AgentCall] = []
+        self.decided: dict[str, list[AgentCall]] = {}
         self.spent = spent
+
+    def record(self, decisions: dict[DecisionId, Any]) -> None:
+        """As the ledger does when the decisions are recorded."""
+        for key, deliberation in decisions.items():
+            self.decided[key] = list(deliberation.calls)
+            self.calls += deliberation.calls
+
+    def for_decision(self, decision_id: str) -> list[AgentCall]:
+        return self.decided.get(decision_id, [])
 
     def spent_since(self, since: datetime) -> tuple[int, Decimal]:
         return self.spent
@@ -198,7 +208,11 @@ def test_debate_when_decision_budget_fits_only_the_opening_then_no_rebuttal_and_
     panel = make_panel(alerts=alerts, limits=BudgetLimits(decision_tokens=4000))
     out = panel.deliberate([request()], NOW)[DecisionId("paper:BTC/USDT:1h:1")]
     assert len(llm_server.requests) == 2, "no call after the budget was found short"
-    assert [c.round for c in out.calls] == [0, 0]
+    assert [(c.round, c.outcome) for c in out.calls] == [
+        (0, CallOutcome.OK), (0, CallOutcome.OK),
+        (1, CallOutcome.BUDGET_EXCEEDED), (1, CallOutcome.BUDGET_EXCEEDED),
+    ]  # fmt: skip
+    assert all(c.tokens_in == 0 and c.error.startswith("round 1") for c in out.calls[2:])
     assert out.budget_exceeded.startswith("round 1")
     verdict = combine(ModelSignal(0.6, 0.002, True), out, FLAT, ConsensusConfig())
     assert verdict.action is Action.NO_TRADE
@@ -216,7 +230,7 @@ def test_debate_when_day_cost_already_spent_then_no_call_at_all(
     )
     out = panel.deliberate([request()], NOW)[DecisionId("paper:BTC/USDT:1h:1")]
     assert llm_server.requests == []
-    assert out.calls == ()
+    assert {c.outcome for c in out.calls} == {CallOutcome.BUDGET_EXCEEDED}  # recorded, not sent
     assert "day cost" in out.budget_exceeded
 
 
@@ -235,19 +249,44 @@ def test_debate_when_same_prompt_again_then_answered_from_the_cache_without_a_ca
     llm_server: LlmServer, make_panel: Any
 ) -> None:
     llm_server.script(answer("BUY", 0.65))
-    log = CallLog()
+    log, key = CallLog(), DecisionId("paper:BTC/USDT:1h:1")
     first = make_panel(log, cache="read").deliberate([request()], NOW)
-    log.calls.extend(first[DecisionId("paper:BTC/USDT:1h:1")].calls)  # as the ledger records
+    log.record(first)
     sent = len(llm_server.requests)
-    again = make_panel(log, cache="strict").deliberate([request()], NOW)
-    assert len(llm_server.requests) == sent == 4
-    calls = again[DecisionId("paper:BTC/USDT:1h:1")].calls
-    assert {c.outcome for c in calls} == {CallOutcome.CACHED}
-    assert all(c.tokens_in == 0 and c.cost == 0 for c in calls)
-    assert (
-        again[DecisionId("paper:BTC/USDT:1h:1")].votes
-        == first[DecisionId("paper:BTC/USDT:1h:1")].votes
+    other = make_panel(log, cache="read").deliberate([request("ETH/USDT")], NOW)
+    assert len(llm_server.requests) == sent + 4, "another symbol's brief is another prompt"
+    same = make_panel(log, cache="read").deliberate([request()], NOW)
+    assert len(llm_server.requests) == sent + 4
+    assert {c.outcome for c in same[key].calls} == {CallOutcome.CACHED}
+    assert all(c.tokens_in == 0 and c.cost == 0 for c in same[key].calls)
+    assert same[key].votes == first[key].votes
+    assert other[DecisionId("paper:ETH/USDT:1h:1")].votes == first[key].votes
+
+
+@pytest.mark.parametrize("limits", [None, BudgetLimits(decision_tokens=4000)])
+def test_debate_when_strict_replay_of_failures_or_a_budget_stop_then_the_same_outcome(
+    llm_server: LlmServer, make_panel: Any, limits: BudgetLimits | None
+) -> None:
+    """What the issue most wants audited replays too: an abstention, a budget stop."""
+    llm_server.answer_with(
+        lambda b: (
+            Reply(content=answer().content, usage=(1500, 200))
+            if agent_of(b) == "bull"
+            else status(503)
+        )
     )
+    log, key = CallLog(), DecisionId("paper:BTC/USDT:1h:1")
+    first = make_panel(log, limits=limits or BudgetLimits()).deliberate([request()], NOW)
+    log.record(first)
+    sent = len(llm_server.requests)
+    again = make_panel(log, cache="strict").deliberate([request()], NOW)[key]
+    assert len(llm_server.requests) == sent
+    assert again.votes == first[key].votes
+    assert again.budget_exceeded == first[key].budget_exceeded
+    assert [(c.agent, c.round, c.outcome.answered) for c in again.calls] == [
+        (c.agent, c.round, c.outcome.answered) for c in first[key].calls
+    ]
+    assert any(v.abstained for v in again.votes)
 
 
 def test_debate_when_strict_replay_misses_then_error_and_no_call(
@@ -270,3 +309,61 @@ def test_debate_when_failing_and_offline_fallback_then_rule_agents_vote_and_say_
     assert votes[0] == votes[0].__class__(
         "bull", BullAgent().vote(request().context).action, votes[0].confidence, votes[0].reason
     )
+
+
+class Stuck:
+    """A chat model that ignores the deadline (a provider trickling bytes slower than the
+    per-read timeout looks like this): the panel must not wait for it."""
+
+    model, endpoint = "stuck", "127.0.0.1:1"
+
+    def ask(self, system: str, user: str, deadline: float, tags: Any) -> Any:
+        time.sleep(1.5)
+        raise AssertionError("never heard")
+
+
+class Broken:
+    model, endpoint = "broken", "127.0.0.1:1"
+
+    def ask(self, system: str, user: str, deadline: float, tags: Any) -> Any:
+        raise RuntimeError("tracing exploded")
+
+
+def test_debate_when_a_call_outlives_the_deadline_then_timeout_at_the_deadline() -> None:
+    cfg = DebateConfig(rounds=0, decision_timeout_s=0.3, cache="off")
+    panel = LlmPanel(Stuck(), repo_templates(), CallLog(), cfg, FixedClock(NOW), Alerts())
+    started = time.monotonic()
+    out = panel.deliberate([request()], NOW)[DecisionId("paper:BTC/USDT:1h:1")]
+    assert time.monotonic() - started < 0.8
+    assert [c.outcome for c in out.calls] == [CallOutcome.TIMEOUT, CallOutcome.TIMEOUT]
+    panel.close()
+
+
+def test_debate_when_the_chat_model_raises_then_recorded_abstentions_not_a_crash() -> None:
+    cfg = DebateConfig(rounds=1, cache="off")
+    panel = LlmPanel(Broken(), repo_templates(), CallLog(), cfg, FixedClock(NOW), Alerts())
+    out = panel.deliberate([request()], NOW)[DecisionId("paper:BTC/USDT:1h:1")]
+    assert len(out.calls) == 4
+    assert all(c.outcome is CallOutcome.UNAVAILABLE for c in out.calls)
+    assert "RuntimeError: tracing exploded" in out.calls[0].error
+    assert out.all_abstained
+    panel.close()
+
+
+def test_debate_when_usage_not_reported_then_charged_the_worst_case(
+    llm_server: LlmServer, make_panel: Any
+) -> None:
+    llm_server.script(Reply(content=answer().content, usage=(0, 0)))
+    prices = Prices(Decimal("1"), Decimal("1"))
+    out = make_panel(rounds=0, prices=prices).deliberate([request()], NOW)
+    calls = out[DecisionId("paper:BTC/USDT:1h:1")].calls
+    assert all(c.tokens_in == 0 for c in calls)
+    assert all(c.cost > Decimal("1") for c in calls)  # ~1.5k bytes + 200 output, per 1k at 1
+
+
+def test_debate_when_a_revision_fails_then_the_vote_says_so(
+    llm_server: LlmServer, make_panel: Any
+) -> None:
+    llm_server.script(answer("BUY", 0.7), answer("BUY", 0.7), status(401))
+    out = make_panel(parallel=1).deliberate([request()], NOW)[DecisionId("paper:BTC/USDT:1h:1")]
+    assert all(v.reason.endswith("(round 1 revision failed: rejected)") for v in out.votes)

@@ -10,6 +10,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from core.agents.budget import BudgetLimits
+from core.agents.calls import CallOutcome
 from core.agents.panel import RulePanel
 from core.agents.rules import BearAgent, BullAgent
 from core.clock import FakeClock, SystemClock
@@ -25,7 +27,7 @@ from services.debate import CacheOnlyChat, DebateConfig, LlmPanel, ReplayCacheMi
 from services.decide.live import decide_live
 from services.decide.replay import replay
 from services.decision_replay import CannotReplay, replay_decision
-from tests.llm_server import LlmServer, answer
+from tests.llm_server import LlmServer, answer, status
 from tests.services.backtest.test_identity import RsiModel
 from tests.services.decide.fakes import SYMBOLS, D, config
 from tests.services.decide.test_batch_live_replay import ROWS, close_of_newest
@@ -97,8 +99,8 @@ def test_replay_when_unknown_or_without_provenance_then_cannot_replay(stored: Le
         replay_decision(stored, record.decision_id, load, RULES, CFG)
 
 
-def llm_panel(ledger: Ledger, chat: Any, cache: str) -> LlmPanel:
-    cfg = DebateConfig(rounds=1, cache=cache, decision_timeout_s=5.0)  # type: ignore[arg-type]
+def llm_panel(ledger: Ledger, chat: Any, cache: str, **changes: Any) -> LlmPanel:
+    cfg = DebateConfig(rounds=1, cache=cache, decision_timeout_s=5.0, **changes)  # type: ignore[arg-type]
     return LlmPanel(chat, repo_templates(), ledger.agent_calls, cfg, SystemClock(), Alerts(),
                     (BullAgent(), BearAgent()))  # fmt: skip
 
@@ -129,3 +131,40 @@ def test_replay_when_llm_agents_then_identical_from_the_cache_without_a_call(
     other = llm_panel(stored, CacheOnlyChat("another-model", chat.endpoint), "strict")
     with pytest.raises(ReplayCacheMiss):
         replay_decision(stored, results[0].decision_id, load, other, CFG)
+
+
+def test_replay_when_an_agent_failed_and_budget_stopped_then_identical_without_a_call(
+    stored: Ledger, llm_server: LlmServer
+) -> None:
+    llm_server.answer_with(
+        lambda body: (
+            answer("BUY", 0.8)
+            if "You are the Bull" in body["messages"][0]["content"]
+            else status(503)
+        )
+    )
+    chat = OpenAiChat(llm_server.base_url, "test-model", None, 2.0, 200, backoff_s=0.0)
+    live = llm_panel(stored, chat, "read", limits=BudgetLimits(decision_tokens=7000))
+    replay(stored, SimulatedBroker(SimulationConfig()), RsiModel(), live, CFG, 2, Alerts())
+    decisions = stored.orders.decisions("paper")
+    # The Bear's 503s count their worst case (no usage came back): round 1 does not fit.
+    assert all(d.consensus_reason.startswith("BUDGET_EXCEEDED: round 1") for d in decisions)
+    calls = stored.agent_calls.for_decision(decisions[0].decision_id)
+    assert [c.outcome for c in calls] == [
+        CallOutcome.SERVER_ERROR, CallOutcome.OK,  # bear, bull: by round, then agent
+        CallOutcome.BUDGET_EXCEEDED, CallOutcome.BUDGET_EXCEEDED,
+    ]  # fmt: skip
+    sent = len(llm_server.requests)
+    strict = llm_panel(stored, CacheOnlyChat(chat.model, chat.endpoint), "strict")
+    results = replay_all(stored, strict)
+    assert all(r.identical for r in results), [r.differences for r in results]
+    assert len(llm_server.requests) == sent
+
+
+def test_replay_when_order_size_changed_then_the_order_differs(stored: Ledger) -> None:
+    replay(stored, SimulatedBroker(SimulationConfig()), RsiModel(), RULES, CFG, 20, Alerts())
+    ordered = [d for d in stored.orders.decisions("paper") if d.client_order_id]
+    assert ordered
+    bigger = replace(CFG, sizing=replace(CFG.sizing, order_notional=D(1200)))
+    result = replay_decision(stored, ordered[0].decision_id, load, RULES, bigger)
+    assert any(d.startswith("order: recorded") for d in result.differences)

@@ -16,7 +16,7 @@ PRICES = Prices(Decimal("0.15"), Decimal("0.60"))
 def test_reserve_when_worst_case_fits_then_reserved_and_settled_to_real_use() -> None:
     budget = Budget(BudgetLimits(decision_tokens=1000), PRICES, max_output_tokens=100)
     reserved = budget.reserve("d1", "x" * 300)
-    assert reserved == (estimate_tokens("x" * 300) + 100, PRICES.cost(101, 100))
+    assert reserved == (316 + 100, PRICES.cost(316, 100))  # a token per byte at most
     cost = budget.settle("d1", reserved, tokens_in=80, tokens_out=20)
     assert cost == Decimal("0.024")
     assert (budget.decisions["d1"].tokens, budget.day.tokens) == (100, 100)
@@ -31,7 +31,7 @@ def test_reserve_when_day_already_spent_then_refused_naming_the_budget() -> None
 
 
 def test_reserve_when_decisions_share_the_day_then_each_has_its_own_decision_budget() -> None:
-    budget = Budget(BudgetLimits(decision_tokens=300), PRICES, 100)
+    budget = Budget(BudgetLimits(decision_tokens=500), PRICES, 100)
     assert not isinstance(budget.reserve("a", "x" * 300), str)
     assert not isinstance(budget.reserve("b", "x" * 300), str)
     assert isinstance(budget.reserve("a", "x" * 300), str)
@@ -60,3 +60,18 @@ def test_budget_when_any_sequence_of_calls_then_never_ends_above_a_limit(
         budget.settle("d", reserved, estimate_tokens(prompt), min(out, 400))
     assert budget.decisions.get("d", Spend()).tokens <= per_decision
     assert budget.day.tokens <= per_day
+
+
+def test_estimate_when_real_brief_then_above_a_byte_level_token_count() -> None:
+    """Multi-byte text and digits: one token per byte is the most a byte-level BPE makes."""
+    text = '{"rsi_14":0.4312,"corwin_schultz_24":0.000123,"note":"ünïcödé ✓"}'
+    assert estimate_tokens(text) >= len(text.encode("utf-8"))
+
+
+def test_charge_worst_case_when_attempts_unknown_then_each_request_counts() -> None:
+    budget = Budget(BudgetLimits(), PRICES, 100)
+    reserved = budget.reserve("d", "x" * 84)
+    assert not isinstance(reserved, str)
+    cost = budget.charge_worst_case("d", reserved, attempts=3)
+    assert cost == reserved[1] * 3
+    assert budget.day.tokens == reserved[0] * 3
