@@ -198,3 +198,12 @@ def test_consensus_when_budget_exceeded_then_no_trade_but_an_exit_still_leaves()
     assert flat.reason.startswith("BUDGET_EXCEEDED: round 0, bull: day cost")
     held = combine(signal(-0.01), stopped, Holding(1.0, 1), CFG)
     assert held.action is Action.SELL  # leaving is the cautious side: never blocked
+
+
+def test_consensus_when_budget_exceeded_and_exiting_then_the_reason_names_it() -> None:
+    stopped = Deliberation((), budget_exceeded="round 0, bull: day tokens: 9 would exceed 5")
+    held = combine(signal(-0.01), stopped, Holding(1.0, 1), CFG)
+    assert held.action is Action.SELL
+    assert held.reason.endswith(
+        "despite BUDGET_EXCEEDED: round 0, bull: day tokens: 9 would exceed 5"
+    )

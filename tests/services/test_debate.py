@@ -367,3 +367,18 @@ def test_debate_when_a_revision_fails_then_the_vote_says_so(
     llm_server.script(answer("BUY", 0.7), answer("BUY", 0.7), status(401))
     out = make_panel(parallel=1).deliberate([request()], NOW)[DecisionId("paper:BTC/USDT:1h:1")]
     assert all(v.reason.endswith("(round 1 revision failed: rejected)") for v in out.votes)
+
+
+def test_debate_when_the_ledger_lags_then_the_panels_own_day_spend_still_stops_it(
+    llm_server: LlmServer, make_panel: Any
+) -> None:
+    """A backtest records its calls in chunks: the ledger says 0 spent all along."""
+    llm_server.script(Reply(content=answer().content, usage=(1500, 200)))
+    panel = make_panel(rounds=0, limits=BudgetLimits(day_tokens=12_000))
+    stopped = []
+    for _ in range(6):
+        out = panel.deliberate([request()], NOW)[DecisionId("paper:BTC/USDT:1h:1")]
+        stopped.append(bool(out.budget_exceeded))
+    assert stopped[:2] == [False, False]
+    assert stopped[-1] is True
+    assert len(llm_server.requests) <= 12_000 // 1700
