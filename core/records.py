@@ -10,6 +10,7 @@ from typing import Any
 
 from core.agents.base import Vote
 from core.decision import Decision
+from core.features.order_book import BOOK_FEATURE_NAMES
 from core.orders import Fill, Order
 from core.portfolio import Position
 from core.risk.limits import Denial
@@ -43,6 +44,37 @@ class DecisionRecord:
     contributions: Mapping[str, float] = field(default_factory=dict)
     regime: str = ""
     provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, decision: Decision) -> DecisionRecord:
+        """A decision as the ledger hands it back, without the round trip (a replay compares
+        what it recomputed with what was recorded)."""
+        inp, consensus, verdict = decision.input, decision.consensus, decision.verdict
+        books = {k: float(inp.features[k]) for k in BOOK_FEATURE_NAMES if k in inp.features}
+        return cls(
+            decision_id=decision.decision_id,
+            account=inp.account,
+            symbol=inp.symbol,
+            timeframe=inp.timeframe,
+            candle_time=inp.candle_time,
+            price=inp.price,
+            feature_set_version=inp.feature_set_version,
+            model_name=inp.model_name,
+            model_version=inp.model_version,
+            probability=float(inp.model_probability),
+            votes=decision.votes,
+            order_book_features=books or None,
+            action=consensus.action,
+            score=consensus.score,
+            consensus_reason=consensus.reason,
+            risk_approved=None if verdict is None else verdict.approved,
+            denials=() if verdict is None else verdict.denials,
+            client_order_id=None if decision.order is None else decision.order.client_order_id,
+            decided_at=decision.decided_at,
+            contributions=dict(consensus.contributions),
+            regime=consensus.regime,
+            provenance=dict(decision.provenance),
+        )
 
 
 @dataclass(frozen=True, slots=True)

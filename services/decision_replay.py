@@ -145,7 +145,7 @@ def compare(record: DecisionRecord, replayed: Decision, order: Order | None) -> 
     """Every recorded field the replay recomputed, and the order's side and quantity, side by
     side where they differ."""
     rows = _as_recorded(record) | {"order": _order(order)}
-    again = _as_recorded(_record_of(replayed)) | {"order": _order(replayed.order)}
+    again = _as_recorded(DecisionRecord.of(replayed)) | {"order": _order(replayed.order)}
     return [
         f"{k}: recorded {rows[k]!r}, replayed {again[k]!r}" for k in rows if rows[k] != again[k]
     ]
@@ -173,35 +173,6 @@ def _as_recorded(record: DecisionRecord) -> dict[str, object]:
         "denials": [str(d) for d in record.denials],
         "client_order_id": record.client_order_id,
     }
-
-
-def _record_of(decision: Decision) -> DecisionRecord:
-    """The replayed decision as the ledger would hand it back (its own mapping, so floats and
-    texts compare as stored)."""
-    inp, consensus, verdict = decision.input, decision.consensus, decision.verdict
-    return DecisionRecord(
-        decision_id=decision.decision_id,
-        account=inp.account,
-        symbol=inp.symbol,
-        timeframe=inp.timeframe,
-        candle_time=inp.candle_time,
-        price=inp.price,
-        feature_set_version=inp.feature_set_version,
-        model_name=inp.model_name,
-        model_version=inp.model_version,
-        probability=float(inp.model_probability),
-        votes=decision.votes,
-        order_book_features=None,
-        action=consensus.action,
-        score=consensus.score,
-        consensus_reason=consensus.reason,
-        risk_approved=None if verdict is None else verdict.approved,
-        denials=() if verdict is None else verdict.denials,
-        client_order_id=None if decision.order is None else decision.order.client_order_id,
-        decided_at=decision.decided_at,
-        contributions=dict(consensus.contributions),
-        regime=consensus.regime,
-    )
 
 
 def _causes(prov: Mapping[str, Any], panel: Panel, cfg: DecisionConfig) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.types import Action, Symbol
 
@@ -57,6 +57,33 @@ class Vote:
     @property
     def voted(self) -> bool:
         return not self.abstained
+
+    def as_json(self) -> dict[str, object]:
+        """The vote as plain JSON values (the ledger's column, the API's answer)."""
+        return {
+            "agent": self.agent,
+            "action": self.action.value,
+            "confidence": self.confidence,
+            "reason": self.reason,
+            "horizon": self.horizon,
+            "reasons": list(self.reasons),
+            "risk_flags": list(self.risk_flags),
+            "abstained": self.abstained,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Vote:
+        """Back from as_json (votes stored before the LLM fields read with their defaults)."""
+        return cls(
+            data["agent"],
+            Action(data["action"]),
+            data["confidence"],
+            data["reason"],
+            horizon=data.get("horizon", 0),
+            reasons=tuple(data.get("reasons", ())),
+            risk_flags=tuple(data.get("risk_flags", ())),
+            abstained=data.get("abstained", ""),
+        )
 
     @classmethod
     def abstain(cls, agent: str, cause: str, detail: str = "") -> Vote:

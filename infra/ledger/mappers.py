@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -88,7 +89,7 @@ def decision_values(decision: Decision) -> dict[str, Any]:
         "model_name": inp.model_name,
         "model_version": inp.model_version,
         "probability": float(inp.model_probability),
-        "votes": [_vote(v) for v in decision.votes],
+        "votes": [v.as_json() for v in decision.votes],
         "order_book_features": {
             k: float(inp.features[k]) for k in BOOK_FEATURE_NAMES if k in inp.features
         }
@@ -107,50 +108,12 @@ def decision_values(decision: Decision) -> dict[str, Any]:
 
 
 def call_values(decision_id: str, call: AgentCall) -> dict[str, Any]:
-    return {
-        "decision_id": decision_id,
-        "agent": call.agent,
-        "round": call.round,
-        "model": call.model,
-        "endpoint": call.endpoint,
-        "template": call.template,
-        "template_version": call.template_version,
-        "prompt_hash": call.prompt_hash,
-        "prompt": call.prompt,
-        "response": call.response,
-        "vote": call.vote,
-        "outcome": call.outcome.value,
-        "error": call.error,
-        "tokens_in": call.tokens_in,
-        "tokens_out": call.tokens_out,
-        "latency_ms": call.latency_ms,
-        "cost": call.cost,
-        "finish_reason": call.finish_reason,
-        "called_at": call.called_at,
-    }
+    return {"decision_id": decision_id, **asdict(call), "outcome": call.outcome.value}
 
 
 def call_of(row: Any) -> AgentCall:
-    return AgentCall(
-        agent=row.agent,
-        round=row.round,
-        model=row.model,
-        endpoint=row.endpoint,
-        template=row.template,
-        template_version=row.template_version,
-        prompt_hash=row.prompt_hash,
-        prompt=row.prompt,
-        response=row.response,
-        vote=row.vote,
-        outcome=CallOutcome(row.outcome),
-        error=row.error,
-        tokens_in=row.tokens_in,
-        tokens_out=row.tokens_out,
-        latency_ms=row.latency_ms,
-        cost=row.cost,
-        finish_reason=row.finish_reason,
-        called_at=row.called_at,
-    )
+    values = {f.name: getattr(row, f.name) for f in fields(AgentCall)}
+    return AgentCall(**values | {"outcome": CallOutcome(row.outcome)})
 
 
 def fill_values(account: str, fill: Fill, realised: Decimal) -> dict[str, Any]:
@@ -169,32 +132,6 @@ def fill_values(account: str, fill: Fill, realised: Decimal) -> dict[str, Any]:
     }
 
 
-def _vote(v: Vote) -> dict[str, object]:
-    return {
-        "agent": v.agent,
-        "action": v.action.value,
-        "confidence": v.confidence,
-        "reason": v.reason,
-        "horizon": v.horizon,
-        "reasons": list(v.reasons),
-        "risk_flags": list(v.risk_flags),
-        "abstained": v.abstained,
-    }
-
-
-def vote_of(v: dict[str, Any]) -> Vote:
-    return Vote(
-        v["agent"],
-        Action(v["action"]),
-        v["confidence"],
-        v["reason"],
-        horizon=v.get("horizon", 0),
-        reasons=tuple(v.get("reasons", ())),
-        risk_flags=tuple(v.get("risk_flags", ())),
-        abstained=v.get("abstained", ""),
-    )
-
-
 def decision_of(row: DecisionRow) -> DecisionRecord:
     return DecisionRecord(
         decision_id=DecisionId(row.decision_id),
@@ -207,7 +144,7 @@ def decision_of(row: DecisionRow) -> DecisionRecord:
         model_name=row.model_name,
         model_version=row.model_version,
         probability=row.probability,
-        votes=tuple(vote_of(v) for v in row.votes),
+        votes=tuple(Vote.from_json(v) for v in row.votes),
         order_book_features=row.order_book_features,
         action=Action(row.action),
         score=row.score,

@@ -9,13 +9,13 @@ route). Decimals are strings, times ISO 8601 with their offset, as elsewhere in 
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from core.agents.base import Vote
 from core.agents.calls import AgentCall
 from core.records import DecisionRecord
 from services.decisions import CallTotals, decision_with_calls
@@ -57,7 +57,7 @@ def decision_json(d: DecisionRecord) -> dict[str, Any]:
         "model_name": d.model_name,
         "model_version": d.model_version,
         "probability": d.probability,
-        "votes": [vote_json(v) for v in d.votes],
+        "votes": [v.as_json() for v in d.votes],
         "order_book_features": None if d.order_book_features is None else dict(
             d.order_book_features
         ),
@@ -74,38 +74,10 @@ def decision_json(d: DecisionRecord) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def vote_json(v: Vote) -> dict[str, Any]:
-    return {
-        "agent": v.agent,
-        "action": v.action.value,
-        "confidence": v.confidence,
-        "reason": v.reason,
-        "horizon": v.horizon,
-        "reasons": list(v.reasons),
-        "risk_flags": list(v.risk_flags),
-        "abstained": v.abstained,
-    }
-
-
 def call_json(c: AgentCall) -> dict[str, Any]:
-    return {
-        "agent": c.agent,
-        "round": c.round,
-        "model": c.model,
-        "endpoint": c.endpoint,
-        "template": c.template,
-        "template_version": c.template_version,
-        "prompt_hash": c.prompt_hash,
-        "prompt": c.prompt,
-        "response": c.response,
-        "vote": c.vote,
+    return asdict(c) | {
         "outcome": c.outcome.value,
-        "error": c.error,
-        "tokens_in": c.tokens_in,
-        "tokens_out": c.tokens_out,
-        "latency_ms": c.latency_ms,
         "cost": decimal_text(c.cost),
-        "finish_reason": c.finish_reason,
         "called_at": c.called_at.isoformat(),
     }
 

@@ -29,8 +29,8 @@ from services.decide.replay import replay
 from services.decision_replay import CannotReplay, replay_decision
 from tests.llm_server import LlmServer, answer, status
 from tests.services.backtest.test_identity import RsiModel
-from tests.services.decide.fakes import SYMBOLS, D, config
-from tests.services.decide.test_batch_live_replay import ROWS, close_of_newest
+from tests.services.decide.fakes import D, config
+from tests.services.decide.test_batch_live_replay import close_of_newest
 
 RULES = RulePanel((BullAgent(), BearAgent()))
 CFG = replace(
@@ -42,14 +42,6 @@ CFG = replace(
 def load(name: str, version: str) -> Model:
     assert (name, version) == ("rsi", "1")
     return RsiModel()
-
-
-@pytest.fixture
-def stored(ledger: Ledger, btc_1h: pd.DataFrame, eth_1h: pd.DataFrame) -> Ledger:
-    ledger.accounts.ensure("paper", D(10000), btc_1h["open_time"].iloc[0].to_pydatetime())
-    for symbol, frame in zip(SYMBOLS, (btc_1h, eth_1h), strict=True):
-        ledger.candles.upsert("binance", symbol, "1h", frame.head(ROWS))
-    return ledger
 
 
 def replay_all(ledger: Ledger, panel: Any) -> list[Any]:

@@ -15,10 +15,12 @@ from core.consensus import ConsensusConfig
 from core.decision import Sizing
 from core.risk.limits import RiskLimits
 from core.types import Action
+from services.decide.batch import FEATURE_WINDOW
 from services.decide.config import DecisionConfig
 
 D = Decimal
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
+ROWS = FEATURE_WINDOW + 30  # candles stored by the `stored` fixture (tests/services/conftest)
 
 
 class LinearEdge:

@@ -13,20 +13,10 @@ from core.risk.limits import DenialCode
 from infra.alerts import Alerts
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.ledger import Ledger
-from services.decide.batch import FEATURE_WINDOW, NoCandles, prepare_batch
+from services.decide.batch import NoCandles, prepare_batch
 from services.decide.live import decide_live
 from services.decide.replay import replay
-from tests.services.decide.fakes import BUYERS, SYMBOLS, D, FixedModel, config
-
-ROWS = FEATURE_WINDOW + 30
-
-
-@pytest.fixture
-def stored(ledger: Ledger, btc_1h: pd.DataFrame, eth_1h: pd.DataFrame) -> Ledger:
-    ledger.accounts.ensure("paper", D(10000), btc_1h["open_time"].iloc[0].to_pydatetime())
-    for symbol, frame in zip(SYMBOLS, (btc_1h, eth_1h), strict=True):
-        ledger.candles.upsert("binance", symbol, "1h", frame.head(ROWS))
-    return ledger
+from tests.services.decide.fakes import BUYERS, ROWS, D, FixedModel, config
 
 
 def close_of_newest(frame: pd.DataFrame, rows: int = ROWS) -> pd.Timestamp:
