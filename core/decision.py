@@ -49,6 +49,8 @@ class DecisionInput:
     # that forgot them would never trade, without a word.
     model_edge: float
     model_tradeable: bool
+    # How the model did out of sample (AUC, Brier, its policy's entries...): the brief's.
+    model_quality: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ def agent_context(
         model_probability=inp.model_probability,
         model_edge=inp.model_edge,
         model_significant=inp.model_tradeable,
+        model_quality=inp.model_quality,
         held=holding.fraction > 0,
         held_candles=holding.held_for if holding.fraction > 0 else 0,
         open_orders=int(state.open_buys.get(inp.symbol, 0) > 0)

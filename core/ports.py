@@ -188,6 +188,7 @@ class Model(Protocol):
     feature_set_version: str
     tradeable: bool  # its out-of-fold edge was significant; else the policy abstains
     context: int  # rows of a symbol's past a prediction reads (sequence members)
+    quality: Mapping[str, float]  # how it did out of sample (empty when unknown)
 
     def predict(self, features: pd.DataFrame) -> np.ndarray: ...
 

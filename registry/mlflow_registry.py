@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from core.errors import FatalError, RetryableError
-from core.models.ensemble import StackedEnsemble
+from core.models.ensemble import StackedEnsemble, quality_of
 from core.models.promotion import (
     Gate,
     PromotionEvidence,
@@ -388,6 +388,11 @@ class ServedModel:
     def context(self) -> int:
         ensemble = self.ensemble
         return ensemble.context if ensemble is not None else 0
+
+    @property
+    def quality(self) -> Mapping[str, float]:
+        ensemble = self.ensemble
+        return quality_of(ensemble) if ensemble is not None else {}
 
     def edge(self, probabilities: np.ndarray) -> np.ndarray:
         ensemble = self.ensemble

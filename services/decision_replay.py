@@ -126,6 +126,7 @@ def _input(
         feature_set_version=model.feature_set_version,
         model_edge=float(model.edge(p.to_numpy())[0]) if len(p) else float("nan"),
         model_tradeable=model.tradeable,
+        model_quality=dict(model.quality),
     )
 
 

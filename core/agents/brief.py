@@ -35,6 +35,7 @@ class Brief:
     model_probability: float
     model_edge: float
     model_significant: bool
+    model_quality: Mapping[str, float]  # out of sample: oof_auc, oof_brier, oof_entries...
     held: bool
     held_candles: int
     open_orders: int
@@ -57,6 +58,7 @@ class Brief:
                 "p_up_after_costs": _round(self.model_probability),
                 "expected_edge": _round(self.model_edge),
                 "significant_out_of_sample": self.model_significant,
+                "out_of_sample": {k: _round(v) for k, v in sorted(self.model_quality.items())},
             },
             "regime": regime_of(self.features),
             "position": {

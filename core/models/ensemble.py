@@ -61,6 +61,9 @@ class StackedEnsemble:
     context: int = 0
     label: Mapping[str, str] = field(default_factory=dict)
     feature_set_version: str = ""  # the feature code's version the model was trained on
+    # How it did out of fold (AUC, Brier, the policy's entries and their mean net return): an
+    # LLM agent's brief says how far to trust it. Empty for models trained before it was kept.
+    quality: Mapping[str, float] = field(default_factory=dict)
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [f for f in self.features if f not in frame.columns]
@@ -119,5 +122,14 @@ class EnsembleModel:
     def context(self) -> int:
         return self.ensemble.context
 
+    @property
+    def quality(self) -> Mapping[str, float]:
+        return quality_of(self.ensemble)
+
     def edge(self, probabilities: np.ndarray) -> np.ndarray:
         return self.ensemble.expected_edge(probabilities)
+
+
+def quality_of(ensemble: StackedEnsemble) -> Mapping[str, float]:
+    """Its out-of-fold quality; a model pickled before the field existed has none."""
+    return getattr(ensemble, "quality", None) or {}

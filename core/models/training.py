@@ -107,7 +107,9 @@ def out_of_fold(
     return pd.concat(parts), rounds, last
 
 
-def _tradeable(oof: pd.DataFrame, payoff: Payoff, horizon: timedelta) -> tuple[bool, str]:
+def _tradeable(
+    oof: pd.DataFrame, payoff: Payoff, horizon: timedelta
+) -> tuple[bool, str, np.ndarray]:
     """Was the edge real out of fold? The net return of every entry the policy would have
     made, one per horizon per symbol (overlapping trades would count one move many times)."""
     outcomes = []
@@ -124,7 +126,7 @@ def _tradeable(oof: pd.DataFrame, payoff: Payoff, horizon: timedelta) -> tuple[b
     ok = significant_edge(trades)
     mean = float(trades.mean()) if len(trades) else 0.0
     why = f"{len(trades)} out-of-fold entries, mean net log return {mean:+.5f} per trade"
-    return ok, why + (": significant" if ok else ": not significant, the policy abstains")
+    return ok, why + (": significant" if ok else ": not significant, the policy abstains"), trades
 
 
 def _metrics(
@@ -167,7 +169,8 @@ def train_ensemble(
     # The significance test judges the out-of-fold trades with a payoff measured before them
     # (their own returns would flatter it); the served model's payoff uses every row.
     earlier = rows[rows.index < oof.index.min()]
-    tradeable, why = _tradeable(oof, _payoff(earlier, cfg.cost), cfg.horizon)
+    tradeable, why, trades = _tradeable(oof, _payoff(earlier, cfg.cost), cfg.horizon)
+    metrics = _metrics(oof, calibrated, stack) | {"tradeable": float(tradeable)}
     everything = rows_of(rows, features)
     final = {
         m.name: m.refit(everything, last[m.name], int(np.median(rounds[m.name])), cfg.seed)
@@ -184,7 +187,12 @@ def train_ensemble(
         context=max((f.context for f in final.values()), default=0),
         label={"horizon": str(cfg.horizon), "cost": f"{cfg.cost:.6f}"},
         feature_set_version=feature_set_version,
+        quality={
+            "oof_auc": metrics["ensemble_oof_auc"],
+            "oof_brier": metrics["ensemble_oof_brier"],
+            "oof_entries": float(len(trades)),
+            "oof_mean_net_return": float(trades.mean()) if len(trades) else 0.0,
+        },
     )
     notes = dict(stack.notes) | {"policy": why}
-    metrics = _metrics(oof, calibrated, stack) | {"tradeable": float(tradeable)}
     return TrainedEnsemble(model, oof, metrics, notes)

@@ -44,6 +44,7 @@ class DecisionBatch:
     model_version: str
     feature_set_version: str
     tradeable: bool = False
+    quality: Mapping[str, float] = field(default_factory=dict)  # the model's, out of sample
     # Row lookups built once: a replay asks for every symbol at every candle time, and a pandas
     # row lookup costs more than the decision it feeds.
     _rows: dict[str, _Rows] = field(init=False, repr=False, compare=False)
@@ -221,6 +222,7 @@ def prepare_batch(
         model_version=model.version,
         feature_set_version=model.feature_set_version,
         tradeable=model.tradeable,
+        quality=dict(model.quality),
     )
 
 

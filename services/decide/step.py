@@ -140,6 +140,7 @@ def _input(
         model_probability=batch.probability(symbol, t),
         model_edge=batch.edge(symbol, t),
         model_tradeable=batch.tradeable,
+        model_quality=batch.quality,
         model_name=batch.model_name,
         model_version=batch.model_version,
         feature_set_version=batch.feature_set_version,

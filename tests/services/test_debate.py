@@ -85,7 +85,7 @@ class Alerts:
 def request(symbol: str = "BTC/USDT") -> PanelRequest:
     inp = DecisionInput(
         "paper", Symbol(symbol), "1h", T, Decimal(50_000), FEATURES, 0.6, "m", "1", "fs", 0.002,
-        True,
+        True, {"oof_auc": 0.5612345, "oof_entries": 41.0},
     )  # fmt: skip
     state = RiskState(cash=Decimal(10_000), positions={}, prices={Symbol(symbol): inp.price})
     return PanelRequest(DecisionId(f"paper:{symbol}:1h:1"), agent_context(inp, state, 4))
@@ -136,6 +136,7 @@ def test_debate_when_both_answer_then_two_rounds_and_each_sees_the_other(
     assert all(c.prompt_hash and c.template == f"tradeflow-{c.agent}" for c in out.calls)
     brief = json.loads(out.calls[0].prompt.split("Brief: ")[1].split("\n")[0])
     assert brief["regime"] == "trend_up"
+    assert brief["model"]["out_of_sample"] == {"oof_auc": 0.5612, "oof_entries": 41.0}
     assert brief["model"]["significant_out_of_sample"] is True
 
 

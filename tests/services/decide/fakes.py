@@ -3,8 +3,10 @@ vote the same, and a config over BTC and ETH 1h."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,7 @@ class LinearEdge:
 
     tradeable = True
     context = 0
+    quality: Mapping[str, float] = MappingProxyType({"oof_auc": 0.55, "oof_entries": 40.0})
 
     def edge(self, probabilities: np.ndarray) -> np.ndarray:
         return (np.asarray(probabilities, dtype=np.float64) - 0.5) * 0.02

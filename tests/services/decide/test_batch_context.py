@@ -19,6 +19,7 @@ class LookBack:
 
     name, version, feature_set_version = "lookback", "1", "fs"
     tradeable, context = True, 3
+    quality: dict[str, float] = {}  # noqa: RUF012
 
     def __init__(self) -> None:
         self.frames: list[pd.DataFrame] = []
