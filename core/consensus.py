@@ -4,8 +4,8 @@ stop an entry. Each input's share of the score is recorded.
 The model speaks through the decision policy (core.models.policy): it enters only when the
 calibrated expected edge beats costs, holds for the label horizon unless the edge reverses, and
 sizes by the edge. The agents argue from the market itself. An entry goes ahead only when the
-weighted score reaches the confidence threshold, is not vetoed (a net score this far against
-it), and Bull and Bear do not strongly disagree. Exits are never stopped: leaving a position the
+weighted score clears the confidence threshold (a net score this far against it vetoes it) and
+Bull and Bear do not strongly disagree. Exits are never stopped: leaving a position the
 model no longer backs is the cautious side, and so is every failure: agents that all abstained
 or a spent budget make the decision NO_TRADE, recorded with its cause, never a HOLD that looks
 like an opinion.
@@ -31,14 +31,15 @@ MODEL = "model"
 class ConsensusConfig:
     model_weight: float = 0.5
     agent_weight: float = 0.25  # each agent
-    threshold: float = 0.15  # a net score this far against an entry vetoes it
+    # The confidence threshold: an entry needs a net score of at least -threshold (this far
+    # against it vetoes it).
+    threshold: float = 0.15
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(horizon=4))
     require_significance: bool = True  # off: trade a model whose edge was not proven
     # Weights per regime (core.agents.brief.regime_of, e.g. "trend_up", "range_high_vol"; a
     # regime not listed falls back to its trend part, then to the weights above): input name
     # ("model", "bull", "bear") -> weight.
     regime_weights: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    min_confidence: float = 0.0  # an entry needs a net score at least this high
     disagreement: float = 0.6  # Bull BUY and Bear SELL both at least this sure: no entry
 
 
@@ -65,24 +66,34 @@ class Consensus:
 _SIGN = {Action.BUY: 1.0, Action.SELL: -1.0, Action.HOLD: 0.0, Action.NO_TRADE: 0.0}
 
 
+_NO_WEIGHTS: Mapping[str, float] = {}
+
+
 def weights_for(regime: str, config: ConsensusConfig) -> Mapping[str, float]:
     table = config.regime_weights
+    if not table:
+        return _NO_WEIGHTS
     found = table.get(regime) or table.get(regime.removesuffix("_high_vol"))
-    return found or {}
+    return found or _NO_WEIGHTS
 
 
 def contributions(
     model_score: float, votes: tuple[Vote, ...], regime: str, config: ConsensusConfig
 ) -> dict[str, float]:
-    """Each input's share of the net score; an abstaining agent has none."""
+    """Each input's share of the net score; an abstaining agent has none. (Run for every
+    decision of a backtest: plain loops, no intermediate dicts.)"""
     weights = weights_for(regime, config)
-    raw = {MODEL: (weights.get(MODEL, config.model_weight), model_score)}
+    w_model = weights.get(MODEL, config.model_weight)
+    names, raw, total = [MODEL], [w_model * model_score], w_model
     for vote in votes:
-        if vote.voted:
+        if not vote.abstained:
             w = weights.get(vote.agent, config.agent_weight)
-            raw[vote.agent] = (w, _SIGN[vote.action] * vote.confidence)
-    total = sum(w for w, _ in raw.values())
-    return {k: round(w * s / total, 6) if total else 0.0 for k, (w, s) in raw.items()}
+            names.append(vote.agent)
+            raw.append(w * _SIGN[vote.action] * vote.confidence)
+            total += w
+    if not total:
+        return dict.fromkeys(names, 0.0)
+    return dict(zip(names, [x / total for x in raw], strict=True))
 
 
 def net_score(
@@ -137,11 +148,11 @@ def _failure(deliberation: Deliberation) -> str:
 def _entry_stopped(score: float, votes: tuple[Vote, ...], config: ConsensusConfig) -> str:
     if score < -config.threshold:
         return "agents veto the entry"
-    if score < config.min_confidence:
-        return f"net score below the confidence threshold {config.min_confidence:+.3f}"
-    sure = config.disagreement
-    bull = any(v.voted and v.action is Action.BUY and v.confidence >= sure for v in votes)
-    bear = any(v.voted and v.action is Action.SELL and v.confidence >= sure for v in votes)
+    sure, bull, bear = config.disagreement, False, False
+    for v in votes:  # a loop, not two any(): every entry of a backtest passes here
+        if not v.abstained and v.confidence >= sure:
+            bull = bull or v.action is Action.BUY
+            bear = bear or v.action is Action.SELL
     if bull and bear:
         return "strong disagreement between the agents"
     return ""

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from core.agents.base import AgentContext, Vote
 from core.agents.brief import Brief, PastDecision, regime_of
@@ -79,10 +80,22 @@ def agent_context(
     horizon: int,
     recent: Sequence[PastDecision] = (),
 ) -> AgentContext:
-    """What the agents see of this decision: the features and, for an LLM, the brief."""
+    """What the agents see of this decision: the features and, for an LLM, the brief (built
+    when first read)."""
+    return AgentContext(
+        inp.symbol,
+        inp.features,
+        inp.model_probability,
+        partial(brief_of, inp, state, horizon, tuple(recent)),
+    )
+
+
+def brief_of(
+    inp: DecisionInput, state: RiskState, horizon: int, recent: Sequence[PastDecision]
+) -> Brief:
     holding = holding_of(inp, state, horizon)
     step = timeframe_delta(inp.timeframe)
-    brief = Brief(
+    return Brief(
         symbol=inp.symbol,
         timeframe=inp.timeframe,
         features=inp.features,
@@ -100,7 +113,6 @@ def agent_context(
             for d in sorted(recent, key=lambda d: d.candle_time, reverse=True)
         ),
     )
-    return AgentContext(inp.symbol, inp.features, inp.model_probability, brief)
 
 
 def size_order(
@@ -143,8 +155,10 @@ def decide(
     risk_state: RiskState,
     limits: RiskLimits,
     now: datetime,
+    decision_id: DecisionId | None = None,  # the caller's, when it built it already
 ) -> Decision:
-    decision_id = decision_id_for(inp.account, inp.symbol, inp.timeframe, inp.candle_time)
+    if decision_id is None:
+        decision_id = decision_id_for(inp.account, inp.symbol, inp.timeframe, inp.candle_time)
     votes, calls = deliberation.votes, deliberation.calls
     signal = ModelSignal(inp.model_probability, inp.model_edge, inp.model_tradeable)
     holding = holding_of(inp, risk_state, consensus_config.policy.horizon)

@@ -163,7 +163,6 @@ class Settings(BaseSettings):
     # (regimes: trend_up, trend_down, range, each optionally "_high_vol"); a regime not listed
     # uses model_weight and agent_weight.
     consensus_regime_weights: dict[str, dict[str, Annotated[float, Field(ge=0)]]] = {}
-    consensus_min_confidence: float = Field(0.0, ge=-1, le=1)  # net score an entry needs
     consensus_disagreement: float = Field(0.6, gt=0, le=1)  # Bull BUY and Bear SELL this sure
 
     # LLM agents (Bull and Bear) through any OpenAI-compatible endpoint. No base URL: the

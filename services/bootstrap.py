@@ -540,7 +540,6 @@ def decision_config(settings: Settings) -> DecisionConfig:
             policy_config(settings),
             settings.policy_require_significance,
             regime_weights=settings.consensus_regime_weights,
-            min_confidence=settings.consensus_min_confidence,
             disagreement=settings.consensus_disagreement,
         ),
         sizing=Sizing(settings.order_notional),

@@ -7,8 +7,9 @@ agent, and an agent that could not vote says why instead of pretending to HOLD.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.types import Action, Symbol
@@ -21,13 +22,18 @@ class InvalidVote(ValueError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AgentContext:
     symbol: Symbol
     features: Mapping[str, float]
     model_probability: float  # P(up beyond fees over the label horizon)
-    # What an LLM agent reads (the rule agents read the features): built by core.agents.brief.
-    brief: Brief | None = None
+    # What an LLM agent reads (the rule agents read the features only): built on first use,
+    # as a backtest's rule agents never need it and it costs a sixth of a decision.
+    brief_source: Callable[[], Brief] | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def brief(self) -> Brief | None:
+        return None if self.brief_source is None else self.brief_source()
 
 
 MAX_REASONS = 3

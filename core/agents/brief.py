@@ -85,10 +85,15 @@ class Brief:
 def regime_of(features: Mapping[str, float]) -> str:
     """`trend_up`, `trend_down` or `range` (ADX and EMA50, the trend_regime feature), with the
     volatility's percentile: `..._high_vol` above 0.8."""
-    trend = features.get("trend_regime", 0.0) or 0.0
+    try:  # one lookup each, not a membership test and a read: every decision asks
+        trend = features["trend_regime"]
+    except KeyError:
+        trend = 0.0
     name = "trend_up" if trend > 0 else "trend_down" if trend < 0 else "range"
-    vol = features.get("vol_regime_pct")
-    return name + ("_high_vol" if vol is not None and vol > 0.8 else "")
+    try:
+        return name + ("_high_vol" if features["vol_regime_pct"] > 0.8 else "")
+    except KeyError:
+        return name
 
 
 def _round(x: float) -> float:

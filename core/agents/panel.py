@@ -28,7 +28,10 @@ class Deliberation:
 
     @property
     def all_abstained(self) -> bool:
-        return bool(self.votes) and not any(v.voted for v in self.votes)
+        for vote in self.votes:  # a loop: every decision of a backtest asks
+            if not vote.abstained:
+                return False
+        return bool(self.votes)
 
 
 @dataclass(frozen=True, slots=True)

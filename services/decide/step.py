@@ -54,7 +54,7 @@ def decide_at(
     decisions: list[Decision] = []
     for (did, inp), request in zip(inputs, requests, strict=True):
         decision = decide(
-            inp, deliberations[did], cfg.consensus, cfg.sizing, state, cfg.limits, now
+            inp, deliberations[did], cfg.consensus, cfg.sizing, state, cfg.limits, now, did
         )
         if cfg.record_provenance:
             facts = provenance(batch, cfg, decision, state, request, panel)

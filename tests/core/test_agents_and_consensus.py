@@ -181,13 +181,6 @@ def test_consensus_when_bull_and_bear_both_sure_and_opposed_then_no_entry() -> N
     assert combine(signal(0.004), Deliberation((BULL_SURE, mild)), FLAT, cfg).action is Action.BUY
 
 
-def test_consensus_when_score_below_confidence_threshold_then_no_entry() -> None:
-    cfg = replace(CFG, min_confidence=0.5)
-    out = combine(signal(0.002), Deliberation(HOLDS), FLAT, cfg)
-    assert out.action is Action.HOLD
-    assert "confidence threshold" in out.reason
-
-
 def test_consensus_when_budget_exceeded_then_no_trade_but_an_exit_still_leaves() -> None:
     stopped = Deliberation(
         (Vote.abstain("bull", "budget_exceeded"), Vote.abstain("bear", "budget_exceeded")),

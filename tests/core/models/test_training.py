@@ -174,9 +174,7 @@ def test_tradeable_when_rows_are_missing_then_trades_spaced_by_time_not_rows() -
         [pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(hours=h) for h in hours]
     )
     oof = pd.DataFrame({"symbol": "A", "p_ensemble": 0.9, "forward_return": 0.01}, index=idx)
-    _, why, trades = _tradeable(
-        oof, Payoff(gain=0.02, loss=0.01, cost=0.001), timedelta(hours=4)
-    )
+    _, why, trades = _tradeable(oof, Payoff(gain=0.02, loss=0.01, cost=0.001), timedelta(hours=4))
     assert len(trades) == 3
     # Entries at 00:00, 06:00 (>= 04:00) and 10:00 (>= 10:00): three, not one per 4 rows (two).
     assert why.startswith("3 out-of-fold entries")
