@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -78,17 +79,38 @@ class LogNotifier:
         return True
 
 
-def make_panel(base_url: str) -> Any:
+def make_panel(base_url: str, traced: bool = False) -> Any:
+    """The panel as `make run` builds it; `traced`: every call an MLflow trace, as by default
+    (the store must be configured first)."""
     from core.clock import SystemClock
     from infra.llm.openai_chat import OpenAiChat
     from infra.llm.prompts import repo_templates
+    from registry.tracing import TracedChat
     from services.debate import DebateConfig, LlmPanel
 
     cfg = DebateConfig(rounds=ROUNDS, cache="off")
     chat = OpenAiChat(
         base_url, MODEL, None, timeout_s=10.0, max_output_tokens=cfg.max_output_tokens
     )
-    return LlmPanel(chat, repo_templates(), NoCallLog(), cfg, SystemClock(), LogNotifier())
+    wrapped = TracedChat(chat) if traced else chat
+    return LlmPanel(wrapped, repo_templates(), NoCallLog(), cfg, SystemClock(), LogNotifier())
+
+
+def run_traced(base_url: str, batches: Sequence[Sequence[Any]]) -> list[Sample]:
+    """The same decisions with MLflow tracing on, into a throwaway sqlite store."""
+    import tempfile
+
+    from registry.mlflow_registry import configure
+    from registry.tracing import flush_traces
+
+    with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmp:
+        configure(f"sqlite:///{tmp}/mlflow.db", Path(tmp) / "artifacts")
+        panel = make_panel(base_url, traced=True)
+        try:
+            return run_ours(panel, batches)[1:]
+        finally:
+            panel.close()
+            flush_traces()
 
 
 def responder(delay_s: float) -> Any:
@@ -358,6 +380,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reference-decisions", type=int, default=3, help="decisions the raw-SDK loop makes"
     )
+    parser.add_argument(
+        "--no-tracing", action="store_true", help="skip the run with MLflow tracing on"
+    )
     args = parser.parse_args(argv)
     if args.decisions < 1 or args.reference_decisions < 1 or args.delay_ms <= 0:
         parser.error("--decisions and --reference-decisions >= 1, --delay-ms > 0")
@@ -380,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             first, *samples = run_ours(panel, batches)
         finally:
             panel.close()
+        traced = [] if args.no_tracing else run_traced(server.base_url, batches)
         reference = run_reference(server.base_url, batches[: args.reference_decisions + 1])
     reference = (reference[0][1:], reference[1])  # its first decision opened its connection
     print(
@@ -393,6 +419,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"server answers after {args.delay_ms:.0f} ms"
     )
     report_ours(samples, first.wall_s, floor_s)
+    if traced:
+        walls, plain = [s.wall_s for s in traced], [s.wall_s for s in samples]
+        print(
+            f"with MLflow tracing on (the default; every call a trace, sqlite store): "
+            f"{spread(walls)}; tracing adds p50 "
+            f"{(percentile(walls, 0.5) - percentile(plain, 0.5)) * 1e3:.1f} ms a decision"
+        )
     report_references(samples, floor_s, reference, delay_s)
     print(f"verdict: {'PASS' if all(verdicts(samples)) else 'FAIL'}")
 

@@ -64,18 +64,24 @@ class Vote:
     def voted(self) -> bool:
         return not self.abstained
 
-    def as_json(self) -> dict[str, object]:
-        """The vote as plain JSON values (the ledger's column, the API's answer)."""
-        return {
+    def as_json(self, full: bool = True) -> dict[str, object]:
+        """The vote as plain JSON values (the API's answer). Not `full`: the LLM's fields only
+        when set (the ledger's column: a backtest stores a rule vote per agent per candle, and
+        empty lists are objects to allocate, encode and collect)."""
+        out: dict[str, object] = {
             "agent": self.agent,
             "action": self.action.value,
             "confidence": self.confidence,
             "reason": self.reason,
-            "horizon": self.horizon,
-            "reasons": list(self.reasons),
-            "risk_flags": list(self.risk_flags),
-            "abstained": self.abstained,
         }
+        if full or self.horizon or self.reasons or self.risk_flags or self.abstained:
+            out |= {
+                "horizon": self.horizon,
+                "reasons": list(self.reasons),
+                "risk_flags": list(self.risk_flags),
+                "abstained": self.abstained,
+            }
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Vote:

@@ -89,7 +89,7 @@ def decision_values(decision: Decision) -> dict[str, Any]:
         "model_name": inp.model_name,
         "model_version": inp.model_version,
         "probability": float(inp.model_probability),
-        "votes": [v.as_json() for v in decision.votes],
+        "votes": [v.as_json(full=False) for v in decision.votes],
         "order_book_features": {
             k: float(inp.features[k]) for k in BOOK_FEATURE_NAMES if k in inp.features
         }

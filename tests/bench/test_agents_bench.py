@@ -19,7 +19,9 @@ DELAY_S = 0.05
 def printed(shared_data: Path) -> str:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        agents.main(["--decisions", "2", "--delay-ms", "50", "--reference-decisions", "1"])
+        agents.main(
+            ["--decisions", "2", "--delay-ms", "50", "--reference-decisions", "1", "--no-tracing"]
+        )
     return out.getvalue()
 
 

@@ -200,3 +200,18 @@ def test_consensus_when_budget_exceeded_and_exiting_then_the_reason_names_it() -
     assert held.reason.endswith(
         "despite BUDGET_EXCEEDED: round 0, bull: day tokens: 9 would exceed 5"
     )
+
+
+@pytest.mark.parametrize(
+    "vote",
+    [
+        Vote("bull", Action.BUY, 0.6, "trend up"),
+        Vote("bear", Action.SELL, 0.4, "r1; r2", 4, ("r1", "r2"), ("thin book",)),
+        Vote.abstain("bear", "timeout", "no answer in 20 s"),
+    ],
+)
+def test_vote_when_through_json_short_or_full_then_identical(vote: Vote) -> None:
+    assert Vote.from_json(vote.as_json()) == vote
+    short = vote.as_json(full=False)
+    assert Vote.from_json(short) == vote
+    assert ("reasons" in short) is bool(vote.reasons or vote.abstained)
