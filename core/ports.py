@@ -35,6 +35,7 @@ from core.records import (
     SafetyEvent,
     SafetyOverview,
     SafetyRequest,
+    TradingCounts,
 )
 from core.risk.breaker import TradeResult
 from core.risk.state import SafetyFlags, StateChange
@@ -463,6 +464,8 @@ class OverviewQueries(Protocol):
     def safety(self, now: datetime, steps: int = 10, accepted: int = 10) -> SafetyOverview: ...
 
     def health(self, now: datetime, account: str) -> HealthOverview: ...
+
+    def trading_counts(self, now: datetime, account: str) -> TradingCounts: ...
 
 
 class TradingLedger(Protocol):

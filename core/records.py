@@ -159,6 +159,23 @@ class HealthOverview:
 
 
 @dataclass(frozen=True, slots=True)
+class TradingCounts:
+    """What /metrics reports from the ledger at scrape time: the flows write it in their own
+    processes, so counting it where it is stored is what reaches Prometheus whole."""
+
+    flags: SafetyFlags
+    kill_switch: KillSwitchState
+    orders: Mapping[str, int]  # by status
+    decisions: Mapping[str, int]  # by action
+    denials: Mapping[str, int]  # risk-gate denials by code
+    fills: int
+    positions: Mapping[str, float]  # quantity held by symbol
+    llm_calls: Mapping[tuple[str, str, str], int]  # (agent, model, outcome) -> calls
+    llm_tokens: Mapping[tuple[str, str, str], int]  # (agent, model, "input"|"output")
+    llm_cost: Mapping[tuple[str, str], float]  # (agent, model) -> cost
+
+
+@dataclass(frozen=True, slots=True)
 class StoredOrder:
     """An order with the ledger's bookkeeping of it."""
 

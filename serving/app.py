@@ -15,6 +15,7 @@ from core.errors import LedgerMisconfigured, LedgerUnavailable, TradeflowError
 from services import bootstrap
 from services.bootstrap import Settings, get_settings
 from serving.deps import Api
+from serving.metrics import install_metrics
 from serving.routes import decisions, health, ml, safety
 
 log = logging.getLogger(__name__)
@@ -67,4 +68,5 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         desk=desk,
         clock=clock or SystemClock(),
     )
+    install_metrics(app, app.state.api)
     return app

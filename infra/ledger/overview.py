@@ -4,9 +4,11 @@ the Python in front of it) little."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, select
+from sqlalchemy import Connection, Row, bindparam, case, func, select
 
 from core.records import (
     HealthOverview,
@@ -14,12 +16,18 @@ from core.records import (
     SafetyEvent,
     SafetyOverview,
     SafetyRequest,
+    TradingCounts,
 )
+from core.risk.limits import Denial
 from core.risk.state import Control
 from infra.ledger.mappers import control_of, kill_switch_of
 from infra.ledger.models import (
+    AgentCallRow,
     DecisionRow,
+    FillRow,
     KillSwitchEventRow,
+    OrderRow,
+    PositionRow,
     RefusalTotalRow,
     SafetyEventRow,
     SafetyStateRow,
@@ -60,6 +68,30 @@ _NEWEST_DECISION = (
     .limit(1)
 )
 
+_ACCOUNT = bindparam("account")
+_ORDERS_BY_STATUS = (
+    select(OrderRow.status, func.count())
+    .where(OrderRow.account == _ACCOUNT)
+    .group_by(OrderRow.status)
+)
+_DECISIONS_BY_ACTION = (
+    select(_D.action, func.count()).where(_D.account == _ACCOUNT).group_by(_D.action)
+)
+_DENIED = select(_D.risk_reasons).where(_D.account == _ACCOUNT, _D.risk_approved.is_(False))
+_FILLS = select(func.count()).select_from(FillRow).where(FillRow.account == _ACCOUNT)
+_POSITIONS = select(PositionRow.symbol, PositionRow.quantity).where(PositionRow.account == _ACCOUNT)
+_C = AgentCallRow
+# Cost summed in Python per group would need the rows: a gauge's float sum is exact enough.
+_LLM = (
+    select(
+        _C.agent, _C.model, _C.outcome, func.count(), func.sum(_C.tokens_in),
+        func.sum(_C.tokens_out), func.sum(_C.cost),
+    )
+    .join(_D, _D.decision_id == _C.decision_id)
+    .where(_D.account == _ACCOUNT)
+    .group_by(_C.agent, _C.model, _C.outcome)
+)  # fmt: skip
+
 
 class Overview:
     def __init__(self, sessions: Sessions) -> None:
@@ -82,6 +114,30 @@ class Overview:
             refusals_last_day=day,
         )
 
+    def trading_counts(self, now: datetime, account: str) -> TradingCounts:
+        """Grouped counts on one connection: a scrape reads aggregates, never the rows."""
+        with self._sessions.connect() as c:
+            controls = {row.control: row for row in c.execute(_CONTROLS)}
+            by = {"account": account}
+            orders = dict(c.execute(_ORDERS_BY_STATUS, by).all())
+            decisions = dict(c.execute(_DECISIONS_BY_ACTION, by).all())
+            denied = c.execute(_DENIED, by).scalars().all()
+            fills = int(c.execute(_FILLS, by).scalar() or 0)
+            positions = {s: float(q) for s, q in c.execute(_POSITIONS, by)}
+            calls = c.execute(_LLM, by).all()
+        return TradingCounts(
+            flags=flags_of(controls, now),
+            kill_switch=kill_switch_of(controls.get(Control.KILL_SWITCH.value)),
+            orders=orders,
+            decisions=decisions,
+            denials=dict(Counter(Denial.parse(t).code.value for ts in denied for t in ts)),
+            fills=fills,
+            positions=positions,
+            llm_calls={(a, m, o): int(n) for a, m, o, n, *_ in calls},
+            llm_tokens=_tokens(calls),
+            llm_cost=_costs(calls),
+        )
+
     def health(self, now: datetime, account: str) -> HealthOverview:
         with self._sessions.connect() as c:
             controls = {row.control: row for row in c.execute(_CONTROLS)}
@@ -89,6 +145,21 @@ class Overview:
         model = None if newest is None else ModelInUse(*newest)
         kill = kill_switch_of(controls.get(Control.KILL_SWITCH.value))
         return HealthOverview(flags_of(controls, now), kill, model)
+
+
+def _tokens(calls: list[Row[Any]]) -> dict[tuple[str, str, str], int]:
+    out: Counter[tuple[str, str, str]] = Counter()
+    for agent, model, _, _, tokens_in, tokens_out, _ in calls:
+        out[(agent, model, "input")] += int(tokens_in or 0)
+        out[(agent, model, "output")] += int(tokens_out or 0)
+    return dict(out)
+
+
+def _costs(calls: list[Row[Any]]) -> dict[tuple[str, str], float]:
+    out: dict[tuple[str, str], float] = {}
+    for agent, model, _, _, _, _, cost in calls:
+        out[(agent, model)] = out.get((agent, model), 0.0) + float(cost or 0)
+    return out
 
 
 def _refusals(c: Connection, now: datetime) -> tuple[int, int, int]:
