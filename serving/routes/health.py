@@ -33,3 +33,20 @@ async def health(request: Request) -> Response:
             "last_decided_at": model.decided_at.isoformat(),
         },
     })  # fmt: skip
+
+
+@router.get("/ready")
+def ready(request: Request) -> Response:
+    """Readiness: 200 when the ledger answers, reconciliation is not pending and the model has
+    a champion; else 503 naming what is not (a load balancer holds traffic back). Sync: the
+    registry's client blocks, so it runs on the thread pool."""
+    from services.readiness import readiness
+
+    api = api_of(request)
+    result = readiness(
+        lambda: api.ledger.overview.health(api.clock.now(), api.settings.account),
+        request.app.state.ml.catalog,
+        api.settings.model_name,
+    )
+    body = {"status": "ready" if result.ready else "not_ready", "checks": result.checks}
+    return json_response(body, status_code=200 if result.ready else 503)
