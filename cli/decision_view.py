@@ -17,9 +17,9 @@ from rich.text import Text
 from cli.options import load_settings
 
 if TYPE_CHECKING:
-    from core.agents.calls import AgentCall
+    from core.agents.calls import AgentCall, AgentUsage
     from core.records import DecisionRecord
-    from services.decisions import CallTotals, DecisionView
+    from services.decisions import DecisionView
 
 console = Console()
 
@@ -122,7 +122,7 @@ def calls_table(calls: tuple[AgentCall, ...]) -> Table:
     return t
 
 
-def totals_line(t: CallTotals) -> str:
+def totals_line(t: AgentUsage) -> str:
     return (
         f"{t.calls} call(s), {t.abstentions} without an answer; tokens {t.tokens_in} in, "
         f"{t.tokens_out} out; cost {_num(t.cost)}"

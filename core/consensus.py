@@ -96,12 +96,6 @@ def contributions(
     return dict(zip(names, [x / total for x in raw], strict=True))
 
 
-def net_score(
-    model_score: float, votes: tuple[Vote, ...], config: ConsensusConfig, regime: str = ""
-) -> float:
-    return round(sum(contributions(model_score, votes, regime, config).values()), 6)
-
-
 def combine(
     signal: ModelSignal,
     deliberation: Deliberation,

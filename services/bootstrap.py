@@ -282,7 +282,6 @@ def panel(
     `chat` the chat model (a replay's stands in for the one recorded)."""
     if settings.llm_base_url is None and chat is None:
         return RulePanel(rule_agents())
-    from infra.llm.metrics import count_call
     from services.debate import DebateConfig, LlmPanel
 
     cfg = DebateConfig(
@@ -308,7 +307,6 @@ def panel(
         SystemClock(),
         alerts(settings),
         fallback=rule_agents(),
-        on_call=count_call,
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -88,10 +88,9 @@ class LlmPanel:
         clock: Clock,
         alerts: Notifier,
         fallback: Sequence[Agent] = (),
-        on_call: Callable[[AgentCall], None] = lambda call: None,
     ) -> None:
         self.chat, self.templates, self.log, self.cfg = chat, templates, log, cfg
-        self.clock, self.alerts, self.on_call = clock, alerts, on_call
+        self.clock, self.alerts = clock, alerts
         self.fallback = {a.name: a for a in fallback}
         self.name = panel_name(chat)
         self._pool = ThreadPoolExecutor(max(1, cfg.parallel), thread_name_prefix="llm-agent")
@@ -278,7 +277,6 @@ class LlmPanel:
         thread.last[agent] = call
         if vote is not None:
             thread.votes[agent] = vote
-        self.on_call(call)
 
     # -- prompts -----------------------------------------------------------------------------
 

@@ -3,41 +3,18 @@ GET /api/v1/decisions/{id} and `tradeflow decision ID` both show."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
-from core.agents.calls import AgentCall
+from core.agents.calls import AgentCall, AgentUsage
 from core.ports import Ledger
 from core.records import DecisionRecord
-
-
-@dataclass(frozen=True, slots=True)
-class CallTotals:
-    """What a decision's calls came to; an abstention is a call that brought no answer."""
-
-    calls: int
-    abstentions: int
-    tokens_in: int
-    tokens_out: int
-    cost: Decimal
 
 
 @dataclass(frozen=True, slots=True)
 class DecisionView:
     decision: DecisionRecord
     calls: tuple[AgentCall, ...]  # by round, then agent (as the ledger hands them out)
-    totals: CallTotals
-
-
-def totals_of(calls: Sequence[AgentCall]) -> CallTotals:
-    return CallTotals(
-        calls=len(calls),
-        abstentions=sum(1 for c in calls if not c.outcome.answered),
-        tokens_in=sum(c.tokens_in for c in calls),
-        tokens_out=sum(c.tokens_out for c in calls),
-        cost=sum((c.cost for c in calls), Decimal(0)),
-    )
+    totals: AgentUsage
 
 
 def decision_with_calls(ledger: Ledger, decision_id: str) -> DecisionView | None:
@@ -51,4 +28,4 @@ def decision_with_calls(ledger: Ledger, decision_id: str) -> DecisionView | None
         return None
     # A decision's calls are written in its transaction, so reading them after it sees all.
     calls = tuple(ledger.agent_calls.for_decision(decision_id))
-    return DecisionView(record, calls, totals_of(calls))
+    return DecisionView(record, calls, AgentUsage.of(calls))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -70,13 +71,28 @@ class AgentCall:
 
 @dataclass
 class AgentUsage:
-    """What a run's agents cost: calls by outcome, tokens, and money in the configured unit."""
+    """What calls cost (a decision's, a run's): calls by outcome, tokens, and money in the
+    configured unit. An abstention is a call that brought no answer."""
 
     outcomes: Counter[str] = field(default_factory=Counter)
     tokens_in: int = 0
     tokens_out: int = 0
     cost: Decimal = Decimal(0)
 
+    @classmethod
+    def of(cls, calls: Iterable[AgentCall]) -> AgentUsage:
+        out = cls()
+        for c in calls:
+            out.outcomes[c.outcome.value] += 1
+            out.tokens_in += c.tokens_in
+            out.tokens_out += c.tokens_out
+            out.cost += c.cost
+        return out
+
     @property
     def calls(self) -> int:
         return sum(self.outcomes.values())
+
+    @property
+    def abstentions(self) -> int:
+        return sum(n for k, n in self.outcomes.items() if not CallOutcome(k).answered)

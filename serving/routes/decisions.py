@@ -16,9 +16,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from core.agents.calls import AgentCall
+from core.agents.calls import AgentCall, AgentUsage
 from core.records import DecisionRecord
-from services.decisions import CallTotals, decision_with_calls
+from services.decisions import decision_with_calls
 from serving.deps import api_of
 from serving.json import json_response
 
@@ -82,7 +82,7 @@ def call_json(c: AgentCall) -> dict[str, Any]:
     }
 
 
-def totals_json(t: CallTotals) -> dict[str, Any]:
+def totals_json(t: AgentUsage) -> dict[str, Any]:
     return {
         "calls": t.calls,
         "abstentions": t.abstentions,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from core.agents.base import Vote
-from core.agents.calls import AgentCall, CallOutcome
+from core.agents.calls import AgentCall, AgentUsage, CallOutcome
 from core.agents.panel import Deliberation
 from core.consensus import ConsensusConfig
 from core.decision import Decision, DecisionInput, Sizing, decide
@@ -17,7 +17,7 @@ from core.models.policy import PolicyConfig
 from core.risk.limits import RiskLimits, RiskState
 from core.types import Action, Symbol
 from infra.ledger.ledger import Ledger
-from services.decisions import CallTotals, decision_with_calls, totals_of
+from services.decisions import decision_with_calls
 
 BTC = Symbol("BTC/USDT")
 T = datetime(2024, 2, 3, 9, tzinfo=UTC)  # open of the candle just closed
@@ -141,9 +141,7 @@ def test_decision_with_calls_when_recorded_with_calls_then_record_calls_by_round
     assert view.decision == ledger.orders.decision(DECISION_ID)
     assert (view.decision.action, view.decision.regime) == (Action.BUY, "trend_up")
     assert list(view.calls) == in_ledger_order(decision.calls)  # none of the next candle's
-    assert view.totals == CallTotals(
-        calls=4, abstentions=2, tokens_in=260, tokens_out=55, cost=Decimal("0.00032")
-    )
+    assert totals(view.totals) == (4, 2, 260, 55, Decimal("0.00032"))
 
 
 def test_decision_with_calls_when_decided_offline_then_no_calls_and_zero_totals(
@@ -153,7 +151,7 @@ def test_decision_with_calls_when_decided_offline_then_no_calls_and_zero_totals(
     view = decision_with_calls(ledger, DECISION_ID)
     assert view is not None
     assert view.calls == ()
-    assert view.totals == CallTotals(0, 0, 0, 0, Decimal(0))
+    assert totals(view.totals) == (0, 0, 0, 0, Decimal(0))
 
 
 def test_decision_with_calls_when_id_unknown_then_none(ledger: Ledger) -> None:
@@ -171,10 +169,14 @@ def test_decision_with_calls_when_id_not_printable_then_none_never_a_database_er
     assert decision_with_calls(ledger, "") is None
 
 
-def test_totals_of_when_calls_cached_or_failed_then_only_failures_are_abstentions() -> None:
+def totals(use: AgentUsage) -> tuple[int, int, int, int, Decimal]:
+    return (use.calls, use.abstentions, use.tokens_in, use.tokens_out, use.cost)
+
+
+def test_usage_of_when_calls_cached_or_failed_then_only_failures_are_abstentions() -> None:
     calls = (
         call("bull", 0, CallOutcome.CACHED),
         call("bear", 0, CallOutcome.RATE_LIMITED, tokens=(10, 0), cost="0.1"),
         call("bull", 1, tokens=(5, 7), cost="0.25"),
     )
-    assert totals_of(calls) == CallTotals(3, 1, 15, 7, Decimal("0.35"))
+    assert totals(AgentUsage.of(calls)) == (3, 1, 15, 7, Decimal("0.35"))
