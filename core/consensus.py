@@ -25,6 +25,7 @@ from core.types import Action
 
 AGENTS_ABSTAINED = "AGENTS_ABSTAINED"
 MODEL = "model"
+INPUTS = (MODEL, "bull", "bear")  # what the consensus weighs (the agents by their names)
 
 
 @dataclass(frozen=True, slots=True)

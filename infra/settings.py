@@ -21,8 +21,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.agents.brief import REGIMES
 from core.candles.gaps import GapPolicy
 from core.candles.timeframe import InvalidTimeframe, timeframe_delta
+from core.consensus import INPUTS
 from core.errors import ConfigurationError
 from core.types import quote_of
 
@@ -187,9 +189,9 @@ class Settings(BaseSettings):
     # What an agent's failure does: no_trade (its abstention counts; all abstained: NO_TRADE)
     # or offline_agents (the rule agent votes in its place, said in the vote's reason).
     llm_on_failure: Literal["no_trade", "offline_agents"] = "no_trade"
-    # read: a prompt answered before is answered from the ledger, not the provider; strict:
-    # never call the provider (a miss is an error); off: always call.
-    llm_replay_cache: Literal["off", "read", "strict"] = "read"
+    # read: a prompt answered before is answered from the ledger, not the provider; off: always
+    # call. (Replaying a recorded decision never calls: tradeflow replay-decision.)
+    llm_replay_cache: Literal["off", "read"] = "read"
     # mlflow: the repository's templates are synced into MLflow's Prompt Registry and loaded
     # by alias (an operator may pin or roll back there); repo: the repository's text as is.
     llm_prompt_source: Literal["mlflow", "repo"] = "mlflow"
@@ -310,6 +312,18 @@ class Settings(BaseSettings):
                 f"{self.max_order_notional}: every BUY would be refused"
             )
         return self
+
+    @field_validator("consensus_regime_weights")
+    @classmethod
+    def _known_regimes(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        """A misspelt regime or input would be ignored without a word: refuse it."""
+        bad = [r for r in value if r not in REGIMES]
+        bad += [f"{r}.{i}" for r, w in value.items() for i in w if i not in INPUTS]
+        if bad:
+            raise ValueError(
+                f"unknown {bad}: regimes are {list(REGIMES)}, each weighing {list(INPUTS)}"
+            )
+        return value
 
     @field_validator("model_members")
     @classmethod

@@ -82,6 +82,10 @@ class Brief:
         return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
 
 
+TRENDS = ("trend_up", "trend_down", "range")
+REGIMES = tuple(t + v for t in TRENDS for v in ("", "_high_vol"))
+
+
 def regime_of(features: Mapping[str, float]) -> str:
     """`trend_up`, `trend_down` or `range` (ADX and EMA50, the trend_regime feature), with the
     volatility's percentile: `..._high_vol` above 0.8."""

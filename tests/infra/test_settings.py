@@ -164,3 +164,36 @@ def test_risk_limits_when_every_limit_set_then_the_gate_gets_each_one(
     # File data: exchange rules from the documented table (Binance, as ccxt records it).
     assert limits.rules_for("ETH/USDT").amount_step == Decimal("0.0001")
     assert limits.rules_for("BTC/USDT").min_notional == Decimal(5)
+
+
+@pytest.mark.parametrize(
+    ("weights", "named"),
+    [
+        ('{"trend-up": {"model": 0.5}}', "trend-up"),  # a misspelt regime
+        ('{"range": {"modle": 0.5}}', "range.modle"),  # a misspelt input
+    ],
+)
+def test_load_settings_when_regime_weights_name_unknown_regime_or_input_then_refused(
+    monkeypatch: pytest.MonkeyPatch, weights: str, named: str
+) -> None:
+    monkeypatch.setenv("TRADEFLOW_CONSENSUS_REGIME_WEIGHTS", weights)
+    with pytest.raises(SettingsError, match=named.replace(".", r"\.")):
+        load_settings()
+
+
+def test_load_settings_when_regime_weights_known_then_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "TRADEFLOW_CONSENSUS_REGIME_WEIGHTS",
+        '{"trend_down_high_vol": {"model": 0.4, "bull": 0.1, "bear": 0.5}}',
+    )
+    assert load_settings().consensus_regime_weights == {
+        "trend_down_high_vol": {"model": 0.4, "bull": 0.1, "bear": 0.5}
+    }
+
+
+def test_load_settings_when_live_replay_cache_strict_then_refused() -> None:
+    """Strict answers only from a decision's own recorded calls: a live run has none."""
+    with pytest.raises(SettingsError, match="TRADEFLOW_LLM_REPLAY_CACHE=strict: .*.off. or .read."):
+        load_settings(llm_replay_cache="strict")
