@@ -195,5 +195,7 @@ def test_load_settings_when_regime_weights_known_then_kept(
 
 def test_load_settings_when_live_replay_cache_strict_then_refused() -> None:
     """Strict answers only from a decision's own recorded calls: a live run has none."""
-    with pytest.raises(SettingsError, match="TRADEFLOW_LLM_REPLAY_CACHE=strict: .*.off. or .read."):
+    with pytest.raises(
+        SettingsError, match=r"TRADEFLOW_LLM_REPLAY_CACHE=strict: .*'off' or 'read'"
+    ):
         load_settings(llm_replay_cache="strict")
