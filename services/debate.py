@@ -122,7 +122,7 @@ class LlmPanel:
         for round_ in range(self.cfg.rounds + 1):
             jobs = [j for t in threads if not t.stopped for j in self._plan(t, round_, budget)]
             self._run(jobs, budget, deadline, round_)
-        self._day[1].tokens, self._day[1].cost = budget.day.tokens, budget.day.cost
+        self._day = (self._day[0], budget.day)  # what the day came to, this panel counting
         stopped = [t for t in threads if t.stopped and self.cfg.cache != "strict"]
         if stopped:
             self.alerts.send(
