@@ -20,6 +20,7 @@ from core.agents.calls import AgentCall, AgentUsage, ChatReply
 from core.candles.bar import Bar
 from core.candles.gaps import Gap
 from core.decision import Decision
+from core.events import Event, EventKind
 from core.market.order_book import OrderBookSnapshot, PublicTrade
 from core.orders import Fill, Order, OrderChange, OrderEvent, OrderStatus
 from core.portfolio import Position
@@ -522,6 +523,30 @@ class DriftCheckStore(Protocol):
         ...
 
 
+class EventLog(Protocol):
+    """The outbox of what happened (core.events), read in id order by other processes."""
+
+    def publish(
+        self,
+        kind: EventKind,
+        payload: Mapping[str, Any],
+        now: datetime,
+        correlation_id: str | None = None,
+    ) -> int: ...
+
+    def after(
+        self, event_id: int, limit: int = 500, kinds: Sequence[EventKind] | None = None
+    ) -> list[Event]: ...
+
+    def last_id(self) -> int: ...
+
+    def for_correlation(self, correlation_id: str) -> list[Event]: ...
+
+    def cursor(self, name: str) -> int | None: ...
+
+    def move_cursor(self, name: str, position: int, now: datetime) -> None: ...
+
+
 class ScratchLedger(TradingLedger, Protocol):
     """A trading ledger kept for one run (a backtest's, in memory) that hands over what an
     account recorded, to be stored in the real ledger in one go."""
@@ -538,3 +563,4 @@ class Ledger(TradingLedger, Protocol):
     backtests: BacktestStore
     drift: DriftCheckStore
     agent_calls: AgentCallStore
+    events: EventLog

@@ -61,6 +61,9 @@ def apply_offline_env(var_dir: Path) -> None:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+# Alert severities, most urgent first (alert_routes' keys).
+SEVERITIES = ("critical", "warning", "info")
+
 MODEL_MEMBERS = ("xgboost", "lightgbm", "lstm", "transformer")
 
 
@@ -248,6 +251,32 @@ class Settings(BaseSettings):
     kill_switch_secret: SecretStr | None = None
     kill_switch_window_s: int = Field(30, ge=1, le=3600)
 
+    # Operating the API (issue 14).
+    # Redis for per-token rate limits and for events between processes; None: in memory, one
+    # process's own count (said in the README).
+    redis_url: str | None = Field(None, pattern=r"^(redis|rediss|unix)://")
+    # Requests per token, in the `limits` notation ("50/second", "1000/minute"); ";"-separated
+    # for several windows.
+    api_rate_limit: str = Field("50/second", pattern=r"^\s*\d+\s*(/|per)\s*\d*\s*[a-z]+")
+    # Origins allowed to call the API from a browser (comma-separated); none: CORS off.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # WebSocket: events a slow client may have waiting before it is dropped; heartbeat period.
+    ws_queue_size: int = Field(256, ge=1, le=100_000)
+    ws_heartbeat_s: float = Field(15.0, gt=0, le=3600)
+    # Webhooks: attempts before a delivery is dead-lettered; first retry delay (doubling, with
+    # jitter); one attempt's timeout.
+    webhook_max_attempts: int = Field(8, ge=1, le=100)
+    webhook_backoff_s: float = Field(1.0, gt=0, le=3600)
+    webhook_timeout_s: float = Field(5.0, gt=0, le=120)
+    # Alerts by severity: JSON {"critical": ["tgram://…"], "warning": [...], "info": [...]};
+    # alert_urls receive every severity. A repeating alert is sent once per debounce window,
+    # then summarised.
+    alert_routes: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    alert_debounce_s: float = Field(300.0, ge=0, le=86_400)
+    # Logs: one JSON object per line (for a collector) or readable console lines.
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     @field_validator(
         "symbols",
         "whitelist",
@@ -255,6 +284,7 @@ class Settings(BaseSettings):
         "alert_urls",
         "trusted_proxies",
         "model_members",
+        "cors_origins",
         mode="before",
     )
     @classmethod
@@ -323,6 +353,27 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unknown {bad}: regimes are {list(REGIMES)}, each weighing {list(INPUTS)}"
             )
+        return value
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many  # only here: settings load before the API needs limits
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                'a rate in the `limits` notation, e.g. "50/second" or "10/second;500/minute"'
+            ) from None
+        return value
+
+    @field_validator("alert_routes")
+    @classmethod
+    def _severities(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        bad = sorted(set(value) - set(SEVERITIES))
+        if bad:
+            raise ValueError(f"unknown severities {bad}: they are {list(SEVERITIES)}")
         return value
 
     @field_validator("model_members")

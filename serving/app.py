@@ -3,20 +3,22 @@ ledger the flows write."""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+import serving.routes
 from core.clock import Clock, SystemClock
 from core.errors import LedgerMisconfigured, LedgerUnavailable, TradeflowError
 from services import bootstrap
 from services.bootstrap import Settings, get_settings
 from serving.deps import Api
 from serving.metrics import install_metrics
-from serving.routes import decisions, health, ml, safety
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,17 @@ async def _ledger_down(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"status": "unavailable", "reason": code}, status_code=503)
 
 
+def routers() -> list[APIRouter]:
+    """Every module of serving.routes with a `router`, by name: a resource is added by adding
+    its module. Paths never overlap, so the order does not matter."""
+    found = []
+    for info in sorted(pkgutil.iter_modules(serving.routes.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"serving.routes.{info.name}")
+        if isinstance(router := getattr(module, "router", None), APIRouter):
+            found.append(router)
+    return found
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     """The API over the ledger `settings` names; `clock` is the wall clock unless a test
     brings its own. Refused without a kill-switch secret (bootstrap.MissingSecret)."""
@@ -56,10 +69,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app = FastAPI(title="tradeflow", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(LedgerUnavailable, _ledger_down)
     app.add_exception_handler(LedgerMisconfigured, _ledger_down)
-    app.include_router(health.router, prefix="/api/v1")
-    app.include_router(safety.router, prefix="/api/v1")
-    app.include_router(ml.router, prefix="/api/v1")
-    app.include_router(decisions.router, prefix="/api/v1")
+    for router in routers():
+        app.include_router(router, prefix="/api/v1")
     app.state.ml = bootstrap.ml_service(settings)
 
     app.state.api = Api(

@@ -17,6 +17,7 @@ from infra.ledger.backtests import BacktestRuns
 from infra.ledger.candles import Candles
 from infra.ledger.database import migrate, session_factory
 from infra.ledger.drift import DriftChecks
+from infra.ledger.events import Events
 from infra.ledger.fills import Fills
 from infra.ledger.microstructure import Microstructure
 from infra.ledger.orders import Orders
@@ -40,6 +41,7 @@ class Ledger:
         self.backtests = BacktestRuns(sessions)
         self.drift = DriftChecks(sessions)
         self.agent_calls = AgentCalls(sessions)
+        self.events = Events(sessions)
 
 
 _MIGRATING = threading.Lock()

@@ -365,3 +365,95 @@ class DriftCheckRow(Base):
     target_rate_current: Mapped[float | None] = mapped_column(Float, nullable=True)
     target_rate_reference: Mapped[float | None] = mapped_column(Float, nullable=True)
     target_drift: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+
+
+# -- operating the API (issue 14) -------------------------------------------------------------
+
+# An id that autoincrements on both databases: SQLite only does so for INTEGER PRIMARY KEY.
+EventId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class ApiTokenRow(Base):
+    """A bearer token of the REST API: only the SHA-256 of its secret part is kept."""
+
+    __tablename__ = "api_tokens"
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class EventRow(Base):
+    """The outbox: what happened (a decision, an order's change, a fill, a safety control),
+    written in the same transaction as the change itself. The API's WebSocket and the webhook
+    dispatcher read it in id order, from whichever process wrote it."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(48))
+    correlation_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class CursorRow(Base):
+    """How far a reader of the outbox has got (the webhook dispatcher's fan-out)."""
+
+    __tablename__ = "event_cursors"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class WebhookSubscriptionRow(Base):
+    __tablename__ = "webhook_subscriptions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(Text)
+    # Event kinds ("order.filled") or channels ("orders"); ["*"] for all.
+    events: Mapped[list[str]] = mapped_column(JSON)
+    # The HMAC key deliveries are signed with: kept as is, since signing needs it.
+    secret: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class WebhookDeliveryRow(Base):
+    """One event to one subscription: pending until delivered, or dead (the dead-letter
+    queue) after the last attempt, with its last error. Kept across restarts."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_event"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class AlertStateRow(Base):
+    """The debounce of one alert (by key): when it was last sent and how often it repeated
+    since, so a repeating failure sends one alert, then a summary."""
+
+    __tablename__ = "alert_states"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    first_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    suppressed: Mapped[int] = mapped_column(Integer, default=0)
+    last_title: Mapped[str] = mapped_column(Text, default="")
+    last_body: Mapped[str] = mapped_column(Text, default="")
