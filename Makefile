@@ -12,7 +12,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 60
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 export PREFECT_HOME ?= $(CURDIR)/var/prefect
 
-.PHONY: run test lint format ui serve install clean
+.PHONY: run test browser lint format ui serve install clean
 
 install: $(STAMP)
 
@@ -27,8 +27,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/tradeflow run
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# Debian's chromium for the dashboard's browser tests (tests/serving/test_dashboard_browser.py):
+# Playwright's own browser download is unreachable offline. Without apt-get (or when the install
+# fails) it says so, and those tests are skipped with that reason.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq chromium >/dev/null 2>&1 \
+	    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } \
+	    || echo "make: could not install chromium with apt-get: the browser tests will be skipped"; \
+	  else \
+	    echo "make: no apt-get here: install chromium yourself, else the browser tests are skipped"; \
+	  fi; }
 
 # ruff (its rules include C901: complexity at most 12), then the layer and function-size checks.
 lint: $(STAMP)

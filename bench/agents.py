@@ -43,6 +43,7 @@ from typing import Any
 import pandas as pd
 
 from bench.loadgen import percentile
+from core.alerts import Severity
 from infra.shared_data import locate_shared_data
 
 DATA = locate_shared_data() / "ohlcv" / "genetrader-binance-spot-2024"
@@ -74,7 +75,7 @@ class NoCallLog:
 class LogNotifier:
     """core.ports.Notifier that only logs (a budget stop would show here)."""
 
-    def send(self, title: str, body: str) -> bool:
+    def send(self, title: str, body: str, *, severity: Severity = Severity.WARNING) -> bool:
         log.warning("%s: %s", title, body)
         return True
 

@@ -89,8 +89,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
 
 
-def _request(host: str, port: int, path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: */*\r\n\r\n".encode()
+def _request(host: str, port: int, path: str, headers: dict[str, str] | None = None) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: */*\r\n{extra}\r\n".encode()
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> None:
@@ -171,9 +172,15 @@ async def _drive(streams: Streams | None, host: str, port: int, request: bytes, 
 
 
 async def _phase(
-    host: str, port: int, path: str, connections: int, seconds: float, record: bool
+    host: str,
+    port: int,
+    path: str,
+    connections: int,
+    seconds: float,
+    record: bool,
+    headers: dict[str, str] | None = None,
 ) -> _Tally:
-    request = _request(host, port, path)
+    request = _request(host, port, path, headers)
     opened = [await _primed(host, port, request) for _ in range(connections)]
     tally = _Tally(end=time.perf_counter() + seconds, record=record)
     await asyncio.gather(*(_drive(s, host, port, request, tally) for s in opened))
@@ -181,12 +188,19 @@ async def _phase(
 
 
 async def load(
-    host: str, port: int, path: str, connections: int, seconds: float, warmup_s: float
+    host: str,
+    port: int,
+    path: str,
+    connections: int,
+    seconds: float,
+    warmup_s: float,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
-    """Warm up (not recorded), then load `path` for `seconds` on fresh connections."""
+    """Warm up (not recorded), then load `path` for `seconds` on fresh connections; every
+    request carries `headers` (a bearer token, say)."""
     if warmup_s > 0:
-        await _phase(host, port, path, connections, warmup_s, record=False)
-    t = await _phase(host, port, path, connections, seconds, record=True)
+        await _phase(host, port, path, connections, warmup_s, False, headers)
+    t = await _phase(host, port, path, connections, seconds, True, headers)
     return LoadResult(
         path=path,
         connections=connections,
@@ -222,9 +236,10 @@ def run_load(
     connections: int = 16,
     seconds: float = 3.0,
     warmup_s: float = 1.0,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """Load `path` in this process, on a new event loop (blocking)."""
-    return _run(load(host, port, path, connections, seconds, warmup_s))
+    return _run(load(host, port, path, connections, seconds, warmup_s, headers))
 
 
 class LoadProcess:

@@ -14,6 +14,7 @@ from cli.decision_view import decision_command
 from cli.evaluate import evaluate_command
 from cli.options import load_settings, parse_utc
 from cli.replay_decision import replay_decision_command
+from cli.token import token_app
 from cli.walk_forward import walk_forward_command
 from infra.settings import Settings
 
@@ -205,8 +206,11 @@ def serve(
     except ConfigurationError as exc:
         console.print(f"[red]refusing to start:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    from infra.logging import uvicorn_log_config
+
     uvicorn.run(
         "serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+        log_config=uvicorn_log_config(),  # each worker process sets up our logging
         **SERVER_OPTIONS,
     )  # fmt: skip
 
@@ -234,10 +238,24 @@ app.command("walk-forward")(walk_forward_command)
 app.command("evaluate")(evaluate_command)
 app.command("decision")(decision_command)
 app.command("replay-decision")(replay_decision_command)
+app.add_typer(token_app, name="token")
 
 
 def main() -> None:
+    _configure_logging()
     app()
+
+
+def _configure_logging() -> None:
+    """JSON (or console) log lines with correlation ids and no secrets, before any command
+    runs. Settings that are refused are left to the command, which says why, one line each."""
+    from infra.logging import configure_logging
+    from infra.settings import SettingsError, get_settings
+
+    try:
+        configure_logging(get_settings())
+    except SettingsError:
+        return
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ class OrderEvent(StrEnum):
 class OrderOrigin(StrEnum):
     DECISION = "decision"  # placed by the decision flow, through the risk gate
     KILL_SWITCH = "kill_switch"  # the kill switch closing a position
+    MANUAL = "manual"  # placed by an operator through the API, through the same risk gate
 
 
 class OrderType(StrEnum):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 
 from core.agents.calls import AgentCall, AgentUsage, ChatReply
+from core.alerts import Alert, AlertState, Notice, Severity
+from core.auth import ApiToken, StoredToken
+from core.browse import BrowseQueries
 from core.candles.bar import Bar
 from core.candles.gaps import Gap
 from core.decision import Decision
@@ -41,6 +44,7 @@ from core.records import (
 from core.risk.breaker import TradeResult
 from core.risk.state import SafetyFlags, StateChange
 from core.types import ClientOrderId, DecisionId, Side, Symbol, as_price, as_quantity
+from core.webhooks import Delivery, DeliveryStatus, Outcome, Outgoing, Subscription
 
 if TYPE_CHECKING:  # sklearn behind it: only the type is needed here
     from core.models.promotion import PromotionEvidence, PromotionPolicy
@@ -139,7 +143,9 @@ class MicrostructureSource(Protocol):
 
 
 class Notifier(Protocol):
-    def send(self, title: str, body: str) -> bool: ...
+    def send(self, title: str, body: str, *, severity: Severity = Severity.WARNING) -> bool:
+        """Tell the operator; `severity` picks the notifiers (TRADEFLOW_ALERT_ROUTES)."""
+        ...
 
 
 # -- LLM agents -------------------------------------------------------------------------------
@@ -547,6 +553,82 @@ class EventLog(Protocol):
     def move_cursor(self, name: str, position: int, now: datetime) -> None: ...
 
 
+class TokenStore(Protocol):
+    """API tokens, with the SHA-256 of each secret (never the secret)."""
+
+    def create(self, token: ApiToken, secret_hash: str) -> None: ...
+
+    def get(self, token_id: str) -> StoredToken | None: ...
+
+    def list(self) -> list[ApiToken]:
+        """Every token, revoked and expired ones too, oldest first."""
+        ...
+
+    def revoke(self, token_id: str, now: datetime) -> ApiToken:
+        """Revoke (idempotent: the first time is kept); core.auth.UnknownToken if none."""
+        ...
+
+
+class WebhookStore(Protocol):
+    """Subscriptions, their deliveries and the dead-letter queue (infra/ledger/webhooks.py)."""
+
+    def subscribe(
+        self, url: str, events: Sequence[str], secret: str, description: str, now: datetime
+    ) -> Subscription: ...
+
+    def subscriptions(self) -> list[Subscription]: ...
+
+    def subscription(self, subscription_id: int) -> Subscription | None: ...
+
+    def unsubscribe(self, subscription_id: int) -> bool: ...
+
+    def cursor(self) -> int | None:
+        """The last outbox event fanned out (None: no subscription was ever made)."""
+        ...
+
+    def fan_out(self, events: Sequence[Event], now: datetime, position: int | None = None) -> int:
+        """One pending delivery per event and matching subscription (idempotent); the cursor
+        moved to `position` (default: past the events)."""
+        ...
+
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Outgoing]:
+        """Due deliveries claimed for one attempt; never one another dispatcher holds."""
+        ...
+
+    def record(self, outgoing: Outgoing, outcome: Outcome, now: datetime) -> bool: ...
+
+    def record_all(self, results: Sequence[tuple[Outgoing, Outcome, datetime]]) -> set[int]: ...
+
+    def deliveries(
+        self, subscription_id: int, status: DeliveryStatus | None = None, limit: int = 100
+    ) -> list[Delivery]: ...
+
+    def delivery(self, delivery_id: int) -> Delivery | None: ...
+
+    def dead(self, subscription_id: int, limit: int = 100) -> list[Delivery]: ...
+
+    def replay(self, subscription_id: int, now: datetime, delivery_id: int | None = None) -> int:
+        """Dead deliveries (or the one named, dead or delivered) back to pending; how many."""
+        ...
+
+
+class WebhookSender(Protocol):
+    """One HTTP POST of a delivery: the receiver's status code, whatever it is; no answer
+    (refused, reset, timed out) raises core.webhooks.SendFailed (SendTimeout)."""
+
+    def send(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int: ...
+
+
+class AlertStateStore(Protocol):
+    """The alerts' debounce, shared by every process (core.alerts decides)."""
+
+    def occur(self, alert: Alert, now: datetime, window: timedelta) -> Notice | None: ...
+
+    def get(self, key: str) -> AlertState | None: ...
+
+    def flush(self, now: datetime, window: timedelta) -> list[Notice]: ...
+
+
 class ScratchLedger(TradingLedger, Protocol):
     """A trading ledger kept for one run (a backtest's, in memory) that hands over what an
     account recorded, to be stored in the real ledger in one go."""
@@ -564,3 +646,7 @@ class Ledger(TradingLedger, Protocol):
     drift: DriftCheckStore
     agent_calls: AgentCallStore
     events: EventLog
+    webhooks: WebhookStore
+    alerts: AlertStateStore
+    browse: BrowseQueries
+    tokens: TokenStore

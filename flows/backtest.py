@@ -7,6 +7,7 @@ from datetime import datetime
 from prefect import flow
 
 from core.clock import SystemClock
+from flows.run_logs import set_up_logs
 from services.backtest.compose import new_run_id
 from tasks.backtest import BacktestOutcome, attach_backtest, backtest_window
 from tasks.reporting import publish_backtest
@@ -26,6 +27,7 @@ def backtest(
     (or `model_version`): report under
     var/backtests/<run id>/, the run in the ledger under its own account, the report beside
     the model version in MLflow and as this run's artifact."""
+    set_up_logs()
     rid = run_id or new_run_id(SystemClock().now())
     outcome = backtest_window(
         rid, tuple(symbols) if symbols else None, timeframe, (start, end, days), model_version

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.run_logs import set_up_logs
 from services.decide.live import LiveReport
 from services.execution import OrdersNotSent
 from services.outcome import raise_if_failed
@@ -17,6 +18,7 @@ from tasks.reporting import publish_decisions, publish_reconciliation
 
 @flow(name="decide")
 def decide() -> LiveReport:
+    set_up_logs()
     publish_reconciliation(reconcile_with_broker(after_start=True))
     model = load_champion()
     report = decide_new_candles(model)

@@ -11,6 +11,7 @@ from prefect.exceptions import ObjectNotFound
 
 from core.errors import FatalError
 from core.records import DriftCheck
+from flows.run_logs import set_up_logs
 from tasks.drift import (
     attach_drift_report,
     check_drift_now,
@@ -39,6 +40,7 @@ def drift(
     artifact; on drift with no retraining within the debounce, run `retrain_deployment`
     ("flow/deployment"), or, when it is None, the train flow in this process. A name the
     server does not know fails the run (UnknownDeployment) rather than training here."""
+    set_up_logs()
     report = check_drift_now(now)
     # Stored first, as triggered: a drift run started while this one retrains sees it and
     # holds off, and a failure after scheduling cannot leave the trigger unrecorded.

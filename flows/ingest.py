@@ -5,6 +5,7 @@ from itertools import product
 from prefect import flow, get_run_logger
 
 from core.errors import FatalError
+from flows.run_logs import set_up_logs
 from services import bootstrap
 from services.ingest import IngestReport
 from tasks.futures import wait_all
@@ -22,6 +23,7 @@ def ingest(
 ) -> list[IngestReport]:
     """Every (symbol, timeframe) pair as its own mapped task, so one bad pair fails alone; when
     the source is live, an order-book snapshot and recent public trades per symbol as well."""
+    set_up_logs()
     settings = bootstrap.get_settings()
     wanted_symbols = symbols or list(settings.symbols)
     wanted_timeframes = timeframes or list(settings.ingest_timeframes)

@@ -7,6 +7,7 @@ from prefect import flow
 
 from flows.ingest import ingest
 from flows.replay import replay
+from flows.run_logs import set_up_logs
 from flows.train import train
 from services import bootstrap, progress
 from services.decide.loop import DecisionRunReport
@@ -27,6 +28,7 @@ class PipelineReport:
 def pipeline(replay_candles: int | None = None) -> PipelineReport:
     """Ingest -> train on everything before the replay window -> replay the window (default:
     TRADEFLOW_REPLAY_CANDLES)."""
+    set_up_logs()
     n = replay_candles or bootstrap.get_settings().replay_candles
     progress.stage("ingest")
     reports = ingest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.run_logs import set_up_logs
 from services import bootstrap
 from services.decide.loop import DecisionRunReport
 from services.outcome import raise_if_failed
@@ -16,6 +17,7 @@ from tasks.reporting import publish_decisions, publish_reconciliation
 def replay(candles: int | None = None) -> DecisionRunReport:
     """Reconcile with the simulated exchange, then replay the newest `candles` candles
     (default: TRADEFLOW_REPLAY_CANDLES) through the live decision code."""
+    set_up_logs()
     n = candles or bootstrap.get_settings().replay_candles
     publish_reconciliation(reconcile_with_broker(after_start=True, replay=True))
     report = replay_candles(load_champion(), n)

@@ -10,11 +10,13 @@ from prefect import flow
 
 from flows.decide import decide
 from flows.ingest import IngestFailed, ingest
+from flows.run_logs import set_up_logs
 from services.decide.live import LiveReport
 
 
 @flow(name="trade")
 def trade() -> LiveReport:
+    set_up_logs()
     try:
         ingest()
         missing = None

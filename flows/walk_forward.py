@@ -19,6 +19,7 @@ from prefect import flow, unmapped
 from prefect_dask import DaskTaskRunner
 
 from core.clock import SystemClock
+from flows.run_logs import set_up_logs
 from services.backtest.compose import new_run_id
 from tasks.walk_forward import (
     WalkForwardReport,
@@ -68,6 +69,7 @@ def walk_forward(
     """Cut [start, end) into folds of `retrain_every`; per fold (in parallel), train on the
     `train_window` before it (default: all history before it) and backtest it; then the
     per-fold table, the chained return, var/walk-forward/<run id>/report.html and an artifact."""
+    set_up_logs()
     rid = run_id or new_run_id(SystemClock().now())
     chosen = tuple(symbols) if symbols else None
     folds = plan_walk_forward(rid, chosen, timeframe, (start, end), retrain_every, train_window)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from core.agents.brief import REGIMES
 from core.candles.gaps import GapPolicy
@@ -31,10 +37,13 @@ from core.types import quote_of
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
 PREFIX = "TRADEFLOW_"
-# TRADEFLOW_* variables that are not settings: the tests' and benches' data location, and the
+# TRADEFLOW_* variables that are not settings: the tests' and benches' data location, the
 # Dask scheduler the walk-forward flow fans out to (read by that flow's task runner, which is
-# chosen before any task reads settings).
-NOT_SETTINGS = frozenset({"TRADEFLOW_SHARED_DATA", "TRADEFLOW_DASK_ADDRESS"})
+# chosen before any task reads settings), and where secret files are read from.
+SECRETS_DIR_VARIABLE = "TRADEFLOW_SECRETS_DIR"
+NOT_SETTINGS = frozenset({"TRADEFLOW_SHARED_DATA", "TRADEFLOW_DASK_ADDRESS", SECRETS_DIR_VARIABLE})
+# Where Docker and Compose mount a container's secrets, one file per secret.
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
 MIN_SECRET_BYTES = 32
 
 # Prefect and MLflow phone home unless told not to; this system runs offline by default.
@@ -69,6 +78,18 @@ MODEL_MEMBERS = ("xgboost", "lightgbm", "lstm", "transformer")
 
 class SettingsError(ConfigurationError):
     """Settings the system refuses to run with; the message has one line per problem."""
+
+
+def secrets_dir(environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The directory secret files are read from: TRADEFLOW_SECRETS_DIR, else /run/secrets where
+    it exists (in a container), else none. One file per setting, named like its variable in
+    either case (tradeflow_kill_switch_secret); the environment and .env win over a file."""
+    named = environ.get(SECRETS_DIR_VARIABLE)
+    if not named:
+        return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
+    if not Path(named).is_dir():  # a mistyped path must not leave the API without its secret
+        raise SettingsError(f"{SECRETS_DIR_VARIABLE}={named}: not a directory")
+    return Path(named)
 
 
 class Settings(BaseSettings):
@@ -277,6 +298,20 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The directory is looked up at each construction, not fixed in model_config: it may
+        # not exist (outside a container), which pydantic-settings would warn about.
+        files = SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir())
+        return init_settings, env_settings, dotenv_settings, files
+
     @field_validator(
         "symbols",
         "whitelist",
@@ -441,8 +476,30 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return lines
 
 
-def describe(error: ValidationError) -> list[str]:
-    """One line per problem: the variable, the value given and what is allowed."""
+def secret_files(directory: Path | None) -> tuple[frozenset[str], list[str]]:
+    """The settings `directory` has a file for, and one line per tradeflow_* file that names
+    none, with the nearest known name (a misspelt secret file would be ignored without a word)."""
+    if directory is None:
+        return frozenset(), []
+    known = {PREFIX + name.upper() for name in Settings.model_fields}
+    found: set[str] = set()
+    lines = []
+    for path in sorted(directory.iterdir()):
+        name = path.name.upper()  # read case-insensitively, as pydantic-settings does
+        if not name.startswith(PREFIX):
+            continue  # another program's secret
+        if name in known:
+            found.add(name.removeprefix(PREFIX).lower())
+            continue
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {near[0].lower()}?)" if near else ""
+        lines.append(f"{path}: unknown setting{hint}")
+    return frozenset(found), lines
+
+
+def describe(error: ValidationError, hidden: Collection[str] = ()) -> list[str]:
+    """One line per problem: the variable, the value given and what is allowed; secrets and
+    the `hidden` fields (read from secret files) as ***."""
     lines = []
     for item in error.errors():
         loc = [str(part) for part in item["loc"] if not isinstance(part, int)]
@@ -450,7 +507,8 @@ def describe(error: ValidationError) -> list[str]:
             lines.append(f"settings: {item['msg'].removeprefix('Value error, ')}")
             continue
         name = PREFIX + loc[0].upper()
-        value = "***" if "secret" in loc[0] or "key" in loc[0] else _shown(item.get("input"))
+        secret = "secret" in loc[0] or "key" in loc[0] or loc[0] in hidden
+        value = "***" if secret else _shown(item.get("input"))
         lines.append(f"{name}={value}: {item['msg'].removeprefix('Value error, ')}")
     return lines
 
@@ -461,13 +519,18 @@ def _shown(value: Any) -> str:
 
 
 def load_settings(**values: Any) -> Settings:
-    """Settings from the environment, .env and `values`, or a SettingsError naming every bad
-    or unknown variable, one line each."""
+    """Settings from the environment, .env, secret files and `values`, or a SettingsError
+    naming every bad or unknown variable or secret file, one line each."""
     problems = unknown_variables(os.environ)
+    try:
+        from_files, unknown_files = secret_files(secrets_dir())
+    except SettingsError as exc:
+        raise SettingsError("\n".join([*problems, str(exc)])) from None
+    problems += unknown_files
     try:
         settings = Settings(**values)
     except ValidationError as exc:
-        problems += describe(exc)
+        problems += describe(exc, hidden=from_files)
     if problems:
         raise SettingsError("\n".join(problems))
     return settings

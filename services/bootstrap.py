@@ -20,7 +20,7 @@ from core.agents.budget import BudgetLimits, Prices
 from core.agents.panel import Panel, RulePanel
 from core.agents.prompt import PromptTemplate
 from core.agents.rules import BearAgent, BullAgent
-from core.clock import SystemClock
+from core.clock import Clock, SystemClock
 from core.consensus import ConsensusConfig
 from core.decision import Sizing
 from core.errors import ConfigurationError
@@ -34,7 +34,6 @@ from core.ports import (
     Ledger,
     Model,
     ModelRegistry,
-    Notifier,
     SimulatedExchange,
 )
 from core.risk.breaker import BreakerConfig
@@ -48,17 +47,29 @@ from infra.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # heavy: imported by the functions that need them
     from core.models.members import Member
+    from infra.ledger.listen import OutboxListener
     from infra.market_data.ccxt_source import CcxtMarketSource
     from registry.model_cache import ModelCache
     from services.debate import CacheMode
     from services.decide.config import DecisionConfig
     from services.drift import DriftConfig
     from services.evaluation import EvaluationConfig
+    from services.manual_orders import ManualOrders
     from services.ml import MlService
     from services.safety_requests import SafetyDesk
     from services.training import TrainingConfig
+    from services.webhooks import WebhookDispatcher
 
 __all__ = ["Settings", "get_settings"]
+
+
+def configure_logging(settings: Settings) -> None:
+    """JSON log lines with correlation ids and secrets redacted (infra/logging.py), unless
+    this process set them up already (the tradeflow CLI does, first thing)."""
+    from infra import logging as logs
+
+    if not logs.is_configured():
+        logs.configure_logging(settings)
 
 
 def ledger(settings: Settings) -> Ledger:
@@ -110,6 +121,16 @@ def exchange_balances(settings: Settings) -> tuple[Decimal, dict[str, Decimal]]:
 def ledger_unmigrated(settings: Settings) -> Ledger:
     """The ledger as it is: for health checks, which must answer while the database is down."""
     return open_ledger(settings.ledger_url, migrated=False)
+
+
+def outbox_listener(settings: Settings) -> OutboxListener | None:
+    """What wakes the API's WebSocket hub when another process commits an event: a LISTEN
+    connection on PostgreSQL (opened on first use); None on SQLite, where the hub polls."""
+    if not settings.ledger_url.startswith("postgresql"):
+        return None
+    from infra.ledger.listen import OutboxListener
+
+    return OutboxListener(settings.ledger_url)
 
 
 def paper_book_path(settings: Settings) -> Path:
@@ -183,8 +204,62 @@ def authenticated_exchange(settings: Settings):  # type: ignore[no-untyped-def]
     return exchange
 
 
-def alerts(settings: Settings) -> Notifier:
-    return Alerts(settings.alert_urls)
+def alerts(settings: Settings, clock: Clock | None = None, led: Ledger | None = None) -> Alerts:
+    """Alerts routed by severity and debounced in the ledger (every process shares the
+    debounce); the ledger as it is unless `led` is given, so building them needs no database
+    (an alert raised while it is down is sent undebounced)."""
+    return Alerts(
+        settings.alert_urls,
+        routes=settings.alert_routes,
+        states=(led or ledger_unmigrated(settings)).alerts,
+        debounce=timedelta(seconds=settings.alert_debounce_s),
+        clock=clock,
+    )
+
+
+def webhook_dispatcher(
+    settings: Settings, clock: Clock | None = None, led: Ledger | None = None
+) -> WebhookDispatcher:
+    """The webhook dispatcher over the ledger as it is (or `led`); its pass also flushes the
+    alerts' due summaries."""
+    import random
+
+    from core.webhooks import Backoff
+    from infra.webhooks import HttpxSender
+    from services.webhooks import DispatchConfig, WebhookDispatcher
+
+    led, clock = led or ledger_unmigrated(settings), clock or SystemClock()
+    config = DispatchConfig(
+        max_attempts=settings.webhook_max_attempts,
+        backoff=Backoff(base_s=settings.webhook_backoff_s),
+        timeout_s=settings.webhook_timeout_s,
+    )
+    return WebhookDispatcher(
+        led.events,
+        led.webhooks,
+        HttpxSender(),
+        config,
+        clock,
+        random.Random(),
+        alerts(settings, clock, led),
+    )
+
+
+def background_dispatcher(
+    settings: Settings, clock: Clock
+) -> tuple[WebhookDispatcher, Callable[[], None]]:
+    """The API's background dispatcher, on a connection pool of its own (infra/ledger/own.py),
+    and what stops it: waits for the sends under way, then closes its connections."""
+    from infra.ledger.own import own_ledger
+
+    led, dispose = own_ledger(settings.ledger_url)
+    dispatcher = webhook_dispatcher(settings, clock, led)
+
+    def close() -> None:
+        dispatcher.close()
+        dispose()
+
+    return dispatcher, close
 
 
 def mlflow_store(settings: Settings) -> None:
@@ -650,6 +725,21 @@ def safety_desk(settings: Settings) -> SafetyDesk:
     return SafetyDesk(
         ledger_unmigrated(settings), config, alerts(settings), lambda: broker(settings)
     )
+
+
+def manual_orders(settings: Settings) -> ManualOrders:
+    """The API's manual orders: the decision flow's risk limits and broker (built on the first
+    order, then kept), over the ledger as it is (the app's start migrated it)."""
+    from services.manual_orders import ManualConfig, ManualOrders
+
+    config = ManualConfig(
+        account=settings.account,
+        exchange=settings.exchange,
+        timeframe=settings.timeframe,
+        symbols=tuple(settings.symbols),
+        limits=risk_limits(settings),
+    )
+    return ManualOrders(ledger_unmigrated(settings), lambda: broker(settings), config)
 
 
 def forget() -> None:

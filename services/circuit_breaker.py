@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from core.alerts import Severity
 from core.portfolio import EquityCurve
 from core.ports import Notifier, TradingLedger
 from core.risk.breaker import BreakerConfig, BreakerInputs, BreakerReading, read, trips
@@ -79,7 +80,9 @@ class CircuitBreaker:
                 Control.CIRCUIT_BREAKER, False, "cooldown over", now, event="cooldown_over"
             )
             self.alerts.send(
-                "tradeflow circuit breaker cleared", f"cooldown over at {now:%F %T} UTC"
+                "tradeflow circuit breaker cleared",
+                f"cooldown over at {now:%F %T} UTC",
+                severity=Severity.INFO,
             )
             cleared, state = True, None  # the snapshot saw the breaker on
         reading = read(self._inputs(prices, now, state), self.config)
@@ -98,7 +101,9 @@ class CircuitBreaker:
             detail={"reading": {k: _plain(v) for k, v in asdict(reading).items()}},
         )
         self.alerts.send(
-            "tradeflow circuit breaker TRIPPED", f"{reason}; trading halted until {until:%F %T} UTC"
+            "tradeflow circuit breaker TRIPPED",
+            f"{reason}; trading halted until {until:%F %T} UTC",
+            severity=Severity.CRITICAL,
         )
         return BreakerStatus(True, tuple(crossed), until, reading, changed=True)
 

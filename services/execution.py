@@ -3,6 +3,7 @@ order states in step with the broker's, record everything."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from core.candles.bar import Bar
@@ -11,6 +12,9 @@ from core.errors import FatalError, FatalExchangeError
 from core.orders import Fill, Order, OrderEvent, OrderOrigin, OrderStatus
 from core.ports import Broker, BrokerOrder, SimulatedExchange, TradingLedger
 from core.types import ClientOrderId, Symbol
+from services.correlation import bound
+
+log = logging.getLogger("tradeflow.orders")
 
 # What a broker's view of an order means for the ledger's copy of it.
 _FOLLOW = {
@@ -49,6 +53,16 @@ def submit_order(
     order = ledger.orders.get(client_order_id)
     if order is None:
         raise OrderNotRecorded(f"order {client_order_id} is not in the ledger; refusing to send it")
+    with bound(correlation_id=order.decision_id):  # its events and log lines: the decision's
+        sent = _submit(ledger, broker, order, clock, max_age)
+        log.debug("order %s: %s", client_order_id, sent.status.value)
+        return sent
+
+
+def _submit(
+    ledger: TradingLedger, broker: Broker, order: Order, clock: Clock, max_age: timedelta | None
+) -> Order:
+    client_order_id = order.client_order_id
     if order.status is not OrderStatus.NEW:
         return order
     halted = _halted(ledger, order, clock)
@@ -75,9 +89,9 @@ def submit_order(
 
 
 def _halted(ledger: TradingLedger, order: Order, clock: Clock) -> str | None:
-    """Why a decision's order may not be (or stay) out there now; None when it may. The kill
-    switch's own closing orders are never held back."""
-    if order.origin is not OrderOrigin.DECISION:
+    """Why a decision's or an operator's order may not be (or stay) out there now; None when
+    it may. The kill switch's own closing orders are never held back."""
+    if order.origin is OrderOrigin.KILL_SWITCH:
         return None
     flags = ledger.safety.flags(clock.now())
     return flags.kill_switch_reason or flags.breaker_reason
@@ -130,9 +144,21 @@ def settle_simulated(
     """Match working simulated orders of `symbol` against this candle; record the fills and
     every state the exchange moved an order to (a confirmed cancel, say)."""
     fills = exchange.on_candle(symbol, bar)
-    recorded = [f for f in fills if ledger.fills.record(account, f)]
+    recorded = [f for f in fills if _record_fill(ledger, account, f)]
     for order in ledger.orders.open(account, symbol):
         seen = exchange.get_order(order.client_order_id, order.symbol)
         if seen is not None:
-            follow_broker(ledger, order, seen, clock)
+            with bound(correlation_id=order.decision_id):
+                follow_broker(ledger, order, seen, clock)
     return recorded
+
+
+def _record_fill(ledger: TradingLedger, account: str, fill: Fill) -> bool:
+    """Record a fill under its order's decision id; False when it was recorded before."""
+    order = ledger.orders.get(fill.client_order_id)
+    with bound(correlation_id=None if order is None else order.decision_id):
+        if not ledger.fills.record(account, fill):
+            return False
+        log.debug("fill %s of order %s: %s %s", fill.fill_id, fill.client_order_id,
+                  fill.quantity, fill.price)  # fmt: skip
+        return True

@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 
+from core.alerts import Severity
 from core.clock import Clock
 from core.errors import ExchangeError, FatalError
 from core.orders import (
@@ -97,6 +98,7 @@ def engage(
         f"closing {len(report.closing_orders)} positions"
         + (f"; FAILED: {report.failures}" if report.failures else "")
         + f"; took {report.seconds_total:.3f}s",
+        severity=Severity.CRITICAL,
     )
     _step(ledger, clock, "alerted", {"seconds_total": round(report.seconds_total, 4)})
     return report

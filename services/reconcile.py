@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from core.alerts import Severity
 from core.clock import Clock
 from core.errors import FatalError
 from core.orders import OrderEvent, OrderStatus
 from core.ports import Broker, Ledger, Notifier
 from core.risk.state import Control
 from core.types import Symbol, base_of
+from services.correlation import bound
 from services.execution import follow_broker
 
 ZERO = Decimal(0)
@@ -96,14 +98,16 @@ def _adopt_fills(
         for fill in broker.fills(symbol, since):
             if fill.fill_id in recorded or (since is not None and fill.filled_at < since):
                 continue
-            if ledger.orders.get(fill.client_order_id) is None:
+            order = ledger.orders.get(fill.client_order_id)
+            if order is None:
                 report.unexplained.append(
                     f"fill {fill.fill_id} for order {fill.client_order_id} the ledger never "
                     f"recorded ({fill.side} {fill.quantity} {symbol} at {fill.price})"
                 )
                 continue
-            if ledger.fills.record(account, fill):
-                report.adopted_fills.append(fill.fill_id)
+            with bound(correlation_id=order.decision_id):  # its log lines name the decision
+                if ledger.fills.record(account, fill):
+                    report.adopted_fills.append(fill.fill_id)
 
 
 def _compare_holdings(
@@ -159,7 +163,11 @@ def _record(ledger: Ledger, report: ReconciliationReport, clock: Clock, alerts: 
         return
     why = ("failed: " + "; ".join(report.unexplained))[:2000]
     ledger.safety.set_control(Control.RECONCILIATION, True, why, now, event="failed", detail=detail)
-    alerts.send("tradeflow reconciliation FAILED: trading halted", "; ".join(report.unexplained))
+    alerts.send(
+        "tradeflow reconciliation FAILED: trading halted",
+        "; ".join(report.unexplained),
+        severity=Severity.CRITICAL,
+    )
 
 
 def _orders(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.alerts import Severity
 from core.clock import FixedClock
 from core.errors import SignatureReplayed, TradeflowError
 from core.ports import Broker, Ledger, Notifier
@@ -185,7 +186,11 @@ class SafetyDesk:
         if state.active:
             out |= self._engage(now)
         else:
-            self.alerts.send("tradeflow kill switch released", f"reason: {verified.reason}")
+            self.alerts.send(
+                "tradeflow kill switch released",
+                f"reason: {verified.reason}",
+                severity=Severity.CRITICAL,
+            )
         return Answer(200, out)
 
     def _engage(self, now: datetime) -> dict[str, Any]:
@@ -200,7 +205,9 @@ class SafetyDesk:
             )
         except TradeflowError as exc:
             why = f"{type(exc).__name__}: {exc}"
-            self.alerts.send("tradeflow kill switch ACTIVE, cancel/close FAILED", why)
+            self.alerts.send(
+                "tradeflow kill switch ACTIVE, cancel/close FAILED", why, severity=Severity.CRITICAL
+            )
             return {"cancelled_orders": 0, "closing_orders": 0, "failures": [why], "seconds": None}
         return {
             "cancelled_orders": len(report.cancelled),
@@ -219,7 +226,11 @@ class SafetyDesk:
             )
         except SignatureReplayed as exc:
             return self._replayed(req, verified, exc, now)
-        self.alerts.send("tradeflow circuit breaker reset early", f"reason: {verified.reason}")
+        self.alerts.send(
+            "tradeflow circuit breaker reset early",
+            f"reason: {verified.reason}",
+            severity=Severity.CRITICAL,
+        )
         return Answer(
             200, {"tripped": False, "reason": verified.reason, "reset_at": now.isoformat()}
         )

@@ -17,8 +17,13 @@ from core.clock import Clock, SystemClock
 from core.errors import LedgerMisconfigured, LedgerUnavailable, TradeflowError
 from services import bootstrap
 from services.bootstrap import Settings, get_settings
+from serving.auth import install_auth
+from serving.background import dispatching
+from serving.correlation import CorrelationIdMiddleware
 from serving.deps import Api
 from serving.metrics import install_metrics
+from serving.routes import dashboard
+from serving.ws import hub_running
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +64,22 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     desk = bootstrap.safety_desk(settings)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(running: FastAPI) -> AsyncIterator[None]:
         try:
             bootstrap.ledger(settings)  # migrates once per process
         except TradeflowError as exc:  # the API still starts: /health reports the outage
             log.error("ledger not ready at start-up: %s", exc)
-        yield
+        # The WebSocket's push follows the outbox; webhooks and alert summaries go out in the
+        # background.
+        async with hub_running(running), dispatching(running):
+            yield
 
     app = FastAPI(title="tradeflow", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(LedgerUnavailable, _ledger_down)
     app.add_exception_handler(LedgerMisconfigured, _ledger_down)
     for router in routers():
         app.include_router(router, prefix="/api/v1")
+    app.include_router(dashboard.page)  # the operator's page at /dashboard, outside /api/v1
     app.state.ml = bootstrap.ml_service(settings)
 
     app.state.api = Api(
@@ -80,4 +89,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         clock=clock or SystemClock(),
     )
     install_metrics(app, app.state.api)
+    install_auth(app, app.state.api)  # tokens, rate limits, CORS when configured
+    app.add_middleware(CorrelationIdMiddleware)  # last added, outermost: every answer has it
     return app

@@ -17,11 +17,29 @@ from core.types import ClientOrderId, Side, Symbol
 from infra.ledger.accounts import UnknownAccount
 from infra.ledger.mappers import order_of
 from infra.ledger.models import AccountRow, FillRow, OrderRow, PositionRow
+from infra.ledger.news import fill_recorded_in, order_updated_in, position_changed_in
 from infra.ledger.orders import UnknownOrder
 from infra.ledger.sessions import Sessions
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
+
+
+def _announce(
+    s: Session,
+    account: str,
+    fill: Fill,
+    realised: Decimal,
+    order_row: OrderRow,
+    previous: str,
+    pos_row: PositionRow,
+) -> None:
+    """The fill's events, in the fill's transaction: the fill, its order's new state, the
+    position it moved; all correlated by the order's decision (None for the safety layer's)."""
+    decision_id = order_row.decision_id
+    fill_recorded_in(s, account, fill, realised, decision_id)
+    order_updated_in(s, order_row, previous, fill.filled_at)
+    position_changed_in(s, pos_row, fill.filled_at, decision_id)
 
 
 class Fills:
@@ -83,8 +101,10 @@ class Fills:
         acct.cash, acct.updated_at = cash_after(acct.cash, fill), fill.filled_at
         pos_row.quantity, pos_row.avg_price = new_pos.quantity, new_pos.avg_price
         pos_row.realised_pnl, pos_row.updated_at = new_pos.realised_pnl, fill.filled_at
+        previous = order_row.status
         order_row.status, order_row.updated_at = order.status.value, fill.filled_at
         order_row.filled_quantity, order_row.filled_cost = order.filled_quantity, order.filled_cost
+        _announce(s, account, fill, realised, order_row, previous, pos_row)
         return realised
 
     def history(

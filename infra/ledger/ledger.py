@@ -13,7 +13,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.ledger.accounts import Accounts
 from infra.ledger.agent_calls import AgentCalls
+from infra.ledger.alert_states import AlertStates
 from infra.ledger.backtests import BacktestRuns
+from infra.ledger.browse import Browse
 from infra.ledger.candles import Candles
 from infra.ledger.database import migrate, session_factory
 from infra.ledger.drift import DriftChecks
@@ -25,6 +27,8 @@ from infra.ledger.overview import Overview
 from infra.ledger.requests import SafetyRequests
 from infra.ledger.safety import Safety
 from infra.ledger.sessions import Sessions, translate
+from infra.ledger.tokens import ApiTokens
+from infra.ledger.webhooks import Webhooks
 
 
 class Ledger:
@@ -42,6 +46,10 @@ class Ledger:
         self.drift = DriftChecks(sessions)
         self.agent_calls = AgentCalls(sessions)
         self.events = Events(sessions)
+        self.webhooks = Webhooks(sessions)
+        self.alerts = AlertStates(sessions)
+        self.browse = Browse(sessions)
+        self.tokens = ApiTokens(sessions)
 
 
 _MIGRATING = threading.Lock()

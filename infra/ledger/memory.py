@@ -358,7 +358,8 @@ class MemoryOrders:
 
 
 def _by_creation(orders: object) -> list[Order]:
-    return sorted(orders, key=lambda o: o.created_at)  # type: ignore[attr-defined, arg-type]
+    """Oldest first, ties by id: the SQL ledger's order (infra/ledger/orders.py _CREATION)."""
+    return sorted(orders, key=lambda o: (o.created_at, o.client_order_id))  # type: ignore[attr-defined, arg-type]
 
 
 @dataclass

@@ -188,6 +188,10 @@ class AgentCallRow(Base):
 
 class OrderRow(Base):
     __tablename__ = "orders"
+    # The API's orders list: an account's newest first, a page at a time (keyset pagination).
+    __table_args__ = (
+        Index("ix_orders_account_created", "account", "created_at", "client_order_id"),
+    )
     client_order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     # NULL for orders the safety layer places itself (kill switch closing a position).
     decision_id: Mapped[str | None] = mapped_column(
@@ -213,6 +217,8 @@ class OrderRow(Base):
 
 class FillRow(Base):
     __tablename__ = "fills"
+    # The API's trades list, as the orders list.
+    __table_args__ = (Index("ix_fills_account_filled", "account", "filled_at", "fill_id"),)
     fill_id: Mapped[str] = mapped_column(String(96), primary_key=True)
     client_order_id: Mapped[str] = mapped_column(ForeignKey("orders.client_order_id"), index=True)
     account: Mapped[str] = mapped_column(String(64))

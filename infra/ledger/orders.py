@@ -16,6 +16,7 @@ from core.records import DecisionRecord
 from core.types import ClientOrderId, DecisionId
 from infra.ledger.mappers import call_values, decision_of, decision_row, order_of, order_row
 from infra.ledger.models import AgentCallRow, DecisionRow, OrderRow
+from infra.ledger.news import decision_made_in, order_created_in, order_updated_in
 from infra.ledger.sessions import Sessions
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,10 @@ _OPEN = [s.value for s in OrderStatus if s.is_open]
 
 class UnknownOrder(FatalError):
     pass
+
+
+# Oldest first; ties (one order per symbol at a candle) by id, as the in-memory ledger does.
+_CREATION = (OrderRow.created_at, OrderRow.client_order_id)
 
 
 class Orders:
@@ -49,6 +54,11 @@ class Orders:
                     s.execute(insert(AgentCallRow.__table__), rows)
                 if decision.order is not None:
                     s.add(order_row(decision.order, decision.input.account, broker))
+                decision_made_in(s, decision)
+                if decision.order is not None:
+                    order_created_in(
+                        s, decision.order, decision.input.account, broker, decision.decided_at
+                    )
         except IntegrityError:
             if self._has_decision(decision.decision_id):
                 return False
@@ -123,7 +133,7 @@ class Orders:
         if symbol is not None:
             q = q.where(OrderRow.symbol == symbol)
         with self._sessions.read() as s:
-            return [order_of(r) for r in s.scalars(q.order_by(OrderRow.created_at))]
+            return [order_of(r) for r in s.scalars(q.order_by(*_CREATION))]
 
     def open(self, account: str, symbol: str | None = None) -> list[Order]:
         """Orders not yet in a terminal state: they count against limits and can be cancelled."""
@@ -131,7 +141,7 @@ class Orders:
         if symbol is not None:
             q = q.where(OrderRow.symbol == symbol)
         with self._sessions.read() as s:
-            return [order_of(r) for r in s.scalars(q.order_by(OrderRow.created_at))]
+            return [order_of(r) for r in s.scalars(q.order_by(*_CREATION))]
 
     def insert_many(self, orders: Sequence[Order], account: str, broker: str) -> set[str]:
         """Record orders the safety layer places itself, in one transaction; returns the ids
@@ -143,6 +153,8 @@ class Orders:
             )
             fresh = [o for o in orders if o.client_order_id not in known]
             s.add_all(order_row(o, account, broker) for o in fresh)
+            for o in fresh:
+                order_created_in(s, o, account, broker, o.created_at)
         return {o.client_order_id for o in fresh}
 
     def apply(self, changes: Sequence[OrderChange], now: datetime) -> list[Order]:
@@ -162,9 +174,12 @@ class Orders:
                 except InvalidTransition:
                     log.warning("refused order change %s", change, exc_info=True)
                     continue
+                previous, previous_error = row.status, row.error
                 row.status, row.updated_at = order.status.value, now
                 row.error = change.error
                 row.submit_attempts += int(change.sent)
+                if (row.status, row.error) != (previous, previous_error):  # else: no news
+                    order_updated_in(s, row, previous, now)
                 out.append(order)
         return out
 
@@ -202,6 +217,10 @@ class Orders:
                 )
                 .values(status=OrderStatus.CANCELLED.value, updated_at=now, error=error)
             ).rowcount
+            if cancelled:
+                row = s.get(OrderRow, client_order_id, populate_existing=True)
+                assert row is not None  # just updated, in this transaction
+                order_updated_in(s, row, OrderStatus.NEW.value, now)
         return bool(cancelled)
 
     def mark_submitted(self, client_order_id: ClientOrderId, now: datetime) -> Order | None:
@@ -215,6 +234,7 @@ class Orders:
                 return None
             order = order_of(row).apply(OrderEvent.SUBMIT)
             row.status, row.updated_at = order.status.value, now
+            order_updated_in(s, row, OrderStatus.NEW.value, now)
             return order
 
     def transition(
@@ -233,5 +253,7 @@ class Orders:
             except InvalidTransition:
                 log.warning("refused order transition", exc_info=True)
                 raise
+            previous = row.status
             row.status, row.updated_at, row.error = nxt.status.value, now, error
+            order_updated_in(s, row, previous, now)
             return nxt

@@ -26,7 +26,7 @@ from infra.ledger.models import (
     SafetyStateRow,
     UsedSignatureRow,
 )
-from infra.ledger.safety import note_trading_state_in, set_control_in
+from infra.ledger.safety import announce_control_in, note_trading_state_in, set_control_in
 from infra.ledger.sessions import Sessions
 
 BUCKET_S = 10
@@ -130,6 +130,7 @@ class SafetyRequests:
             row = s.get(SafetyStateRow, Control.KILL_SWITCH.value, with_for_update=True)
             if row is None or row.active != active:
                 row = set_control_in(s, Control.KILL_SWITCH.value, active, reason, now)
+                announce_control_in(s, row, "activated" if active else "cleared", now)
             state = KillSwitchState(row.active, row.reason, row.changed_at)
         return state  # an activation while active keeps the first one's time and reason
 
@@ -147,7 +148,9 @@ class SafetyRequests:
             row = s.get(SafetyStateRow, name, with_for_update=True)
             was = bool(row and row.active)
             if row is not None:
-                set_control_in(s, name, False, reason, now)
+                row = set_control_in(s, name, False, reason, now)
+                if was:  # resetting a breaker that was not tripped changes nothing to tell
+                    announce_control_in(s, row, "reset_early", now)
             s.add(
                 SafetyEventRow(
                     at=now,

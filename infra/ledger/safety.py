@@ -23,6 +23,7 @@ from core.risk.state import (
 from infra.ledger.dialect import insert_for
 from infra.ledger.mappers import control_of, kill_switch_of
 from infra.ledger.models import SafetyEventRow, SafetyStateRow
+from infra.ledger.news import CONTROL_KINDS, control_changed_in
 from infra.ledger.sessions import Sessions
 
 
@@ -121,6 +122,14 @@ def set_control_in(
     return row
 
 
+def announce_control_in(s: Session, row: SafetyStateRow, step: str, now: datetime) -> None:
+    """Write the event of a control just set, in the caller's transaction (kill switch and
+    breaker only: the kinds core.events has)."""
+    if row.control in CONTROL_KINDS:
+        s.flush()  # the trading state the event carries is read back from the controls
+        control_changed_in(s, row, step, flags_in(s, now), now)
+
+
 class Safety:
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
@@ -141,9 +150,10 @@ class Safety:
     ) -> StateChange | None:
         """Set a control, record why, and note the trading state it leads to: one transaction."""
         with self._sessions.write() as s:
-            set_control_in(s, name, active, reason, now, until)
+            row = set_control_in(s, name, active, reason, now, until)
             step, what = control_event(active, reason, event, detail, until)
             s.add(SafetyEventRow(at=now, control=name, step=step, detail=what))
+            announce_control_in(s, row, step, now)
             s.flush()
             return note_trading_state_in(s, now)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.alerts import Severity
 from core.errors import ConfigurationError
 from core.ports import DecisionSink, Ledger, Model
 from core.records import BacktestRun
@@ -32,7 +33,7 @@ class BacktestAlerts:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 
-    def send(self, title: str, body: str) -> bool:
+    def send(self, title: str, body: str, *, severity: Severity = Severity.WARNING) -> bool:
         log.debug("%s: %s", title, body)
         self.sent.append((title, body))
         return True

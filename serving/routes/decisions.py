@@ -1,32 +1,175 @@
-"""One decision with its LLM calls: what was seen, voted, decided and why, and every call behind
-the votes with its prompt, answer, tokens, latency and cost (services/decisions.py reads it).
+"""The account's decisions, a page at a time with their votes and what their LLM calls came
+to (or the calls themselves, `?calls=true`), and one decision with its LLM calls: what was
+seen, voted, decided and why, and every call behind the votes with its prompt, answer, tokens,
+latency and cost (services/decisions.py reads it).
 
-A read, so unauthenticated like /health. Decision ids hold slashes and colons
+Reads: a token with scope read. Decision ids hold slashes and colons
 ("paper:BTC/USDT:1h:1706950800"): the route takes the rest of the path, encoded or not.
-Errors: 404 an unknown id; 503 a ledger that does not answer (the app's handler, as on every
-route). Decimals are strings, times ISO 8601 with their offset, as elsewhere in the API.
+Errors: 404 an unknown id; 422 a bad filter or cursor; 503 a ledger that does not answer (the
+app's handler, as on every route). Decimals are strings, times ISO 8601 with their offset, as
+elsewhere in the API.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
-from core.agents.calls import AgentCall, AgentUsage
+from core.agents.calls import AgentCall, AgentUsage, CallOutcome
+from core.browse import DecisionQuery
 from core.records import DecisionRecord
+from core.types import Action
 from services.decisions import decision_with_calls
 from serving.deps import api_of
 from serving.json import json_response
+from serving.listing import (
+    AUTH_RESPONSES,
+    ErrorOut,
+    Limit,
+    PageCursor,
+    Reader,
+    Since,
+    SymbolFilter,
+    decimal_text,
+    listing,
+)
 
 router = APIRouter(prefix="/decisions", tags=["decisions"])
 
 
-@router.get("/{decision_id:path}")
-async def decision(request: Request, decision_id: str) -> Response:
+class VoteOut(BaseModel):
+    agent: str
+    action: Action
+    confidence: float
+    reason: str
+    horizon: int
+    reasons: list[str]
+    risk_flags: list[str]
+    abstained: str
+
+
+class DenialOut(BaseModel):
+    code: str
+    detail: str
+
+
+class DecisionOut(BaseModel):
+    decision_id: str
+    account: str
+    symbol: str
+    timeframe: str
+    candle_time: str
+    price: str
+    feature_set_version: str
+    model_name: str
+    model_version: str
+    probability: float
+    votes: list[VoteOut]
+    order_book_features: dict[str, float] | None
+    action: Action
+    score: float
+    consensus_reason: str
+    risk_approved: bool | None
+    denials: list[DenialOut]
+    client_order_id: str | None
+    decided_at: str
+    contributions: dict[str, float]
+    regime: str
+    provenance: dict[str, Any]
+
+
+class CallOut(BaseModel):
+    agent: str
+    round: int
+    model: str
+    endpoint: str
+    template: str
+    template_version: str
+    prompt_hash: str
+    prompt: str
+    response: str
+    vote: dict[str, Any] | None
+    outcome: CallOutcome
+    error: str
+    tokens_in: int
+    tokens_out: int
+    latency_ms: float
+    cost: str
+    finish_reason: str
+    called_at: str
+
+
+class TotalsOut(BaseModel):
+    calls: int
+    abstentions: int
+    tokens_in: int
+    tokens_out: int
+    cost: str
+
+
+class DecisionWithCalls(BaseModel):
+    decision: DecisionOut
+    calls: list[CallOut]
+    totals: TotalsOut
+
+
+class DecisionEntryOut(BaseModel):
+    decision: DecisionOut
+    totals: TotalsOut
+    calls: list[CallOut] | None  # null unless ?calls=true
+
+
+class DecisionsPage(BaseModel):
+    decisions: list[DecisionEntryOut]
+    next_cursor: str | None
+
+
+@router.get("", responses={200: {"model": DecisionsPage}, **AUTH_RESPONSES})
+async def decisions(
+    request: Request,
+    _: Reader,
+    symbol: SymbolFilter = None,
+    action: Annotated[Action | None, Query(description="Only decisions to do this.")] = None,
+    since: Since = None,
+    limit: Limit = 50,
+    cursor: PageCursor = None,
+    calls: Annotated[bool, Query(description="Every LLM call in full, not only totals.")] = False,
+) -> Response:
+    """Newest candle first; each with its votes and what its LLM calls came to."""
+    api = api_of(request)
+    account = api.settings.account
+    query = DecisionQuery(symbol, action, since, limit, cursor, calls)
+
+    def build() -> dict[str, Any]:
+        page = api.ledger.browse.decisions(account, query)
+        return {
+            "decisions": [
+                {
+                    "decision": decision_json(e.record),
+                    "totals": totals_json(e.usage),
+                    "calls": [call_json(c) for c in e.calls] if calls else None,
+                }
+                for e in page.items
+            ],
+            "next_cursor": page.next_cursor,
+        }
+
+    return await listing(request, ("decisions", account, query), build)
+
+
+@router.get(
+    "/{decision_id:path}",
+    responses={
+        200: {"model": DecisionWithCalls},
+        404: {"model": ErrorOut, "description": "No decision with this id."},
+        **AUTH_RESPONSES,
+    },
+)
+async def decision(request: Request, decision_id: str, _: Reader) -> Response:
     api = api_of(request)
     view = await api.read(decision_with_calls, api.ledger, decision_id)
     if view is None:
@@ -90,9 +233,3 @@ def totals_json(t: AgentUsage) -> dict[str, Any]:
         "tokens_out": t.tokens_out,
         "cost": decimal_text(t.cost),
     }
-
-
-def decimal_text(value: Decimal) -> str:
-    """Plain notation without trailing zeros: PostgreSQL hands back a NUMERIC column's full
-    scale ("0.000150000000000000"), SQLite the value as stored; both read "0.00015" here."""
-    return f"{value.normalize():f}"

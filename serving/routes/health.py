@@ -13,8 +13,12 @@ from serving.json import json_response
 
 router = APIRouter(tags=["health"])
 
+LEDGER_DOWN = {
+    503: {"description": "The ledger does not answer: `{status: unavailable, reason: <code>}`"}
+}
 
-@router.get("/health")
+
+@router.get("/health", responses=LEDGER_DOWN)
 async def health(request: Request) -> Response:
     api = api_of(request)
     view = await api.read(api.ledger.overview.health, api.clock.now(), api.settings.account)
@@ -35,7 +39,13 @@ async def health(request: Request) -> Response:
     })  # fmt: skip
 
 
-@router.get("/ready")
+@router.get(
+    "/ready",
+    responses={
+        200: {"description": "Ready: `{status: ready, checks: {ledger, reconciliation, model}}`"},
+        503: {"description": "Not ready: `{status: not_ready, checks}`, each check not ok named"},
+    },
+)
 def ready(request: Request) -> Response:
     """Readiness: 200 when the ledger answers, reconciliation is not pending and the model has
     a champion; else 503 naming what is not (a load balancer holds traffic back). Sync: the

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from core.risk.state import effective_state
 from services.safety_requests import (
     MAX_BODY_BYTES,
+    MAX_REASON_CHARS,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     SignedRequest,
@@ -26,7 +27,45 @@ from serving.json import json_response
 router = APIRouter(prefix="/safety", tags=["safety"])
 
 
-@router.get("/status")
+def _signed_request_doc(actions: list[str]) -> dict[str, object]:
+    """The OpenAPI of a signed safety request. The body is read by hand (bounded, before any
+    parsing), so FastAPI cannot infer it: it is declared here, with the two headers."""
+    header = {"in": "header", "required": True}
+    return {
+        "parameters": [
+            header | {"name": TIMESTAMP_HEADER, "description": "Unix seconds, within the "
+                      "server's window", "schema": {"type": "string", "pattern": r"^\d{1,12}$"}},
+            header | {"name": SIGNATURE_HEADER, "description": "Lowercase hex HMAC-SHA256 of "
+                      '"<action>:<timestamp>" with the kill-switch secret',
+                      "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "required": ["action", "reason"],
+                "properties": {
+                    "action": {"type": "string", "enum": actions},
+                    "reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON_CHARS},
+                },
+            }}},
+        },
+    }  # fmt: skip
+
+
+SIGNED_ANSWERS: dict[int | str, dict[str, object]] = {
+    200: {"description": "Applied (or already so); the state after it"},
+    401: {"description": "Signature missing, wrong, stale or already used"},
+    422: {
+        "description": f"Body malformed or larger than {MAX_BODY_BYTES} bytes (the reason "
+        "says which)"
+    },
+    429: {"description": "Too many refused requests from this client; Retry-After"},
+    503: {"description": "The ledger does not answer; nothing was applied"},
+}
+
+
+@router.get("/status", responses={503: {"description": "The ledger does not answer"}})
 async def status(request: Request) -> Response:
     """The trading state and what halts it, the kill switch and its steps, the breaker, the
     latest accepted (signed) requests, and counts of refused ones: one database read."""
@@ -63,7 +102,11 @@ async def status(request: Request) -> Response:
     })  # fmt: skip
 
 
-@router.post("/kill-switch")
+@router.post(
+    "/kill-switch",
+    openapi_extra=_signed_request_doc(["activate", "deactivate"]),
+    responses=SIGNED_ANSWERS,
+)
 async def kill_switch(request: Request) -> JSONResponse:
     """`{"action": "activate" | "deactivate", "reason": "..."}` signed over
     "<action>:<timestamp>"; an activation halts, cancels and closes before it answers."""
@@ -73,7 +116,9 @@ async def kill_switch(request: Request) -> JSONResponse:
     return JSONResponse(answer.body, status_code=answer.status)
 
 
-@router.post("/circuit-breaker")
+@router.post(
+    "/circuit-breaker", openapi_extra=_signed_request_doc(["reset"]), responses=SIGNED_ANSWERS
+)
 async def circuit_breaker_reset(request: Request) -> JSONResponse:
     """Reset a tripped breaker before its cooldown ends: `{"action": "reset", ...}`, signed
     like the kill switch (HMAC over "reset:<timestamp>")."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import warnings
 from decimal import Decimal
 from pathlib import Path
 
@@ -199,3 +200,87 @@ def test_load_settings_when_live_replay_cache_strict_then_refused() -> None:
         SettingsError, match=r"TRADEFLOW_LLM_REPLAY_CACHE=strict: .*'off' or 'read'"
     ):
         load_settings(llm_replay_cache="strict")
+
+
+# Secrets as files (/run/secrets in a container, TRADEFLOW_SECRETS_DIR elsewhere).
+KILL_SWITCH_SECRET = "fs-secret-0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty secrets directory, named by TRADEFLOW_SECRETS_DIR."""
+    directory = tmp_path / "secrets"
+    directory.mkdir()
+    monkeypatch.setenv("TRADEFLOW_SECRETS_DIR", str(directory))
+    return directory
+
+
+@pytest.mark.parametrize("name", ["tradeflow_kill_switch_secret", "TRADEFLOW_KILL_SWITCH_SECRET"])
+def test_load_settings_when_secret_file_named_after_the_variable_then_read(
+    secrets: Path, name: str
+) -> None:
+    (secrets / name).write_text(KILL_SWITCH_SECRET + "\n")  # as editors and echo leave it
+    (secrets / "tradeflow_database_url").write_text("postgresql+psycopg://u:pw@db:5432/ledger")
+    s = load_settings()
+    assert s.kill_switch_secret is not None
+    assert s.kill_switch_secret.get_secret_value() == KILL_SWITCH_SECRET
+    assert s.ledger_url == "postgresql+psycopg://u:pw@db:5432/ledger"
+
+
+def test_load_settings_when_variable_and_secret_file_both_given_then_the_variable_wins(
+    secrets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (secrets / "tradeflow_database_url").write_text("postgresql+psycopg://u:pw@db:5432/ledger")
+    monkeypatch.setenv("TRADEFLOW_DATABASE_URL", "sqlite:///elsewhere.db")
+    assert load_settings().ledger_url == "sqlite:///elsewhere.db"
+
+
+def test_load_settings_when_no_secrets_dir_named_then_run_secrets_read_where_it_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import infra.settings
+
+    monkeypatch.delenv("TRADEFLOW_SECRETS_DIR", raising=False)
+    monkeypatch.setattr(infra.settings, "DEFAULT_SECRETS_DIR", tmp_path)
+    (tmp_path / "tradeflow_kill_switch_secret").write_text(KILL_SWITCH_SECRET)
+    assert load_settings().kill_switch_secret is not None
+    monkeypatch.setattr(infra.settings, "DEFAULT_SECRETS_DIR", tmp_path / "absent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # outside a container: no directory, and no warning
+        assert load_settings().kill_switch_secret is None
+
+
+def test_load_settings_when_secrets_dir_is_not_a_directory_then_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRADEFLOW_SECRETS_DIR", str(tmp_path / "secrest"))
+    monkeypatch.setenv("TRADEFLOW_SYMBOL", "SOL/USDT")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value).splitlines() == [
+        "TRADEFLOW_SYMBOL: unknown setting (did you mean TRADEFLOW_SYMBOLS?)",
+        f"TRADEFLOW_SECRETS_DIR={tmp_path / 'secrest'}: not a directory",
+    ]
+
+
+def test_load_settings_when_secret_file_names_no_setting_then_refused_naming_the_nearest(
+    secrets: Path,
+) -> None:
+    (secrets / "tradeflow_kill_swich_secret").write_text(KILL_SWITCH_SECRET)
+    (secrets / "postgres_password").write_text("another program's")  # not ours: ignored
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value) == (
+        f"{secrets / 'tradeflow_kill_swich_secret'}: unknown setting "
+        "(did you mean tradeflow_kill_switch_secret?)"
+    )
+
+
+def test_load_settings_when_secret_file_value_invalid_then_refused_without_echoing_it(
+    secrets: Path,
+) -> None:
+    (secrets / "tradeflow_redis_url").write_text("http://:hunter2-password@redis:6379/0")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value).startswith("TRADEFLOW_REDIS_URL=***: String should match pattern")
+    assert "hunter2" not in str(err.value)

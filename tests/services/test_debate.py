@@ -17,6 +17,7 @@ from core.agents.budget import BUDGET_EXCEEDED, BudgetLimits, Prices
 from core.agents.calls import AgentCall, CallOutcome
 from core.agents.panel import PanelRequest
 from core.agents.rules import BearAgent, BullAgent
+from core.alerts import Severity
 from core.clock import FixedClock
 from core.consensus import AGENTS_ABSTAINED, ConsensusConfig, ModelSignal, combine
 from core.decision import DecisionInput, agent_context
@@ -77,7 +78,7 @@ class Alerts:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    def send(self, title: str, body: str) -> bool:
+    def send(self, title: str, body: str, *, severity: Severity = Severity.WARNING) -> bool:
         self.sent.append(f"{title}: {body}")
         return True
 

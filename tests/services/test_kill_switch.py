@@ -10,9 +10,9 @@ import pytest
 
 from core.candles.bar import Bar
 from core.clock import FakeClock
-from core.orders import OrderOrigin, OrderStatus
+from core.orders import Order, OrderOrigin, OrderStatus
 from core.risk.state import Control
-from core.types import Side, Symbol
+from core.types import ClientOrderId, Side, Symbol
 from infra.alerts import Alerts
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.ledger import Ledger
@@ -172,6 +172,25 @@ def test_kill_switch_when_it_lands_while_an_order_is_in_flight_then_cancelled_at
     assert exchange.report.in_flight == [coid]  # claimed, not yet at the exchange
     assert order.status is OrderStatus.CANCELLED  # cancelled there the moment it arrived
     assert exchange.get_order(coid, Symbol("BTC/USDT")).status is OrderStatus.CANCELLED  # type: ignore[union-attr]
+    assert exchange.open_orders() == []
+
+
+def test_kill_switch_when_it_lands_while_a_manual_order_is_in_flight_then_cancelled_too(
+    ledger: Ledger,
+) -> None:
+    """An operator's order (POST /api/v1/orders) is held to the same halt as a decision's."""
+    ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
+    manual = Order(
+        ClientOrderId("tf-m-" + "0" * 28), None, Symbol("BTC/USDT"), Side.BUY, Decimal(1), T0,
+        T0, origin=OrderOrigin.MANUAL,
+    )  # fmt: skip
+    ledger.orders.insert_many([manual], ACCOUNT, "paper")
+    exchange = _KilledWhileSending(ledger)
+    order = submit_order(
+        ledger, exchange, manual.client_order_id, FakeClock(T0 + timedelta(hours=1))
+    )
+    assert exchange.report is not None
+    assert order.status is OrderStatus.CANCELLED
     assert exchange.open_orders() == []
 
 

@@ -1,10 +1,12 @@
 """GET /api/v1/decisions/{id}: a decision recorded with its LLM calls, through the real app over
-the real ledger (SQLite and PostgreSQL); ids with slashes and colons, plain or URL-encoded."""
+the real ledger (SQLite and PostgreSQL); ids with slashes and colons, plain or URL-encoded; a
+token with scope read."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import fields
 from decimal import Decimal
 from typing import Any
@@ -14,9 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.agents.calls import AgentCall
+from core.auth import Scope
 from core.records import DecisionRecord
 from core.risk.limits import RiskLimits
 from infra.ledger.ledger import Ledger
+from serving.routes.decisions import DecisionOut, DecisionWithCalls
 from tests.services.test_decisions import (
     BTC,
     BULL_ANSWER,
@@ -25,14 +29,27 @@ from tests.services.test_decisions import (
     llm_decision,
     record,
 )
+from tests.serving.conftest import make_client
+from tests.serving.resources import conforms
+from tests.serving.tokens import bearer, issue_token
 
 ROUTE = "/api/v1/decisions/"
+# A well-formed token no ledger issued: checking it needs the ledger.
+STRANGER = "tf_0123456789ab_" + "A" * 43
 
 
 @pytest.fixture
 def recorded(ledger: Ledger) -> Ledger:
     record(ledger, llm_decision())
     return ledger
+
+
+@pytest.fixture
+def client(ledger_url: str) -> Iterator[TestClient]:
+    """The app, with a read token sent on every request."""
+    with make_client(ledger_url) as c:
+        c.headers.update(bearer(issue_token(ledger_url, Scope.READ)))
+        yield c
 
 
 def names(cls: type) -> set[str]:
@@ -140,11 +157,22 @@ def test_get_decision_when_unknown_then_404_naming_the_id(
     assert detail.startswith(f"no decision with id {wanted}")
 
 
-def test_get_decision_when_ledger_unreachable_then_503_with_a_reason_code() -> None:
-    from tests.serving.conftest import make_client
+def test_get_decision_when_no_token_then_401(client: TestClient, recorded: Ledger) -> None:
+    r = client.get(ROUTE + DECISION_ID, headers={"Authorization": ""})
+    assert r.status_code == 401
 
+
+def test_get_decision_when_recorded_then_the_answer_is_its_openapi_model(
+    client: TestClient, recorded: Ledger
+) -> None:
+    body = get_ok(client, ROUTE + DECISION_ID)
+    conforms(DecisionWithCalls, body)
+    conforms(DecisionOut, body["decision"])
+
+
+def test_get_decision_when_ledger_unreachable_then_503_with_a_reason_code() -> None:
     with make_client("postgresql+psycopg://postgres@127.0.0.1:1/nowhere") as c:
-        r = c.get(ROUTE + DECISION_ID)
+        r = c.get(ROUTE + DECISION_ID, headers=bearer(STRANGER))
     assert (r.status_code, r.json()) == (503, {"status": "unavailable",
                                                "reason": "ledger_unavailable"})  # fmt: skip
 
