@@ -84,8 +84,13 @@ class Alerts:
         return len(notices)
 
     def _debounced(self, alert: Alert) -> Notice | None:
+        """The notice to send now, or None for a repeat within the window. Critical alerts
+        are never held back: "kill switch ACTIVE" again after "released" is news, whatever
+        the window."""
         fallback = Notice(alert.title, alert.body, alert.severity, alert.key)
         if self.states is None or self.debounce <= timedelta(0):
+            return fallback
+        if alert.severity is Severity.CRITICAL:
             return fallback
         try:
             return self.states.occur(alert, self.clock.now(), self.debounce)

@@ -8,6 +8,7 @@ host nobody subscribed. Errors without an HTTP answer become core.webhooks' Send
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import httpx
@@ -35,7 +36,7 @@ class HttpxSender:
             with self._client.stream(
                 "POST", url, content=body, headers=dict(headers), timeout=httpx.Timeout(timeout)
             ) as response:
-                _drain(response)
+                _drain(response, time.monotonic() + timeout)
                 return response.status_code
         except httpx.TimeoutException as exc:
             raise SendTimeout(f"no answer within {timeout:g} s ({type(exc).__name__})") from exc
@@ -48,14 +49,16 @@ class HttpxSender:
         self._client.close()
 
 
-def _drain(response: httpx.Response) -> None:
-    """Read the answer's body away (at most MAX_BODY): its status is what counts, so a body
-    that breaks off or dawdles is given up on, never turned into a failed delivery."""
+def _drain(response: httpx.Response, deadline: float) -> None:
+    """Read the answer's body away (at most MAX_BODY, until `deadline`, a time.monotonic()
+    instant): its status is what counts, so a body that breaks off or dawdles is given up on,
+    never turned into a failed delivery. httpx's timeout bounds each read, not their sum: a
+    receiver sending a byte now and then would otherwise hold a dispatcher thread for days."""
     read = 0
     try:
         for chunk in response.iter_raw():
             read += len(chunk)
-            if read > MAX_BODY:
+            if read > MAX_BODY or time.monotonic() > deadline:
                 return
     except httpx.HTTPError:
         return

@@ -100,6 +100,10 @@ class ManualOrderRequest:
         )
 
 
+def _missing(coid: ClientOrderId) -> Order:
+    raise OrderNotFound(f"order {coid} vanished from the ledger")
+
+
 @dataclass(frozen=True, slots=True)
 class ManualConfig:
     account: str
@@ -142,8 +146,22 @@ class ManualOrders:
         found = self.ledger.orders.get(coid)
         if found is not None:
             return Placed(self._replay(found, request, clock), created=False)
-        with self._gate:
-            raced = self._record(self._approved(coid, request, clock))
+        try:
+            with self._gate:
+                # Again inside the gate: a request with the same key may have recorded the
+                # order since, and the gate would count it against this one's limits.
+                found = self.ledger.orders.get(coid)
+                if found is not None:
+                    return Placed(self._matching(found, request), created=False)
+                raced = self._record(self._approved(coid, request, clock))
+        except RiskRefused:
+            # Refused because another worker's request with this key got in first (its order
+            # now counts against the limits)? Then that order is the answer, never a refusal
+            # that would make the client place it again under another key.
+            found = self.ledger.orders.get(coid)
+            if found is None:
+                raise
+            return Placed(self._matching(found, request), created=False)
         if raced is not None:
             return Placed(self._matching(raced, request), created=False)
         return Placed(self._send(coid, clock), created=True)
@@ -217,14 +235,13 @@ class ManualOrders:
         return self._send(order.client_order_id, clock)
 
     def _send(self, coid: ClientOrderId, clock: Clock) -> Order:
-        """submit_order, after one more look at the halts: the kill switch may have come
-        since the gate looked."""
-        flags = self.ledger.safety.flags(clock.now())
-        halted = flags.kill_switch_reason or flags.breaker_reason
-        if halted is not None:
-            error = f"halted before sending: {halted}"
-            return self.ledger.orders.transition(coid, OrderEvent.CANCEL, clock.now(), error)
-        return submit_order(self.ledger, self.broker, coid, clock, self.config.max_resume_age)
+        """submit_order, as a decision's order is sent: it looks at the halts once more (the
+        kill switch may have come since the gate looked), and a halt that lands while the
+        order is in flight cancels it at the exchange (services/execution.py)."""
+        try:
+            return submit_order(self.ledger, self.broker, coid, clock, self.config.max_resume_age)
+        except InvalidTransition:  # the kill switch cancelled it meanwhile: that is the answer
+            return self.ledger.orders.get(coid) or _missing(coid)
 
     def cancel(self, client_order_id: str, clock: Clock) -> Order:
         """Cancel one of the account's open orders (any origin): unsent ones in the ledger,
@@ -235,6 +252,8 @@ class ManualOrders:
         order = stored.order
         if order.status.is_terminal:
             raise NotCancellable(order, "it is final")
+        if order.origin is OrderOrigin.KILL_SWITCH:  # a bearer token never undoes the kill switch
+            raise NotCancellable(order, "the kill switch placed it to close a position")
         coid = order.client_order_id
         if order.status is OrderStatus.NEW:
             order = self._cancel_unsent(order, clock)

@@ -139,11 +139,17 @@ TradeToken = Annotated[ApiToken, Depends(require(Scope.TRADE))]
 AdminToken = Annotated[ApiToken, Depends(require(Scope.ADMIN))]
 
 
+def token_text(ws: WebSocket) -> str | None:
+    """What a WebSocket handshake offers as its token: the `Authorization: Bearer` header,
+    else the `token` query parameter (a browser cannot set headers on a WebSocket)."""
+    return bearer_text(ws.headers.get("authorization")) or ws.query_params.get("token")
+
+
 async def websocket_token(ws: WebSocket) -> ApiToken | None:
     """The token of a WebSocket handshake (the `Authorization: Bearer` header, else the
     `token` query parameter: a browser cannot set headers on a WebSocket), counted against its
     rate limit; None when the connection must be refused."""
-    text = bearer_text(ws.headers.get("authorization")) or ws.query_params.get("token")
+    text = token_text(ws)
     if not text:
         return None
     auth = auth_of(ws.app)

@@ -81,6 +81,11 @@ class Waker(Protocol):
     async def aclose(self) -> None: ...
 
 
+# Close code for a client whose token stopped being valid while it was connected (4000-4999
+# are the application's; 4401 reads as HTTP's 401).
+TOKEN_GONE = 4401
+
+
 @dataclass(eq=False)
 class Subscriber:
     """One connected client: what it asked for and what waits to be sent to it."""
@@ -361,14 +366,18 @@ def answer(subscriber: Subscriber, op: Op, channels: Iterable[Channel]) -> dict[
     return {"type": "unsubscribed", "channels": asked, "subscribed": sorted(subscriber.channels)}
 
 
-async def serve(ws: WebSocket, hub: Hub) -> None:
-    """One accepted client's session, until it leaves, breaks the protocol or is dropped."""
+async def serve(
+    ws: WebSocket, hub: Hub, token_gone: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """One accepted client's session, until it leaves, breaks the protocol, is dropped, or
+    `token_gone` returns (its token was revoked or expired: closed with 4401)."""
     peer = f"{ws.client.host}:{ws.client.port}" if ws.client else "?"
     async with hub.joined(peer) as subscriber:
         reader = asyncio.create_task(_listen(ws, hub, subscriber))
         writer = asyncio.create_task(_write(ws, subscriber))
         dropped = asyncio.create_task(subscriber.dropped.wait())
-        tasks = {reader, writer, dropped}
+        gone = asyncio.create_task(token_gone() if token_gone else asyncio.Event().wait())
+        tasks = {reader, writer, dropped, gone}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -377,6 +386,8 @@ async def serve(ws: WebSocket, hub: Hub) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
     if dropped in done:
         await _close(ws, SLOW_CONSUMER, "slow consumer")
+    elif gone in done:
+        await _close(ws, TOKEN_GONE, "token revoked or expired")
     elif reader in done and _result(reader) is True:
         await _close(ws, POLICY_VIOLATION, "too many bad messages", subscriber.queue)
 

@@ -40,7 +40,7 @@ def messages(receiver: Receiver) -> list[dict[str, str]]:
     return [json.loads(r.body) for r in receiver.received]
 
 
-FAILED = "tradeflow reconciliation FAILED: trading halted"
+DOWN = "tradeflow exchange down"
 
 
 def test_send_when_apprise_url_configured_then_webhook_receives_title_and_body(
@@ -124,18 +124,31 @@ def test_send_when_another_process_and_a_restart_share_the_ledger_then_debounce_
         led = open_ledger(ledger_url)
         return Alerts([json_url(receiver)], states=led.alerts, debounce=WINDOW, clock=clock)
 
-    process().send(FAILED, "BTC off by 0.1", severity=Severity.CRITICAL)
-    process().send(FAILED, "BTC off by 0.2", severity=Severity.CRITICAL)
+    process().send(DOWN, "timeout #1")
+    process().send(DOWN, "timeout #2")
     clock.advance(minutes=6)
     restarted = process()
-    restarted.send(FAILED, "BTC off by 0.3", severity=Severity.CRITICAL)
+    restarted.send(DOWN, "timeout #3")
 
     titles = [m["title"] for m in messages(receiver)]
-    assert titles == [
-        "tradeflow reconciliation FAILED: trading halted",
-        "tradeflow reconciliation FAILED: trading halted "
-        "(repeated 1 times since 2026-11-24 12:00:00 UTC)",
-    ]
+    assert titles == [DOWN, f"{DOWN} (repeated 1 times since 2026-11-24 12:00:00 UTC)"]
+    assert {m["type"] for m in messages(receiver)} == {"warning"}
+
+
+def test_send_when_critical_repeats_within_the_window_then_each_is_sent(
+    ledger: Ledger, receiver: Receiver
+) -> None:
+    """Halting alerts are news every time: ACTIVE, released, ACTIVE again within the window
+    must not leave "released" as the operator's last word."""
+    clock = FakeClock(NOW)
+    alerts = Alerts([json_url(receiver)], states=ledger.alerts, debounce=WINDOW, clock=clock)
+
+    for title in ("tradeflow kill switch ACTIVE", "tradeflow kill switch released") * 2:
+        alerts.send(title, "drill", severity=Severity.CRITICAL)
+        clock.advance(seconds=30)
+
+    assert [m["title"] for m in messages(receiver)][-1] == "tradeflow kill switch released"
+    assert len(messages(receiver)) == 4
     assert {m["type"] for m in messages(receiver)} == {"failure"}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -415,3 +416,46 @@ def test_request_when_limit_price_without_limit_type_then_value_error() -> None:
         ManualOrderRequest(BTC, Side.BUY, D(1), OrderType.MARKET, D(1))
     with pytest.raises(ValueError, match="limit"):
         ManualOrderRequest(BTC, Side.BUY, D(1), OrderType.LIMIT)
+
+
+@pytest.mark.parametrize("stale_reads", [1, 2], ids=["before-the-gate", "inside-the-gate"])
+def test_place_when_the_same_key_was_recorded_after_this_request_looked_then_that_order_not_422(
+    market: Ledger,
+    exchange: CountingExchange,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    stale_reads: int,
+) -> None:
+    """A retry racing its first request (this worker or another): it must answer the order
+    the first one placed, never a refusal caused by that order counting against the limits
+    (a client told 422 would place it again under a new key)."""
+    config = ManualConfig("paper", "binance", "1h", (BTC, ETH), LIMITS)
+    tight = ManualConfig(
+        "paper", "binance", "1h", (BTC, ETH), replace(LIMITS, max_position_notional=D(1000))
+    )
+    first = ManualOrders(market, lambda: exchange, config).place("tok", "k1", BUY, clock)
+    real_get, reads = market.orders.get, iter(range(stale_reads))
+
+    def stale_then_real(coid: ClientOrderId) -> Order | None:
+        return None if next(reads, None) is not None else real_get(coid)
+
+    monkeypatch.setattr(market.orders, "get", stale_then_real)
+    again = ManualOrders(market, lambda: exchange, tight).place("tok", "k1", BUY, clock)
+
+    assert again.created is False
+    assert again.order.client_order_id == first.order.client_order_id
+    assert exchange.places == 1
+
+
+def test_cancel_when_the_kill_switch_placed_the_order_then_refused(
+    desk: ManualOrders, market: Ledger, clock: FakeClock
+) -> None:
+    closing = Order(
+        ClientOrderId("ks-" + "1" * 32), None, BTC, Side.SELL, D("0.01"), NOW, NOW,
+        origin=OrderOrigin.KILL_SWITCH,
+    )  # fmt: skip
+    market.orders.insert_many([closing], "paper", "paper")
+
+    with pytest.raises(NotCancellable, match="kill switch"):
+        desk.cancel(closing.client_order_id, clock)
+    assert market.orders.get(closing.client_order_id).status is OrderStatus.NEW  # type: ignore[union-attr]
