@@ -12,14 +12,16 @@ write the ledger: they run in the thread pool, never on the event loop.
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from core.auth import ApiToken
@@ -273,6 +275,7 @@ async def place_order(
         detail = f"{KEY_HEADER} header required: 1 to 255 printable ASCII characters"
         return json_response({"detail": detail}, 400)
     api = api_of(request)
+    body = await exact(request)
     try:
         placed = await run_in_threadpool(_place, request, api, token, idempotency_key, body)
     except RiskRefused as exc:
@@ -286,6 +289,16 @@ async def place_order(
     if not placed.created:
         answer.headers["Idempotent-Replayed"] = "true"
     return answer
+
+
+async def exact(request: Request) -> OrderIn:
+    """The body again, its numbers read as decimals: FastAPI reads JSON numbers as floats,
+    which would round a quantity or a limit price (67012.123456789012 -> 67012.123456789) and
+    let a number with more decimals than allowed through as its nearest float."""
+    try:
+        return OrderIn.model_validate(json.loads(await request.body(), parse_float=Decimal))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
 def _place(request: Request, api: Api, token: ApiToken, key: str, body: OrderIn) -> Placed:

@@ -300,3 +300,26 @@ def test_openapi_when_read_then_the_order_body_key_header_and_answers_are_declar
     assert {p["name"] for p in listing["parameters"]} == {"status", "symbol", "since", "limit",
                                                           "cursor"}  # fmt: skip
     assert set(spec["paths"][f"{ROUTE}/{{client_order_id}}"]) == {"get", "delete"}
+
+
+def test_post_order_when_numbers_have_more_digits_than_a_float_then_read_exactly(
+    api: TestClient, stored: Ledger, trader: dict[str, str]
+) -> None:
+    """JSON numbers are read as decimals: the gate judges the limit price as sent (a float
+    would have rounded it to 39999.12345678901, hiding the sub-tick digits), and too many
+    decimals are refused rather than rounded into range."""
+    fine_price = '{"symbol": "BTC/USDT", "side": "buy", "quantity": 0.02, "type": "limit", ' \
+        '"limit_price": 39999.123456789012345}'  # fmt: skip
+    too_fine = '{"symbol": "BTC/USDT", "side": "buy", ' \
+        '"quantity": 0.1000000000000000055511151231257827}'  # fmt: skip
+    headers = trader | {"Content-Type": "application/json"}
+
+    judged = api.post(ROUTE, content=fine_price, headers=headers | key("exact"))
+    refused = api.post(ROUTE, content=too_fine, headers=headers | key("fine"))
+
+    assert judged.status_code == 422
+    assert [d["code"] for d in judged.json()["denials"]] == ["PRICE_PRECISION"]
+    assert "39999.123456789012345 is not a multiple of 0.01" in judged.text
+    assert refused.status_code == 422
+    assert "decimal" in refused.text.lower()
+    assert stored.orders.find("paper") == []
