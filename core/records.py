@@ -11,6 +11,7 @@ from typing import Any
 from core.agents.base import Vote
 from core.decision import Decision
 from core.features.order_book import BOOK_FEATURE_NAMES
+from core.latency import DECISION_LATENCY_BOUNDS, PREDICT_BOUNDS, LatencyHistogram
 from core.orders import Fill, Order
 from core.portfolio import Position
 from core.risk.limits import Denial
@@ -173,6 +174,14 @@ class TradingCounts:
     llm_calls: Mapping[tuple[str, str, str], int]  # (agent, model, outcome) -> calls
     llm_tokens: Mapping[tuple[str, str, str], int]  # (agent, model, "input"|"output")
     llm_cost: Mapping[tuple[str, str], float]  # (agent, model) -> cost
+    # Candle close -> decided_at of every decision; the model's seconds per prediction as the
+    # decision flow recorded them (decisions from before timings were kept are not in it).
+    decision_latency: LatencyHistogram = field(
+        default_factory=lambda: LatencyHistogram.empty(DECISION_LATENCY_BOUNDS)
+    )
+    predict_seconds: LatencyHistogram = field(
+        default_factory=lambda: LatencyHistogram.empty(PREDICT_BOUNDS)
+    )
 
 
 @dataclass(frozen=True, slots=True)

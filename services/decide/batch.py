@@ -3,7 +3,8 @@ model's probabilities, order-book features), so deciding itself touches no I/O."
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -45,6 +46,10 @@ class DecisionBatch:
     feature_set_version: str
     tradeable: bool = False
     quality: Mapping[str, float] = field(default_factory=dict)  # the model's, out of sample
+    # The model's call for this batch: its wall seconds and the rows it predicted (a recorded
+    # decision keeps its share: services.decide.step.timings).
+    predict_seconds: float = 0.0
+    predictions: int = 0
     # Row lookups built once: a replay asks for every symbol at every candle time, and a pandas
     # row lookup costs more than the decision it feeds.
     _rows: dict[str, _Rows] = field(init=False, repr=False, compare=False)
@@ -189,8 +194,10 @@ def prepare_batch(
     cfg: DecisionConfig,
     candles: int,
     after: datetime | None = None,
+    timer: Callable[[], float] = time.perf_counter,
 ) -> DecisionBatch:
-    """The newest `candles` candle times (only those after `after`, when given)."""
+    """The newest `candles` candle times (only those after `after`, when given). The model's
+    call is timed with `timer` (seconds): once a batch, so a backtest's one batch pays nothing."""
     frames = {
         s: ledger.candles.load(cfg.exchange, s, cfg.timeframe, limit=candles + FEATURE_WINDOW)
         for s in cfg.symbols
@@ -207,7 +214,9 @@ def prepare_batch(
     times = sorted(set().union(*(set(f.index[-candles:]) for f in rows.values())))
     if after is not None:
         times = [t for t in times if t > pd.Timestamp(after)]
+    started = timer()
     probabilities = predict_at_times(model, features, pd.DatetimeIndex(times))
+    predict_seconds = timer() - started
     return DecisionBatch(
         candles=rows,
         features=features,
@@ -223,6 +232,8 @@ def prepare_batch(
         feature_set_version=model.feature_set_version,
         tradeable=model.tradeable,
         quality=dict(model.quality),
+        predict_seconds=predict_seconds,
+        predictions=sum(len(p) for p in probabilities.values()),
     )
 
 

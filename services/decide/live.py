@@ -5,18 +5,24 @@ is still decided and recorded, with the gate's STALE_CANDLE denial, and an alert
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.agents.panel import Panel
 from core.candles.timeframe import timeframe_delta
 from core.clock import Clock
+from core.decision import Decision
 from core.ports import Model, Notifier, SimulatedExchange, TradingLedger
 from core.types import ClientOrderId
+from services.correlation import bound
 from services.decide.batch import prepare_batch
 from services.decide.config import DecisionConfig
 from services.decide.loop import DecisionLoop, DecisionRunReport, settle_all
 from services.execution import unsent_orders
+
+log = logging.getLogger("tradeflow.decisions")
 
 
 @dataclass
@@ -41,7 +47,7 @@ def decide_live(
     fills in)."""
     last = _last_decided(ledger, cfg)
     batch = prepare_batch(ledger, model, cfg, cfg.catch_up_candles, after=last)
-    loop = DecisionLoop(ledger, panel, cfg, alerts)
+    loop = DecisionLoop(ledger, panel, cfg, alerts, timer=time.perf_counter)  # timings kept
     already = loop.already_decided(batch)
     report = LiveReport(broker=broker_name)
     step = timeframe_delta(cfg.timeframe)
@@ -54,6 +60,7 @@ def decide_live(
         for decision in decisions:
             report.count(decision)
             report.orders += decision.order is not None
+            _log_decision(decision)
         opened = t.to_pydatetime()
         report.candle_times.append(opened)
         if cfg.limits.too_old(now - (opened + step)):
@@ -63,6 +70,21 @@ def decide_live(
     report.newest_close = _newest_close(ledger, cfg)
     _alert_if_stale(report, cfg, clock.now(), alerts)
     return report
+
+
+def _log_decision(decision: Decision) -> None:
+    """One line per live decision, under its correlation id (a replay's or a backtest's
+    hundreds of thousands are not logged: their run's summary is)."""
+    order, verdict = decision.order, decision.verdict
+    outcome = f"order {order.client_order_id}" if order is not None else "no order"
+    if verdict is not None and not verdict.approved:
+        outcome = "denied " + ", ".join(d.code.value for d in verdict.denials)
+    with bound(correlation_id=decision.decision_id):
+        log.info(
+            "decided %s %s: %s, %s", decision.input.symbol,
+            f"{decision.input.candle_time:%F %H:%M}", decision.consensus.action.value, outcome,
+            extra=None if order is None else {"client_order_id": order.client_order_id},
+        )  # fmt: skip
 
 
 def _last_decided(ledger: TradingLedger, cfg: DecisionConfig) -> datetime | None:

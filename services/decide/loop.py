@@ -4,8 +4,9 @@ simulated exchange on a candle."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,11 +19,14 @@ from core.decision import Decision
 from core.ports import Notifier, SimulatedExchange, TradingLedger
 from core.types import DecisionId, Symbol
 from services.circuit_breaker import CircuitBreaker
+from services.correlation import bound
 from services.decide.batch import DecisionBatch
 from services.decide.config import DecisionConfig
 from services.decide.step import decide_at
 from services.execution import settle_simulated
 from services.risk_snapshot import RiskSnapshots
+
+log = logging.getLogger("tradeflow.decisions")
 
 
 @dataclass
@@ -51,6 +55,9 @@ class DecisionLoop:
     panel: Panel
     cfg: DecisionConfig
     alerts: Notifier
+    # Live: the wall clock, and each decision keeps what it cost. A replay or a backtest keeps
+    # none: decided twice, it records the same decisions.
+    timer: Callable[[], float] | None = None
 
     def __post_init__(self) -> None:
         cfg = self.cfg
@@ -97,14 +104,24 @@ class DecisionLoop:
         if self.breaker.check(prices, now, state).changed:
             state = self.snapshots.snapshot(prices, now)  # it tripped or cleared: halts differ
         recent = self._recent(t.to_pydatetime())
-        step = decide_at(batch, t, state, now, self.cfg, self.panel, already, recent)
+        step = decide_at(batch, t, state, now, self.cfg, self.panel, already, recent, self.timer)
         for d in step.decisions:
             inp = d.input
             recent[inp.symbol].append(
                 PastDecision(inp.candle_time, d.consensus.action.value, inp.price)
             )
-        recorded = [d for d in step.decisions if self.ledger.orders.record_decision(d, broker)]
+        recorded = [d for d in step.decisions if _record(self.ledger, d, broker)]
         return recorded, step.skipped + len(step.decisions) - len(recorded)
+
+
+def _record(ledger: TradingLedger, decision: Decision, broker: str) -> bool:
+    """Record under the decision's correlation id: what recording writes (its events) and
+    logs carries it. False when an earlier run recorded it."""
+    with bound(correlation_id=decision.decision_id):
+        if not ledger.orders.record_decision(decision, broker):
+            return False
+        log.debug("decision %s recorded: %s", decision.decision_id, decision.consensus.action.value)
+        return True
 
 
 def settle_all(

@@ -3,7 +3,7 @@ loop and the replay, so a backtest runs exactly the decision code that trades.""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -38,10 +38,13 @@ def decide_at(
     panel: Panel,
     already: Collection[DecisionId] = frozenset(),
     recent: Mapping[str, Sequence[PastDecision]] | None = None,
+    timer: Callable[[], float] | None = None,
 ) -> Step:
     """Every symbol at the candle opening at `t`, decided at `now` on `state`. The panel
     deliberates on every symbol at once; then an approved order is counted as open before the
-    next symbol is decided, as the ledger would."""
+    next symbol is decided, as the ledger would. With a `timer` (seconds: the live loop's) and
+    provenance, each decision keeps what it cost; without, no clock is read and the same
+    inputs give the same decisions."""
     close = t.to_pydatetime() + timeframe_delta(cfg.timeframe)
     state = replace(state, candle_age=now - close)
     inputs, skipped = _inputs(batch, t, cfg, already)
@@ -50,14 +53,20 @@ def decide_at(
         PanelRequest(did, agent_context(inp, state, horizon, (recent or {}).get(inp.symbol, ())))
         for did, inp in inputs
     ]
+    timer = timer if cfg.record_provenance else None
+    started = timer() if timer else 0.0
     deliberations = panel.deliberate(requests, now) if requests else {}
+    # The panel deliberates on every symbol in one go: each decision bears an equal share.
+    shared = (timer() - started) / len(requests) if timer and requests else 0.0
     decisions: list[Decision] = []
     for (did, inp), request in zip(inputs, requests, strict=True):
+        began = timer() if timer else 0.0
         decision = decide(
             inp, deliberations[did], cfg.consensus, cfg.sizing, state, cfg.limits, now, did
         )
         if cfg.record_provenance:
-            facts = provenance(batch, cfg, decision, state, request, panel)
+            spent = timings(batch, shared + timer() - began) if timer else None
+            facts = provenance(batch, cfg, decision, state, request, panel, spent)
             decision = replace(decision, provenance=facts)
         decisions.append(decision)
         if decision.order is not None:
@@ -87,6 +96,18 @@ def _inputs(
     return inputs, skipped
 
 
+def timings(batch: DecisionBatch, decide_s: float) -> dict[str, float]:
+    """What a decision cost, in seconds: `predict_s` its share of the batch's model call (the
+    call's time over the `predict_rows` it predicted), `decide_s` its share of the panel's
+    deliberation plus its own consensus and risk gate. Shares, so that summed over decisions
+    they are the time spent. A batch whose call was not timed gives no `predict_s`."""
+    out = {"decide_s": decide_s}
+    if batch.predictions:
+        out["predict_s"] = batch.predict_seconds / batch.predictions
+        out["predict_rows"] = batch.predictions
+    return out
+
+
 def provenance(
     batch: DecisionBatch,
     cfg: DecisionConfig,
@@ -94,10 +115,12 @@ def provenance(
     state: RiskState,
     request: PanelRequest,
     panel: Panel,
+    spent: Mapping[str, float] | None = None,
 ) -> dict[str, object]:
     """What replaying the decision needs: the candles its features read, the model version, the
     risk state it was decided on, the decisions its brief cited, the panel, the settings'
-    digest and the agents' cache keys."""
+    digest and the agents' cache keys; and, when timed, what deciding it cost (`timings`: never
+    compared by a replay, which cannot take the same time twice)."""
     inp = decision.input
     first = batch.candles[inp.symbol].index[0]
     reference = batch.candles[cfg.reference_symbol].index[0]
@@ -119,7 +142,7 @@ def provenance(
         "panel_settings": dict(panel.settings),
         "config": cfg.digest,
         "llm": [[c.agent, c.round, c.model, c.prompt_hash] for c in decision.calls],
-    }
+    } | ({} if spent is None else {"timings": dict(spent)})
 
 
 def _input(

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from services import ml
 from serving.deps import bounded_body
 from serving.json import json_response
+from serving.metrics import observed
 
 router = APIRouter(prefix="/ml", tags=["ml"])
 
@@ -84,7 +85,9 @@ async def models(request: Request) -> Response:
     },
 )
 async def predict(request: Request) -> Response:
-    service = service_of(request)
+    # The model's call observed for /metrics (tradeflow_model_predict_seconds, source="api").
+    histogram = getattr(request.app.state, "predict_seconds", None)
+    service = observed(service_of(request), histogram)
     body = await bounded_body(request, MAX_PREDICT_BODY_BYTES)
     if body is None:
         return json_response({"detail": f"body larger than {MAX_PREDICT_BODY_BYTES} bytes"}, 413)
