@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from starlette.concurrency import run_in_threadpool
 
 from services import ml
+from serving.auth import ReadToken
 from serving.deps import bounded_body
 from serving.json import json_response
 from serving.metrics import observed
@@ -66,7 +67,7 @@ def service_of(request: Request) -> ml.MlService:
 
 
 @router.get("/models")
-async def models(request: Request) -> Response:
+async def models(request: Request, token: ReadToken) -> Response:
     service = service_of(request)
     try:
         found = await run_in_threadpool(service.models)
@@ -84,7 +85,7 @@ async def models(request: Request) -> Response:
         }
     },
 )
-async def predict(request: Request) -> Response:
+async def predict(request: Request, token: ReadToken) -> Response:
     # The model's call observed for /metrics (tradeflow_model_predict_seconds, source="api").
     histogram = getattr(request.app.state, "predict_seconds", None)
     service = observed(service_of(request), histogram)

@@ -17,7 +17,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from core.auth import Scope
 from core.clock import FakeClock
+from core.errors import LedgerUnavailable
 from core.features.registry import FEATURE_NAMES
 from infra.ledger.ledger import open_ledger
 from infra.settings import Settings
@@ -28,6 +30,7 @@ from serving.app import create_app
 from serving.routes import ml as ml_routes
 from tests.registry.test_model_cache import NAME, SYMBOLS, Store, trained_store
 from tests.serving.conftest import NOW, SECRET
+from tests.serving.tokens import bearer, issue_token
 
 PREDICT = "/api/v1/ml/predict"
 MODELS = "/api/v1/ml/models"
@@ -56,7 +59,17 @@ def make_client(url: str, cache: ModelCache, catalog: MlflowCatalog) -> TestClie
         settings.exchange, settings.timeframe, settings.reference_symbol, NAME
     )
     attach_ml(app, ml.MlService(cache, catalog, bootstrap.ledger_unmigrated(settings), config))
-    return TestClient(app)
+    return TestClient(app, headers=bearer(read_token(settings)))
+
+
+def read_token(settings: Settings) -> str:
+    """A read token stored in the app's ledger; a well-formed unknown one when that ledger
+    does not answer (the request then meets the outage, as any would)."""
+    try:
+        bootstrap.ledger(settings)
+    except LedgerUnavailable:
+        return "tf_" + "0" * 12 + "_" + "A" * 43
+    return issue_token(settings.database_url or "", Scope.READ)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +112,7 @@ def test_models_when_versions_registered_then_listed_with_aliases_unsigned(
 ) -> None:
     v2 = store.register()
     store.move("challenger", v2)
-    r = client.get(MODELS)  # a read: no signature, like /health and /safety/status
+    r = client.get(MODELS)  # a read: the client's default headers carry a read token
     assert r.status_code == 200
     (model,) = r.json()["models"]
     assert model["name"] == NAME
@@ -259,3 +272,10 @@ def test_predict_when_ledger_unreachable_then_the_apps_503(store: Store, champio
         r = c.post(PREDICT, json=by_candle())
     assert r.status_code == 503
     assert r.json() == {"status": "unavailable", "reason": "ledger_unavailable"}
+
+
+def test_ml_routes_when_no_token_then_401_and_nothing_predicted(client: TestClient) -> None:
+    """Model metadata and inference (CPU a caller could spend) need a read token."""
+    bare = {"Authorization": ""}
+    assert client.get(MODELS, headers=bare).status_code == 401
+    assert client.post(PREDICT, json=by_candle(), headers=bare).status_code == 401
