@@ -19,19 +19,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel
 
-from core.auth import ApiToken, Scope
 from core.browse import MAX_PAGE, BadCursor
-from serving.auth import require
 from serving.deps import Api, api_of
 from serving.page_cache import PageCache
-
-# The token a route asks for: GETs read, orders trade (serving/auth.py answers 401/403/429).
-Reader = Annotated[ApiToken, Depends(require(Scope.READ))]
-Trader = Annotated[ApiToken, Depends(require(Scope.TRADE))]
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9._-]{1,15}/[A-Za-z0-9._-]{1,15}(:[A-Za-z0-9._-]{1,15})?$"
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
@@ -85,6 +79,13 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
+class DenialOut(BaseModel):
+    """One risk-gate denial: its code (core.risk.limits.DenialCode) and why."""
+
+    code: str
+    detail: str
+
+
 class ErrorOut(BaseModel):
     detail: str
 
@@ -112,7 +113,7 @@ def _kept_or_built(
     api: Api, cache: PageCache, key: Hashable, build: Callable[[], dict[str, Any]]
 ) -> bytes:
     """The answer kept for `key` while the outbox has no news, else built now and kept."""
-    version = api.ledger.browse.news()  # read first: the page read after is at least as new
+    version = api.ledger.events.last_id()  # read first: the page read after is at least as new
     body = cache.get(key, version)
     if body is None:
         body = json.dumps(build(), separators=(",", ":"), default=str).encode()

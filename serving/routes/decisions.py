@@ -24,14 +24,15 @@ from core.browse import DecisionQuery
 from core.records import DecisionRecord
 from core.types import Action
 from services.decisions import decision_with_calls
+from serving.auth import ReadToken
 from serving.deps import api_of
 from serving.json import json_response
 from serving.listing import (
     AUTH_RESPONSES,
+    DenialOut,
     ErrorOut,
     Limit,
     PageCursor,
-    Reader,
     Since,
     SymbolFilter,
     decimal_text,
@@ -50,11 +51,6 @@ class VoteOut(BaseModel):
     reasons: list[str]
     risk_flags: list[str]
     abstained: str
-
-
-class DenialOut(BaseModel):
-    code: str
-    detail: str
 
 
 class DecisionOut(BaseModel):
@@ -131,7 +127,7 @@ class DecisionsPage(BaseModel):
 @router.get("", responses={200: {"model": DecisionsPage}, **AUTH_RESPONSES})
 async def decisions(
     request: Request,
-    _: Reader,
+    _: ReadToken,
     symbol: SymbolFilter = None,
     action: Annotated[Action | None, Query(description="Only decisions to do this.")] = None,
     since: Since = None,
@@ -169,7 +165,7 @@ async def decisions(
         **AUTH_RESPONSES,
     },
 )
-async def decision(request: Request, decision_id: str, _: Reader) -> Response:
+async def decision(request: Request, decision_id: str, _: ReadToken) -> Response:
     api = api_of(request)
     view = await api.read(decision_with_calls, api.ledger, decision_id)
     if view is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import fields
 from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -40,18 +41,18 @@ from services.manual_orders import (
     Placed,
     RiskRefused,
 )
+from serving.auth import ReadToken, TradeToken
 from serving.deps import Api, api_of
 from serving.json import json_response
 from serving.listing import (
     AUTH_RESPONSES,
     SYMBOL_PATTERN,
+    DenialOut,
     ErrorOut,
     Limit,
     PageCursor,
-    Reader,
     Since,
     SymbolFilter,
-    Trader,
     decimal_text,
     iso,
     listing,
@@ -116,18 +117,12 @@ class NotCancellableOut(OrderOut):
     detail: str
 
 
-class DenialOut(BaseModel):
-    code: str
-    detail: str
-
-
 class RefusedOut(BaseModel):
     detail: str
     denials: list[DenialOut]
 
 
 def order_json(order: Order, stored: StoredOrder | None = None) -> dict[str, Any]:
-    average = order.average_price
     return {
         "client_order_id": order.client_order_id,
         "decision_id": order.decision_id,
@@ -139,7 +134,7 @@ def order_json(order: Order, stored: StoredOrder | None = None) -> dict[str, Any
         "quantity": decimal_text(order.quantity),
         "limit_price": optional_decimal(order.limit_price),
         "filled_quantity": decimal_text(order.filled_quantity),
-        "average_price": None if average is None else decimal_text(average),
+        "average_price": optional_decimal(order.average_price),
         "created_at": order.created_at.isoformat(),
         "updated_at": iso(stored.updated_at) if stored else None,
         "market_time": order.market_time.isoformat(),
@@ -153,33 +148,19 @@ def stored_json(stored: StoredOrder) -> dict[str, Any]:
     return order_json(stored.order, stored)
 
 
+# The answer's names are the listing's, but for `type` (the request's name for it).
+LINE_FIELDS = {f.name: "type" if f.name == "order_type" else f.name for f in fields(OrderLine)}
+
+
 def line_json(o: OrderLine) -> dict[str, Any]:
     """A listed order: the same answer as order_json's, from the listing's text."""
-    return {
-        "client_order_id": o.client_order_id,
-        "decision_id": o.decision_id,
-        "origin": o.origin,
-        "symbol": o.symbol,
-        "side": o.side,
-        "type": o.order_type,
-        "status": o.status,
-        "quantity": o.quantity,
-        "limit_price": o.limit_price,
-        "filled_quantity": o.filled_quantity,
-        "average_price": o.average_price,
-        "created_at": o.created_at,
-        "updated_at": o.updated_at,
-        "market_time": o.market_time,
-        "broker": o.broker,
-        "submit_attempts": o.submit_attempts,
-        "error": o.error,
-    }
+    return {key: getattr(o, name) for name, key in LINE_FIELDS.items()}
 
 
 @router.get("", responses={200: {"model": OrdersPage}, **AUTH_RESPONSES})
 async def list_orders(
     request: Request,
-    _: Reader,
+    _: ReadToken,
     status: Annotated[OrderStatus | None, Query(description="Only orders in this state.")] = None,
     symbol: SymbolFilter = None,
     since: Since = None,
@@ -204,7 +185,7 @@ NOT_FOUND = {404: {"model": ErrorOut, "description": "No such order in this acco
 @router.get(
     "/{client_order_id}", responses={200: {"model": OrderOut}, **NOT_FOUND, **AUTH_RESPONSES}
 )
-async def get_order(request: Request, client_order_id: OrderId, _: Reader) -> Response:
+async def get_order(request: Request, client_order_id: OrderId, _: ReadToken) -> Response:
     api = api_of(request)
     found = None
     if client_order_id.isprintable():  # a NUL is no id, and PostgreSQL would refuse it
@@ -260,7 +241,7 @@ PLACE_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def place_order(
     request: Request,
     body: OrderIn,
-    token: Trader,
+    token: TradeToken,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -339,7 +320,7 @@ CANCEL_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.delete("/{client_order_id}", responses=CANCEL_RESPONSES)
-async def cancel_order(request: Request, client_order_id: OrderId, _: Trader) -> Response:
+async def cancel_order(request: Request, client_order_id: OrderId, _: TradeToken) -> Response:
     """Cancel an open order: unsent ones in the ledger, sent ones at the broker."""
     api = api_of(request)
     if not client_order_id.isprintable():

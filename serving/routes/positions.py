@@ -11,9 +11,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from core.browse import PositionView
+from serving.auth import ReadToken
 from serving.deps import api_of
 from serving.json import json_response
-from serving.listing import AUTH_RESPONSES, Reader, decimal_text, optional_decimal
+from serving.listing import AUTH_RESPONSES, decimal_text, optional_decimal
 
 router = APIRouter(prefix="/positions", tags=["positions"])
 
@@ -50,7 +51,7 @@ def position_json(p: PositionView) -> dict[str, Any]:
 
 
 @router.get("", responses={200: {"model": PositionsOut}, **AUTH_RESPONSES})
-async def positions(request: Request, _: Reader) -> Response:
+async def positions(request: Request, _: ReadToken) -> Response:
     """Every position held (quantity above zero), by symbol."""
     api = api_of(request)
     s = api.settings

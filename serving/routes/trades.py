@@ -3,6 +3,7 @@ P&L (fees included). Filters: symbol, since; keyset pages. Scope read."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,12 +13,12 @@ from pydantic import BaseModel
 from core.browse import TradeLine, TradeQuery
 from core.orders import OrderOrigin, OrderType
 from core.types import Side
+from serving.auth import ReadToken
 from serving.deps import api_of
 from serving.listing import (
     AUTH_RESPONSES,
     Limit,
     PageCursor,
-    Reader,
     Since,
     SymbolFilter,
     listing,
@@ -48,29 +49,17 @@ class TradesPage(BaseModel):
     next_cursor: str | None
 
 
+TRADE_FIELDS = tuple(f.name for f in fields(TradeLine))
+
+
 def trade_json(t: TradeLine) -> dict[str, Any]:
-    return {
-        "fill_id": t.fill_id,
-        "client_order_id": t.client_order_id,
-        "decision_id": t.decision_id,
-        "origin": t.origin,
-        "order_type": t.order_type,
-        "symbol": t.symbol,
-        "side": t.side,
-        "quantity": t.quantity,
-        "price": t.price,
-        "notional": t.notional,
-        "fee": t.fee,
-        "fee_in_base": t.fee_in_base,
-        "realised_pnl": t.realised_pnl,
-        "filled_at": t.filled_at,
-    }
+    return {name: getattr(t, name) for name in TRADE_FIELDS}
 
 
 @router.get("", responses={200: {"model": TradesPage}, **AUTH_RESPONSES})
 async def trades(
     request: Request,
-    _: Reader,
+    _: ReadToken,
     symbol: SymbolFilter = None,
     since: Since = None,
     limit: Limit = 50,

@@ -17,9 +17,10 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from services.trading_metrics import PeriodPnl, SymbolMetrics, TradingMetrics, trading_metrics
+from serving.auth import ReadToken
 from serving.deps import api_of
 from serving.json import json_response
-from serving.listing import AUTH_RESPONSES, Reader, decimal_text, optional_decimal
+from serving.listing import AUTH_RESPONSES, decimal_text, optional_decimal
 
 router = APIRouter(prefix="/metrics", tags=["metrics"])
 
@@ -118,7 +119,7 @@ def metrics_json(m: TradingMetrics) -> dict[str, Any]:
 
 
 @router.get("/trading", responses={200: {"model": TradingMetricsOut}, **AUTH_RESPONSES})
-async def trading(request: Request, _: Reader) -> Response:
+async def trading(request: Request, _: ReadToken) -> Response:
     api = api_of(request)
     s = api.settings
     # Every fill and the candles since the first: the thread pool, whatever the database.

@@ -35,7 +35,7 @@ from services import webhooks
 from serving.auth import AdminToken
 from serving.deps import api_of
 from serving.json import json_response
-from serving.listing import AUTH_RESPONSES, ErrorOut, unprocessable
+from serving.listing import AUTH_RESPONSES, ErrorOut, iso, unprocessable
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -129,7 +129,7 @@ def delivery_json(d: Delivery) -> dict[str, Any]:
         "last_error": d.last_error,
         "last_status_code": d.last_status_code,
         "created_at": d.created_at.isoformat(),
-        "delivered_at": None if d.delivered_at is None else d.delivered_at.isoformat(),
+        "delivered_at": iso(d.delivered_at),
     }
 
 
