@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from core.alerts import Severity
 from core.candles.bar import Bar
 from core.clock import FakeClock
 from core.orders import Order, OrderOrigin, OrderStatus
@@ -258,3 +259,29 @@ def test_kill_switch_when_the_sender_records_the_send_first_then_it_cancels_at_t
     report = engage(ledger, broker, ACCOUNT, clock, Alerts())
     assert (report.cancelled, report.failures) == ([coid], [])
     assert ledger.orders.get(coid).status is OrderStatus.CANCELLED  # type: ignore[union-attr]
+
+
+class _Levels(Alerts):
+    """The real Alerts, remembering each alert's severity (what routes it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.levels: list[Severity] = []
+
+    def send(self, title: str, body: str, *, severity: Severity | str = Severity.WARNING,
+             key: str | None = None) -> bool:  # fmt: skip
+        self.levels.append(Severity(severity))
+        return super().send(title, body, severity=severity, key=key)
+
+
+def test_engage_when_activated_then_its_alert_is_critical(
+    ledger: Ledger, broker: SimulatedBroker
+) -> None:
+    """Critical: routed to the critical notifiers (TRADEFLOW_ALERT_ROUTES), never debounced."""
+    open_book(ledger, broker, open_orders=1, positions=1)
+    activate(ledger)
+    alerts = _Levels()
+
+    engage(ledger, broker, ACCOUNT, FakeClock(NOW), alerts)
+
+    assert alerts.levels == [Severity.CRITICAL]
