@@ -8,7 +8,7 @@ trade implies read.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -114,15 +114,6 @@ def parse_token(text: str) -> TokenText:
     if found is None:
         raise MalformedToken(f"not a token: expected {TOKEN_PREFIX}<id>_<secret>")
     return TokenText(found["id"], found["secret"])
-
-
-def scopes_of(values: Iterable[str]) -> frozenset[Scope]:
-    """Scopes from their names; InvalidTokenRequest naming the unknown ones."""
-    values = list(values)
-    bad = sorted(set(values) - {s.value for s in Scope})
-    if bad:
-        raise InvalidTokenRequest(f"unknown scopes {bad}: they are {[s.value for s in Scope]}")
-    return frozenset(Scope(v) for v in values)
 
 
 def check_request(

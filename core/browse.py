@@ -203,12 +203,6 @@ class Closes:
 class BrowseQueries(Protocol):
     """The API's read models over one account's orders, fills, decisions and positions."""
 
-    def news(self) -> int:
-        """The outbox's newest event id (0 before any). The stores write an event in the same
-        transaction as every change to an order, a fill, a position or a decision, so it moves
-        whenever a listing's rows may have: what a cache of listings checks."""
-        ...
-
     def orders(self, account: str, query: OrderQuery) -> Page[OrderLine]: ...
 
     def order(self, account: str, client_order_id: str) -> StoredOrder | None: ...

@@ -548,10 +548,6 @@ class EventLog(Protocol):
 
     def for_correlation(self, correlation_id: str) -> list[Event]: ...
 
-    def cursor(self, name: str) -> int | None: ...
-
-    def move_cursor(self, name: str, position: int, now: datetime) -> None: ...
-
 
 class TokenStore(Protocol):
     """API tokens, with the SHA-256 of each secret (never the secret)."""
@@ -604,8 +600,6 @@ class WebhookStore(Protocol):
     ) -> list[Delivery]: ...
 
     def delivery(self, delivery_id: int) -> Delivery | None: ...
-
-    def dead(self, subscription_id: int, limit: int = 100) -> list[Delivery]: ...
 
     def replay(self, subscription_id: int, now: datetime, delivery_id: int | None = None) -> int:
         """Dead deliveries (or the one named, dead or delivered) back to pending; how many."""

@@ -111,10 +111,6 @@ class _TtlCache(Generic[V]):
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
 
 class TokenVerifier:
     """`authenticate` with a per-process cache, so a request does not cost a ledger round trip.
@@ -166,10 +162,6 @@ class TokenVerifier:
             raise
         self._good.put(key, token)
         return token
-
-    def forget(self) -> None:
-        self._good.clear()
-        self._bad.clear()
 
 
 def _key(text: str) -> bytes:

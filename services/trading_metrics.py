@@ -27,7 +27,7 @@ import numpy as np
 from core.backtest.stats import fee_in_quote, pair_stats, round_trips, sharpe_sortino
 from core.browse import Closes
 from core.orders import Fill
-from core.portfolio import Position, apply_fill, cash_after
+from core.portfolio import Position, apply_fill
 from core.ports import Ledger
 from core.types import Symbol
 
@@ -146,20 +146,15 @@ class Marks:
 
 @dataclass
 class _Book:
-    """Cash and positions, fill by fill; valued at the marks known at a moment."""
+    """Positions, fill by fill; valued at the marks known at a moment."""
 
     starting: Decimal
     marks: Marks
-    cash: Decimal = ZERO
     positions: dict[str, Position] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.cash = self.starting
 
     def apply(self, fill: Fill) -> None:
         current = self.positions.get(fill.symbol, Position(fill.symbol))
         self.positions[fill.symbol], _ = apply_fill(current, fill)
-        self.cash = cash_after(self.cash, fill)
 
     def pnl(self, moment: datetime) -> dict[str, Decimal]:
         """Per symbol traded: realised plus the open quantity's unrealised P&L at the mark."""

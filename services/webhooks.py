@@ -25,7 +25,7 @@ from typing import Protocol
 
 from core.alerts import Severity
 from core.clock import Clock
-from core.ports import EventLog, WebhookSender, WebhookStore
+from core.ports import EventLog, Notifier, WebhookSender, WebhookStore
 from core.webhooks import (
     Backoff,
     DeliveryStatus,
@@ -47,17 +47,9 @@ from core.webhooks import (
 log = logging.getLogger("tradeflow.webhooks")
 
 
-class Alerting(Protocol):
-    """infra.alerts.Alerts as the dispatcher uses it."""
-
-    def send(
-        self,
-        title: str,
-        body: str,
-        *,
-        severity: Severity | str | None = None,
-        key: str | None = None,
-    ) -> bool: ...
+class Alerting(Notifier, Protocol):
+    """infra.alerts.Alerts as the dispatcher uses it: a Notifier whose debounced repeats
+    are summarised by `flush`."""
 
     def flush(self, now: datetime | None = None) -> int: ...
 

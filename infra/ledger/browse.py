@@ -25,7 +25,6 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
-    func,
     or_,
     select,
     type_coerce,
@@ -54,7 +53,6 @@ from infra.ledger.models import (
     AgentCallRow,
     CandleRow,
     DecisionRow,
-    EventRow,
     FillRow,
     OrderRow,
     PositionRow,
@@ -88,7 +86,6 @@ _ORDER = select(_O).where(
     _O.client_order_id == bindparam("client_order_id"), _O.account == bindparam("account")
 )
 _DECISIONS = select(_D)
-_NEWS = select(func.max(EventRow.id))
 _USAGE = select(_C.decision_id, _C.outcome, _C.tokens_in, _C.tokens_out, _C.cost)
 _CALLS = select(_C).order_by(_C.decision_id, _C.round, _C.agent)
 _POSITIONS = select(
@@ -226,10 +223,6 @@ def _line_key(at: str, key: str) -> tuple[datetime, str]:
 class Browse:
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
-
-    def news(self) -> int:
-        with self._sessions.connect() as c:
-            return int(c.execute(_NEWS).scalar() or 0)
 
     def orders(self, account: str, query: OrderQuery) -> Page[OrderLine]:
         status = None if query.status is None else query.status.value

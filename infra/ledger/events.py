@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.events import CHANNEL_OF, Event, EventKind
-from infra.ledger.models import CursorRow, EventRow
+from infra.ledger.models import EventRow
 from infra.ledger.sessions import Sessions
 
 NOTIFY_CHANNEL = "tradeflow_events"
@@ -89,18 +89,3 @@ class Events:
         q = select(EventRow).where(EventRow.correlation_id == correlation_id).order_by(EventRow.id)
         with self._sessions.read() as s:
             return [event_of(r) for r in s.scalars(q)]
-
-    def cursor(self, name: str) -> int | None:
-        with self._sessions.read() as s:
-            row = s.get(CursorRow, name)
-            return None if row is None else int(row.position)
-
-    def move_cursor(self, name: str, position: int, now: datetime) -> None:
-        """Set reader `name`'s cursor; it only moves forward (two readers racing cannot take
-        it back)."""
-        with self._sessions.write() as s:
-            row = s.get(CursorRow, name, with_for_update=True)
-            if row is None:
-                s.add(CursorRow(name=name, position=position, updated_at=now))
-            elif position > row.position:
-                row.position, row.updated_at = position, now

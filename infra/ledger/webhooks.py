@@ -269,9 +269,6 @@ class Webhooks:
             row = s.get(WebhookDeliveryRow, delivery_id)
             return None if row is None else delivery_of(row)
 
-    def dead(self, subscription_id: int, limit: int = 100) -> list[Delivery]:
-        return self.deliveries(subscription_id, DeliveryStatus.DEAD, limit)
-
     def replay(self, subscription_id: int, now: datetime, delivery_id: int | None = None) -> int:
         """Send again: every dead delivery of the subscription, or the one named (dead or
         delivered), back to pending, due now, with its attempts reset; returns how many."""

@@ -19,7 +19,6 @@ from core.auth import (
     TokenText,
     check_request,
     parse_token,
-    scopes_of,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -119,12 +118,6 @@ def test_parse_token_when_any_text_then_token_shape_or_refused(text: str) -> Non
     except MalformedToken:
         return
     assert str(parsed) == text  # only the exact shape gets through
-
-
-def test_scopes_of_when_unknown_name_then_refused_naming_it() -> None:
-    with pytest.raises(InvalidTokenRequest, match="'root'"):
-        scopes_of(["read", "root"])
-    assert scopes_of(["read", "trade", "read"]) == {Scope.READ, Scope.TRADE}
 
 
 @pytest.mark.parametrize(

@@ -155,7 +155,7 @@ def test_run_once_when_every_attempt_fails_then_dead_with_last_error_and_an_aler
         clock.advance(hours=1)
     assert dispatcher.run_once().attempts == 0
 
-    [dead] = ledger.webhooks.dead(sub.subscription_id)
+    [dead] = ledger.webhooks.deliveries(sub.subscription_id, DeliveryStatus.DEAD)
     assert (dead.attempts, dead.last_error, dead.last_status_code) == (3, "HTTP 500", 500)
     assert len(receiver.received) == 3
     [(title, body)] = alerts.sent

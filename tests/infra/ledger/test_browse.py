@@ -254,16 +254,16 @@ def test_positions_when_sold_flat_then_not_listed(book: Ledger) -> None:
     assert [p.symbol for p in book.browse.positions(ACCOUNT, EXCHANGE, "1h")] == [BTC]
 
 
-def test_news_when_an_order_or_a_fill_is_written_then_it_moves(ledger: Ledger) -> None:
+def test_last_event_id_when_an_order_or_a_fill_is_written_then_it_moves(ledger: Ledger) -> None:
     open_account(ledger)
-    first = ledger.browse.news()
+    first = ledger.events.last_id()
     order = place(ledger, "n-1", T0, accepted=False)
-    placed = ledger.browse.news()
+    placed = ledger.events.last_id()
     ledger.orders.transition(order.client_order_id, OrderEvent.SUBMIT, T0)
     ledger.orders.transition(order.client_order_id, OrderEvent.ACCEPT, T0)
-    accepted = ledger.browse.news()
+    accepted = ledger.events.last_id()
     fill(ledger, ledger.orders.get(order.client_order_id), "40000", T0)  # type: ignore[arg-type]
-    assert first < placed < accepted < ledger.browse.news()
+    assert first < placed < accepted < ledger.events.last_id()
 
 
 def test_closes_when_asked_since_then_by_close_time_from_that_moment(ledger: Ledger) -> None:

