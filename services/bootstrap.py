@@ -47,7 +47,7 @@ from infra.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # heavy: imported by the functions that need them
     from core.models.members import Member
-    from infra.ledger.listen import OutboxListener
+    from infra.ledger.listen import FileWatch, OutboxListener, OutboxWatch
     from infra.market_data.ccxt_source import CcxtMarketSource
     from registry.model_cache import ModelCache
     from services.debate import CacheMode
@@ -131,6 +131,14 @@ def outbox_listener(settings: Settings) -> OutboxListener | None:
     from infra.ledger.listen import OutboxListener
 
     return OutboxListener(settings.ledger_url)
+
+
+def outbox_watch(settings: Settings) -> OutboxWatch | FileWatch | None:
+    """What tells the API that nothing has committed since it built an answer, without reading
+    a table (infra.ledger.listen.watch_for)."""
+    from infra.ledger.listen import watch_for
+
+    return watch_for(settings.ledger_url)
 
 
 def paper_book_path(settings: Settings) -> Path:

@@ -156,6 +156,10 @@ class DeskConfig:
     close_positions: bool
 
 
+def _nothing() -> None:
+    """The default `written` callback: nobody waits for the write."""
+
+
 class SafetyDesk:
     """Answers signed safety requests over one ledger. One per API process; the broker is
     built only for an accepted activation (building the paper exchange reads its book)."""
@@ -167,7 +171,11 @@ class SafetyDesk:
         self._pruned_at: datetime | None = None
         self._prune_lock = threading.Lock()
 
-    def kill_switch(self, req: SignedRequest, now: datetime) -> Answer:
+    def kill_switch(
+        self, req: SignedRequest, now: datetime, written: Callable[[], None] = _nothing
+    ) -> Answer:
+        """Apply a signed kill-switch request; `written` is called as soon as the ledger holds
+        it (HALTED is durable), before the orders are cancelled and the positions closed."""
         verified = self._verify(req, "kill_switch", now)
         if isinstance(verified, Answer):
             return verified
@@ -178,6 +186,7 @@ class SafetyDesk:
             )  # fmt: skip  # HALTED is durable from here on: no new order is sent
         except SignatureReplayed as exc:
             return self._replayed(req, verified, exc, now)
+        written()
         out: dict[str, Any] = {
             "active": state.active,
             "reason": state.reason,
@@ -216,7 +225,10 @@ class SafetyDesk:
             "seconds": round(report.seconds_total, 4),
         }
 
-    def breaker_reset(self, req: SignedRequest, now: datetime) -> Answer:
+    def breaker_reset(
+        self, req: SignedRequest, now: datetime, written: Callable[[], None] = _nothing
+    ) -> Answer:
+        """Apply a signed early reset; `written` as for the kill switch, before the alert."""
         verified = self._verify(req, "breaker", now)
         if isinstance(verified, Answer):
             return verified
@@ -226,6 +238,7 @@ class SafetyDesk:
             )
         except SignatureReplayed as exc:
             return self._replayed(req, verified, exc, now)
+        written()
         self.alerts.send(
             "tradeflow circuit breaker reset early",
             f"reason: {verified.reason}",

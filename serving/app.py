@@ -3,6 +3,8 @@ ledger the flows write."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import logging
 import pkgutil
@@ -20,12 +22,29 @@ from services.bootstrap import Settings, get_settings
 from serving.auth import install_auth
 from serving.background import dispatching
 from serving.correlation import CorrelationIdMiddleware
-from serving.deps import Api
+from serving.deps import Api, News
 from serving.metrics import install_metrics
+from serving.page_cache import WritesTouchNews
+from serving.priority import SafetyFirstGate, safety_first_process
 from serving.routes import dashboard
 from serving.ws import hub_running
 
 log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def watching(news: News | None) -> AsyncIterator[None]:
+    """The news watch (infra.ledger.listen) kept for as long as the block."""
+    if news is None:  # an in-memory ledger: nothing to watch
+        yield
+        return
+    task = asyncio.create_task(news.run(), name="outbox-watch")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 # How uvicorn serves this app (tradeflow serve, and bench/api.py's reference alike). Forwarded
@@ -69,9 +88,15 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             bootstrap.ledger(settings)  # migrates once per process
         except TradeflowError as exc:  # the API still starts: /health reports the outage
             log.error("ledger not ready at start-up: %s", exc)
-        # The WebSocket's push follows the outbox; webhooks and alert summaries go out in the
+        # Safety writes first; the news watch that lets read answers be kept; the
+        # WebSocket's push follows the outbox; webhooks and alert summaries go out in the
         # background.
-        async with hub_running(running), dispatching(running):
+        async with (
+            safety_first_process(),
+            watching(running.state.api.news),
+            hub_running(running),
+            dispatching(running),
+        ):
             yield
 
     app = FastAPI(title="tradeflow", version="0.1.0", lifespan=lifespan)
@@ -87,8 +112,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         ledger=bootstrap.ledger_unmigrated(settings),
         desk=desk,
         clock=clock or SystemClock(),
+        news=bootstrap.outbox_watch(settings),
     )
     install_metrics(app, app.state.api)
     install_auth(app, app.state.api)  # tokens, rate limits, CORS when configured
+    app.add_middleware(WritesTouchNews, api=app.state.api)
+    app.add_middleware(SafetyFirstGate, first=app.state.api.first)
     app.add_middleware(CorrelationIdMiddleware)  # last added, outermost: every answer has it
     return app

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import anyio
 from fastapi import Request
@@ -15,8 +15,22 @@ from core.clock import Clock
 from core.ports import Ledger
 from services.bootstrap import Settings
 from services.safety_requests import SafetyDesk
+from serving.priority import SafetyFirst
 
 T = TypeVar("T")
+
+
+class News(Protocol):
+    """A generation that moves on whenever the ledger may have changed (infra.ledger.listen's
+    OutboxWatch and FileWatch)."""
+
+    @property
+    def generation(self) -> int | None: ...
+
+    def touch(self) -> None: ...
+
+    async def run(self) -> None:
+        """Keep the count until cancelled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +42,10 @@ class Api:
     # PostgreSQL reads for health and status run on at most this many threads: under load,
     # many Python threads fighting for the GIL answer fewer requests than a few taking turns.
     reads: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(4))
+    # What tells that nothing has committed since an answer was built (serving/page_cache.py).
+    news: News | None = None
+    # Signed safety writes go first (serving/priority.py).
+    first: SafetyFirst = field(default_factory=SafetyFirst)
 
     async def read(self, fn: Callable[..., T], *args: object) -> T:
         """Run one of the read models' queries. On SQLite it runs right here: a handful of
@@ -38,6 +56,18 @@ class Api:
         if self.inline_reads:
             return fn(*args)
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.reads)
+
+    def news_version(self) -> int | None:
+        """A number that moves on whenever anything a read shows may have changed, known
+        without reading a table; None when it cannot be known (the watch is down, or an
+        in-memory ledger)."""
+        return None if self.news is None else self.news.generation
+
+    def wrote(self) -> None:
+        """This process changed the ledger: its next read must not be an answer kept from
+        before, even if the change's notification has not come back yet."""
+        if self.news is not None:
+            self.news.touch()
 
     @property
     def inline_reads(self) -> bool:

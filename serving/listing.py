@@ -13,7 +13,6 @@ A listing's answer is kept a moment and given again while the ledger has no news
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,8 +23,7 @@ from fastapi.responses import Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel
 
 from core.browse import MAX_PAGE, BadCursor
-from serving.deps import Api, api_of
-from serving.page_cache import PageCache
+from serving.page_cache import kept_answer
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9._-]{1,15}/[A-Za-z0-9._-]{1,15}(:[A-Za-z0-9._-]{1,15})?$"
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
@@ -100,33 +98,11 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def page_cache(request: Request) -> PageCache:
-    """The app's cache of listing answers (serving/page_cache.py), made on first use."""
-    state = request.app.state
-    cache: PageCache | None = getattr(state, "page_cache", None)
-    if cache is None:
-        cache = state.page_cache = PageCache()
-    return cache
-
-
-def _kept_or_built(
-    api: Api, cache: PageCache, key: Hashable, build: Callable[[], dict[str, Any]]
-) -> bytes:
-    """The answer kept for `key` while the outbox has no news, else built now and kept."""
-    version = api.ledger.events.last_id()  # read first: the page read after is at least as new
-    body = cache.get(key, version)
-    if body is None:
-        body = json.dumps(build(), separators=(",", ":"), default=str).encode()
-        cache.put(key, version, body)
-    return body
-
-
 async def listing(request: Request, key: Hashable, build: Callable[[], dict[str, Any]]) -> Response:
     """A listing's answer: `build` reads the ledger and returns the JSON payload; a request
     repeated while nothing changed is answered from the cache. A bad cursor is a 422."""
-    api = api_of(request)
     try:
-        body = await api.read(_kept_or_built, api, page_cache(request), key, build)
+        body = await kept_answer(request, key, build)
     except BadCursor as exc:
         raise unprocessable("cursor", "query", str(exc)) from None
     return Response(body, media_type="application/json")

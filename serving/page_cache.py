@@ -1,25 +1,37 @@
-"""The listings' answers (orders, trades, decisions), kept per process for a moment and given
-again while nothing has changed: a busy dashboard or a load test asks for the same page over
-and over, and building 50 orders' JSON costs many times what checking for news does.
+"""Read answers (health, the safety status, positions, and the listings of orders, trades and
+decisions), kept per process for a moment and given again while nothing has changed: a busy
+dashboard or a load test asks for the same page over and over, and reading and building 50
+orders' JSON costs many times what checking for news does.
 
-"Nothing has changed" is read from the ledger's outbox (core.browse.BrowseQueries.news): every
-store writes an event in the same transaction as a change to an order, a fill, a position or a
-decision (infra/ledger/news.py), so the newest event id moves whenever a listing's rows may
-have, whichever process wrote them. A kept answer is given again only for the same request at
-the same newest event id, and never once it is `max_age_s` old. That age bounds the two ways a
-change can come without a new newest id: on PostgreSQL a transaction that took a lower event id
-may commit after one that took a higher; and a send being claimed (submit_attempts and
-updated_at of an order still NEW) writes no event. Both show within `max_age_s`; everything
-else shows at once.
+"Nothing has changed" is known without reading a table (`Api.news_version`,
+infra.ledger.listen):
+- on PostgreSQL, from the outbox's notifications, counted on a LISTEN connection. Every store
+  writes an event in the same transaction as a change to an order, a fill, a position, a
+  decision or a safety control (infra/ledger/news.py), whichever process writes it, and
+  PostgreSQL notifies at commit. While that connection is down nothing is kept.
+- on SQLite, from the file's data version, which moves on with any commit by any connection.
+- in both, a writing request to this process counts at once (WritesTouchNews, below), before
+  the notification of its own write comes back.
+A kept answer is never given once `max_age_s` old. That age bounds what changes without news:
+on PostgreSQL a new candle (a position's mark), a refused safety request's count, a breaker's
+cooldown running out, a send being claimed (submit_attempts of an order still NEW), or a
+connection cut without a word; all show within `max_age_s`, everything else at once.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.deps import Api, api_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +70,63 @@ class PageCache:
             self._kept.move_to_end(key)
             while len(self._kept) > self.size:  # the least recently asked for goes first
                 self._kept.popitem(last=False)
+
+
+def page_cache(request: Request) -> PageCache:
+    """The app's cache of read answers, made on first use."""
+    state = request.app.state
+    cache: PageCache | None = getattr(state, "page_cache", None)
+    if cache is None:
+        cache = state.page_cache = PageCache()
+    return cache
+
+
+Build = Callable[[], dict[str, Any]]
+
+
+def _encoded(build: Build) -> bytes:
+    return json.dumps(build(), separators=(",", ":"), default=str).encode()
+
+
+async def kept_answer(request: Request, key: Hashable, build: Build) -> bytes:
+    """The JSON body `build` makes (it reads the ledger), or the one kept for `key` while
+    nothing has changed; a kept answer is given on the event loop, without a thread or a read.
+    While the news cannot be known (the watch is down) every answer is built."""
+    api = api_of(request)
+    version = api.news_version()  # taken first: what is read after is at least as new
+    if version is None:
+        return await api.read(_encoded, build)
+    cache = page_cache(request)
+    body = cache.get(key, version)
+    if body is None:
+        body = await api.read(_encoded, build)
+        cache.put(key, version, body)
+    return body
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class WritesTouchNews:
+    """Pure ASGI: a request that may write (any method but GET, HEAD, OPTIONS) counts as news
+    of this process's own (`Api.wrote`) as its answer starts, after the handler's commit and
+    before its client can ask again, so this process never answers from before its own write.
+    Other processes hear of it by the write's notification."""
+
+    def __init__(self, app: ASGIApp, api: Api) -> None:
+        self.app, self.api = app, api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.api.wrote()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.api.wrote()  # also when no answer started (a handler failed mid-write)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, insert, select
 from sqlalchemy.orm import Session
 
 from core.events import CHANNEL_OF, Event, EventKind
@@ -30,19 +30,24 @@ def append(
     now: datetime,
     correlation_id: str | None = None,
 ) -> int:
-    """Add one event to `session`'s transaction; returns its id."""
-    row = EventRow(
-        channel=CHANNEL_OF[kind].value,
-        kind=kind.value,
-        correlation_id=correlation_id,
-        payload=dict(payload),
-        created_at=now,
-    )
-    session.add(row)
-    session.flush()
+    """Add one event to `session`'s transaction; returns its id. On PostgreSQL the NOTIFY is
+    asked for by the INSERT itself (in its RETURNING): one round trip, not two."""
+    returned: list[Any] = [EventRow.id]
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(row.id))))
-    return row.id
+        returned.append(func.pg_notify(NOTIFY_CHANNEL, cast(EventRow.id, String)))
+    row = session.execute(
+        insert(EventRow)
+        .values(
+            channel=CHANNEL_OF[kind].value,
+            kind=kind.value,
+            correlation_id=correlation_id,
+            payload=dict(payload),
+            created_at=now,
+        )
+        .returning(*returned)
+    ).first()
+    assert row is not None  # an INSERT ... RETURNING of one row
+    return int(row[0])
 
 
 def event_of(row: EventRow) -> Event:

@@ -1,16 +1,21 @@
-"""Wakes a reader of the outbox when another process commits an event: PostgreSQL delivers the
-NOTIFY that infra.ledger.events.append sends (channel `tradeflow_events`) at commit, to every
-connection that LISTENs. SQLite has nothing like it: its readers poll.
+"""Hears the outbox's news on PostgreSQL, which delivers the NOTIFY that
+infra.ledger.events.append sends (channel `tradeflow_events`) at commit to every connection that
+LISTENs. SQLite has nothing like it: its readers poll.
 
-The listener is a hint, never the data: a reader still reads `Events.after(cursor)`, so a lost
-notification (a dropped connection, a listener that starts late) costs only latency, until the
-reader's own slow poll.
+- OutboxListener wakes a reader of the outbox (the WebSocket hub). It is a hint, never the
+  data: the reader still reads `Events.after(cursor)`, so a lost notification (a dropped
+  connection, a listener that starts late) costs only latency, until the reader's own slow poll.
+- OutboxWatch counts the notifications, so the API knows without a query that nothing has
+  committed since it built an answer (serving/page_cache.py); FileWatch tells the same on
+  SQLite from the file's data version.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+from urllib.parse import quote
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -70,3 +75,116 @@ class OutboxListener:
         connection, self._connection = self._connection, None
         if connection is not None and not connection.closed:
             await connection.close()
+
+
+RETRY_S = 1.0  # OutboxWatch: the first pause after a failure, doubled up to MAX_RETRY_S
+MAX_RETRY_S = 30.0
+
+
+class OutboxWatch:
+    """A generation number that moves on whenever a transaction that wrote the outbox commits,
+    counted on a LISTEN connection of its own for as long as `run` runs.
+
+    `generation` is None while that connection is down, since then nothing can be known without
+    a read; it also moves on when the connection (re)opens, as events may have been missed
+    meanwhile, and on `touch()`, which this process calls after a write of its own so that its
+    next read does not wait for the notification to come back. Every change a reader must see
+    writes an event in its own transaction (infra.ledger.news), so two equal generations mean
+    that none committed in between, as far as a notification can tell (a connection cut without
+    a word is only found when the socket says so: readers bound the age of what they keep).
+    """
+
+    def __init__(
+        self, ledger_url: str, retry_s: float = RETRY_S, max_retry_s: float = MAX_RETRY_S
+    ) -> None:
+        self._dsn = libpq_dsn(ledger_url)
+        self._retry_s, self._max_retry_s = retry_s, max_retry_s
+        self._count = 0
+        self._live = False
+
+    @property
+    def generation(self) -> int | None:
+        return self._count if self._live else None
+
+    def touch(self) -> None:
+        self._count += 1
+
+    async def run(self) -> None:
+        """Listen until cancelled, opening the connection again after a failure (the pause
+        doubling, up to max_retry_s, while the failures last)."""
+        pause, failing = self._retry_s, False
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                ) as connection:
+                    await connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._count += 1  # whatever committed while nobody listened
+                    self._live = True
+                    if failing:
+                        log.info("outbox watch back")
+                    pause, failing = self._retry_s, False
+                    async for _ in connection.notifies():
+                        self._count += 1
+            except psycopg.Error as exc:
+                if failing:
+                    pause = min(pause * 2, self._max_retry_s)
+                else:
+                    log.warning("outbox watch down, answers are not kept until it is back: %s", exc)
+                failing = True
+            finally:
+                self._live = False
+            await asyncio.sleep(pause)
+
+
+class FileWatch:
+    """SQLite's counterpart of OutboxWatch: `PRAGMA data_version` on a connection of its own
+    that never writes changes whenever any other connection, in any process, commits to the
+    database file. It reads no table and waits for no lock (a few microseconds), so it is asked
+    on every `generation`; any commit moves the generation on, not only those with an event."""
+
+    def __init__(self, path: str) -> None:
+        # Opened on first use, never creating the file (the API starts while the ledger may
+        # not exist yet); read-write, as a read-only one cannot open a WAL file's index.
+        self._uri = f"file:{quote(path)}?mode=rw"
+        self._connection: sqlite3.Connection | None = None
+        self._seen: int | None = None
+        self._count = 0
+
+    @property
+    def generation(self) -> int | None:
+        try:
+            if self._connection is None:
+                self._connection = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
+            version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:  # no file yet, or unreadable: nothing is known, nothing kept
+            self._close()
+            return None
+        if version != self._seen:
+            self._seen = version
+            self._count += 1
+        return self._count
+
+    def touch(self) -> None:
+        self._count += 1
+
+    async def run(self) -> None:
+        """Nothing to keep running: the file is asked on every `generation`."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+def watch_for(ledger_url: str) -> OutboxWatch | FileWatch | None:
+    """A count of the outbox's notifications on PostgreSQL, the file's data version on SQLite;
+    None for an in-memory SQLite ledger (no other connection can write it)."""
+    if ledger_url.startswith("postgresql"):
+        return OutboxWatch(ledger_url)
+    path = make_url(ledger_url).database
+    return FileWatch(path) if path and path != ":memory:" else None

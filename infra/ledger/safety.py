@@ -109,16 +109,17 @@ def set_control_in(
     now: datetime,
     until: datetime | None = None,
 ) -> SafetyStateRow:
-    """Set a control inside the caller's transaction. The row is created with an upsert, so two
-    processes setting the same control for the first time at once both succeed."""
-    s.execute(
+    """Set a control inside the caller's transaction, with one upsert (two processes setting
+    the same control for the first time at once both succeed; the row stays locked until the
+    transaction ends). The session's copy of the row, if it has one, is refreshed."""
+    values = {"active": active, "reason": reason, "changed_at": now, "until": until}
+    row = s.scalars(
         insert_for(s)(SafetyStateRow)
-        .values(control=name, active=active, reason=reason, changed_at=now, until=until)
-        .on_conflict_do_nothing(index_elements=["control"])
-    )
-    row = s.get(SafetyStateRow, name, with_for_update=True, populate_existing=True)
-    assert row is not None  # just inserted, or there already
-    row.active, row.reason, row.changed_at, row.until = active, reason, now, until
+        .values(control=name, **values)
+        .on_conflict_do_update(index_elements=["control"], set_=values)
+        .returning(SafetyStateRow),
+        execution_options={"populate_existing": True},
+    ).one()
     return row
 
 

@@ -4,12 +4,16 @@ reason code (serving/app.py), as on every route."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from core.records import HealthOverview
 from core.risk.state import effective_state
 from serving.deps import api_of
 from serving.json import json_response
+from serving.page_cache import kept_answer
 
 router = APIRouter(tags=["health"])
 
@@ -20,11 +24,21 @@ LEDGER_DOWN = {
 
 @router.get("/health", responses=LEDGER_DOWN)
 async def health(request: Request) -> Response:
+    """Liveness, with the trading state and the model in use: read from the ledger, or kept
+    while nothing has changed (serving/page_cache.py)."""
     api = api_of(request)
-    view = await api.read(api.ledger.overview.health, api.clock.now(), api.settings.account)
+
+    def build() -> dict[str, Any]:
+        return health_payload(api.ledger.overview.health(api.clock.now(), api.settings.account))
+
+    body = await kept_answer(request, "health", build)
+    return Response(body, media_type="application/json")
+
+
+def health_payload(view: HealthOverview) -> dict[str, Any]:
     trading, cause, _ = effective_state(view.flags)
     model = view.model
-    return json_response({
+    return {
         "status": "ok",
         "ledger": "ok",
         "trading_state": trading.value,
@@ -36,7 +50,7 @@ async def health(request: Request) -> Response:
             "feature_set_version": model.feature_set_version,
             "last_decided_at": model.decided_at.isoformat(),
         },
-    })  # fmt: skip
+    }  # fmt: skip
 
 
 @router.get(

@@ -13,8 +13,8 @@ from pydantic import BaseModel
 from core.browse import PositionView
 from serving.auth import ReadToken
 from serving.deps import api_of
-from serving.json import json_response
 from serving.listing import AUTH_RESPONSES, decimal_text, optional_decimal
+from serving.page_cache import kept_answer
 
 router = APIRouter(prefix="/positions", tags=["positions"])
 
@@ -52,11 +52,16 @@ def position_json(p: PositionView) -> dict[str, Any]:
 
 @router.get("", responses={200: {"model": PositionsOut}, **AUTH_RESPONSES})
 async def positions(request: Request, _: ReadToken) -> Response:
-    """Every position held (quantity above zero), by symbol."""
+    """Every position held (quantity above zero), by symbol, as of `as_of` (the read's time:
+    an answer is kept while nothing has changed, serving/page_cache.py; a new candle writes no
+    event, so a mark may lag by the kept answer's age, a second at most)."""
     api = api_of(request)
     s = api.settings
-    held = await api.read(api.ledger.browse.positions, s.account, s.exchange, s.timeframe)
-    return json_response({
-        "as_of": api.clock.now().isoformat(),
-        "positions": [position_json(p) for p in held],
-    })  # fmt: skip
+
+    def build() -> dict[str, Any]:
+        as_of = api.clock.now()
+        held = api.ledger.browse.positions(s.account, s.exchange, s.timeframe)
+        return {"as_of": as_of.isoformat(), "positions": [position_json(p) for p in held]}
+
+    body = await kept_answer(request, ("positions", s.account), build)
+    return Response(body, media_type="application/json")

@@ -8,10 +8,13 @@ answering while a kill switch is cancelling orders; reads go through `Api.read` 
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from core.records import SafetyOverview
 from core.risk.state import effective_state
 from services.safety_requests import (
     MAX_BODY_BYTES,
@@ -22,7 +25,7 @@ from services.safety_requests import (
     client_of,
 )
 from serving.deps import api_of, bounded_body
-from serving.json import json_response
+from serving.page_cache import kept_answer
 
 router = APIRouter(prefix="/safety", tags=["safety"])
 
@@ -68,12 +71,22 @@ SIGNED_ANSWERS: dict[int | str, dict[str, object]] = {
 @router.get("/status", responses={503: {"description": "The ledger does not answer"}})
 async def status(request: Request) -> Response:
     """The trading state and what halts it, the kill switch and its steps, the breaker, the
-    latest accepted (signed) requests, and counts of refused ones: one database read."""
+    latest accepted (signed) requests, and counts of refused ones: one database read, or the
+    answer kept while nothing has changed (serving/page_cache.py; refusals write no event, so
+    their counts may lag by the kept answer's age, a second at most)."""
     api = api_of(request)
-    view = await api.read(api.ledger.overview.safety, api.clock.now())
+
+    def build() -> dict[str, Any]:
+        return status_payload(api.ledger.overview.safety(api.clock.now()))
+
+    body = await kept_answer(request, "safety-status", build)
+    return Response(body, media_type="application/json")
+
+
+def status_payload(view: SafetyOverview) -> dict[str, Any]:
     trading, cause, detail = effective_state(view.flags)
     ks, breaker = view.kill_switch, view.breaker
-    return json_response({
+    return {
         "trading_state": trading.value,
         "halted_by": None if cause is None else {"control": cause.value, "detail": detail},
         "kill_switch": {
@@ -99,7 +112,7 @@ async def status(request: Request) -> Response:
             "last_hour": view.refusals_last_hour,
             "last_day": view.refusals_last_day,
         },
-    })  # fmt: skip
+    }  # fmt: skip
 
 
 @router.post(
@@ -112,7 +125,8 @@ async def kill_switch(request: Request) -> JSONResponse:
     "<action>:<timestamp>"; an activation halts, cancels and closes before it answers."""
     api = api_of(request)
     signed = await read_signed(request, api.settings.trusted_proxies)
-    answer = await run_in_threadpool(api.desk.kill_switch, signed, api.clock.now())
+    async with api.first.writing() as written:
+        answer = await run_in_threadpool(api.desk.kill_switch, signed, api.clock.now(), written)
     return JSONResponse(answer.body, status_code=answer.status)
 
 
@@ -124,7 +138,8 @@ async def circuit_breaker_reset(request: Request) -> JSONResponse:
     like the kill switch (HMAC over "reset:<timestamp>")."""
     api = api_of(request)
     signed = await read_signed(request, api.settings.trusted_proxies)
-    answer = await run_in_threadpool(api.desk.breaker_reset, signed, api.clock.now())
+    async with api.first.writing() as written:
+        answer = await run_in_threadpool(api.desk.breaker_reset, signed, api.clock.now(), written)
     return JSONResponse(answer.body, status_code=answer.status)
 
 

@@ -261,3 +261,19 @@ def test_kill_switch_when_ledger_unreachable_then_503_with_a_code_never_a_500() 
     down = {"status": "unavailable", "reason": "ledger_unavailable"}
     assert (r.status_code, r.json()) == (503, down)
     assert (status.status_code, status.json()) == (503, down)
+
+
+def test_lifespan_when_running_then_short_gil_turns_and_start_up_frozen_put_back_after(
+    ledger_url: str,
+) -> None:
+    import gc
+    import sys
+
+    from serving.priority import GIL_TURN_S
+
+    before = sys.getswitchinterval()
+    with make_client(ledger_url):
+        assert sys.getswitchinterval() == pytest.approx(GIL_TURN_S)
+        assert gc.get_freeze_count() > 0
+    assert sys.getswitchinterval() == before
+    assert gc.get_freeze_count() == 0

@@ -1,0 +1,154 @@
+"""Signed safety writes go first: while one is under way, requests that arrive wait at the door,
+until the write says it is in the ledger (from its thread) or its block ends; the safety routes
+themselves never wait. The desk says "written" once the ledger holds the change, before the
+broker is asked to cancel anything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from core.safety.signing import sign
+from infra.ledger.ledger import open_ledger
+from infra.settings import Settings
+from services.bootstrap import safety_desk
+from services.safety_requests import SignedRequest
+from serving.priority import SafetyFirst, SafetyFirstGate
+from tests.serving.conftest import SECRET
+
+NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)
+
+
+async def _blocked(waiter: asyncio.Task[None]) -> bool:
+    await asyncio.sleep(0.02)
+    return not waiter.done()
+
+
+def test_wait_when_nothing_is_written_then_it_returns_at_once() -> None:
+    async def main() -> None:
+        await asyncio.wait_for(SafetyFirst().wait(), 0.5)
+
+    asyncio.run(main())
+
+
+def test_wait_when_a_write_is_under_way_then_held_until_its_thread_says_written() -> None:
+    async def main() -> None:
+        first = SafetyFirst()
+        async with first.writing() as written:
+            waiter = asyncio.create_task(first.wait())
+            assert await _blocked(waiter)
+            threading.Thread(target=written).start()  # as the desk's thread calls it
+            await asyncio.wait_for(waiter, 1.0)  # the door opened before the block ended
+
+    asyncio.run(main())
+
+
+def test_wait_when_the_write_fails_before_written_then_the_block_end_opens_the_door() -> None:
+    async def main() -> None:
+        first = SafetyFirst()
+        waiters: list[asyncio.Task[None]] = []
+
+        async def failing_write() -> None:
+            async with first.writing():
+                waiters.append(asyncio.create_task(first.wait()))
+                assert await _blocked(waiters[0])
+                raise RuntimeError("ledger down")
+
+        with pytest.raises(RuntimeError):
+            await failing_write()
+        await asyncio.wait_for(waiters[0], 1.0)
+
+    asyncio.run(main())
+
+
+def test_wait_when_two_writes_overlap_then_held_until_both_are_written() -> None:
+    async def main() -> None:
+        first = SafetyFirst()
+        async with first.writing() as one, first.writing() as two:
+            waiter = asyncio.create_task(first.wait())
+            one()
+            one()  # said twice: counted once
+            assert await _blocked(waiter)
+            two()
+            await asyncio.wait_for(waiter, 1.0)
+
+    asyncio.run(main())
+
+
+def _gate_calls(path: str, kind: str = "http") -> tuple[bool, bool]:
+    """(reached the app while a write was under way, reached it after it was written)."""
+    reached: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope["path"])
+
+    async def main() -> tuple[bool, bool]:
+        first = SafetyFirst()
+        gate = SafetyFirstGate(app, first)
+        async with first.writing() as written:
+            call = asyncio.create_task(gate({"type": kind, "path": path}, None, None))  # type: ignore[arg-type]
+            await asyncio.sleep(0.02)
+            during = bool(reached)
+            written()
+            await asyncio.wait_for(call, 1.0)
+        return during, bool(reached)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [("/api/v1/orders", "http"), ("/api/v1/health", "http"), ("/api/v1/ws", "websocket")],
+)
+def test_gate_when_a_write_is_under_way_then_other_requests_wait(path: str, kind: str) -> None:
+    assert _gate_calls(path, kind) == (False, True)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/safety/kill-switch", "/api/v1/safety/status"])
+def test_gate_when_a_safety_route_then_it_never_waits(path: str) -> None:
+    assert _gate_calls(path) == (True, True)
+
+
+def _request(action: str, ts: int) -> SignedRequest:
+    body = json.dumps({"action": action, "reason": "drill"}).encode()
+    return SignedRequest(body, str(ts), sign(SECRET, action, ts), "tester")
+
+
+def test_desk_when_kill_switch_activated_then_written_once_the_ledger_holds_it_before_cancels(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    settings = Settings(database_url=url, kill_switch_secret=SECRET, var_dir=tmp_path)
+    ledger = open_ledger(url)
+    desk = safety_desk(settings)
+    seen: list[tuple[bool, list[str]]] = []
+
+    def written() -> None:
+        steps = [e.step for e in ledger.overview.safety(NOW).kill_switch_steps]
+        seen.append((ledger.safety.kill_switch().active, steps))
+
+    answer = desk.kill_switch(_request("activate", int(NOW.timestamp())), NOW, written)
+    assert answer.status == 200
+    assert len(seen) == 1
+    active, steps_then = seen[0]
+    assert active
+    steps_after = [e.step for e in ledger.overview.safety(NOW).kill_switch_steps]
+    assert len(steps_after) > len(steps_then)  # the cancel/close steps came after "written"
+
+
+def test_desk_when_the_request_is_refused_then_never_written(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    settings = Settings(database_url=url, kill_switch_secret=SECRET, var_dir=tmp_path)
+    open_ledger(url)  # migrated, as the app's start does
+    calls: list[None] = []
+    forged = SignedRequest(b'{"action":"activate","reason":"x"}', str(int(NOW.timestamp())),
+                           "0" * 64, "tester")  # fmt: skip
+    answer = safety_desk(settings).kill_switch(forged, NOW, lambda: calls.append(None))
+    assert answer.status == 401
+    assert calls == []
