@@ -171,14 +171,28 @@ class SafetyDesk:
         self._pruned_at: datetime | None = None
         self._prune_lock = threading.Lock()
 
-    def kill_switch(
-        self, req: SignedRequest, now: datetime, written: Callable[[], None] = _nothing
+    def kill_switch(self, req: SignedRequest, now: datetime) -> Answer:
+        """Check and apply a signed kill-switch request."""
+        checked = self.check(req, "kill_switch", now)
+        if isinstance(checked, Refusal):
+            return self.refuse(req, checked, now)
+        return self.apply_kill_switch(req, checked, now)
+
+    def check(self, req: SignedRequest, kind: str, now: datetime) -> Verified | Refusal:
+        """The signature, window, headers and body of a request of `kind` ("kill_switch",
+        "breaker"): no I/O (the API runs it on its event loop; only a verified request makes
+        other requests wait for its write)."""
+        return verify_request(req, kind, self.config.secret, self.config.window_s, now)
+
+    def apply_kill_switch(
+        self,
+        req: SignedRequest,
+        verified: Verified,
+        now: datetime,
+        written: Callable[[], None] = _nothing,
     ) -> Answer:
-        """Apply a signed kill-switch request; `written` is called as soon as the ledger holds
+        """Apply a verified kill-switch request; `written` is called as soon as the ledger holds
         it (HALTED is durable), before the orders are cancelled and the positions closed."""
-        verified = self._verify(req, "kill_switch", now)
-        if isinstance(verified, Answer):
-            return verified
         try:
             state = self.ledger.requests.set_kill_switch(
                 verified.action == "activate", verified.reason, verified.signature, now,
@@ -225,13 +239,21 @@ class SafetyDesk:
             "seconds": round(report.seconds_total, 4),
         }
 
-    def breaker_reset(
-        self, req: SignedRequest, now: datetime, written: Callable[[], None] = _nothing
+    def breaker_reset(self, req: SignedRequest, now: datetime) -> Answer:
+        """Check and apply a signed early reset of the breaker."""
+        checked = self.check(req, "breaker", now)
+        if isinstance(checked, Refusal):
+            return self.refuse(req, checked, now)
+        return self.apply_breaker_reset(req, checked, now)
+
+    def apply_breaker_reset(
+        self,
+        req: SignedRequest,
+        verified: Verified,
+        now: datetime,
+        written: Callable[[], None] = _nothing,
     ) -> Answer:
-        """Apply a signed early reset; `written` as for the kill switch, before the alert."""
-        verified = self._verify(req, "breaker", now)
-        if isinstance(verified, Answer):
-            return verified
+        """Apply a verified early reset; `written` as for the kill switch, before the alert."""
         try:
             self.ledger.requests.reset_circuit_breaker(
                 verified.reason, verified.signature, now, req.client, verified.timestamp
@@ -248,20 +270,14 @@ class SafetyDesk:
             200, {"tripped": False, "reason": verified.reason, "reset_at": now.isoformat()}
         )
 
-    def _verify(self, req: SignedRequest, kind: str, now: datetime) -> Verified | Answer:
-        checked = verify_request(req, kind, self.config.secret, self.config.window_s, now)
-        if isinstance(checked, Refusal):
-            return self._refuse(req, checked, now)
-        return checked
-
     def _replayed(
         self, req: SignedRequest, verified: Verified, exc: SignatureReplayed, now: datetime
     ) -> Answer:
         """A valid signature used before: refused like any other bad request (401)."""
         refusal = Refusal(401, str(exc), verified.action, verified.reason, verified.timestamp)
-        return self._refuse(req, refusal, now)
+        return self.refuse(req, refusal, now)
 
-    def _refuse(self, req: SignedRequest, refusal: Refusal, now: datetime) -> Answer:
+    def refuse(self, req: SignedRequest, refusal: Refusal, now: datetime) -> Answer:
         """Record (or, past the client's budget, only count) the refusal; past the limit the
         answer is 429, which tells a flooding client nothing about why."""
         limit = self.config.rate_limit

@@ -12,10 +12,13 @@ infra.ledger.listen):
 - on SQLite, from the file's data version, which moves on with any commit by any connection.
 - in both, a writing request to this process counts at once (WritesTouchNews, below), before
   the notification of its own write comes back.
-A kept answer is never given once `max_age_s` old. That age bounds what changes without news:
-on PostgreSQL a new candle (a position's mark), a refused safety request's count, a breaker's
-cooldown running out, a send being claimed (submit_attempts of an order still NEW), or a
-connection cut without a word; all show within `max_age_s`, everything else at once.
+A kept answer is never given once `max_age_s` old, counted from its read. That age bounds what
+changes without news on PostgreSQL: a new candle (a position's mark), the reconciliation and
+operator controls, a refused or repeated safety request (its count or row in the status), a
+breaker's cooldown running out, a send being claimed (submit_attempts of an order still NEW);
+all show within `max_age_s`, everything else as soon as its notification arrives. A LISTEN
+connection cut without a word is found by a ping within seconds (OutboxWatch); until then it
+too is bounded by `max_age_s`.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ class PageCache:
         self._kept: OrderedDict[Hashable, _Kept] = OrderedDict()
         self._lock = threading.Lock()  # PostgreSQL reads run on threads
 
+    def now(self) -> float:
+        return self._clock()
+
     def get(self, key: Hashable, version: int) -> bytes | None:
         """The answer kept for `key`, if it was built at this newest event id and is young."""
         with self._lock:
@@ -64,9 +70,11 @@ class PageCache:
             self._kept.move_to_end(key)
             return kept.body
 
-    def put(self, key: Hashable, version: int, body: bytes) -> None:
+    def put(self, key: Hashable, version: int, body: bytes, at: float | None = None) -> None:
+        """Keep `body`, read at `at` (this cache's clock; now when not given): its age counts
+        from the read, so a slow build does not stretch how long it is given."""
         with self._lock:
-            self._kept[key] = _Kept(version, self._clock(), body)
+            self._kept[key] = _Kept(version, self._clock() if at is None else at, body)
             self._kept.move_to_end(key)
             while len(self._kept) > self.size:  # the least recently asked for goes first
                 self._kept.popitem(last=False)
@@ -99,8 +107,9 @@ async def kept_answer(request: Request, key: Hashable, build: Build) -> bytes:
     cache = page_cache(request)
     body = cache.get(key, version)
     if body is None:
+        read_at = cache.now()
         body = await api.read(_encoded, build)
-        cache.put(key, version, body)
+        cache.put(key, version, body, at=read_at)
     return body
 
 

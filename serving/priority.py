@@ -1,5 +1,6 @@
-"""Signed safety writes go first: while one (the kill switch, a breaker reset) is under way in
-this process, requests that arrive wait at the door until it is done; and the process is set so
+"""Signed safety writes go first: while a verified one (the kill switch, a breaker reset) is
+under way in this process, requests that arrive wait at the door until it is in the ledger (at
+most MAX_HOLD_S); a refused request holds nobody; and the process is set so
 that a thread's wait for the GIL, or for the garbage collector, stays short.
 
 Why: the write runs on a thread, and each of its database round trips gives the GIL up and must
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import gc
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,43 +27,57 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 # write's thread gives the GIL up at every database round trip and waits to get it back from
 # the busy event loop: with a dozen statements, 5 ms turns added up to tens of milliseconds.
 GIL_TURN_S = 0.0005
+# The longest a request waits at the door: a write is a few ms, tens under heavy load.
+MAX_HOLD_S = 0.25
 SAFETY_PREFIX = "/api/v1/safety/"  # never held: a second kill switch must not wait for the first
 
 
 class SafetyFirst:
-    """How many signed safety writes are under way, and an event set when there are none."""
+    """How many verified safety writes are under way, and what their waiters wait on."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_hold_s: float = MAX_HOLD_S) -> None:
+        self.max_hold_s = max_hold_s
         self._writing = 0
-        self._clear = asyncio.Event()
-        self._clear.set()
+        # Made per round of writes, on the loop that runs them (an Event is bound to one).
+        self._opened: asyncio.Event | None = None
 
     @contextlib.asynccontextmanager
-    async def writing(self) -> AsyncIterator[Callable[[], None]]:
+    async def writing(
+        self, on_written: Callable[[], None] = lambda: None
+    ) -> AsyncIterator[Callable[[], None]]:
         """Hold the door for the block, or until the callable it yields is called (from any
         thread) once the write is in the ledger: what the request does after that (cancel
-        orders at the broker, send an alert) need not go first."""
+        orders at the broker, send an alert) need not go first. `on_written` runs on the loop
+        when the door opens (the write's own news, before anyone can read)."""
         loop = asyncio.get_running_loop()
         done = False
 
         def open_door() -> None:  # on the loop, once
             nonlocal done
-            if not done:
-                done = True
-                self._writing -= 1
-                if not self._writing:
-                    self._clear.set()
+            if done:
+                return
+            done = True
+            on_written()
+            self._writing -= 1
+            if not self._writing and self._opened is not None:
+                self._opened.set()
+                self._opened = None
 
+        if not self._writing:
+            self._opened = asyncio.Event()
         self._writing += 1
-        self._clear.clear()
         try:
             yield lambda: loop.call_soon_threadsafe(open_door)
         finally:
             open_door()
 
     async def wait(self) -> None:
-        if self._writing:
-            await self._clear.wait()
+        """Until no write is under way, or max_hold_s at most: a write that takes longer (the
+        database slow or unreachable) must not stall every other request with it."""
+        opened = self._opened
+        if opened is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(opened.wait(), self.max_hold_s)
 
 
 class SafetyFirstGate:
@@ -77,18 +93,30 @@ class SafetyFirstGate:
         await self.app(scope, receive, send)
 
 
+_process_lock = threading.Lock()
+_apps_running = 0
+_switch_interval_before = 0.0
+
+
 @contextlib.asynccontextmanager
 async def safety_first_process() -> AsyncIterator[None]:
-    """For as long as the app runs: short GIL turns (GIL_TURN_S), and what the app built at
-    start-up (modules, routes, the ledger's mappers) frozen out of the garbage collector's
+    """For as long as an app runs in this process: short GIL turns (GIL_TURN_S), and what was
+    built before (modules, routes, the ledger's mappers) frozen out of the garbage collector's
     sight. A full collection otherwise walks all of it, and one fell inside a kill switch's
-    write in bench/api.py (190 ms, against 15 ms for the others). Both are process settings:
-    they are put back when the app stops (tests run many apps in one process)."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(GIL_TURN_S)
-    gc.freeze()  # no collection first: it would cost every test's app a full one
+    write in bench/api.py (190 ms, against 15 ms for the others). Both are the process's
+    settings: set by the first app to start, put back by the last to stop (tests run many)."""
+    global _apps_running, _switch_interval_before
+    with _process_lock:
+        if not _apps_running:
+            _switch_interval_before = sys.getswitchinterval()
+            sys.setswitchinterval(GIL_TURN_S)
+            gc.freeze()  # no collection first: it would cost every test's app a full one
+        _apps_running += 1
     try:
         yield
     finally:
-        gc.unfreeze()
-        sys.setswitchinterval(before)
+        with _process_lock:
+            _apps_running -= 1
+            if not _apps_running:
+                gc.unfreeze()
+                sys.setswitchinterval(_switch_interval_before)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -79,6 +80,8 @@ class OutboxListener:
 
 RETRY_S = 1.0  # OutboxWatch: the first pause after a failure, doubled up to MAX_RETRY_S
 MAX_RETRY_S = 30.0
+PING_EVERY_S = 5.0  # OutboxWatch: a quiet connection is asked for a sign of life this often
+PING_TIMEOUT_S = 2.0
 
 
 class OutboxWatch:
@@ -91,7 +94,8 @@ class OutboxWatch:
     next read does not wait for the notification to come back. Every change a reader must see
     writes an event in its own transaction (infra.ledger.news), so two equal generations mean
     that none committed in between, as far as a notification can tell (a connection cut without
-    a word is only found when the socket says so: readers bound the age of what they keep).
+    a word is found by the next ping, within PING_EVERY_S + PING_TIMEOUT_S; a few changes write
+    no event, such as a new candle: readers bound the age of what they keep).
     """
 
     def __init__(
@@ -124,9 +128,8 @@ class OutboxWatch:
                     if failing:
                         log.info("outbox watch back")
                     pause, failing = self._retry_s, False
-                    async for _ in connection.notifies():
-                        self._count += 1
-            except psycopg.Error as exc:
+                    await self._follow(connection)
+            except (psycopg.Error, TimeoutError) as exc:
                 if failing:
                     pause = min(pause * 2, self._max_retry_s)
                 else:
@@ -136,12 +139,24 @@ class OutboxWatch:
                 self._live = False
             await asyncio.sleep(pause)
 
+    async def _follow(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        """Count notifications; when none came for PING_EVERY_S, ask the server for a sign of
+        life within PING_TIMEOUT_S: a connection cut without a word (a partition, a NAT that
+        forgot it) raises TimeoutError here instead of keeping the count live forever. A ping
+        also counts, as a notification could come while nobody was reading."""
+        while True:
+            async for _ in connection.notifies(timeout=PING_EVERY_S):
+                self._count += 1
+            await asyncio.wait_for(connection.execute("SELECT 1"), PING_TIMEOUT_S)
+            self._count += 1
+
 
 class FileWatch:
     """SQLite's counterpart of OutboxWatch: `PRAGMA data_version` on a connection of its own
     that never writes changes whenever any other connection, in any process, commits to the
-    database file. It reads no table and waits for no lock (a few microseconds), so it is asked
-    on every `generation`; any commit moves the generation on, not only those with an event."""
+    database file. It reads no table and waits for no lock (a few microseconds; a busy file is
+    an unknown generation), so it is asked on every `generation`; any commit moves the
+    generation on, not only those with an event, and so does opening the connection again."""
 
     def __init__(self, path: str) -> None:
         # Opened on first use, never creating the file (the API starts while the ledger may
@@ -155,7 +170,11 @@ class FileWatch:
     def generation(self) -> int | None:
         try:
             if self._connection is None:
-                self._connection = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
+                # timeout=0: never wait for a lock on the event loop; busy means unknown.
+                self._connection = sqlite3.connect(
+                    self._uri, uri=True, timeout=0, check_same_thread=False
+                )
+                self._seen = None  # another connection's versions cannot be compared
             version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
         except sqlite3.Error:  # no file yet, or unreadable: nothing is known, nothing kept
             self._close()

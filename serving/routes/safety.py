@@ -8,6 +8,8 @@ answering while a kill switch is cancelling orders; reads go through `Api.read` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,13 +23,17 @@ from services.safety_requests import (
     MAX_REASON_CHARS,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    Answer,
+    Refusal,
     SignedRequest,
+    Verified,
     client_of,
 )
-from serving.deps import api_of, bounded_body
+from serving.deps import Api, api_of, bounded_body
 from serving.page_cache import kept_answer
 
 router = APIRouter(prefix="/safety", tags=["safety"])
+Apply = Callable[[SignedRequest, Verified, datetime, Callable[[], None]], Answer]
 
 
 def _signed_request_doc(actions: list[str]) -> dict[str, object]:
@@ -124,9 +130,7 @@ async def kill_switch(request: Request) -> JSONResponse:
     """`{"action": "activate" | "deactivate", "reason": "..."}` signed over
     "<action>:<timestamp>"; an activation halts, cancels and closes before it answers."""
     api = api_of(request)
-    signed = await read_signed(request, api.settings.trusted_proxies)
-    async with api.first.writing() as written:
-        answer = await run_in_threadpool(api.desk.kill_switch, signed, api.clock.now(), written)
+    answer = await _signed_write(request, api, "kill_switch", api.desk.apply_kill_switch)
     return JSONResponse(answer.body, status_code=answer.status)
 
 
@@ -137,10 +141,21 @@ async def circuit_breaker_reset(request: Request) -> JSONResponse:
     """Reset a tripped breaker before its cooldown ends: `{"action": "reset", ...}`, signed
     like the kill switch (HMAC over "reset:<timestamp>")."""
     api = api_of(request)
-    signed = await read_signed(request, api.settings.trusted_proxies)
-    async with api.first.writing() as written:
-        answer = await run_in_threadpool(api.desk.breaker_reset, signed, api.clock.now(), written)
+    answer = await _signed_write(request, api, "breaker", api.desk.apply_breaker_reset)
     return JSONResponse(answer.body, status_code=answer.status)
+
+
+async def _signed_write(request: Request, api: Api, kind: str, apply: Apply) -> Answer:
+    """Check the request here (no I/O); record a refusal on a thread; apply a verified one on
+    a thread with the door held until its write is in the ledger (serving/priority.py), which
+    is also this process's news (serving/page_cache.py)."""
+    signed = await read_signed(request, api.settings.trusted_proxies)
+    now = api.clock.now()
+    checked = api.desk.check(signed, kind, now)
+    if isinstance(checked, Refusal):
+        return await run_in_threadpool(api.desk.refuse, signed, checked, now)
+    async with api.first.writing(on_written=api.wrote) as written:
+        return await run_in_threadpool(apply, signed, checked, now, written)
 
 
 async def read_signed(request: Request, trusted_proxies: tuple[str, ...]) -> SignedRequest:

@@ -134,3 +134,18 @@ def test_read_when_sqlite_and_nothing_commits_then_the_kept_answer(tmp_path: Pat
         kept = client.app.state.page_cache  # type: ignore[attr-defined]
         assert kept.get("health", client.app.state.api.news_version()) == first  # type: ignore[attr-defined]
         assert client.get(HEALTH).content == first
+
+
+def test_kill_switch_when_refused_then_nobody_waits_and_when_applied_then_news_at_once(
+    pg_url: str, pg_client: TestClient
+) -> None:
+    from tests.serving.conftest import TS, URL, body, signed
+
+    api = pg_client.app.state.api  # type: ignore[attr-defined]
+    refused = pg_client.post(URL, json=body(), headers=signed("activate", secret="wrong" * 8))
+    assert refused.status_code == 401
+    assert api.first._opened is None  # a refused request never held the door
+    assert not _halted(pg_client, STATUS)
+    applied = pg_client.post(URL, json=body(), headers=signed("activate", TS))
+    assert applied.status_code == 200, applied.text
+    assert _halted(pg_client, STATUS)  # this process's own write: no wait for its NOTIFY

@@ -18,7 +18,7 @@ from core.safety.signing import sign
 from infra.ledger.ledger import open_ledger
 from infra.settings import Settings
 from services.bootstrap import safety_desk
-from services.safety_requests import SignedRequest
+from services.safety_requests import Refusal, SignedRequest, Verified
 from serving.priority import SafetyFirst, SafetyFirstGate
 from tests.serving.conftest import SECRET
 
@@ -133,7 +133,10 @@ def test_desk_when_kill_switch_activated_then_written_once_the_ledger_holds_it_b
         steps = [e.step for e in ledger.overview.safety(NOW).kill_switch_steps]
         seen.append((ledger.safety.kill_switch().active, steps))
 
-    answer = desk.kill_switch(_request("activate", int(NOW.timestamp())), NOW, written)
+    req = _request("activate", int(NOW.timestamp()))
+    verified = desk.check(req, "kill_switch", NOW)
+    assert isinstance(verified, Verified)
+    answer = desk.apply_kill_switch(req, verified, NOW, written)
     assert answer.status == 200
     assert len(seen) == 1
     active, steps_then = seen[0]
@@ -142,13 +145,73 @@ def test_desk_when_kill_switch_activated_then_written_once_the_ledger_holds_it_b
     assert len(steps_after) > len(steps_then)  # the cancel/close steps came after "written"
 
 
-def test_desk_when_the_request_is_refused_then_never_written(tmp_path: Path) -> None:
+def test_desk_when_the_signature_is_forged_then_refused_by_the_check_without_io(
+    tmp_path: Path,
+) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     settings = Settings(database_url=url, kill_switch_secret=SECRET, var_dir=tmp_path)
-    open_ledger(url)  # migrated, as the app's start does
-    calls: list[None] = []
     forged = SignedRequest(b'{"action":"activate","reason":"x"}', str(int(NOW.timestamp())),
                            "0" * 64, "tester")  # fmt: skip
-    answer = safety_desk(settings).kill_switch(forged, NOW, lambda: calls.append(None))
-    assert answer.status == 401
-    assert calls == []
+    # The ledger does not even exist: checking reads and writes nothing (the API runs it on
+    # its event loop, and only a verified request holds the door).
+    checked = safety_desk(settings).check(forged, "kill_switch", NOW)
+    assert isinstance(checked, Refusal)
+    assert checked.status == 401
+    assert not (tmp_path / "ledger.db").exists()
+
+
+def test_wait_when_the_write_takes_longer_than_the_hold_then_let_through() -> None:
+    async def main() -> None:
+        first = SafetyFirst(max_hold_s=0.05)
+        async with first.writing():
+            await asyncio.wait_for(first.wait(), 1.0)  # the database is slow: not everyone
+
+    asyncio.run(main())
+
+
+def test_writing_when_the_door_opens_then_on_written_runs_first_on_the_loop() -> None:
+    async def main() -> list[str]:
+        first, order = SafetyFirst(), []
+        async with first.writing(on_written=lambda: order.append("news")) as written:
+            waiter = asyncio.create_task(first.wait())
+            written()
+            await waiter
+            order.append("reader")
+        return order
+
+    assert asyncio.run(main()) == ["news", "reader"]
+
+
+def test_safety_first_when_used_on_two_loops_one_after_the_other_then_both_work() -> None:
+    first = SafetyFirst()
+
+    async def one_round() -> None:
+        async with first.writing() as written:
+            waiter = asyncio.create_task(first.wait())
+            written()
+            await asyncio.wait_for(waiter, 1.0)
+
+    asyncio.run(one_round())
+    asyncio.run(one_round())  # an Event of the first loop would refuse the second
+
+
+def test_process_settings_when_apps_overlap_then_kept_until_the_last_stops() -> None:
+    import gc
+    import sys
+
+    from serving.priority import GIL_TURN_S, safety_first_process
+
+    before = sys.getswitchinterval()
+
+    async def main() -> None:
+        outer, inner = safety_first_process(), safety_first_process()
+        await outer.__aenter__()
+        await inner.__aenter__()
+        await outer.__aexit__(None, None, None)  # the first to start stops first
+        assert sys.getswitchinterval() == pytest.approx(GIL_TURN_S)
+        assert gc.get_freeze_count() > 0
+        await inner.__aexit__(None, None, None)
+
+    asyncio.run(main())
+    assert sys.getswitchinterval() == before
+    assert gc.get_freeze_count() == 0

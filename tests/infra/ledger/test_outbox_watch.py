@@ -159,3 +159,31 @@ def test_watch_for_when_in_memory_sqlite_then_none_and_postgresql_then_the_outbo
     assert watch_for("sqlite://") is None
     assert watch_for("sqlite:///:memory:") is None
     assert isinstance(watch_for("postgresql+psycopg://u@127.0.0.1:5432/db"), OutboxWatch)
+
+
+def test_file_watch_when_its_connection_is_opened_again_then_the_generation_moves_on(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    open_ledger(url)
+    watch = watch_for(url)
+    assert isinstance(watch, FileWatch)
+    before = watch.generation
+    assert before is not None
+    watch._close()  # as after an error: the new connection's versions are not comparable
+    assert watch.generation == before + 1
+
+
+def test_generation_when_quiet_then_pinged_and_still_live(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import infra.ledger.listen as listen
+
+    monkeypatch.setattr(listen, "PING_EVERY_S", 0.05)
+
+    async def body(watch: OutboxWatch) -> None:
+        before = watch.generation
+        assert before is not None
+        await _until(lambda: (watch.generation or 0) >= before + 2)  # two pings answered
+
+    _watching(pg_url, body)
