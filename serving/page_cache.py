@@ -23,11 +23,12 @@ too is bounded by `max_age_s`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +55,48 @@ class PageCache:
         self.max_age_s, self.size, self._clock = max_age_s, size, clock
         self._kept: OrderedDict[Hashable, _Kept] = OrderedDict()
         self._lock = threading.Lock()  # PostgreSQL reads run on threads
+        # Answers being built, on the event loop: one build per key and version at a time.
+        self._building: dict[tuple[Hashable, int], asyncio.Future[bytes]] = {}
 
     def now(self) -> float:
         return self._clock()
+
+    async def built(
+        self, key: Hashable, version: int, build: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        """`build`'s answer, kept; requests for the same key and version that come while it
+        is being built wait for it instead of building their own: after news, the requests
+        in flight would otherwise all read the ledger at once. On the event loop only."""
+        flight = (key, version)
+        pending = self._building.get(flight)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this request was cancelled, not the build
+        return await self._build(flight, build)
+
+    async def _build(
+        self, flight: tuple[Hashable, int], build: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieved)
+        self._building[flight] = future
+        try:
+            read_at = self.now()
+            body = await build()
+            self.put(*flight, body, at=read_at)
+            future.set_result(body)
+            return body
+        except asyncio.CancelledError:
+            future.cancel()  # its waiters build their own
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)  # the same request fails the same way for its waiters
+            raise
+        finally:
+            del self._building[flight]
 
     def get(self, key: Hashable, version: int) -> bytes | None:
         """The answer kept for `key`, if it was built at this newest event id and is young."""
@@ -78,6 +118,12 @@ class PageCache:
             self._kept.move_to_end(key)
             while len(self._kept) > self.size:  # the least recently asked for goes first
                 self._kept.popitem(last=False)
+
+
+def _retrieved(future: asyncio.Future[bytes]) -> None:
+    """Mark a failed build's exception as seen (its builder raised it already)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def page_cache(request: Request) -> PageCache:
@@ -107,9 +153,7 @@ async def kept_answer(request: Request, key: Hashable, build: Build) -> bytes:
     cache = page_cache(request)
     body = cache.get(key, version)
     if body is None:
-        read_at = cache.now()
-        body = await api.read(_encoded, build)
-        cache.put(key, version, body, at=read_at)
+        body = await cache.built(key, version, lambda: api.read(_encoded, build))
     return body
 
 
