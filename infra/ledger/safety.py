@@ -26,9 +26,17 @@ from infra.ledger.models import SafetyEventRow, SafetyStateRow
 from infra.ledger.news import CONTROL_KINDS, control_changed_in
 from infra.ledger.sessions import Sessions
 
+# session.info key: the controls as read in this session's transaction, kept until one is set
+# (set_control_in), so a write that announces a control and then notes the trading state reads
+# them once (each read is a round trip inside the kill switch's durable write).
+_CONTROLS_READ = "tradeflow.safety_controls"
+
 
 def flags_in(s: Session, now: datetime | None) -> SafetyFlags:
-    return flags_of({r.control: r for r in s.scalars(select(SafetyStateRow))}, now)
+    rows = s.info.get(_CONTROLS_READ)
+    if rows is None:
+        rows = s.info[_CONTROLS_READ] = {r.control: r for r in s.scalars(select(SafetyStateRow))}
+    return flags_of(rows, now)
 
 
 def flags_of(rows: Mapping[str, Any], now: datetime | None) -> SafetyFlags:
@@ -113,6 +121,7 @@ def set_control_in(
     the same control for the first time at once both succeed; the row stays locked until the
     transaction ends). The session's copy of the row, if it has one, is refreshed."""
     values = {"active": active, "reason": reason, "changed_at": now, "until": until}
+    s.info.pop(_CONTROLS_READ, None)
     row = s.scalars(
         insert_for(s)(SafetyStateRow)
         .values(control=name, **values)
