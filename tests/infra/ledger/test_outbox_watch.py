@@ -125,13 +125,24 @@ def test_generation_when_its_connection_is_cut_then_unknown_and_back_higher(pg_u
     _watching(pg_url, body)
 
 
-def test_file_watch_when_another_connection_commits_then_the_generation_moves_on(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     open_ledger(url)
-    watch = watch_for(url)
+    return url
+
+
+@pytest.fixture
+def file_watch(sqlite_url: str) -> FileWatch:
+    watch = watch_for(sqlite_url)
     assert isinstance(watch, FileWatch)
+    return watch
+
+
+def test_file_watch_when_another_connection_commits_then_the_generation_moves_on(
+    sqlite_url: str, file_watch: FileWatch
+) -> None:
+    url, watch = sqlite_url, file_watch
     before = watch.generation
     assert before is not None
     assert watch.generation == before  # nothing committed: the same
@@ -162,12 +173,9 @@ def test_watch_for_when_in_memory_sqlite_then_none_and_postgresql_then_the_outbo
 
 
 def test_file_watch_when_its_connection_is_opened_again_then_the_generation_moves_on(
-    tmp_path: Path,
+    file_watch: FileWatch,
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    open_ledger(url)
-    watch = watch_for(url)
-    assert isinstance(watch, FileWatch)
+    watch = file_watch
     before = watch.generation
     assert before is not None
     watch._close()  # as after an error: the new connection's versions are not comparable
