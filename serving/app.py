@@ -25,7 +25,7 @@ from serving.correlation import CorrelationIdMiddleware
 from serving.deps import Api, News
 from serving.metrics import install_metrics
 from serving.page_cache import WritesTouchNews
-from serving.priority import SafetyFirstGate, safety_first_process
+from serving.priority import HostDoor, SafetyFirst, SafetyFirstGate, safety_first_process
 from serving.routes import dashboard
 from serving.ws import hub_running
 
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         desk=desk,
         clock=clock or SystemClock(),
         news=bootstrap.outbox_watch(settings),
+        first=SafetyFirst(host=HostDoor(settings.var_dir / f"api-door-{settings.ledger_tag}")),
     )
     install_metrics(app, app.state.api)
     install_auth(app, app.state.api)  # tokens, rate limits, CORS when configured

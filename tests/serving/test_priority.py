@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from infra.ledger.ledger import open_ledger
 from infra.settings import Settings
 from services.bootstrap import safety_desk
 from services.safety_requests import Refusal, SignedRequest, Verified
-from serving.priority import SafetyFirst, SafetyFirstGate
+from serving.priority import MAX_HOLD_S, HostDoor, SafetyFirst, SafetyFirstGate
 from tests.serving.conftest import SECRET
 
 NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)
@@ -215,3 +216,50 @@ def test_process_settings_when_apps_overlap_then_kept_until_the_last_stops() -> 
     asyncio.run(main())
     assert sys.getswitchinterval() == before
     assert gc.get_freeze_count() == 0
+
+
+def _two_workers(tmp_path: Path, max_hold_s: float = MAX_HOLD_S) -> tuple[SafetyFirst, SafetyFirst]:
+    """Two workers' doors over one host file, each with its own mapping of it."""
+    path = tmp_path / "api-door"
+    return (
+        SafetyFirst(max_hold_s, host=HostDoor(path)),
+        SafetyFirst(max_hold_s, host=HostDoor(path)),
+    )
+
+
+def test_wait_when_another_worker_is_writing_then_held_until_it_is_written(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        writer, other = _two_workers(tmp_path)
+        async with writer.writing() as written:
+            waiter = asyncio.create_task(other.wait())
+            assert await _blocked(waiter)
+            written()
+            await asyncio.wait_for(waiter, 1.0)
+        await asyncio.wait_for(other.wait(), 0.1)  # open again for good
+
+    asyncio.run(main())
+
+
+def test_wait_when_another_worker_died_mid_write_then_held_no_longer_than_the_hold(
+    tmp_path: Path,
+) -> None:
+    async def main() -> float:
+        _, other = _two_workers(tmp_path, max_hold_s=0.05)
+        HostDoor(tmp_path / "api-door").close_until(time.monotonic() + 3600)  # never opened
+        started = time.monotonic()
+        await other.wait()
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 0.5
+
+
+def test_host_door_when_its_file_cannot_be_made_then_only_this_worker_is_held(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the folder should be")
+    door = HostDoor(blocker / "api-door")
+    door.close_until(time.monotonic() + 60)
+    assert door.closed_until() == 0.0
