@@ -4,6 +4,8 @@ model's probabilities, order-book features), so deciding itself touches no I/O."
 from __future__ import annotations
 
 import time
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -95,11 +97,44 @@ class DecisionBatch:
         return float(rows.edge[rows.position[t.value]])
 
 
+class Positions:
+    """The row of each candle open time (int ns). Candles lie on a regular grid, so the row is
+    computed from the first open and the step and checked against the stored time; a time off
+    the grid (a gap in the data) is found by binary search. A dict of every time held about 100
+    bytes a candle: about 57 MB on 8 pairs x 8 months of 5m candles."""
+
+    __slots__ = ("_first", "_n", "_opens", "_step")
+
+    def __init__(self, opens: np.ndarray) -> None:
+        # ascending; an array.array hands out a plain int per index, faster than numpy's scalar
+        self._opens = array("q", opens.tobytes())
+        self._n = len(opens)
+        self._first = int(opens[0]) if self._n else 0
+        self._step = int(opens[1] - opens[0]) if self._n > 1 else 0
+
+    def get(self, t: int) -> int | None:
+        if self._step:
+            at = (t - self._first) // self._step
+            if 0 <= at < self._n and self._opens[at] == t:
+                return at
+        at = bisect_left(self._opens, t)
+        return at if at < self._n and self._opens[at] == t else None
+
+    def __getitem__(self, t: int) -> int:
+        at = self.get(t)
+        if at is None:
+            raise KeyError(t)
+        return at
+
+    def __contains__(self, t: int) -> bool:
+        return self.get(t) is not None
+
+
 @dataclass(frozen=True)
 class _Rows:
     """One symbol's candles, features and probabilities as arrays, by candle position."""
 
-    position: dict[int, int]  # open time in ns -> row: an int hashes faster than a Timestamp
+    position: Positions  # open time in ns -> row
     opens: np.ndarray  # open times, int64 ns, ascending
     ohlcv: np.ndarray  # float64, one row per candle
     index: Mapping[str, int]  # feature name -> column
@@ -120,7 +155,7 @@ class _Rows:
         p = probability.reindex(index).to_numpy(dtype="float64")
         ready = ~np.isnan(matrix).any(axis=1) & ~np.isnan(p)
         return cls(
-            position={t: i for i, t in enumerate(index.asi8.tolist())},
+            position=Positions(index.asi8),
             opens=index.asi8,
             ohlcv=candles.loc[:, list(_OHLCV)].to_numpy(dtype="float64"),
             index={name: i for i, name in enumerate(features.columns)},
