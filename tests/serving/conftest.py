@@ -38,6 +38,18 @@ def make_client(
     return TestClient(app, client=peer)
 
 
+@pytest.fixture(scope="module")
+def candle_ledger(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The real candles the served model was trained on, stored once in a SQLite ledger."""
+    from tests.registry.test_model_cache import trained_store  # trains once, on first use
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.db'}"
+    ledger = open_ledger(url)
+    for symbol, frame in trained_store().candles.items():
+        ledger.candles.upsert("binance", symbol, "1h", frame)
+    return url
+
+
 @pytest.fixture
 def client(ledger_url: str) -> Iterator[TestClient]:
     with make_client(ledger_url) as c:

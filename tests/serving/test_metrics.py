@@ -18,10 +18,10 @@ from core.candles.timeframe import timeframe_delta
 from core.clock import FakeClock
 from core.latency import DECISION_LATENCY_BOUNDS, PREDICT_BOUNDS, LatencyHistogram
 from infra.alerts import Alerts
-from infra.ledger.ledger import Ledger, open_ledger
+from infra.ledger.ledger import Ledger
 from registry.model_catalog import MlflowCatalog
 from services.decide.live import decide_live
-from tests.registry.test_model_cache import Store, trained_store
+from tests.registry.test_model_cache import Store
 from tests.services.decide.fakes import BUYERS, ROWS, SYMBOLS, D, FixedModel, config
 from tests.services.decide.test_batch_live_replay import close_of_newest
 from tests.services.test_decisions import llm_decision, record
@@ -179,20 +179,10 @@ def test_metrics_when_the_ledger_is_unreachable_then_the_apis_predictions_still_
     assert (f"{LATENCY}_count", ()) not in m
 
 
-@pytest.fixture(scope="module")
-def candles_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The real candles the served model was trained on, in a SQLite ledger."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.db'}"
-    ledger = open_ledger(url)
-    for symbol, frame in trained_store().candles.items():
-        ledger.candles.upsert("binance", symbol, "1h", frame)
-    return url
-
-
 def test_metrics_when_the_api_predicted_then_each_model_call_under_source_api(
-    candles_url: str, store: Store, champion: str
+    candle_ledger: str, store: Store, champion: str
 ) -> None:
-    with make_ml_client(candles_url, store.cache(alias_ttl_s=0), MlflowCatalog(store.uri)) as c:
+    with make_ml_client(candle_ledger, store.cache(alias_ttl_s=0), MlflowCatalog(store.uri)) as c:
         before = scrape(c)
         started = time.perf_counter()
         assert c.post(PREDICT, json=by_candle("ETH/USDT")).status_code == 200

@@ -21,7 +21,6 @@ from core.auth import Scope
 from core.clock import FakeClock
 from core.errors import LedgerUnavailable
 from core.features.registry import FEATURE_NAMES
-from infra.ledger.ledger import open_ledger
 from infra.settings import Settings
 from registry.model_cache import ModelCache
 from registry.model_catalog import MlflowCatalog
@@ -70,16 +69,6 @@ def read_token(settings: Settings) -> str:
     except LedgerUnavailable:
         return "tf_" + "0" * 12 + "_" + "A" * 43
     return issue_token(settings.database_url or "", Scope.READ)
-
-
-@pytest.fixture(scope="module")
-def candle_ledger(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The real candles the model was trained on, stored once in a SQLite ledger."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.db'}"
-    ledger = open_ledger(url)
-    for symbol, frame in trained_store().candles.items():
-        ledger.candles.upsert("binance", symbol, "1h", frame)
-    return url
 
 
 @pytest.fixture
