@@ -32,6 +32,19 @@ def libpq_dsn(ledger_url: str) -> str:
     return make_url(ledger_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def listening(dsn: str) -> psycopg.AsyncConnection[object]:
+    """A new connection (psycopg async, autocommit) that LISTENs to the outbox's channel."""
+    connection: psycopg.AsyncConnection[object] = await psycopg.AsyncConnection.connect(
+        dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+    )
+    try:
+        await connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
+
+
 class OutboxListener:
     """One LISTEN connection (psycopg async, autocommit), opened on first use and opened again
     after a failure."""
@@ -65,11 +78,7 @@ class OutboxListener:
 
     async def _connect(self) -> psycopg.AsyncConnection[object]:
         if self._connection is None or self._connection.closed:
-            connection = await psycopg.AsyncConnection.connect(
-                self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-            )
-            await connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            self._connection = connection
+            self._connection = await listening(self._dsn)
         return self._connection
 
     async def aclose(self) -> None:
@@ -91,11 +100,12 @@ class OutboxWatch:
     `generation` is None while that connection is down, since then nothing can be known without
     a read; it also moves on when the connection (re)opens, as events may have been missed
     meanwhile, and on `touch()`, which this process calls after a write of its own so that its
-    next read does not wait for the notification to come back. Every change a reader must see
-    writes an event in its own transaction (infra.ledger.news), so two equal generations mean
-    that none committed in between, as far as a notification can tell (a connection cut without
-    a word is found by the next ping, within PING_EVERY_S + PING_TIMEOUT_S; a few changes write
-    no event, such as a new candle: readers bound the age of what they keep).
+    next read does not wait for the notification to come back. Orders, fills, positions,
+    decisions, the kill switch and the breaker write an event in the transaction of their change
+    (infra.ledger.news), so two equal generations mean that none of those committed in between.
+    What writes no event (a new candle, the reconciliation and operator controls, a refused
+    request) and a connection cut without a word (found by the next ping, within PING_EVERY_S +
+    PING_TIMEOUT_S) are bounded by the age readers give what they keep.
     """
 
     def __init__(
@@ -119,10 +129,7 @@ class OutboxWatch:
         pause, failing = self._retry_s, False
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-                ) as connection:
-                    await connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                async with await listening(self._dsn) as connection:
                     self._count += 1  # whatever committed while nobody listened
                     self._live = True
                     if failing:
