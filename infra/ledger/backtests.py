@@ -12,7 +12,15 @@ from sqlalchemy import delete, insert, select
 from core.decision import Decision
 from core.errors import FatalError
 from core.records import AccountRecords, BacktestRun
-from infra.ledger.mappers import call_values, decision_values, fill_values, order_values
+from infra.ledger.driver_insert import DriverInsert
+from infra.ledger.mappers import (
+    DECISION_COLUMNS,
+    call_values,
+    decision_tuple,
+    decision_values,
+    fill_values,
+    order_values,
+)
 from infra.ledger.models import (
     AgentCallRow,
     BacktestRunRow,
@@ -93,14 +101,15 @@ class DecisionStream:
 
     def __init__(self, sessions: Sessions, account: str) -> None:
         self._sessions, self.account = sessions, account
-        self._rows: list[dict[str, Any]] = []
+        self._insert = DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, sessions.dialect)
+        self._rows: list[tuple[Any, ...]] = []
         self._calls: list[dict[str, Any]] = []  # the LLM calls behind those decisions
         self.written = 0
 
     def add(self, decision: Decision, broker: str) -> None:
         if decision.input.account != self.account:
             raise ValueError(f"a decision of {decision.input.account!r} for {self.account!r}")
-        self._rows.append(decision_values(decision))
+        self._rows.append(decision_tuple(decision))
         self._calls.extend(call_values(decision.decision_id, c) for c in decision.calls)
         if len(self._rows) >= _CHUNK:
             self.flush()
@@ -109,7 +118,7 @@ class DecisionStream:
         if not self._rows:
             return
         with self._sessions.write() as s:
-            s.execute(insert(DecisionRow.__table__), self._rows)  # Core: no ORM bookkeeping
+            self._insert.execute(s.connection(), self._rows)
             if self._calls:
                 s.execute(insert(AgentCallRow.__table__), self._calls)
         self.written += len(self._rows)

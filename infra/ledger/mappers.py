@@ -75,36 +75,49 @@ def decision_row(decision: Decision) -> DecisionRow:
     return DecisionRow(**decision_values(decision))
 
 
+DECISION_COLUMNS = (
+    "decision_id", "account", "symbol", "timeframe", "candle_time", "price",
+    "feature_set_version", "model_name", "model_version", "probability", "votes",
+    "order_book_features", "action", "score", "consensus_reason", "risk_approved",
+    "risk_reasons", "client_order_id", "decided_at", "contributions", "regime", "provenance",
+)  # fmt: skip
+
+
+def decision_tuple(decision: Decision) -> tuple[Any, ...]:
+    """A decision's column values in `DECISION_COLUMNS` order (a backtest streams these)."""
+    inp, verdict, order, consensus = (
+        decision.input, decision.verdict, decision.order, decision.consensus
+    )  # fmt: skip
+    features = inp.features
+    return (
+        decision.decision_id,
+        inp.account,
+        inp.symbol,
+        inp.timeframe,
+        inp.candle_time,
+        inp.price,
+        inp.feature_set_version,
+        inp.model_name,
+        inp.model_version,
+        float(inp.model_probability),
+        [v.as_json(full=False) for v in decision.votes],
+        {k: float(features[k]) for k in BOOK_FEATURE_NAMES if k in features} or None,
+        consensus.action.value,
+        consensus.score,
+        consensus.reason,
+        None if verdict is None else verdict.approved,
+        [] if verdict is None else [str(d) for d in verdict.denials],
+        None if order is None else order.client_order_id,
+        decision.decided_at,
+        dict(consensus.contributions) or None,
+        consensus.regime or None,
+        dict(decision.provenance) or None,
+    )
+
+
 def decision_values(decision: Decision) -> dict[str, Any]:
     """A decision's column values (a bulk insert takes these, not ORM objects)."""
-    inp, verdict, order = decision.input, decision.verdict, decision.order
-    return {
-        "decision_id": decision.decision_id,
-        "account": inp.account,
-        "symbol": inp.symbol,
-        "timeframe": inp.timeframe,
-        "candle_time": inp.candle_time,
-        "price": inp.price,
-        "feature_set_version": inp.feature_set_version,
-        "model_name": inp.model_name,
-        "model_version": inp.model_version,
-        "probability": float(inp.model_probability),
-        "votes": [v.as_json(full=False) for v in decision.votes],
-        "order_book_features": {
-            k: float(inp.features[k]) for k in BOOK_FEATURE_NAMES if k in inp.features
-        }
-        or None,
-        "action": decision.consensus.action.value,
-        "score": decision.consensus.score,
-        "consensus_reason": decision.consensus.reason,
-        "risk_approved": None if verdict is None else verdict.approved,
-        "risk_reasons": [] if verdict is None else [str(d) for d in verdict.denials],
-        "client_order_id": None if order is None else order.client_order_id,
-        "decided_at": decision.decided_at,
-        "contributions": dict(decision.consensus.contributions) or None,
-        "regime": decision.consensus.regime or None,
-        "provenance": dict(decision.provenance) or None,
-    }
+    return dict(zip(DECISION_COLUMNS, decision_tuple(decision), strict=True))
 
 
 def call_values(decision_id: str, call: AgentCall) -> dict[str, Any]:

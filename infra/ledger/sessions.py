@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Dialect, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +37,10 @@ class Sessions:
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
         self._engine: Engine = factory.kw["bind"]
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._engine.dialect
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -1,0 +1,71 @@
+"""The driver-level insert stores exactly what SQLAlchemy's own insert stores (SQLite and
+PostgreSQL): same columns, same stored values, read back at the driver level."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import Connection, delete, insert
+
+from core.decision import Decision
+from infra.ledger.database import engine_for
+from infra.ledger.driver_insert import DriverInsert
+from infra.ledger.mappers import DECISION_COLUMNS, decision_tuple, decision_values
+from infra.ledger.models import DecisionRow
+from tests.services.backtest.test_identity import CANDLES, FEATURE_WINDOW, run_backtest
+
+
+@pytest.fixture(scope="module")
+def decisions(btc_1h: pd.DataFrame, eth_1h: pd.DataFrame) -> list[Decision]:
+    rows = FEATURE_WINDOW + CANDLES
+    scratch = run_backtest({"BTC/USDT": btc_1h.head(rows), "ETH/USDT": eth_1h.head(rows)})
+    made = [d for d, _ in scratch.records("paper").decisions]
+    # A decision with an order book and provenance: the JSON columns that are mostly NULL.
+    first = made[0]
+    features = {**first.input.features, "book_spread_bps": 1.5, "book_imbalance_top5": -0.25}
+    made[0] = replace(
+        first,
+        input=replace(first.input, features=features),
+        provenance={"panel": "offline", "risk_state": {"cash": "10000"}},
+    )
+    return made
+
+
+def stored(connection: Connection) -> list[tuple[Any, ...]]:
+    columns = ", ".join(DECISION_COLUMNS)
+    sql = f"SELECT {columns} FROM decisions ORDER BY decision_id"
+    return [tuple(r) for r in connection.exec_driver_sql(sql).all()]
+
+
+@pytest.mark.usefixtures("ledger")  # the schema, migrated
+def test_execute_when_decisions_are_inserted_then_stored_as_sqlalchemy_stores_them(
+    ledger_url: str, decisions: list[Decision]
+) -> None:
+    table = DecisionRow.__table__
+    engine = engine_for(ledger_url)
+    with engine.begin() as c:
+        c.execute(insert(table), [decision_values(d) for d in decisions])
+        expected = stored(c)
+        c.execute(delete(table))
+        DriverInsert(table, DECISION_COLUMNS, engine.dialect).execute(
+            c, [decision_tuple(d) for d in decisions]
+        )
+        assert stored(c) == expected
+    assert any(d.order is not None for d in decisions)  # the sample has orders
+    assert any(d.verdict is not None for d in decisions)  # and risk verdicts
+
+
+@pytest.mark.usefixtures("ledger")
+def test_parameters_when_a_row_is_short_then_refused_and_nothing_sent(
+    ledger_url: str, decisions: list[Decision]
+) -> None:
+    engine = engine_for(ledger_url)
+    insert_rows = DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, engine.dialect)
+    rows = [decision_tuple(d) for d in decisions[:2]]
+    with pytest.raises(ValueError, match="zip"):
+        insert_rows.parameters([rows[0], rows[1][:-1]])
+    with engine.connect() as c:
+        assert stored(c) == []
