@@ -63,11 +63,15 @@ def build_features(candles: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFra
     _regime(out, c, log_c)
     _cross_asset(out, index, r1, reference)
 
-    values = np.column_stack([np.asarray(out[name], dtype=np.float64) for name in FEATURE_NAMES])
-    values[~np.isfinite(values)] = np.nan
-    for j, spec in enumerate(FEATURES):  # warm-up rows are NaN, by declaration
-        values[: spec.lookback - 1, j] = np.nan
-    return pd.DataFrame(values, index=index, columns=list(FEATURE_NAMES))
+    # Column-major, filled a feature at a time while the computed arrays are let go: a long
+    # backtest's symbol never holds its features twice (pandas keeps the block as is).
+    values = np.empty((len(index), len(FEATURES)), dtype=np.float64, order="F")
+    for j, spec in enumerate(FEATURES):
+        column = values[:, j]
+        column[:] = out.pop(spec.name)
+        column[~np.isfinite(column)] = np.nan
+        column[: spec.lookback - 1] = np.nan  # warm-up rows are NaN, by declaration
+    return pd.DataFrame(values, index=index, columns=list(FEATURE_NAMES), copy=False)
 
 
 def _div(a: Array, b: Array, fill: float = 0.0) -> Array:

@@ -18,10 +18,11 @@ from decimal import Decimal
 import pandas as pd
 
 from core.candles.gaps import Gap
+from core.candles.timeframe import timeframe_delta
 from core.decision import Decision
 from core.errors import FatalError
 from core.market.order_book import OrderBookSnapshot, PublicTrade
-from core.orders import Fill, Order, OrderChange, OrderEvent, OrderStatus
+from core.orders import Fill, Order, OrderChange, OrderEvent, OrderStatus, decision_id_for
 from core.portfolio import Position, apply_fill, cash_after
 from core.ports import DecisionSink
 from core.records import (
@@ -186,13 +187,43 @@ class _Kept:
     error: str | None = None
 
 
+class DecidedCandles:
+    """The candle open times (epoch seconds) decided for one account, symbol and timeframe: a
+    bit per candle of the grid that starts at the first one seen; a time off that grid or
+    before it goes to a set."""
+
+    __slots__ = ("_bits", "_origin", "_other", "_step")
+
+    def __init__(self, origin: int, step: int) -> None:
+        self._origin, self._step = origin, step
+        self._bits = bytearray()
+        self._other: set[int] = set()
+
+    def add(self, seconds: int) -> bool:
+        """False when `seconds` was there already."""
+        slot, off_grid = divmod(seconds - self._origin, self._step)
+        if slot < 0 or off_grid:
+            if seconds in self._other:
+                return False
+            self._other.add(seconds)
+            return True
+        byte, mask = slot >> 3, 1 << (slot & 7)
+        if byte >= len(self._bits):
+            self._bits.extend(bytes(max(byte + 1, 2 * len(self._bits)) - len(self._bits)))
+        if self._bits[byte] & mask:
+            return False
+        self._bits[byte] |= mask
+        return True
+
+
 class MemoryOrders:
     def __init__(self) -> None:
         self.decisions_made: dict[DecisionId, tuple[Decision, str]] = {}
         self.stored: dict[ClientOrderId, _Kept] = {}
         self._open: dict[str, dict[ClientOrderId, None]] = {}  # per account, in insert order
         self._last: dict[tuple[str, str, str], datetime] = {}
-        self._ids: set[DecisionId] = set()
+        self._decided: dict[tuple[str, str, str], DecidedCandles] = {}
+        self._other_ids: set[DecisionId] = set()  # ids not made by decision_id_for
         # With a sink, decisions go there as they are made and are not held here (a long
         # backtest makes more than memory should keep); decisions() and decided_ids() then
         # know only those held.
@@ -200,9 +231,8 @@ class MemoryOrders:
 
     # -- decisions -------------------------------------------------------------------------
     def record_decision(self, decision: Decision, broker: str) -> bool:
-        if decision.decision_id in self._ids:
+        if not self._first_time(decision):
             return False
-        self._ids.add(decision.decision_id)
         if self.sink is None:
             self.decisions_made[decision.decision_id] = (decision, broker)
         else:
@@ -214,6 +244,25 @@ class MemoryOrders:
         if decision.order is not None:
             self._add(decision.order, inp.account, broker)
         return True
+
+    def _first_time(self, decision: Decision) -> bool:
+        """Record that `decision` was made; False when it had been. An id is one account,
+        symbol, timeframe and candle: a bit per candle says it, not a string per decision (a
+        set of the ids held 70 MB in an 8-month backtest of 8 pairs)."""
+        inp = decision.input
+        did = decision.decision_id
+        if did != decision_id_for(inp.account, inp.symbol, inp.timeframe, inp.candle_time):
+            if did in self._other_ids:
+                return False
+            self._other_ids.add(did)
+            return True
+        key = (inp.account, inp.symbol, inp.timeframe)
+        decided = self._decided.get(key)
+        seconds = int(inp.candle_time.timestamp())
+        if decided is None:
+            step = int(timeframe_delta(inp.timeframe).total_seconds())
+            decided = self._decided[key] = DecidedCandles(seconds, step)
+        return decided.add(seconds)
 
     def decisions(self, account: str, since: datetime | None = None) -> list[DecisionRecord]:
         chosen = [

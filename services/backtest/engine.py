@@ -82,9 +82,9 @@ def backtest(
     model: Model,
     panel: Panel,
     cfg: DecisionConfig,
-    window: BacktestWindow,
-    frames: Mapping[str, pd.DataFrame],
+    candles: int,
     alerts: Notifier,
 ) -> DecisionRunReport:
-    """Every candle of the window, oldest first, through the replay on `scratch`."""
-    return replay(scratch, exchange, model, panel, cfg, window_candles(frames, window), alerts)
+    """The newest `candles` candle times of `scratch` (`window_candles` of the loaded window),
+    oldest first, through the replay."""
+    return replay(scratch, exchange, model, panel, cfg, candles, alerts)

@@ -18,7 +18,13 @@ from core.backtest.stats import BacktestStats, compute_stats
 from core.candles.timeframe import timeframe_delta
 from core.ports import Ledger, Model, Notifier, ScratchLedger, SimulatedExchange
 from core.records import BacktestRun
-from services.backtest.engine import BacktestWindow, CandleReader, backtest, load_window
+from services.backtest.engine import (
+    BacktestWindow,
+    CandleReader,
+    backtest,
+    load_window,
+    window_candles,
+)
 from services.decide.config import DecisionConfig
 from services.decide.loop import DecisionRunReport
 
@@ -60,14 +66,16 @@ def run_backtest(
     """Replay the window; nothing is written anywhere but `parts.scratch`."""
     cfg, clock = parts.cfg, _Stopwatch()
     frames = load_window(read, parts.scratch, cfg, window)
+    closes = {s: _closes(f, window) for s, f in frames.items()}
+    candles = window_candles(frames, window)
+    del frames  # the scratch ledger holds them: no second copy through the run
     step = timeframe_delta(cfg.timeframe)
     parts.scratch.accounts.ensure(cfg.account, parts.starting_cash, window.start - step)
     clock.lap("load")
     report = backtest(
-        parts.scratch, parts.exchange, parts.model, parts.panel, cfg, window, frames, parts.alerts
+        parts.scratch, parts.exchange, parts.model, parts.panel, cfg, candles, parts.alerts
     )
     clock.lap("decide")
-    closes = {s: _closes(f, window) for s, f in frames.items()}
     fills = parts.scratch.fills.history(cfg.account)
     stats = compute_stats(parts.starting_cash, fills, closes, cfg.timeframe)
     clock.lap("stats")

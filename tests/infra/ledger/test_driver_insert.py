@@ -3,10 +3,8 @@ PostgreSQL): same columns, same stored values, read back at the driver level."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-import pandas as pd
 import pytest
 from sqlalchemy import Connection, delete, insert
 
@@ -15,23 +13,6 @@ from infra.ledger.database import engine_for
 from infra.ledger.driver_insert import DriverInsert
 from infra.ledger.mappers import DECISION_COLUMNS, decision_tuple, decision_values
 from infra.ledger.models import DecisionRow
-from tests.services.backtest.test_identity import CANDLES, FEATURE_WINDOW, run_backtest
-
-
-@pytest.fixture(scope="module")
-def decisions(btc_1h: pd.DataFrame, eth_1h: pd.DataFrame) -> list[Decision]:
-    rows = FEATURE_WINDOW + CANDLES
-    scratch = run_backtest({"BTC/USDT": btc_1h.head(rows), "ETH/USDT": eth_1h.head(rows)})
-    made = [d for d, _ in scratch.records("paper").decisions]
-    # A decision with an order book and provenance: the JSON columns that are mostly NULL.
-    first = made[0]
-    features = {**first.input.features, "book_spread_bps": 1.5, "book_imbalance_top5": -0.25}
-    made[0] = replace(
-        first,
-        input=replace(first.input, features=features),
-        provenance={"panel": "offline", "risk_state": {"cash": "10000"}},
-    )
-    return made
 
 
 def stored(connection: Connection) -> list[tuple[Any, ...]]:

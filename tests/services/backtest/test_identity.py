@@ -26,7 +26,7 @@ from infra.alerts import Alerts
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.ledger import Ledger
 from infra.ledger.memory import MemoryLedger
-from services.backtest.engine import BacktestWindow, backtest, load_window
+from services.backtest.engine import BacktestWindow, backtest, load_window, window_candles
 from services.decide.batch import FEATURE_WINDOW
 from services.decide.live import decide_live
 from services.execution import submit_order
@@ -66,7 +66,8 @@ def run_backtest(frames: dict[str, pd.DataFrame], sink: DecisionSink | None = No
     scratch.accounts.ensure(cfg.account, D(10000), start - timedelta(hours=1))
     loaded = load_window(lambda s: frames[s], scratch, cfg, window)
     exchange = SimulatedBroker(SIMULATION)
-    backtest(scratch, exchange, RsiModel(), AGENTS, cfg, window, loaded, Alerts(()))
+    candles = window_candles(loaded, window)
+    backtest(scratch, exchange, RsiModel(), AGENTS, cfg, candles, Alerts(()))
     return scratch
 
 
