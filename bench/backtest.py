@@ -194,9 +194,7 @@ def live_latency(
     model = pickle.loads(Path(model_path).read_bytes())
     frames = {s: read_pair(s) for s in symbols}
     with tempfile.TemporaryDirectory() as tmp:
-        settings = settings_for(
-            Path(tmp), catch_up_candles=1, symbols=symbols, whitelist=symbols
-        )
+        settings = settings_for(Path(tmp), catch_up_candles=1, symbols=symbols, whitelist=symbols)
         ledger = open_ledger(settings.ledger_url)
         ledger.accounts.ensure(settings.account, settings.starting_cash, START)
         paper, cfg = bootstrap.paper_exchange(settings), bootstrap.decision_config(settings)
