@@ -64,9 +64,6 @@ class Consensus:
     regime: str = ""
 
 
-_SIGN = {Action.BUY: 1.0, Action.SELL: -1.0, Action.HOLD: 0.0, Action.NO_TRADE: 0.0}
-
-
 _NO_WEIGHTS: Mapping[str, float] = {}
 
 
@@ -90,7 +87,9 @@ def contributions(
         if not vote.abstained:
             w = weights.get(vote.agent, config.agent_weight)
             names.append(vote.agent)
-            raw.append(w * _SIGN[vote.action] * vote.confidence)
+            action = vote.action  # compared, not hashed: an enum's hash is a Python call
+            sign = 1.0 if action is Action.BUY else -1.0 if action is Action.SELL else 0.0
+            raw.append(w * sign * vote.confidence)
             total += w
     if not total:
         return dict.fromkeys(names, 0.0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Dialect, Table
+from sqlalchemy import JSON, Connection, DateTime, Dialect, Table
 
 
 class DriverInsert:
@@ -33,6 +33,8 @@ class DriverInsert:
             process = kind.dialect_impl(dialect).bind_processor(dialect)
             if process is not None and isinstance(kind, JSON):
                 process = _json_constants(process)
+            elif process is not None and isinstance(getattr(kind, "impl", kind), DateTime):
+                process = _repeats(process)
             self._processors.append(process)
 
     def parameters(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -62,5 +64,18 @@ def _json_constants(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if value == [] and isinstance(value, list):
             return empty
         return process(value)
+
+    return convert
+
+
+def _repeats(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A time repeats down a column (every symbol of a candle is decided at its close): an
+    equal value is converted once."""
+    last: list[Any] = [object(), None]
+
+    def convert(value: Any) -> Any:
+        if value != last[0]:
+            last[0], last[1] = value, process(value)
+        return last[1]
 
     return convert

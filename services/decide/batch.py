@@ -55,6 +55,9 @@ class DecisionBatch:
     # Row lookups built once: a replay asks for every symbol at every candle time, and a pandas
     # row lookup costs more than the decision it feeds.
     _rows: dict[str, _Rows] = field(init=False, repr=False, compare=False)
+    _prices: tuple[int | None, dict[Symbol, Decimal]] = field(
+        init=False, repr=False, compare=False
+    )  # the newest candle time asked, and its prices
 
     def __post_init__(self) -> None:
         rows = {
@@ -62,15 +65,20 @@ class DecisionBatch:
             for s, frame in self.candles.items()
         }
         object.__setattr__(self, "_rows", rows)
+        object.__setattr__(self, "_prices", (None, {}))
 
     def prices_at(self, t: pd.Timestamp) -> dict[Symbol, Decimal]:
-        """The last close known at `t` for every symbol that has started trading by then."""
-        out = {}
-        for s, rows in self._rows.items():
-            at = rows.at_or_before(t)
-            if at is not None:
-                out[Symbol(s)] = rows.close(at)
-        return out
+        """The last close known at `t` for every symbol that has started trading by then (a
+        copy: the loop and the step both ask at each candle time, and build on the answer)."""
+        seen, prices = self._prices
+        if seen != t.value:
+            prices = {}
+            for s, rows in self._rows.items():
+                at = rows.at_or_before(t)
+                if at is not None:
+                    prices[Symbol(s)] = rows.close(at)
+            object.__setattr__(self, "_prices", (t.value, prices))
+        return dict(prices)
 
     def has(self, symbol: str, t: pd.Timestamp) -> bool:
         return t.value in self._rows[symbol].position

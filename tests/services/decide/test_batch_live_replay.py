@@ -38,6 +38,21 @@ def test_prepare_batch_when_candles_stored_then_newest_times_with_features_and_p
     assert after.times == batch.times[3:]
 
 
+def test_prices_at_when_asked_again_or_changed_by_a_caller_then_each_time_its_own_closes(
+    stored: Ledger, btc_1h: pd.DataFrame
+) -> None:
+    batch = prepare_batch(stored, FixedModel(), config(), 5)
+    first, last = batch.times[0], batch.times[-1]
+    close = {
+        t: D(repr(float(btc_1h["close"].iloc[ROWS - 5 + i]))) for i, t in enumerate(batch.times)
+    }
+    asked = batch.prices_at(last)
+    asked["BTC/USDT"] = D(0)  # a caller builds on its answer
+    assert batch.prices_at(last)["BTC/USDT"] == close[last]
+    assert batch.prices_at(first)["BTC/USDT"] == close[first]
+    assert batch.prices_at(last)["BTC/USDT"] == close[last]
+
+
 def test_prepare_batch_when_a_symbol_has_no_candles_then_no_candles_error(ledger: Ledger) -> None:
     with pytest.raises(NoCandles, match=r"BTC/USDT.*ETH/USDT.*run the ingest flow first"):
         prepare_batch(ledger, FixedModel(), config(), 5)
