@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.risk.breaker import BreakerConfig, BreakerInputs, TradeResult, read, trips
 
@@ -71,3 +75,35 @@ def test_breaker_when_sharpe_below_floor_then_trips() -> None:
     assert reading.sharpe == pytest.approx(-1 / 1.4142, rel=1e-3)
     assert "SHARPE" in names(inputs(steady_losses))
     assert read(inputs(("1",) * 6), CFG).sharpe == float("inf")
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.floats(-0.5, 0.5, allow_nan=False, allow_subnormal=False), min_size=2, max_size=60)
+)
+def test_sharpe_when_any_returns_then_the_exact_statistics_within_rounding(
+    returns: list[float],
+) -> None:
+    config = BreakerConfig(sharpe_window=len(returns))
+    reading = read(
+        BreakerInputs(
+            [TradeResult(T0 + timedelta(hours=i), D(repr(r)), D(1)) for i, r in enumerate(returns)],
+            D(10000),
+            D(10000),
+            D(10000),
+        ),
+        config,
+    )
+    rets = [float(D(repr(r)) / D(1)) for r in returns]
+    mean, spread = statistics.fmean(rets), statistics.pstdev(rets)
+    assert reading.sharpe is not None
+    if spread > 1e-12:
+        assert reading.sharpe == pytest.approx(mean / spread, rel=1e-9, abs=1e-12)
+    elif spread == 0:
+        assert math.isinf(reading.sharpe)
+
+
+def test_sharpe_when_every_return_is_the_same_then_infinite_like_the_exact_statistics() -> None:
+    for pnl, sign in (("0.1", 1), ("-0.3", -1)):
+        reading = read(inputs((pnl,) * 6), CFG)
+        assert reading.sharpe == sign * math.inf
