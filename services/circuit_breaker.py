@@ -4,7 +4,7 @@ that the ledger's fills define; every new fill is read once, not every fill ever
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -12,7 +12,16 @@ from decimal import Decimal
 from core.alerts import Severity
 from core.portfolio import EquityCurve
 from core.ports import Notifier, TradingLedger
-from core.risk.breaker import BreakerConfig, BreakerInputs, BreakerReading, read, trips
+from core.risk.breaker import (
+    BreakerConfig,
+    BreakerInputs,
+    BreakerReading,
+    TradeResult,
+    TradeStats,
+    read,
+    trade_stats,
+    trips,
+)
 from core.risk.limits import RiskState
 from core.risk.state import Control
 from services.risk_snapshot import RiskSnapshots
@@ -66,6 +75,10 @@ class CircuitBreaker:
     ) -> None:
         self.ledger, self.snapshots, self.config, self.alerts = ledger, snapshots, config, alerts
         self.peak = PeakEquity(ledger, snapshots.account)
+        # The last trades read and their stats: a backtest reads the same window at every
+        # candle until a trade closes.
+        self._trades: Sequence[TradeResult] = ()
+        self._stats: TradeStats | None = None
 
     def check(
         self, prices: Mapping[str, Decimal], now: datetime, state: RiskState | None = None
@@ -85,7 +98,8 @@ class CircuitBreaker:
                 severity=Severity.INFO,
             )
             cleared, state = True, None  # the snapshot saw the breaker on
-        reading = read(self._inputs(prices, now, state), self.config)
+        inputs = self._inputs(prices, now, state)
+        reading = read(inputs, self.config, self._stats_of(inputs.trades))
         crossed = trips(reading, self.config)
         if not crossed:
             return BreakerStatus(False, (), None, reading, changed=cleared)
@@ -106,6 +120,16 @@ class CircuitBreaker:
             severity=Severity.CRITICAL,
         )
         return BreakerStatus(True, tuple(crossed), until, reading, changed=True)
+
+    def _stats_of(self, trades: Sequence[TradeResult]) -> TradeStats:
+        """Kept while the window holds the very same trades (the objects are kept too, so an
+        identity cannot be reused); a ledger that reads them afresh computes them again."""
+        same = len(trades) == len(self._trades) and all(
+            a is b for a, b in zip(trades, self._trades, strict=True)
+        )
+        if not same or self._stats is None:
+            self._trades, self._stats = trades, trade_stats(trades, self.config)
+        return self._stats
 
     def _inputs(
         self, prices: Mapping[str, Decimal], now: datetime, state: RiskState | None

@@ -58,7 +58,40 @@ class BreakerReading:
     sharpe: float | None
 
 
-def read(inputs: BreakerInputs, config: BreakerConfig) -> BreakerReading:
+@dataclass(frozen=True, slots=True)
+class TradeStats:
+    """What the breaker reads from the recent trades alone (they change only when one
+    closes; the equity changes every candle)."""
+
+    consecutive_losses: int
+    win_rate: float | None
+    sharpe: float | None
+
+
+def trade_stats(trades: Sequence[TradeResult], config: BreakerConfig) -> TradeStats:
+    streak = 0
+    for trade in reversed(trades):
+        if trade.pnl >= 0:
+            break
+        streak += 1
+    recent = trades[-config.win_rate_window :]
+    win_rate = (
+        sum(t.pnl > 0 for t in recent) / len(recent)
+        if len(trades) >= config.win_rate_window
+        else None
+    )
+    sharpe = None
+    if len(trades) >= config.sharpe_window:
+        returns = [t.ret for t in trades[-config.sharpe_window :]]
+        mean, spread = _mean_and_spread(returns)
+        sharpe = mean / spread if spread > 0 else (math.inf if mean >= 0 else -math.inf)
+    return TradeStats(streak, win_rate, sharpe)
+
+
+def read(
+    inputs: BreakerInputs, config: BreakerConfig, stats: TradeStats | None = None
+) -> BreakerReading:
+    """`stats`: `trade_stats` of `inputs.trades`, when the caller kept them."""
     daily = (
         float((inputs.day_start_equity - inputs.equity_now) / inputs.day_start_equity)
         if inputs.day_start_equity > 0
@@ -66,23 +99,9 @@ def read(inputs: BreakerInputs, config: BreakerConfig) -> BreakerReading:
     )
     peak = max(inputs.peak_equity, inputs.equity_now)
     drawdown = float((peak - inputs.equity_now) / peak) if peak > 0 else 0.0
-    streak = 0
-    for trade in reversed(inputs.trades):
-        if trade.pnl >= 0:
-            break
-        streak += 1
-    recent = inputs.trades[-config.win_rate_window :]
-    win_rate = (
-        sum(t.pnl > 0 for t in recent) / len(recent)
-        if len(inputs.trades) >= config.win_rate_window
-        else None
-    )
-    sharpe = None
-    if len(inputs.trades) >= config.sharpe_window:
-        returns = [t.ret for t in inputs.trades[-config.sharpe_window :]]
-        mean, spread = _mean_and_spread(returns)
-        sharpe = mean / spread if spread > 0 else (math.inf if mean >= 0 else -math.inf)
-    return BreakerReading(daily, drawdown, streak, win_rate, sharpe)
+    if stats is None:
+        stats = trade_stats(inputs.trades, config)
+    return BreakerReading(daily, drawdown, stats.consecutive_losses, stats.win_rate, stats.sharpe)
 
 
 def _mean_and_spread(returns: Sequence[float]) -> tuple[float, float]:

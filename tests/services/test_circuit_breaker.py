@@ -131,3 +131,24 @@ def test_peak_equity_when_fills_arrive_over_time_then_equals_the_full_curve_each
     # Asked about an earlier moment it starts over and still agrees with the full curve.
     early = T0 + timedelta(hours=3)
     assert peak.at(early) == Decimal(10020)
+
+
+def test_check_when_a_trade_closes_between_checks_on_a_memory_ledger_then_it_counts() -> None:
+    # The memory ledger hands back the same trade objects each time: the breaker keeps their
+    # stats until the window changes, and must see the third loss at once.
+    from infra.ledger.memory import MemoryLedger
+
+    ledger = MemoryLedger()
+    snapshots = setup(ledger, losses=2)  # type: ignore[arg-type]
+    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    breaker = CircuitBreaker(ledger, snapshots, CFG, Alerts())
+    now = T0 + timedelta(days=2)
+    for hour in range(3):  # the same window, read again
+        status = breaker.check({BTC: Decimal(99)}, now + timedelta(hours=hour))
+        assert not status.tripped
+        assert status.reading is not None
+        assert status.reading.consecutive_losses == 2
+    round_trip(ledger, broker, 2, "100", "99")  # type: ignore[arg-type]
+    status = breaker.check({BTC: Decimal(99)}, now + timedelta(hours=3))
+    assert status.tripped
+    assert status.reasons == ("CONSECUTIVE_LOSSES: 3 in a row, limit 3",)
