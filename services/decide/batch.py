@@ -258,9 +258,9 @@ def prepare_batch(
     opens = np.unique(np.concatenate([f.index[-candles:].asi8 for f in rows.values()]))
     if after is not None:
         opens = opens[opens > pd.Timestamp(after).value]
-    times = list(pd.DatetimeIndex(opens, tz="UTC"))
+    wanted = pd.DatetimeIndex(opens, tz="UTC")
     started = timer()
-    probabilities = predict_at_times(model, features, pd.DatetimeIndex(times))
+    probabilities = predict_at_times(model, features, wanted)
     predict_seconds = timer() - started
     return DecisionBatch(
         candles=rows,
@@ -271,7 +271,7 @@ def prepare_batch(
             for s, p in probabilities.items()
         },
         books={s: _books(ledger, cfg, s, features[s].index[-candles:]) for s in cfg.symbols},
-        times=times,
+        times=list(wanted),
         model_name=model.name,
         model_version=model.version,
         feature_set_version=model.feature_set_version,
@@ -309,63 +309,49 @@ def predict_at_times(
 ) -> dict[str, pd.Series]:
     """The model's probability at the candle times to decide only (a live run decides one
     candle of the 800 it computes features on), each with the `model.context` rows before it
-    that a sequence member reads. A few rows of every symbol go in one call (a model's fixed
-    cost per call is most of a small prediction); a long backtest's go symbol by symbol in
-    chunks that overlap by the context, so no copy of all features is ever made."""
+    that a sequence member reads. Up to _PREDICT_CHUNK wanted rows, every symbol's go in one
+    call (a model's fixed cost per call is most of a small prediction); more, and they go
+    symbol by symbol in chunks that overlap by the context, so no copy of all features, nor of
+    one symbol's, is ever made."""
     columns = list(FEATURE_NAMES)
-    context = model.context
-
-    def rows(f: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-        """The rows from `context` before the first wanted one, complete ones only, and which
-        of them are wanted. Sliced before copying: a live run wants 1 row of 800."""
-        wanted = f.index.isin(times)
-        if not wanted.any():
-            return f.iloc[:0].loc[:, columns], wanted[:0]
-        part = f.iloc[max(0, int(np.argmax(wanted)) - context) :].loc[:, columns]
-        complete = part.notna().all(axis=1).to_numpy()
-        return part[complete], wanted[-len(part) :][complete]
-
-    if sum(int(f.index.isin(times).sum()) for f in features.values()) > _PREDICT_CHUNK:
-        # One symbol at a time, a chunk at a time: all of a long backtest's at once is
-        # hundreds of MB, and so is one symbol's copy.
-        return {s: _predict_long(model, f, times, columns) for s, f in features.items()}
-    parts = {s: rows(f) for s, f in features.items()}
+    wanted = {s: f.index.isin(times) for s, f in features.items()}
+    if sum(int(w.sum()) for w in wanted.values()) > _PREDICT_CHUNK:
+        return {s: _predict_long(model, f, wanted[s], columns) for s, f in features.items()}
+    parts = {s: _context_rows(f, wanted[s], model.context, columns) for s, f in features.items()}
+    keep = np.concatenate([k for _, k in parts.values()]) if parts else np.zeros(0, dtype=bool)
+    if not keep.any():
+        return {s: pd.Series(dtype="float64") for s in features}
+    # One call, never chunked: a chunk's edge would cut a symbol's context rows off.
     stacked = pd.concat(
         [x for x, _ in parts.values()], keys=list(parts), names=["symbol", "open_time"]
     )
-    keep = np.concatenate([k for _, k in parts.values()]) if parts else np.zeros(0, dtype=bool)
-    out = _predict_rows(model, stacked, keep, 0)
+    p = np.asarray(model.predict(stacked), dtype="float64")
+    out = pd.Series(p[keep], index=stacked.index[keep], dtype="float64")
     return {
         s: out.loc[s] if keep_s.any() else pd.Series(dtype="float64")
         for s, (_, keep_s) in parts.items()
     }
 
 
-def _predict_rows(model: Model, rows: pd.DataFrame, keep: np.ndarray, context: int) -> pd.Series:
-    """Predict `rows` in chunks, each with `context` rows of overlap in front; keep the rows
-    flagged in `keep`."""
-    if rows.empty or not keep.any():
-        return pd.Series(dtype="float64")
-    chunks = []
-    for i in range(0, len(rows), _PREDICT_CHUNK):
-        start = max(0, i - context)
-        p = np.asarray(model.predict(rows.iloc[start : i + _PREDICT_CHUNK]), dtype="float64")
-        chunks.append(p[i - start :])
-    p = np.concatenate(chunks)
-    return pd.Series(p[keep], index=rows.index[keep], dtype="float64")
+def _context_rows(
+    features: pd.DataFrame, wanted: np.ndarray, context: int, columns: list[str]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The complete rows from `context` before the first wanted one, and which of them are
+    wanted. Sliced before copying: a live run wants 1 row of 800."""
+    if not wanted.any():
+        return features.iloc[:0].loc[:, columns], wanted[:0]
+    part = features.iloc[max(0, int(np.argmax(wanted)) - context) :].loc[:, columns]
+    complete = part.notna().all(axis=1).to_numpy()
+    return part[complete], wanted[-len(part) :][complete]
 
 
 def _predict_long(
-    model: Model,
-    features: pd.DataFrame,
-    times: pd.DatetimeIndex,
-    columns: list[str],
+    model: Model, features: pd.DataFrame, wanted: np.ndarray, columns: list[str]
 ) -> pd.Series:
     """One symbol of a long backtest: its complete rows from `model.context` before the first
     wanted one, predicted in chunks that overlap by the context. Only a chunk's rows are ever
     copied."""
     context = model.context
-    wanted = features.index.isin(times)
     if not wanted.any():
         return pd.Series(dtype="float64")
     part = features.iloc[max(0, int(np.argmax(wanted)) - context) :]  # a view

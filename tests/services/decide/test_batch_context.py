@@ -74,3 +74,17 @@ def test_predict_when_chunked_then_same_as_one_call(
     for symbol in features:
         assert list(whole[symbol].index) == list(chunked[symbol].index)
         np.testing.assert_array_equal(whole[symbol].to_numpy(), chunked[symbol].to_numpy())
+
+
+def test_predict_when_few_rows_with_context_exceed_a_chunk_then_one_call_keeps_the_context(
+    features: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Four rows wanted (one call), ten with their context: a chunk of six would have cut ETH's
+    # context rows off its decided ones.
+    whole = predict_at_times(LookBack(), features, TIMES[-2:])
+    monkeypatch.setattr(batch, "_PREDICT_CHUNK", 6)
+    model = LookBack()
+    short = predict_at_times(model, features, TIMES[-2:])
+    assert len(model.frames) == 1
+    for symbol in features:
+        np.testing.assert_array_equal(whole[symbol].to_numpy(), short[symbol].to_numpy())
