@@ -1,7 +1,9 @@
-"""Backtest: the replay, the live decision code, over a window of history, on a ledger and a
-simulated exchange the caller keeps in memory (one run is hundreds of thousands of decisions:
-a transaction each would be most of the time). What the run recorded is written to the SQL
-ledger in bulk afterwards, under the run's own account."""
+"""A backtest's window: its bounds, its candles copied into the scratch ledger (the warm-up
+before it included, nothing from its end on) and how many candle times the replay
+(services.decide.replay, the live decision code) decides over it. The scratch ledger and the
+simulated exchange live in memory during the run (one run is hundreds of thousands of
+decisions: a transaction each would be most of the time); services.backtest.session writes
+what it recorded to the SQL ledger, under the run's own account."""
 
 from __future__ import annotations
 
@@ -11,14 +13,11 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from core.agents.panel import Panel
 from core.candles.timeframe import timeframe_delta
 from core.errors import FatalError
-from core.ports import Model, Notifier, SimulatedExchange, TradingLedger
+from core.ports import TradingLedger
 from services.decide.batch import FEATURE_WINDOW
 from services.decide.config import DecisionConfig
-from services.decide.loop import DecisionRunReport
-from services.decide.replay import replay
 
 
 class EmptyWindow(FatalError, LookupError):
@@ -72,19 +71,6 @@ def load_window(
 
 
 def window_candles(frames: Mapping[str, pd.DataFrame], window: BacktestWindow) -> int:
-    """How many candle times of the window the longest symbol has: what the replay decides."""
+    """How many candle times of the window the longest symbol has: what the replay decides
+    (services.decide.replay.replay over the scratch ledger `load_window` filled)."""
     return max(int((f["open_time"] >= window.start).sum()) for f in frames.values())
-
-
-def backtest(
-    scratch: TradingLedger,
-    exchange: SimulatedExchange,
-    model: Model,
-    panel: Panel,
-    cfg: DecisionConfig,
-    candles: int,
-    alerts: Notifier,
-) -> DecisionRunReport:
-    """The newest `candles` candle times of `scratch` (`window_candles` of the loaded window),
-    oldest first, through the replay."""
-    return replay(scratch, exchange, model, panel, cfg, candles, alerts)

@@ -18,15 +18,10 @@ from core.backtest.stats import BacktestStats, compute_stats
 from core.candles.timeframe import timeframe_delta
 from core.ports import Ledger, Model, Notifier, ScratchLedger, SimulatedExchange
 from core.records import BacktestRun
-from services.backtest.engine import (
-    BacktestWindow,
-    CandleReader,
-    backtest,
-    load_window,
-    window_candles,
-)
+from services.backtest.engine import BacktestWindow, CandleReader, load_window, window_candles
 from services.decide.config import DecisionConfig
 from services.decide.loop import DecisionRunReport
+from services.decide.replay import replay
 
 
 @dataclass(frozen=True)
@@ -72,7 +67,7 @@ def run_backtest(
     step = timeframe_delta(cfg.timeframe)
     parts.scratch.accounts.ensure(cfg.account, parts.starting_cash, window.start - step)
     clock.lap("load")
-    report = backtest(
+    report = replay(
         parts.scratch, parts.exchange, parts.model, parts.panel, cfg, candles, parts.alerts
     )
     clock.lap("decide")

@@ -26,9 +26,10 @@ from infra.alerts import Alerts
 from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.ledger import Ledger
 from infra.ledger.memory import MemoryLedger
-from services.backtest.engine import BacktestWindow, backtest, load_window, window_candles
+from services.backtest.engine import BacktestWindow, load_window, window_candles
 from services.decide.batch import FEATURE_WINDOW
 from services.decide.live import decide_live
+from services.decide.replay import replay
 from services.execution import submit_order
 from tests.services.decide.fakes import SYMBOLS, D, LinearEdge, config
 
@@ -67,7 +68,7 @@ def run_backtest(frames: dict[str, pd.DataFrame], sink: DecisionSink | None = No
     loaded = load_window(lambda s: frames[s], scratch, cfg, window)
     exchange = SimulatedBroker(SIMULATION)
     candles = window_candles(loaded, window)
-    backtest(scratch, exchange, RsiModel(), AGENTS, cfg, candles, Alerts(()))
+    replay(scratch, exchange, RsiModel(), AGENTS, cfg, candles, Alerts(()))
     return scratch
 
 
