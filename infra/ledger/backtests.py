@@ -3,9 +3,9 @@ transaction with bulk inserts (a run is hundreds of thousands of decisions)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, select
 
@@ -17,7 +17,6 @@ from infra.ledger.mappers import (
     DECISION_COLUMNS,
     call_values,
     decision_tuple,
-    decision_values,
     fill_values,
     order_values,
 )
@@ -32,6 +31,7 @@ from infra.ledger.models import (
 from infra.ledger.sessions import Sessions
 
 _CHUNK = 5_000  # rows per INSERT batch: bounded memory for the parameters
+_Row = TypeVar("_Row")
 
 
 class RunAlreadyStored(FatalError):
@@ -52,8 +52,9 @@ class BacktestRuns:
                 raise RunAlreadyStored(f"backtest run {run.run_id} is already stored")
             s.add(_run_row(replace(run, starting_cash=records.starting_cash, cash=records.cash)))
             s.flush()
-            decisions = (decision_values(d) for d, _ in records.decisions)
-            _bulk(s, DecisionRow, decisions)
+            insert_decisions = _decision_insert(self._sessions)
+            for chunk in _chunks(decision_tuple(d) for d, _ in records.decisions):
+                insert_decisions.execute(s.connection(), chunk)
             calls = (call_values(d.decision_id, c) for d, _ in records.decisions for c in d.calls)
             _bulk(s, AgentCallRow, calls)
             orders = (
@@ -101,7 +102,7 @@ class DecisionStream:
 
     def __init__(self, sessions: Sessions, account: str) -> None:
         self._sessions, self.account = sessions, account
-        self._insert = DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, sessions.dialect)
+        self._insert = _decision_insert(sessions)
         self._rows: list[tuple[Any, ...]] = []
         self._calls: list[dict[str, Any]] = []  # the LLM calls behind those decisions
         self.written = 0
@@ -125,15 +126,27 @@ class DecisionStream:
         self._rows, self._calls = [], []
 
 
-def _bulk(s: Any, model: type, rows: Iterator[dict[str, Any]]) -> None:
-    batch: list[dict[str, Any]] = []
+def _decision_insert(sessions: Sessions) -> DriverInsert:
+    """Decisions go in through the driver (infra.ledger.driver_insert): a run has hundreds of
+    thousands."""
+    return DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, sessions.dialect)
+
+
+def _chunks(rows: Iterable[_Row]) -> Iterator[list[_Row]]:
+    """`rows` in lists of _CHUNK: bounded memory for the parameters."""
+    batch: list[_Row] = []
     for row in rows:
         batch.append(row)
         if len(batch) == _CHUNK:
-            s.execute(insert(model.__table__), batch)  # type: ignore[attr-defined]
+            yield batch
             batch = []
     if batch:
-        s.execute(insert(model.__table__), batch)  # type: ignore[attr-defined]
+        yield batch
+
+
+def _bulk(s: Any, model: type, rows: Iterable[dict[str, Any]]) -> None:
+    for chunk in _chunks(rows):
+        s.execute(insert(model.__table__), chunk)  # type: ignore[attr-defined]
 
 
 def _positions(records: AccountRecords) -> Iterator[dict[str, Any]]:
