@@ -89,6 +89,7 @@ def settings_for(var: Path, **overrides: Any) -> Any:
 
 
 def peak_rss_mb() -> float:
+    """Peak RSS in MiB (Linux counts ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -235,7 +236,7 @@ def freqtrade_figure(skip: bool) -> tuple[str, float, str]:
     except FreqtradeUnavailable as exc:
         print(f"freqtrade could not run here ({exc}); using the issue's figure")
         return "freqtrade 2026.9 (issue 11, idle machine)", FREQTRADE_NAMED, "named, not run"
-    detail = f"{f.seconds:.1f} s whole command, {f.trades:,} trades, {f.peak_rss_mb or 0:.0f} MB"
+    detail = f"{f.seconds:.1f} s whole command, {f.trades:,} trades, {f.peak_rss_mb or 0:.0f} MiB"
     return f"freqtrade {f.version} (same run)", f.candles_per_s, detail
 
 
@@ -246,7 +247,7 @@ def print_ours(ours_full: dict[str, Any], freq: tuple[str, float, str]) -> None:
     print(f"ours, whole path: {ours_full['candles']:,} symbol-candles in "
           f"{ours_full['seconds']:.1f} s = {r:,.0f}/s ({stages})")  # fmt: skip
     print(f"  orders {ours_full['orders']:,}, fills {ours_full['fills']:,}, peak RSS "
-          f"{ours_full['rss_mb']:.0f} MB, report {ours_full['report_mb']:.1f} MB")  # fmt: skip
+          f"{ours_full['rss_mb']:.0f} MiB, report {ours_full['report_mb']:.1f} MB")  # fmt: skip
     print(f"{name}: {freq_rate:,.0f}/s ({detail})")
     print(f"  ours / freqtrade = {r / freq_rate:.2f}x  (target 2x, floor 1x)")
 

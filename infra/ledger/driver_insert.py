@@ -61,7 +61,7 @@ def _json_constants(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
         if value is None:
             return null
-        if value == [] and isinstance(value, list):
+        if isinstance(value, list) and not value:
             return empty
         return process(value)
 

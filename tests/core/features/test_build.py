@@ -125,3 +125,13 @@ def test_build_when_no_reference_then_clear_error(eth: pd.DataFrame) -> None:
 def test_feature_set_version_when_computed_twice_then_stable_hex() -> None:
     assert feature_set_version() == feature_set_version()
     assert len(feature_set_version()) == 16
+
+
+def test_build_features_when_built_then_one_float_block_that_reading_it_never_copies(
+    full: pd.DataFrame,
+) -> None:
+    # The decision batch reads a long backtest's features as an array; a copy would hold a
+    # symbol's features twice (52 MB for 72,000 5m candles).
+    first, second = full.to_numpy(dtype="float64"), full.to_numpy(dtype="float64")
+    assert np.shares_memory(first, second)
+    assert first.shape == (len(full), len(FEATURE_NAMES))
