@@ -21,7 +21,7 @@ class DriverInsert:
     def __init__(self, table: Table, columns: Sequence[str], dialect: Dialect) -> None:
         quote = dialect.identifier_preparer.quote
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        self.columns = tuple(columns)
+        self.columns, self.table = tuple(columns), table.name
         self.sql = (
             f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
             f"({', '.join(quote(c) for c in self.columns)}) "
@@ -41,6 +41,13 @@ class DriverInsert:
         """The rows as the driver takes them: converted a column at a time."""
         if not rows:
             return []
+        width = len(self.columns)
+        bad = next((i for i, row in enumerate(rows) if len(row) != width), None)
+        if bad is not None:
+            raise ValueError(
+                f"{self.table}: row {bad} has {len(rows[bad])} values for the {width} columns "
+                f"{', '.join(self.columns)}"
+            )
         by_column = zip(*rows, strict=True)
         converted = [
             values if process is None else list(map(process, values))

@@ -46,7 +46,22 @@ def test_parameters_when_a_row_is_short_then_refused_and_nothing_sent(
     engine = engine_for(ledger_url)
     insert_rows = DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, engine.dialect)
     rows = [decision_tuple(d) for d in decisions[:2]]
-    with pytest.raises(ValueError, match="zip"):
+    with pytest.raises(ValueError, match=r"decisions: row 1 has 21 values for the 22 columns"):
         insert_rows.parameters([rows[0], rows[1][:-1]])
+    with engine.connect() as c:
+        assert stored(c) == []
+
+
+@pytest.mark.usefixtures("ledger")
+def test_execute_when_a_value_is_refused_then_the_error_names_it_and_no_row_is_written(
+    ledger_url: str, decisions: list[Decision]
+) -> None:
+    engine = engine_for(ledger_url)
+    insert_rows = DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, engine.dialect)
+    rows = [decision_tuple(d) for d in decisions[:3]]
+    at = DECISION_COLUMNS.index("decided_at")
+    naive = (*rows[2][:at], rows[2][at].replace(tzinfo=None), *rows[2][at + 1 :])
+    with pytest.raises(ValueError, match="naive datetime"), engine.begin() as c:
+        insert_rows.execute(c, [*rows[:2], naive])
     with engine.connect() as c:
         assert stored(c) == []
