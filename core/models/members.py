@@ -90,6 +90,13 @@ LGBM_FIXED: dict[str, Any] = {
 }
 
 
+# Up to this many rows a tree member predicts on one thread. An OpenMP pool woken for a live
+# decision's few rows costs more than it saves, and XGBoost's pool, still spinning after its
+# call, took the cores from LightGBM's call that follows it in the ensemble: one row through
+# both took 6.4 ms on 2 cores, 0.8 ms on one thread each (same probabilities).
+FEW_ROWS = 1_000
+
+
 @dataclass(frozen=True, slots=True)
 class FittedTrees:
     model: Any  # an xgboost or lightgbm sklearn classifier
@@ -102,13 +109,6 @@ class FittedTrees:
         if len(x) > FEW_ROWS:
             return np.asarray(self.model.predict_proba(x)[:, 1], dtype=np.float64)
         return _on_one_thread(self.model, x)
-
-
-# Up to this many rows a tree member predicts on one thread. An OpenMP pool woken for a live
-# decision's few rows costs more than it saves, and XGBoost's pool, still spinning after its
-# call, took the cores from LightGBM's call that follows it in the ensemble: one row through
-# both took 6.4 ms on 2 cores, 0.8 ms on one thread each (same probabilities).
-FEW_ROWS = 1_000
 
 
 def _on_one_thread(model: Any, x: np.ndarray) -> np.ndarray:
