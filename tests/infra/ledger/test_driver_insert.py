@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, Engine, delete, insert
 
 from core.decision import Decision
 from infra.ledger.database import engine_for
@@ -15,53 +15,54 @@ from infra.ledger.mappers import DECISION_COLUMNS, decision_tuple, decision_valu
 from infra.ledger.models import DecisionRow
 
 
+@pytest.fixture
+def engine(ledger: Any, ledger_url: str) -> Engine:
+    """The ledger's engine, its schema migrated (by the `ledger` fixture)."""
+    return engine_for(ledger_url)
+
+
+@pytest.fixture
+def insert_decisions(engine: Engine) -> DriverInsert:
+    return DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, engine.dialect)
+
+
 def stored(connection: Connection) -> list[tuple[Any, ...]]:
     columns = ", ".join(DECISION_COLUMNS)
     sql = f"SELECT {columns} FROM decisions ORDER BY decision_id"
     return [tuple(r) for r in connection.exec_driver_sql(sql).all()]
 
 
-@pytest.mark.usefixtures("ledger")  # the schema, migrated
 def test_execute_when_decisions_are_inserted_then_stored_as_sqlalchemy_stores_them(
-    ledger_url: str, decisions: list[Decision]
+    engine: Engine, insert_decisions: DriverInsert, decisions: list[Decision]
 ) -> None:
     table = DecisionRow.__table__
-    engine = engine_for(ledger_url)
     with engine.begin() as c:
         c.execute(insert(table), [decision_values(d) for d in decisions])
         expected = stored(c)
         c.execute(delete(table))
-        DriverInsert(table, DECISION_COLUMNS, engine.dialect).execute(
-            c, [decision_tuple(d) for d in decisions]
-        )
+        insert_decisions.execute(c, [decision_tuple(d) for d in decisions])
         assert stored(c) == expected
     assert any(d.order is not None for d in decisions)  # the sample has orders
     assert any(d.verdict is not None for d in decisions)  # and risk verdicts
 
 
-@pytest.mark.usefixtures("ledger")
 def test_parameters_when_a_row_is_short_then_refused_and_nothing_sent(
-    ledger_url: str, decisions: list[Decision]
+    engine: Engine, insert_decisions: DriverInsert, decisions: list[Decision]
 ) -> None:
-    engine = engine_for(ledger_url)
-    insert_rows = DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, engine.dialect)
     rows = [decision_tuple(d) for d in decisions[:2]]
     with pytest.raises(ValueError, match=r"decisions: row 1 has 21 values for the 22 columns"):
-        insert_rows.parameters([rows[0], rows[1][:-1]])
+        insert_decisions.parameters([rows[0], rows[1][:-1]])
     with engine.connect() as c:
         assert stored(c) == []
 
 
-@pytest.mark.usefixtures("ledger")
 def test_execute_when_a_value_is_refused_then_the_error_names_it_and_no_row_is_written(
-    ledger_url: str, decisions: list[Decision]
+    engine: Engine, insert_decisions: DriverInsert, decisions: list[Decision]
 ) -> None:
-    engine = engine_for(ledger_url)
-    insert_rows = DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, engine.dialect)
     rows = [decision_tuple(d) for d in decisions[:3]]
     at = DECISION_COLUMNS.index("decided_at")
     naive = (*rows[2][:at], rows[2][at].replace(tzinfo=None), *rows[2][at + 1 :])
     with pytest.raises(ValueError, match="naive datetime"), engine.begin() as c:
-        insert_rows.execute(c, [*rows[:2], naive])
+        insert_decisions.execute(c, [*rows[:2], naive])
     with engine.connect() as c:
         assert stored(c) == []
