@@ -33,6 +33,9 @@ const METRICS_MAX_AGE_MS = 60000;
 const $ = (id) => document.getElementById(id);
 
 class TokenRefused extends Error {}
+// Reads made with the current token; forgetting it aborts them, so that an answer still on its
+// way is never shown after the data went with the token.
+let reads = new AbortController();
 
 // --- small DOM helpers ---------------------------------------------------------------------
 
@@ -141,6 +144,10 @@ function clearPanels() {
 
 function askForToken(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  reads.abort();
+  reads = new AbortController();
+  for (const timer of pending.values()) clearTimeout(timer);
+  pending.clear();
   closeSocket();
   clearPanels();
   $("token-panel").hidden = false;
@@ -163,9 +170,11 @@ function saveToken(event) {
 }
 
 async function getJson(path) {
+  const { signal } = reads;
   const r = await fetch(API + path, {
     headers: { Authorization: `Bearer ${token()}`, Accept: "application/json" },
     cache: "no-store",
+    signal,
   });
   if (r.status === 401) throw new TokenRefused(`token refused by ${path}`);
   if (!r.ok) {
@@ -177,7 +186,9 @@ async function getJson(path) {
     }
     throw new Error(`${path}: HTTP ${r.status}${detail ? `: ${shown(detail)}` : ""}`);
   }
-  return r.json();
+  const body = await r.json();
+  signal.throwIfAborted();
+  return body;
 }
 
 // --- the panels ------------------------------------------------------------------------------
@@ -333,6 +344,7 @@ async function load(panel) {
     await LOADERS[panel]();
     panelError(panel === "metrics" ? "equity" : panel, "");
   } catch (e) {
+    if (e.name === "AbortError") return; // the token was forgotten meanwhile: nothing to show
     if (e instanceof TokenRefused) {
       askForToken("The token was refused (unknown, revoked or expired): enter another.");
       return;
