@@ -26,6 +26,9 @@ from core.types import Action
 AGENTS_ABSTAINED = "AGENTS_ABSTAINED"
 MODEL = "model"
 INPUTS = (MODEL, "bull", "bear")  # what the consensus weighs (the agents by their names)
+# The members as plain names: `Action.BUY` is a descriptor call each time it is read, and a
+# backtest reads these several times for each of its hundreds of thousands of decisions.
+_BUY, _SELL, _HOLD, _NO_TRADE = Action.BUY, Action.SELL, Action.HOLD, Action.NO_TRADE
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,7 @@ def contributions(
             w = weights.get(vote.agent, config.agent_weight)
             names.append(vote.agent)
             action = vote.action  # compared, not hashed: an enum's hash is a Python call
-            sign = 1.0 if action is Action.BUY else -1.0 if action is Action.SELL else 0.0
+            sign = 1.0 if action is _BUY else -1.0 if action is _SELL else 0.0
             raw.append(w * sign * vote.confidence)
             total += w
     if not total:
@@ -111,23 +114,20 @@ def combine(
     tradeable = signal.tradeable or not config.require_significance
     proposal, fraction, _ = step(holding, edge, config.policy, tradeable)
     about = f"edge {edge:+.5f}, p {signal.probability:.3f}, net score {score:+.3f}"
-
-    def verdict(action: Action, why: str, size: float = 1.0) -> Consensus:
-        return Consensus(action, score, abs(score), why, size, shares, regime)
-
     failed = _failure(deliberation)
-    if proposal is Action.SELL:  # an exit never waits for the agents: leaving is cautious
+    if proposal is _SELL:  # an exit never waits for the agents: leaving is cautious
         despite = f"; despite {failed}" if failed else ""
-        return verdict(Action.SELL, f"policy exits ({about}){despite}", fraction)
-    if failed:
-        return verdict(Action.NO_TRADE, f"{failed} ({about})")
-    if proposal is Action.HOLD:
+        action, why, size = _SELL, f"policy exits ({about}){despite}", fraction
+    elif failed:
+        action, why, size = _NO_TRADE, f"{failed} ({about})", 1.0
+    elif proposal is _HOLD:
         why = "model abstains: edge not significant out of fold" if not tradeable else ""
-        return verdict(Action.HOLD, f"policy holds ({about}) {why}".strip())
-    stop = _entry_stopped(score, deliberation.votes, config)
-    if stop:
-        return verdict(Action.HOLD, f"{stop} ({about})")
-    return verdict(Action.BUY, f"policy enters ({about})", fraction)
+        action, why, size = _HOLD, f"policy holds ({about}) {why}".strip(), 1.0
+    else:
+        stop = _entry_stopped(score, deliberation.votes, config)
+        action = _HOLD if stop else _BUY
+        why, size = (f"{stop} ({about})", 1.0) if stop else (f"policy enters ({about})", fraction)
+    return Consensus(action, score, abs(score), why, size, shares, regime)
 
 
 def _failure(deliberation: Deliberation) -> str:
@@ -145,8 +145,8 @@ def _entry_stopped(score: float, votes: tuple[Vote, ...], config: ConsensusConfi
     sure, bull, bear = config.disagreement, False, False
     for v in votes:  # a loop, not two any(): every entry of a backtest passes here
         if not v.abstained and v.confidence >= sure:
-            bull = bull or v.action is Action.BUY
-            bear = bear or v.action is Action.SELL
+            bull = bull or v.action is _BUY
+            bear = bear or v.action is _SELL
     if bull and bear:
         return "strong disagreement between the agents"
     return ""

@@ -32,6 +32,9 @@ from core.risk.limits import (
 )
 from core.types import Action, DecisionId, Side, Symbol
 
+# Plain names: an enum member read is a descriptor call, and `decide` runs at every decision.
+_SELL, _HOLD, _NO_TRADE = Action.SELL, Action.HOLD, Action.NO_TRADE
+
 
 @dataclass(frozen=True, slots=True)
 class DecisionInput:
@@ -163,11 +166,13 @@ def decide(
     signal = ModelSignal(inp.model_probability, inp.model_edge, inp.model_tradeable)
     holding = holding_of(inp, risk_state, consensus_config.policy.horizon)
     consensus = combine(signal, deliberation, holding, consensus_config, regime_of(inp.features))
-    if consensus.action is Action.SELL and available_to_sell(inp.symbol, risk_state) <= 0:
+    action = consensus.action
+    if action is _HOLD or action is _NO_TRADE:  # most decisions: nothing to size nor gate
+        return Decision(decision_id, inp, votes, consensus, None, None, None, now, calls)
+    if action is _SELL and available_to_sell(inp.symbol, risk_state) <= 0:
         # The entry is still filling (or already being sold): wait for it, as a backtest that
         # filled it at once would simply sell it now.
-        consensus = replace(consensus, action=Action.HOLD, reason="exit waits: " + consensus.reason)
-    if consensus.action in (Action.HOLD, Action.NO_TRADE):
+        consensus = replace(consensus, action=_HOLD, reason="exit waits: " + consensus.reason)
         return Decision(decision_id, inp, votes, consensus, None, None, None, now, calls)
     fraction = Decimal(str(round(consensus.fraction, 4)))
     proposed = size_order(consensus.action, inp, risk_state, limits, sizing, fraction)

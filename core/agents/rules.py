@@ -30,11 +30,10 @@ def _book(f: Mapping[str, float], sign: float) -> tuple[float, str]:
     return (0.05 if imbalance * sign > 0.2 else 0.0), f", book imbalance {imbalance:+.2f}"
 
 
-def _evidence(f: Mapping[str, float], p: float, trend: str) -> str:
+def _evidence(ema: float, macd: float, rsi: float, p: float, trend: str) -> str:
     return (
-        f"model p_up={p:.2f}, {trend} "
-        f"(ema12 {f['ema_ratio_12']:+.3%}, macd_hist {f['macd_hist']:+.5f}), "
-        f"rsi {f['rsi_14'] * 100:.0f}"
+        f"model p_up={p:.2f}, {trend} (ema12 {ema:+.3%}, macd_hist {macd:+.5f}), "
+        f"rsi {rsi * 100:.0f}"
     )
 
 
@@ -46,14 +45,16 @@ class BullAgent:
 
     def vote(self, context: AgentContext) -> Vote:
         f = context.features
-        p = context.model_probability
-        trend_up = f["ema_ratio_12"] > 0 and f["macd_hist"] > 0
-        not_overbought = f["rsi_14"] < 0.70
+        # Each feature read once: a backtest asks every agent at every candle of every pair.
+        ema, macd, rsi = f["ema_ratio_12"], f["macd_hist"], f["rsi_14"]
+        trend_up = ema > 0 and macd > 0
+        not_overbought = rsi < 0.70
         book_bonus, book_note = _book(f, +1.0)
         score = _clip(
             0.5 + (0.1 if trend_up else -0.1) + (0.05 if not_overbought else -0.15) + book_bonus
         )
-        reason = _evidence(f, p, "uptrend" if trend_up else "no uptrend") + book_note
+        trend = "uptrend" if trend_up else "no uptrend"
+        reason = _evidence(ema, macd, rsi, context.model_probability, trend) + book_note
         action = Action.BUY if score >= self.min_confidence else Action.HOLD
         return Vote(self.name, action, round(score, 4), reason)
 
@@ -66,13 +67,14 @@ class BearAgent:
 
     def vote(self, context: AgentContext) -> Vote:
         f = context.features
-        p = context.model_probability
-        trend_down = f["ema_ratio_12"] < 0 and f["macd_hist"] < 0
-        overbought = f["rsi_14"] > 0.70
+        ema, macd, rsi = f["ema_ratio_12"], f["macd_hist"], f["rsi_14"]
+        trend_down = ema < 0 and macd < 0
+        overbought = rsi > 0.70
         book_bonus, book_note = _book(f, -1.0)
         score = _clip(
             0.5 + (0.1 if trend_down else -0.1) + (0.1 if overbought else 0.0) + book_bonus
         )
-        reason = _evidence(f, p, "downtrend" if trend_down else "no downtrend") + book_note
+        trend = "downtrend" if trend_down else "no downtrend"
+        reason = _evidence(ema, macd, rsi, context.model_probability, trend) + book_note
         action = Action.SELL if score >= self.min_confidence else Action.HOLD
         return Vote(self.name, action, round(score, 4), reason)

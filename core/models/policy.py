@@ -102,6 +102,8 @@ class Holding:
 
 
 FLAT = Holding(0.0, 0)
+# Plain names: an enum member read is a descriptor call, and `step` runs at every decision.
+_BUY, _SELL, _HOLD = Action.BUY, Action.SELL, Action.HOLD
 
 
 def entry_fraction(edge: float, cfg: PolicyConfig) -> float:
@@ -122,14 +124,14 @@ def step(
     if holding.fraction == 0.0:
         if tradeable and known and edge > cfg.min_edge:
             fraction = entry_fraction(edge, cfg)
-            return Action.BUY, fraction, Holding(fraction, 0)
-        return Action.HOLD, 0.0, FLAT
+            return _BUY, fraction, Holding(fraction, 0)
+        return _HOLD, 0.0, FLAT
     held_for = holding.held_for + 1  # the candle that just closed was held
     reversed_ = known and edge < -cfg.exit_edge
     expired = held_for >= cfg.horizon and not (known and edge > cfg.min_edge)
     if reversed_ or expired:
-        return Action.SELL, holding.fraction, FLAT
-    return Action.HOLD, 0.0, Holding(holding.fraction, held_for)
+        return _SELL, holding.fraction, FLAT
+    return _HOLD, 0.0, Holding(holding.fraction, held_for)
 
 
 def positions(

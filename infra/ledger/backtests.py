@@ -111,7 +111,8 @@ class DecisionStream:
         if decision.input.account != self.account:
             raise ValueError(f"a decision of {decision.input.account!r} for {self.account!r}")
         self._rows.append(decision_tuple(decision))
-        self._calls.extend(call_values(decision.decision_id, c) for c in decision.calls)
+        if decision.calls:  # an LLM panel's; the offline panel makes none
+            self._calls.extend(call_values(decision.decision_id, c) for c in decision.calls)
         if len(self._rows) >= _CHUNK:
             self.flush()
 

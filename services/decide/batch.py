@@ -96,6 +96,16 @@ class DecisionBatch:
             return None  # not a candle of this symbol, or warm-up: a feature or p is missing
         return FeatureRow(rows.index, rows.matrix, at, self.books[symbol].get(t))
 
+    def read_at(self, symbol: str, t: pd.Timestamp) -> tuple[FeatureRow, float, float] | None:
+        """`features_at`, `probability` and `edge` at `t` from one row lookup (the step reads
+        all three for every symbol at every candle time); None during warm-up."""
+        rows = self._rows[symbol]
+        at = rows.position.get(t.value)
+        if at is None or not rows.ready[at]:
+            return None
+        features = FeatureRow(rows.index, rows.matrix, at, self.books[symbol].get(t))
+        return features, float(rows.probability[at]), float(rows.edge[at])
+
     def probability(self, symbol: str, t: pd.Timestamp) -> float:
         rows = self._rows[symbol]
         return float(rows.probability[rows.position[t.value]])

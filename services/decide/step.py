@@ -87,12 +87,11 @@ def _inputs(
         if already and batch.has(symbol, t) and did in already:
             skipped += 1
             continue
-        features = batch.features_at(symbol, t)
-        if features is None:
+        read = batch.read_at(symbol, t)
+        if read is None:
             continue
-        inputs.append(
-            (did, _input(batch, cfg, Symbol(symbol), t, prices[Symbol(symbol)], features))
-        )
+        price = prices[Symbol(symbol)]
+        inputs.append((did, _input(batch, cfg, Symbol(symbol), opened, price, *read)))
     return inputs, skipped
 
 
@@ -149,19 +148,21 @@ def _input(
     batch: DecisionBatch,
     cfg: DecisionConfig,
     symbol: Symbol,
-    t: pd.Timestamp,
+    opened: datetime,
     price: Decimal,
     features: Mapping[str, float],
+    probability: float,
+    edge: float,
 ) -> DecisionInput:
     return DecisionInput(
         account=cfg.account,
         symbol=symbol,
         timeframe=cfg.timeframe,
-        candle_time=t.to_pydatetime(),
+        candle_time=opened,
         price=price,
         features=features,
-        model_probability=batch.probability(symbol, t),
-        model_edge=batch.edge(symbol, t),
+        model_probability=probability,
+        model_edge=edge,
         model_tradeable=batch.tradeable,
         model_quality=batch.quality,
         model_name=batch.model_name,
