@@ -6,6 +6,7 @@ services/ is written against these alone, so a use case can be tested with any i
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from core.candles.bar import Bar
 from core.candles.gaps import Gap
 from core.decision import Decision
 from core.events import Event, EventKind
+from core.holds import HoldDecider, HoldRows
 from core.market.order_book import OrderBookSnapshot, PublicTrade
 from core.orders import Fill, Order, OrderChange, OrderEvent, OrderStatus
 from core.portfolio import Position
@@ -328,6 +330,16 @@ class AccountStore(Protocol):
 class OrderStore(Protocol):
     def record_decision(self, decision: Decision, broker: str) -> bool: ...
 
+    def record_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
+        """Record the holds `rows` (core.holds) as `decide` decides them, but for any already
+        recorded; a store may decide them later, elsewhere, as long as `hold_actions` waits."""
+        ...
+
+    def hold_actions(self) -> Counter[str]:
+        """How many holds recorded since last asked took each action (HOLD, NO_TRADE): all of
+        those handed to `record_holds`, decided by then."""
+        ...
+
     def decisions(self, account: str, since: datetime | None = None) -> list[DecisionRecord]: ...
 
     def last_decided(self, account: str, symbol: str, timeframe: str) -> datetime | None: ...
@@ -490,6 +502,12 @@ class DecisionSink(Protocol):
     """Where a long run's decisions go as they are made, in chunks."""
 
     def add(self, decision: Decision, broker: str) -> None: ...
+
+    def add_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None: ...
+
+    def hold_actions(self) -> Counter[str]:
+        """As OrderStore.hold_actions: every hold added by then decided and counted."""
+        ...
 
     def flush(self) -> None: ...
 

@@ -3,6 +3,7 @@ transaction with bulk inserts (a run is hundreds of thousands of decisions)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ from sqlalchemy import delete, insert, select
 
 from core.decision import Decision
 from core.errors import FatalError
+from core.holds import HoldDecider, HoldRows
 from core.records import AccountRecords, BacktestRun
 from infra.ledger.driver_insert import DriverInsert
 from infra.ledger.mappers import (
@@ -105,6 +107,7 @@ class DecisionStream:
         self._insert = _decision_insert(sessions)
         self._rows: list[tuple[Any, ...]] = []
         self._calls: list[dict[str, Any]] = []  # the LLM calls behind those decisions
+        self._held: Counter[str] = Counter()  # actions of the holds added, until asked
         self.written = 0
 
     def add(self, decision: Decision, broker: str) -> None:
@@ -115,6 +118,17 @@ class DecisionStream:
             self._calls.extend(call_values(decision.decision_id, c) for c in decision.calls)
         if len(self._rows) >= _CHUNK:
             self.flush()
+
+    def add_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
+        if rows.account != self.account:
+            raise ValueError(f"holds of {rows.account!r} for {self.account!r}")
+        for decision in decide(rows) if len(rows) else ():
+            self.add(decision, broker)
+            self._held[decision.consensus.action.value] += 1
+
+    def hold_actions(self) -> Counter[str]:
+        counts, self._held = self._held, Counter()
+        return counts
 
     def flush(self) -> None:
         if not self._rows:

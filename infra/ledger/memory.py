@@ -10,17 +10,20 @@ same order state machine and accounting from core); tests run the two side by si
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 
 from core.candles.gaps import Gap
 from core.candles.timeframe import timeframe_delta
 from core.decision import Decision
 from core.errors import FatalError
+from core.holds import HoldDecider, HoldRows
 from core.market.order_book import OrderBookSnapshot, PublicTrade
 from core.orders import Fill, Order, OrderChange, OrderEvent, OrderStatus, decision_id_for
 from core.portfolio import Position, apply_fill, cash_after
@@ -224,6 +227,7 @@ class MemoryOrders:
         self._last: dict[tuple[str, str, str], datetime] = {}
         self._decided: dict[tuple[str, str, str], DecidedCandles] = {}
         self._other_ids: set[DecisionId] = set()  # ids not made by decision_id_for
+        self._held: Counter[str] = Counter()  # actions of the holds decided here
         # With a sink, decisions go there as they are made and are not held here (a long
         # backtest makes more than memory should keep); decisions() and decided_ids() then
         # know only those held.
@@ -256,13 +260,49 @@ class MemoryOrders:
                 return False
             self._other_ids.add(did)
             return True
-        key = (inp.account, inp.symbol, inp.timeframe)
+        return self._candle_first_time(
+            (inp.account, inp.symbol, inp.timeframe), int(inp.candle_time.timestamp())
+        )
+
+    def _candle_first_time(self, key: tuple[str, str, str], seconds: int) -> bool:
         decided = self._decided.get(key)
-        seconds = int(inp.candle_time.timestamp())
         if decided is None:
-            step = int(timeframe_delta(inp.timeframe).total_seconds())
+            step = int(timeframe_delta(key[2]).total_seconds())
             decided = self._decided[key] = DecidedCandles(seconds, step)
         return decided.add(seconds)
+
+    def record_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
+        """The holds not recorded before: to the sink, or decided and held here."""
+        if not len(rows):
+            return
+        keys = [(rows.account, s, rows.timeframe) for s in rows.symbols]
+        fresh = np.fromiter(
+            (
+                self._candle_first_time(keys[k], seconds)
+                for k, seconds in zip(rows.symbol.tolist(), rows.opened.tolist(), strict=True)
+            ),
+            dtype=bool,
+            count=len(rows),
+        )
+        rows = rows if fresh.all() else rows.take(fresh)
+        for k, key in enumerate(keys):
+            mine = rows.opened[rows.symbol == k]
+            if len(mine):
+                newest = datetime.fromtimestamp(int(mine.max()), UTC)
+                if key not in self._last or self._last[key] < newest:
+                    self._last[key] = newest
+        if self.sink is not None:
+            self.sink.add_holds(rows, decide, broker)
+            return
+        for d in decide(rows):
+            self.decisions_made[d.decision_id] = (d, broker)
+            self._held[d.consensus.action.value] += 1
+
+    def hold_actions(self) -> Counter[str]:
+        counts, self._held = self._held, Counter()
+        if self.sink is not None:
+            counts.update(self.sink.hold_actions())
+        return counts
 
     def decisions(self, account: str, since: datetime | None = None) -> list[DecisionRecord]:
         chosen = [

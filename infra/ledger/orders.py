@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -11,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.decision import Decision
 from core.errors import FatalError
+from core.holds import HoldDecider, HoldRows
 from core.orders import InvalidTransition, Order, OrderChange, OrderEvent, OrderStatus
 from core.records import DecisionRecord
 from core.types import ClientOrderId, DecisionId
@@ -34,6 +36,17 @@ _CREATION = (OrderRow.created_at, OrderRow.client_order_id)
 class Orders:
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
+        self._held: Counter[str] = Counter()  # actions of the holds recorded, until asked
+
+    def record_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
+        """Each hold decided here and recorded as any decision is (its events included)."""
+        for decision in decide(rows) if len(rows) else ():
+            if self.record_decision(decision, broker):
+                self._held[decision.consensus.action.value] += 1
+
+    def hold_actions(self) -> Counter[str]:
+        counts, self._held = self._held, Counter()
+        return counts
 
     # -- decisions -------------------------------------------------------------------------
     def _has_decision(self, decision_id: DecisionId) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +20,8 @@ from core.errors import FatalError
 from core.features.build import INCREMENTAL_WINDOW, build_features
 from core.features.order_book import book_features_at_closes
 from core.features.registry import FEATURE_NAMES
+from core.features.row import FeatureRow
+from core.holds import HoldRows
 from core.ports import Model, TradingLedger
 from core.types import Symbol, to_decimal
 from services.decide.config import DecisionConfig
@@ -105,6 +107,53 @@ class DecisionBatch:
             return None
         features = FeatureRow(rows.index, rows.matrix, at, self.books[symbol].get(t))
         return features, float(rows.probability[at]), float(rows.edge[at])
+
+    def row_at(self, symbol: str, t: pd.Timestamp) -> int | None:
+        """The row of `symbol` at `t`, when it is ready to decide (not warm-up)."""
+        rows = self._rows[symbol]
+        at = rows.position.get(t.value)
+        return None if at is None or not rows.ready[at] else at
+
+    def hold_rows(self, cfg: DecisionConfig, marks: list[tuple[int, int]]) -> HoldRows:
+        """The rows `marks` (an index into `symbols`, a row of that symbol) as columns, in
+        order: a copy of just their values, gathered a symbol at a time."""
+        symbols = tuple(cfg.symbols)
+        which = np.fromiter((m[0] for m in marks), dtype=np.int64, count=len(marks))
+        at = np.fromiter((m[1] for m in marks), dtype=np.int64, count=len(marks))
+        first = self._rows[symbols[0]]
+        features = np.empty((len(marks), first.matrix.shape[1]), dtype="float64")
+        opened, close = np.empty(len(marks), "int64"), np.empty(len(marks), "float64")
+        p, edge = np.empty(len(marks), "float64"), np.empty(len(marks), "float64")
+        books: dict[int, Mapping[str, float]] = {}
+        for k, symbol in enumerate(symbols):
+            mine = np.flatnonzero(which == k)
+            if not len(mine):
+                continue
+            rows, chosen = self._rows[symbol], at[mine]
+            if rows.index != first.index:
+                raise ValueError(f"{symbol}'s features differ from {symbols[0]}'s")
+            features[mine] = rows.matrix[chosen]
+            opened[mine] = rows.opens[chosen] // 1_000_000_000
+            close[mine], p[mine] = rows.ohlcv[chosen, 3], rows.probability[chosen]
+            edge[mine] = rows.edge[chosen]
+            seen = self.books[symbol]
+            for i in mine if seen else ():
+                book = seen.get(pd.Timestamp(int(rows.opens[at[i]]), tz="UTC"))
+                if book is not None:
+                    books[int(i)] = book
+        return HoldRows(
+            account=cfg.account,
+            timeframe=cfg.timeframe,
+            symbols=symbols,
+            symbol=which,
+            opened=opened,
+            close=close,
+            probability=p,
+            edge=edge,
+            index=first.index,
+            features=features,
+            books=books,
+        )
 
     def probability(self, symbol: str, t: pd.Timestamp) -> float:
         rows = self._rows[symbol]
@@ -202,43 +251,6 @@ class _Rows:
 
 
 _OHLCV = ("open", "high", "low", "close", "volume")
-
-
-class FeatureRow(Mapping[str, float]):
-    """One candle's features (and order-book features, when a snapshot was seen) as a read-only
-    view of the batch's row: most readers want a handful of the ~90 values, and a run keeps
-    every decision, so nothing is copied."""
-
-    __slots__ = ("_at", "_book", "_index", "_matrix")
-
-    def __init__(
-        self,
-        index: Mapping[str, int],
-        matrix: np.ndarray,
-        at: int,
-        book: Mapping[str, float] | None,
-    ) -> None:
-        self._index, self._matrix, self._at, self._book = index, matrix, at, book or {}
-
-    def __getitem__(self, name: str) -> float:
-        if name in self._book:
-            return self._book[name]
-        return float(self._matrix[self._at, self._index[name]])
-
-    def __contains__(self, name: object) -> bool:  # without reading the value
-        return name in self._index or name in self._book
-
-    def get(self, name: str, default: float | None = None) -> float | None:  # type: ignore[override]
-        if name not in self:
-            return default
-        return self[name]
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._index
-        yield from (k for k in self._book if k not in self._index)
-
-    def __len__(self) -> int:
-        return len(self._index) + sum(k not in self._index for k in self._book)
 
 
 def prepare_batch(

@@ -9,6 +9,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import pandas as pd
 
@@ -16,6 +17,7 @@ from core.agents.brief import PastDecision
 from core.agents.panel import Panel
 from core.clock import FixedClock
 from core.decision import Decision
+from core.holds import HoldSettings, decide_holds
 from core.ports import Notifier, SimulatedExchange, TradingLedger
 from core.types import DecisionId, Symbol
 from services.circuit_breaker import CircuitBreaker
@@ -58,12 +60,17 @@ class DecisionLoop:
     # Live: the wall clock, and each decision keeps what it cost. A replay or a backtest keeps
     # none: decided twice, it records the same decisions.
     timer: Callable[[], float] | None = None
+    # A replay with a panel that votes on the candle alone sets flat symbols' holds apart and
+    # has them decided in bulk (core.holds), HOLDS_CHUNK at a time. They are not in `recent`:
+    # only an LLM agent's brief reads that, and an LLM panel decides every candle here.
+    holds_apart: bool = False
 
     def __post_init__(self) -> None:
         cfg = self.cfg
         self.snapshots = RiskSnapshots(self.ledger, cfg.account, cfg.exchange, cfg.timeframe)
         self.breaker = CircuitBreaker(self.ledger, self.snapshots, cfg.breaker, self.alerts)
         self.recent: dict[str, deque[PastDecision]] | None = None
+        self.holds: list[tuple[int, int]] = []  # set apart, not yet handed to the ledger
 
     def _recent(self, before: datetime) -> dict[str, deque[PastDecision]]:
         """Seeded from the ledger once, then kept as this loop decides."""
@@ -104,14 +111,44 @@ class DecisionLoop:
         if self.breaker.check(prices, now, state).changed:
             state = self.snapshots.snapshot(prices, now)  # it tripped or cleared: halts differ
         recent = self._recent(t.to_pydatetime())
-        step = decide_at(batch, t, state, now, self.cfg, self.panel, already, recent, self.timer)
+        holds = self.holds if self.holds_apart else None
+        step = decide_at(
+            batch, t, state, now, self.cfg, self.panel, already, recent, self.timer, holds
+        )
         for d in step.decisions:
             inp = d.input
             recent[inp.symbol].append(
                 PastDecision(inp.candle_time, d.consensus.action.value, inp.price)
             )
         recorded = [d for d in step.decisions if _record(self.ledger, d, broker)]
+        if len(self.holds) >= HOLDS_CHUNK:
+            self.record_holds(batch, broker)
         return recorded, step.skipped + len(step.decisions) - len(recorded)
+
+    def record_holds(self, batch: DecisionBatch, broker: str) -> None:
+        """Hand the holds set apart to the ledger, with what decides them."""
+        if not self.holds:
+            return
+        rows = batch.hold_rows(self.cfg, self.holds)
+        self.holds = []
+        decide = partial(decide_holds, settings=hold_settings(batch, self.cfg), panel=self.panel)
+        self.ledger.orders.record_holds(rows, decide, broker)
+
+
+HOLDS_CHUNK = 20_000  # holds per hand-over: a copy of their features, about 15 MB
+
+
+def hold_settings(batch: DecisionBatch, cfg: DecisionConfig) -> HoldSettings:
+    return HoldSettings(
+        model_name=batch.model_name,
+        model_version=batch.model_version,
+        feature_set_version=batch.feature_set_version,
+        tradeable=batch.tradeable,
+        quality=batch.quality,
+        consensus=cfg.consensus,
+        sizing=cfg.sizing,
+        limits=cfg.limits,
+    )
 
 
 def _record(ledger: TradingLedger, decision: Decision, broker: str) -> bool:

@@ -13,6 +13,7 @@ from core.agents.panel import Panel
 from core.candles.timeframe import timeframe_delta
 from core.clock import FixedClock
 from core.errors import FatalError
+from core.holds import candle_only
 from core.ports import Model, Notifier, SimulatedExchange, TradingLedger
 from services import progress
 from services.decide.batch import prepare_batch
@@ -32,7 +33,10 @@ def replay(
 ) -> DecisionRunReport:
     """Decide the newest `candles` closed candles as if each had just closed."""
     batch = prepare_batch(ledger, model, cfg, candles)
-    loop = DecisionLoop(ledger, panel, cfg, alerts)
+    # Holds are decided apart, in bulk, where no decision keeps its provenance (a backtest's):
+    # provenance records the risk state each decision saw, which a hold never reads.
+    apart = candle_only(panel) and not cfg.record_provenance
+    loop = DecisionLoop(ledger, panel, cfg, alerts, holds_apart=apart)
     step = timeframe_delta(cfg.timeframe)
     report = DecisionRunReport(broker=exchange.name)
     for coid in unsent_orders(ledger, cfg.account):  # an earlier attempt recorded, not sent
@@ -51,6 +55,8 @@ def replay(
                 report.orders += 1
         report.candle_times.append(opened)
         progress.candle(opened)
+    loop.record_holds(batch, exchange.name)
+    report.decided.update(ledger.orders.hold_actions())
     return report
 
 

@@ -14,6 +14,7 @@ from core.agents.brief import PastDecision
 from core.agents.panel import Panel, PanelRequest
 from core.candles.timeframe import timeframe_delta
 from core.decision import Decision, DecisionInput, agent_context, decide
+from core.holds import holds_when_flat
 from core.orders import decision_id_for
 from core.risk.limits import RiskState
 from core.risk.snapshot import state_to_json
@@ -39,15 +40,17 @@ def decide_at(
     already: Collection[DecisionId] = frozenset(),
     recent: Mapping[str, Sequence[PastDecision]] | None = None,
     timer: Callable[[], float] | None = None,
+    holds: list[tuple[int, int]] | None = None,
 ) -> Step:
     """Every symbol at the candle opening at `t`, decided at `now` on `state`. The panel
     deliberates on every symbol at once; then an approved order is counted as open before the
     next symbol is decided, as the ledger would. With a `timer` (seconds: the live loop's) and
     provenance, each decision keeps what it cost; without, no clock is read and the same
-    inputs give the same decisions."""
+    inputs give the same decisions. With `holds`, a flat symbol whose policy holds is not
+    decided here: its (symbol index, row) is appended there, for core.holds to decide."""
     close = t.to_pydatetime() + timeframe_delta(cfg.timeframe)
     state = replace(state, candle_age=now - close)
-    inputs, skipped = _inputs(batch, t, cfg, already)
+    inputs, skipped = _inputs(batch, t, cfg, already, _HoldsApart(state, cfg, batch, holds))
     horizon = cfg.consensus.policy.horizon
     requests = [
         PanelRequest(did, agent_context(inp, state, horizon, (recent or {}).get(inp.symbol, ())))
@@ -75,20 +78,47 @@ def decide_at(
     return Step(decisions, skipped, state)
 
 
+@dataclass(frozen=True)
+class _HoldsApart:
+    """Sets a flat symbol's hold aside (core.holds) instead of deciding it, when asked to."""
+
+    state: RiskState
+    cfg: DecisionConfig
+    batch: DecisionBatch
+    marks: list[tuple[int, int]] | None
+
+    def take(self, k: int, symbol: str, t: pd.Timestamp, edge: float) -> bool:
+        if self.marks is None or self.state.committed(symbol) > 0:
+            return False
+        consensus = self.cfg.consensus
+        tradeable = self.batch.tradeable or not consensus.require_significance
+        if not holds_when_flat(edge, tradeable, consensus):
+            return False
+        at = self.batch.row_at(symbol, t)
+        if at is None:
+            return False
+        self.marks.append((k, at))
+        return True
+
+
 def _inputs(
-    batch: DecisionBatch, t: pd.Timestamp, cfg: DecisionConfig, already: Collection[DecisionId]
+    batch: DecisionBatch,
+    t: pd.Timestamp,
+    cfg: DecisionConfig,
+    already: Collection[DecisionId],
+    holds: _HoldsApart,
 ) -> tuple[list[tuple[DecisionId, DecisionInput]], int]:
     prices = batch.prices_at(t)
     opened = t.to_pydatetime()
     inputs, skipped = [], 0
-    for symbol in cfg.symbols:
+    for k, symbol in enumerate(cfg.symbols):
         # A backtest has nothing decided before it: the id is built only when it may match.
         did = decision_id_for(cfg.account, symbol, cfg.timeframe, opened)
         if already and batch.has(symbol, t) and did in already:
             skipped += 1
             continue
         read = batch.read_at(symbol, t)
-        if read is None:
+        if read is None or holds.take(k, symbol, t, read[2]):
             continue
         price = prices[Symbol(symbol)]
         inputs.append((did, _input(batch, cfg, Symbol(symbol), opened, price, *read)))

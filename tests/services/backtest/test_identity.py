@@ -5,9 +5,11 @@ decisions, client order ids, orders, fills, fees and final positions must be ide
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,8 @@ import pytest
 from core.agents.panel import RulePanel
 from core.agents.rules import BearAgent, BullAgent
 from core.clock import FixedClock
+from core.decision import Decision
+from core.holds import decide_holds
 from core.orders import Fill
 from core.portfolio import Position
 from core.ports import DecisionSink
@@ -27,6 +31,7 @@ from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.ledger import Ledger
 from infra.ledger.memory import MemoryLedger
 from services.backtest.engine import BacktestWindow, load_window, window_candles
+from services.decide import loop
 from services.decide.batch import FEATURE_WINDOW
 from services.decide.live import decide_live
 from services.decide.replay import replay
@@ -59,7 +64,8 @@ def _config():  # type: ignore[no-untyped-def]
 
 
 def run_backtest(frames: dict[str, pd.DataFrame], sink: DecisionSink | None = None) -> MemoryLedger:
-    cfg = _config()
+    # As services.backtest.compose configures it: no provenance, so holds are decided apart.
+    cfg = replace(_config(), record_provenance=False)
     start = frames["BTC/USDT"]["open_time"].iloc[FEATURE_WINDOW].to_pydatetime()
     end = frames["BTC/USDT"]["open_time"].iloc[-1].to_pydatetime() + timedelta(hours=1)
     window = BacktestWindow(start, end)
@@ -122,9 +128,18 @@ def _fills(fills: list[Fill]) -> list[tuple[object, ...]]:
 
 
 def test_backtest_when_run_beside_the_live_path_then_every_decision_order_and_fill_matches(
-    ledger: Ledger, frames: dict[str, pd.DataFrame]
+    ledger: Ledger, frames: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    held: list[Decision] = []
+
+    def holds_seen(*args: Any, **kwargs: Any) -> Iterator[Decision]:
+        for decision in decide_holds(*args, **kwargs):
+            held.append(decision)
+            yield decision
+
+    monkeypatch.setattr(loop, "decide_holds", holds_seen)
     fast = run_backtest(frames)
+    assert 0 < len(held) < CANDLES * len(SYMBOLS), "some candles are holds decided apart"
     run_live(ledger, frames)
     account = _config().account
 
