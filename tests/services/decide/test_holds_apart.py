@@ -59,9 +59,7 @@ def test_decide_holds_when_set_apart_then_each_is_the_decision_the_step_makes(
     marks: list[tuple[int, int]] = []
     kept = _decide_every_candle(batch, marks)
     whole = {d.decision_id: d for d in _decide_every_candle(batch, None)}
-    held = list(
-        decide_holds(batch.hold_rows(CFG, marks), hold_settings(batch, CFG), PANEL)
-    )
+    held = list(decide_holds(batch.hold_rows(CFG, marks), hold_settings(batch, CFG), PANEL))
 
     assert held, "the window should hold ETH flat somewhere"
     assert {d.input.symbol for d in held} == {"ETH/USDT"}, "a held symbol is never set apart"
