@@ -93,6 +93,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def children_peak_rss_mb() -> float:
+    """Peak RSS of the largest child process that ended (the decision writer), in MiB."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def ours(model_path: str, end: datetime, overrides: dict[str, Any]) -> dict[str, Any]:
     """The whole path, as the backtest task runs it (without Prefect and MLflow)."""
     from infra.ledger.ledger import open_ledger
@@ -122,6 +127,7 @@ def ours(model_path: str, end: datetime, overrides: dict[str, Any]) -> dict[str,
         "orders": result.decisions.orders,
         "fills": result.decisions.fills,
         "rss_mb": peak_rss_mb(),
+        "writer_rss_mb": children_peak_rss_mb(),
         "report_mb": report_mb,
         "stats": result.stats,
     }
@@ -216,9 +222,30 @@ def live_latency(
 
 
 def isolated(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """Run one workload in a fresh spawned process: its own peak RSS, no warm caches."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
+    """Run one workload in a fresh spawned process: its own peak RSS, no warm caches. Not a
+    pool's worker: those are daemonic, and a backtest starts its decision writer process."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    worker = context.Process(target=_run_and_send, args=(send, fn, args))
+    worker.start()
+    send.close()
+    try:
+        ok, figure = receive.recv()
+    except EOFError:
+        ok, figure = False, f"the bench process died (exit code {worker.exitcode})"
+    worker.join()
+    if not ok:
+        raise RuntimeError(figure)
+    return figure
+
+
+def _run_and_send(send: Any, fn: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> None:
+    import traceback
+
+    try:
+        send.send((True, fn(*args)))
+    except Exception:
+        send.send((False, traceback.format_exc()))
 
 
 def rate(figure: dict[str, Any]) -> float:
@@ -246,8 +273,10 @@ def print_ours(ours_full: dict[str, Any], freq: tuple[str, float, str]) -> None:
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in ours_full["stages"].items())
     print(f"ours, whole path: {ours_full['candles']:,} symbol-candles in "
           f"{ours_full['seconds']:.1f} s = {r:,.0f}/s ({stages})")  # fmt: skip
+    rss, writer = ours_full["rss_mb"], ours_full["writer_rss_mb"]
     print(f"  orders {ours_full['orders']:,}, fills {ours_full['fills']:,}, peak RSS "
-          f"{ours_full['rss_mb']:.0f} MiB, report {ours_full['report_mb']:.1f} MB")  # fmt: skip
+          f"{rss:.0f} MiB + decision writer process {writer:.0f} MiB = {rss + writer:.0f} MiB, "
+          f"report {ours_full['report_mb']:.1f} MB")  # fmt: skip
     print(f"{name}: {freq_rate:,.0f}/s ({detail})")
     print(f"  ours / freqtrade = {r / freq_rate:.2f}x  (target 2x, floor 1x)")
 

@@ -107,13 +107,11 @@ def combine(
     regime: str = "",
 ) -> Consensus:
     edge = signal.edge
-    full = config.policy.full_size_edge
-    model_score = 0.0 if math.isnan(edge) else max(-1.0, min(1.0, edge / full))
-    shares = contributions(model_score, deliberation.votes, regime, config)
+    shares = contributions(model_score_of(edge, config), deliberation.votes, regime, config)
     score = round(sum(shares.values()), 6)
     tradeable = signal.tradeable or not config.require_significance
     proposal, fraction, _ = step(holding, edge, config.policy, tradeable)
-    about = f"edge {edge:+.5f}, p {signal.probability:.3f}, net score {score:+.3f}"
+    about = about_of(edge, signal.probability, score)
     failed = _failure(deliberation)
     if proposal is _SELL:  # an exit never waits for the agents: leaving is cautious
         despite = f"; despite {failed}" if failed else ""
@@ -121,13 +119,27 @@ def combine(
     elif failed:
         action, why, size = _NO_TRADE, f"{failed} ({about})", 1.0
     elif proposal is _HOLD:
-        why = "model abstains: edge not significant out of fold" if not tradeable else ""
-        action, why, size = _HOLD, f"policy holds ({about}) {why}".strip(), 1.0
+        action, why, size = _HOLD, hold_reason(about, tradeable), 1.0
     else:
         stop = _entry_stopped(score, deliberation.votes, config)
         action = _HOLD if stop else _BUY
         why, size = (f"{stop} ({about})", 1.0) if stop else (f"policy enters ({about})", fraction)
     return Consensus(action, score, abs(score), why, size, shares, regime)
+
+
+def model_score_of(edge: float, config: ConsensusConfig) -> float:
+    """The model's signed conviction: its edge over the full-size edge, in [-1, 1]."""
+    full = config.policy.full_size_edge
+    return 0.0 if math.isnan(edge) else max(-1.0, min(1.0, edge / full))
+
+
+def about_of(edge: float, probability: float, score: float) -> str:
+    return f"edge {edge:+.5f}, p {probability:.3f}, net score {score:+.3f}"
+
+
+def hold_reason(about: str, tradeable: bool) -> str:
+    why = "model abstains: edge not significant out of fold" if not tradeable else ""
+    return f"policy holds ({about}) {why}".strip()
 
 
 def _failure(deliberation: Deliberation) -> str:

@@ -511,11 +511,15 @@ class DecisionSink(Protocol):
 
     def flush(self) -> None: ...
 
+    def close(self) -> None:
+        """Flush, and let go of what writes (a writer process): nothing is written after."""
+        ...
+
 
 class BacktestStore(Protocol):
     def save(self, run: BacktestRun, records: AccountRecords) -> None: ...
 
-    def decision_sink(self, account: str) -> DecisionSink: ...
+    def decision_sink(self, account: str, in_process: bool = False) -> DecisionSink: ...
 
     def discard(self, account: str) -> int:
         """Remove what an unfinished run wrote under its account; returns the rows removed."""
@@ -646,6 +650,10 @@ class ScratchLedger(TradingLedger, Protocol):
     account recorded, to be stored in the real ledger in one go."""
 
     def records(self, account: str) -> AccountRecords: ...
+
+    def close(self) -> None:
+        """Let go of what writes on the run's behalf (its decision sink's writer)."""
+        ...
 
 
 class Ledger(TradingLedger, Protocol):

@@ -37,6 +37,36 @@ def _evidence(ema: float, macd: float, rsi: float, p: float, trend: str) -> str:
     )
 
 
+def bull_view(f: Mapping[str, float], p: float, min_confidence: float) -> tuple[Action, float, str]:
+    """The Bull's action, confidence and reason (its vote's; also read apart by core.holds)."""
+    # Each feature read once: a backtest asks every agent at every candle of every pair.
+    ema, macd, rsi = f["ema_ratio_12"], f["macd_hist"], f["rsi_14"]
+    trend_up = ema > 0 and macd > 0
+    not_overbought = rsi < 0.70
+    book_bonus, book_note = _book(f, +1.0)
+    score = _clip(
+        0.5 + (0.1 if trend_up else -0.1) + (0.05 if not_overbought else -0.15) + book_bonus
+    )
+    trend = "uptrend" if trend_up else "no uptrend"
+    reason = _evidence(ema, macd, rsi, p, trend) + book_note
+    return (_BUY if score >= min_confidence else _HOLD), round(score, 4), reason
+
+
+def bear_view(f: Mapping[str, float], p: float, min_confidence: float) -> tuple[Action, float, str]:
+    """The Bear's action, confidence and reason (its vote's; also read apart by core.holds)."""
+    ema, macd, rsi = f["ema_ratio_12"], f["macd_hist"], f["rsi_14"]
+    trend_down = ema < 0 and macd < 0
+    overbought = rsi > 0.70
+    book_bonus, book_note = _book(f, -1.0)
+    score = _clip(0.5 + (0.1 if trend_down else -0.1) + (0.1 if overbought else 0.0) + book_bonus)
+    trend = "downtrend" if trend_down else "no downtrend"
+    reason = _evidence(ema, macd, rsi, p, trend) + book_note
+    return (_SELL if score >= min_confidence else _HOLD), round(score, 4), reason
+
+
+_BUY, _SELL, _HOLD = Action.BUY, Action.SELL, Action.HOLD
+
+
 class BullAgent:
     name = "bull"
 
@@ -44,19 +74,8 @@ class BullAgent:
         self.min_confidence = min_confidence
 
     def vote(self, context: AgentContext) -> Vote:
-        f = context.features
-        # Each feature read once: a backtest asks every agent at every candle of every pair.
-        ema, macd, rsi = f["ema_ratio_12"], f["macd_hist"], f["rsi_14"]
-        trend_up = ema > 0 and macd > 0
-        not_overbought = rsi < 0.70
-        book_bonus, book_note = _book(f, +1.0)
-        score = _clip(
-            0.5 + (0.1 if trend_up else -0.1) + (0.05 if not_overbought else -0.15) + book_bonus
-        )
-        trend = "uptrend" if trend_up else "no uptrend"
-        reason = _evidence(ema, macd, rsi, context.model_probability, trend) + book_note
-        action = Action.BUY if score >= self.min_confidence else Action.HOLD
-        return Vote(self.name, action, round(score, 4), reason)
+        f, p = context.features, context.model_probability
+        return Vote(self.name, *bull_view(f, p, self.min_confidence))
 
 
 class BearAgent:
@@ -66,15 +85,5 @@ class BearAgent:
         self.min_confidence = min_confidence
 
     def vote(self, context: AgentContext) -> Vote:
-        f = context.features
-        ema, macd, rsi = f["ema_ratio_12"], f["macd_hist"], f["rsi_14"]
-        trend_down = ema < 0 and macd < 0
-        overbought = rsi > 0.70
-        book_bonus, book_note = _book(f, -1.0)
-        score = _clip(
-            0.5 + (0.1 if trend_down else -0.1) + (0.1 if overbought else 0.0) + book_bonus
-        )
-        trend = "downtrend" if trend_down else "no downtrend"
-        reason = _evidence(ema, macd, rsi, context.model_probability, trend) + book_note
-        action = Action.SELL if score >= self.min_confidence else Action.HOLD
-        return Vote(self.name, action, round(score, 4), reason)
+        f, p = context.features, context.model_probability
+        return Vote(self.name, *bear_view(f, p, self.min_confidence))

@@ -12,7 +12,8 @@ from sqlalchemy import delete, insert, select
 
 from core.decision import Decision
 from core.errors import FatalError
-from core.holds import HoldDecider, HoldRows
+from core.holds import HoldDecider, HoldRecord, HoldRows
+from core.ports import DecisionSink
 from core.records import AccountRecords, BacktestRun
 from infra.ledger.driver_insert import DriverInsert
 from infra.ledger.mappers import (
@@ -20,6 +21,7 @@ from infra.ledger.mappers import (
     call_values,
     decision_tuple,
     fill_values,
+    hold_tuple,
     order_values,
 )
 from infra.ledger.models import (
@@ -69,8 +71,15 @@ class BacktestRuns:
             _bulk(s, FillRow, (fill_values(run.account, f, r) for f, r in records.fills))
             _bulk(s, PositionRow, _positions(records))
 
-    def decision_sink(self, account: str) -> DecisionStream:
-        return DecisionStream(self._sessions, account)
+    def decision_sink(self, account: str, in_process: bool = False) -> DecisionSink:
+        """Where a run of `account` streams its decisions: a writer process on the other core
+        (infra.ledger.decision_writer) where the ledger allows one, else this process."""
+        from infra.ledger.decision_writer import DecisionWriter, can_write_apart
+
+        url = self._sessions.url
+        if in_process or not can_write_apart(url):
+            return DecisionStream(self._sessions, account)
+        return DecisionWriter(url, account)
 
     def discard(self, account: str) -> int:
         """Delete every row of a backtest account whose run was never stored (a run that
@@ -111,24 +120,36 @@ class DecisionStream:
         self.written = 0
 
     def add(self, decision: Decision, broker: str) -> None:
-        if decision.input.account != self.account:
-            raise ValueError(f"a decision of {decision.input.account!r} for {self.account!r}")
-        self._rows.append(decision_tuple(decision))
-        if decision.calls:  # an LLM panel's; the offline panel makes none
-            self._calls.extend(call_values(decision.decision_id, c) for c in decision.calls)
+        row, calls = stream_values(decision, self.account)
+        self.add_values([row], calls)
+
+    def add_values(self, rows: list[tuple[Any, ...]], calls: list[dict[str, Any]]) -> None:
+        """Decisions as `stream_values` made them (a writer process is handed these)."""
+        self._rows.extend(rows)
+        self._calls.extend(calls)
         if len(self._rows) >= _CHUNK:
             self.flush()
 
     def add_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
         if rows.account != self.account:
             raise ValueError(f"holds of {rows.account!r} for {self.account!r}")
-        for decision in decide(rows) if len(rows) else ():
-            self.add(decision, broker)
-            self._held[decision.consensus.action.value] += 1
+        if not len(rows):
+            return
+        made = decide.records(rows) if decide.plain else decide.decisions(rows)
+        for made_one in made:
+            if isinstance(made_one, HoldRecord):
+                self.add_values([hold_tuple(made_one, rows, decide.settings)], [])
+                self._held["HOLD"] += 1
+            else:
+                self.add(made_one, broker)
+                self._held[made_one.consensus.action.value] += 1
 
     def hold_actions(self) -> Counter[str]:
         counts, self._held = self._held, Counter()
         return counts
+
+    def close(self) -> None:
+        self.flush()
 
     def flush(self) -> None:
         if not self._rows:
@@ -139,6 +160,15 @@ class DecisionStream:
                 s.execute(insert(AgentCallRow.__table__), self._calls)
         self.written += len(self._rows)
         self._rows, self._calls = [], []
+
+
+def stream_values(decision: Decision, account: str) -> tuple[tuple[Any, ...], list[dict[str, Any]]]:
+    """A decision's row (DECISION_COLUMNS) and its LLM calls' rows, for a run of `account`."""
+    if decision.input.account != account:
+        raise ValueError(f"a decision of {decision.input.account!r} for {account!r}")
+    # An LLM panel's calls; the offline panel makes none.
+    calls = [call_values(decision.decision_id, c) for c in decision.calls]
+    return decision_tuple(decision), calls
 
 
 def _decision_insert(sessions: Sessions) -> DriverInsert:

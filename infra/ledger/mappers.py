@@ -11,6 +11,7 @@ from core.agents.base import Vote
 from core.agents.calls import AgentCall, CallOutcome
 from core.decision import Decision
 from core.features.order_book import BOOK_FEATURE_NAMES
+from core.holds import HoldRecord, HoldRows, HoldSettings
 from core.orders import Fill, Order, OrderOrigin, OrderStatus, OrderType
 from core.records import ControlState, DecisionRecord, KillSwitchState
 from core.risk.limits import Denial
@@ -113,6 +114,39 @@ def decision_tuple(decision: Decision) -> tuple[Any, ...]:
         consensus.regime or None,
         dict(decision.provenance) or None,
     )
+
+
+def hold_tuple(hold: HoldRecord, rows: HoldRows, settings: HoldSettings) -> tuple[Any, ...]:
+    """A hold's column values (core.holds.HoldRecord), as `decision_tuple` gives them for the
+    decision `decide` makes of it: a HOLD, no order proposed (a test holds the two equal)."""
+    features = hold.features
+    return (
+        hold.decision_id,
+        rows.account,
+        hold.symbol,
+        rows.timeframe,
+        hold.candle_time,
+        hold.price,
+        settings.feature_set_version,
+        settings.model_name,
+        settings.model_version,
+        float(hold.probability),
+        [v.as_json(full=False) for v in hold.votes],
+        {k: float(features[k]) for k in BOOK_FEATURE_NAMES if k in features} or None,
+        _HOLD,
+        hold.score,
+        hold.reason,
+        None,
+        [],
+        None,
+        hold.decided_at,
+        hold.contributions or None,
+        hold.regime or None,
+        None,
+    )
+
+
+_HOLD = Action.HOLD.value
 
 
 def decision_values(decision: Decision) -> dict[str, Any]:

@@ -294,7 +294,7 @@ class MemoryOrders:
         if self.sink is not None:
             self.sink.add_holds(rows, decide, broker)
             return
-        for d in decide(rows):
+        for d in decide.decisions(rows):
             self.decisions_made[d.decision_id] = (d, broker)
             self._held[d.consensus.action.value] += 1
 
@@ -672,3 +672,7 @@ class MemoryLedger:
             fills=self.fills.realised(account),
             positions=self.fills.positions(account),
         )
+
+    def close(self) -> None:
+        if self.orders.sink is not None:
+            self.orders.sink.close()

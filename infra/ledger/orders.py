@@ -40,7 +40,7 @@ class Orders:
 
     def record_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
         """Each hold decided here and recorded as any decision is (its events included)."""
-        for decision in decide(rows) if len(rows) else ():
+        for decision in decide.decisions(rows) if len(rows) else ():
             if self.record_decision(decision, broker):
                 self._held[decision.consensus.action.value] += 1
 

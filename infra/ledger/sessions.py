@@ -42,6 +42,11 @@ class Sessions:
     def dialect(self) -> Dialect:
         return self._engine.dialect
 
+    @property
+    def url(self) -> str:
+        """The engine's URL, password included: what another process connects with."""
+        return self._engine.url.render_as_string(hide_password=False)
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         try:

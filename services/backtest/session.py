@@ -119,8 +119,11 @@ def backtest_and_store(
         path = write_report(result)
         return store_backtest(ledger, parts.scratch, result, str(path)), result
     except BaseException:
+        parts.scratch.close()  # nothing may still be writing while the run is discarded
         ledger.backtests.discard(parts.cfg.account)
         raise
+    finally:
+        parts.scratch.close()
 
 
 def summary_of(stats: BacktestStats, report: DecisionRunReport) -> dict[str, float | str | None]:

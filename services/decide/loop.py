@@ -9,7 +9,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 
 import pandas as pd
 
@@ -17,7 +16,7 @@ from core.agents.brief import PastDecision
 from core.agents.panel import Panel
 from core.clock import FixedClock
 from core.decision import Decision
-from core.holds import HoldSettings, decide_holds
+from core.holds import HoldDecider, HoldSettings
 from core.ports import Notifier, SimulatedExchange, TradingLedger
 from core.types import DecisionId, Symbol
 from services.circuit_breaker import CircuitBreaker
@@ -131,11 +130,11 @@ class DecisionLoop:
             return
         rows = batch.hold_rows(self.cfg, self.holds)
         self.holds = []
-        decide = partial(decide_holds, settings=hold_settings(batch, self.cfg), panel=self.panel)
-        self.ledger.orders.record_holds(rows, decide, broker)
+        decider = HoldDecider(hold_settings(batch, self.cfg), self.panel)
+        self.ledger.orders.record_holds(rows, decider, broker)
 
 
-HOLDS_CHUNK = 20_000  # holds per hand-over: a copy of their features, about 15 MB
+HOLDS_CHUNK = 5_000  # holds per hand-over: a copy of their features, about 4 MB
 
 
 def hold_settings(batch: DecisionBatch, cfg: DecisionConfig) -> HoldSettings:

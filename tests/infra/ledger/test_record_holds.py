@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from core.agents.panel import RulePanel
 from core.agents.rules import BearAgent, BullAgent
 from core.consensus import ConsensusConfig
 from core.decision import Sizing
-from core.holds import HoldRows, HoldSettings, decide_holds
+from core.holds import HoldDecider, HoldRows, HoldSettings
 from core.risk.limits import RiskLimits
 from infra.ledger.ledger import open_ledger
 from infra.ledger.memory import MemoryLedger
@@ -41,7 +40,7 @@ SETTINGS = HoldSettings(
         max_daily_loss=Decimal(50),
     ),
 )
-DECIDE = partial(decide_holds, settings=SETTINGS, panel=RulePanel((BullAgent(), BearAgent())))
+DECIDE = HoldDecider(SETTINGS, RulePanel((BullAgent(), BearAgent())))
 
 
 def rows(n: int, first: int = 0) -> HoldRows:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ from core.agents.panel import RulePanel
 from core.agents.rules import BearAgent, BullAgent
 from core.clock import FixedClock
 from core.decision import Decision
-from core.holds import decide_holds
+from core.holds import HoldDecider, HoldRows
 from core.orders import Fill
 from core.portfolio import Position
 from core.ports import DecisionSink
@@ -31,7 +30,6 @@ from infra.brokers.simulated import SimulatedBroker, SimulationConfig
 from infra.ledger.ledger import Ledger
 from infra.ledger.memory import MemoryLedger
 from services.backtest.engine import BacktestWindow, load_window, window_candles
-from services.decide import loop
 from services.decide.batch import FEATURE_WINDOW
 from services.decide.live import decide_live
 from services.decide.replay import replay
@@ -131,13 +129,14 @@ def test_backtest_when_run_beside_the_live_path_then_every_decision_order_and_fi
     ledger: Ledger, frames: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held: list[Decision] = []
+    decisions = HoldDecider.decisions
 
-    def holds_seen(*args: Any, **kwargs: Any) -> Iterator[Decision]:
-        for decision in decide_holds(*args, **kwargs):
+    def holds_seen(self: HoldDecider, rows: HoldRows) -> Iterator[Decision]:
+        for decision in decisions(self, rows):
             held.append(decision)
             yield decision
 
-    monkeypatch.setattr(loop, "decide_holds", holds_seen)
+    monkeypatch.setattr(HoldDecider, "decisions", holds_seen)
     fast = run_backtest(frames)
     assert 0 < len(held) < CANDLES * len(SYMBOLS), "some candles are holds decided apart"
     run_live(ledger, frames)

@@ -1,0 +1,96 @@
+"""The decision writer process records a backtest's decisions as the in-process stream does,
+whichever core decided its holds; a failure in it is raised in the parent and stops it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from infra.ledger.backtests import DecisionStream
+from infra.ledger.decision_writer import DecisionWriter, DecisionWriterFailed, can_write_apart
+from infra.ledger.ledger import Ledger
+from infra.ledger.memory import MemoryLedger
+from services.decide.batch import FEATURE_WINDOW
+from tests.services.backtest.test_identity import CANDLES, run_backtest
+
+
+@pytest.fixture
+def frames(btc_1h: pd.DataFrame, eth_1h: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    rows = FEATURE_WINDOW + CANDLES
+    return {"BTC/USDT": btc_1h.head(rows), "ETH/USDT": eth_1h.head(rows)}
+
+
+def test_decision_sink_when_the_ledger_is_a_file_or_a_server_then_a_writer_process(
+    ledger: Ledger,
+) -> None:
+    sink = ledger.backtests.decision_sink("paper")
+    try:
+        assert isinstance(sink, DecisionWriter)
+    finally:
+        sink.close()
+    assert isinstance(ledger.backtests.decision_sink("paper", in_process=True), DecisionStream)
+
+
+def test_can_write_apart_when_the_ledger_is_in_memory_then_not() -> None:
+    assert not can_write_apart("sqlite://")
+    assert not can_write_apart("sqlite:///:memory:")
+    assert can_write_apart("sqlite:////var/ledger.db")
+    assert can_write_apart("postgresql+psycopg://u:p@127.0.0.1:5432/db")
+
+
+def test_writer_when_this_process_decides_the_holds_then_stored_as_the_child_decides_them(
+    ledger: Ledger, frames: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held_here = run_backtest(frames)  # decided by decide() itself, held in memory
+    monkeypatch.setattr("infra.ledger.decision_writer._BACKLOG", 0)  # never hand holds over
+    writer = ledger.backtests.decision_sink("paper")
+    try:
+        run_backtest(frames, writer).records("paper")
+    finally:
+        writer.close()
+    assert ledger.orders.decisions("paper") == held_here.orders.decisions("paper")
+
+
+def test_writer_when_a_row_is_refused_then_the_parent_is_told_why_and_nothing_follows(
+    ledger: Ledger, frames: dict[str, pd.DataFrame]
+) -> None:
+    scratch = run_backtest(frames)
+    made = [d for d, _ in scratch.records("paper").decisions]
+    writer = ledger.backtests.decision_sink("paper")
+    try:
+        assert isinstance(writer, DecisionWriter)
+        naive = replace(made[0], decided_at=made[0].decided_at.replace(tzinfo=None))
+        writer.add(naive, "sim")
+        with pytest.raises(DecisionWriterFailed, match="decision writer failed"):
+            writer.flush()
+        writer.add(made[1], "sim")  # after a failure, dropped
+        with pytest.raises(DecisionWriterFailed):
+            writer.flush()
+    finally:
+        writer.close()
+    assert ledger.orders.decisions("paper") == []
+
+
+def test_writer_when_its_process_is_gone_then_the_parent_is_told(ledger: Ledger) -> None:
+    writer = ledger.backtests.decision_sink("paper")
+    assert isinstance(writer, DecisionWriter)
+    writer._process.kill()
+    writer._process.wait()
+    with pytest.raises(DecisionWriterFailed, match="ended"):
+        writer.flush()
+    writer.close()
+
+
+def test_backtest_when_streamed_through_the_writer_then_memory_holds_no_decision(
+    ledger: Ledger, frames: dict[str, pd.DataFrame]
+) -> None:
+    writer = ledger.backtests.decision_sink("paper")
+    try:
+        streamed: MemoryLedger = run_backtest(frames, writer)
+        assert streamed.orders.decisions("paper") == []
+        streamed.records("paper")
+        assert writer.written == CANDLES * len(frames)  # type: ignore[attr-defined]
+    finally:
+        writer.close()

@@ -1,0 +1,106 @@
+"""A hold recorded from its plain values (core.holds.HoldDecider.records, mapped by
+infra.ledger.mappers.hold_tuple) holds exactly the columns of the decision `decide` makes of it
+(decision_tuple): random features, order books, regimes, weights and thresholds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.agents.panel import RulePanel
+from core.agents.rules import BearAgent, BullAgent
+from core.consensus import ConsensusConfig
+from core.decision import Decision, Sizing
+from core.features.order_book import BOOK_FEATURE_NAMES
+from core.holds import HoldDecider, HoldRecord, HoldRows, HoldSettings
+from core.models.policy import PolicyConfig
+from core.risk.limits import RiskLimits
+from infra.ledger.mappers import decision_tuple, hold_tuple
+
+NAMES = ("ema_ratio_12", "macd_hist", "rsi_14", "trend_regime", "vol_regime_pct", "atr_14")
+T0 = int(datetime(2024, 5, 1, tzinfo=UTC).timestamp())
+LIMITS = RiskLimits(
+    whitelist=frozenset({"BTC/USDT", "ETH/USDT"}),
+    max_order_notional=Decimal(100),
+    max_position_notional=Decimal(100),
+    max_total_exposure=Decimal(200),
+    max_daily_loss=Decimal(50),
+)
+finite = st.floats(-2.0, 2.0, allow_nan=False)
+
+
+@st.composite
+def holds(draw: st.DrawFn) -> tuple[HoldRows, HoldDecider]:
+    n = draw(st.integers(1, 12))
+    tradeable = draw(st.booleans())
+    consensus = ConsensusConfig(
+        require_significance=draw(st.booleans()),
+        regime_weights=draw(
+            st.sampled_from([{}, {"trend_up": {"model": 0.2, "bull": 0.6}, "range": {"bear": 0.0}}])
+        ),
+        policy=PolicyConfig(horizon=4, min_edge=draw(st.sampled_from([0.0, 0.001]))),
+    )
+    entering = tradeable or not consensus.require_significance
+    # The policy must hold a flat symbol: an edge at or below the entry bar, or NaN.
+    top = consensus.policy.min_edge if entering else 0.05
+    edges = draw(st.lists(st.floats(-0.05, top) | st.just(float("nan")), min_size=n, max_size=n))
+    features = np.array(draw(st.lists(st.tuples(*[finite] * len(NAMES)), min_size=n, max_size=n)))
+    features[:, 2] = np.abs(features[:, 2]) / 2  # RSI in [0, 1]
+    with_book = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    books = {
+        i: {name: draw(finite) for name in BOOK_FEATURE_NAMES} for i, b in enumerate(with_book) if b
+    }
+    k = np.arange(n)
+    rows = HoldRows(
+        account="bt",
+        timeframe="5m",
+        symbols=("BTC/USDT", "ETH/USDT"),
+        symbol=k % 2,
+        opened=T0 + (k // 2) * 300,
+        close=np.array(draw(st.lists(st.floats(0.01, 1e5), min_size=n, max_size=n))),
+        probability=np.array(draw(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n))),
+        edge=np.array(edges),
+        index={name: i for i, name in enumerate(NAMES)},
+        features=features,
+        books=books,
+    )
+    least = draw(st.sampled_from([0.5, 0.55, 0.6]))
+    hold_settings = HoldSettings(
+        "m", "1", "fs", tradeable, {}, consensus, Sizing(Decimal(10)), LIMITS
+    )
+    panel = RulePanel((BullAgent(least), BearAgent(0.55)))
+    return rows, HoldDecider(hold_settings, panel)
+
+
+def _columns(made: HoldRecord | Decision, rows: HoldRows, decider: HoldDecider) -> tuple:
+    if isinstance(made, HoldRecord):
+        return hold_tuple(made, rows, decider.settings)
+    return decision_tuple(made)
+
+
+@settings(max_examples=150, deadline=None)
+@given(holds())
+def test_records_when_mapped_then_each_row_is_the_decision_tuple_of_decide(
+    drawn: tuple[HoldRows, HoldDecider],
+) -> None:
+    rows, decider = drawn
+    plain = [_columns(r, rows, decider) for r in decider.records(rows)]
+    decided = [decision_tuple(d) for d in decider.decisions(rows)]
+    assert plain == decided
+
+
+@settings(max_examples=10, deadline=None)
+@given(holds())
+def test_records_when_a_feature_is_missing_then_that_row_is_decided_whole_as_no_trade(
+    drawn: tuple[HoldRows, HoldDecider],
+) -> None:
+    rows, decider = drawn
+    rows = HoldRows(**{**rows.__dict__, "index": {"rsi_14": 2}})  # the agents' other features gone
+    made = list(decider.records(rows))
+    assert all(isinstance(m, Decision) for m in made)
+    assert {m.consensus.action.value for m in made} == {"NO_TRADE"}  # type: ignore[union-attr]
+    assert [decision_tuple(m) for m in made] == [decision_tuple(d) for d in decider.decisions(rows)]  # type: ignore[arg-type]
