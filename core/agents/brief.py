@@ -86,6 +86,9 @@ TRENDS = ("trend_up", "trend_down", "range")
 REGIMES = tuple(t + v for t in TRENDS for v in ("", "_high_vol"))
 
 
+REGIME_FEATURES = ("trend_regime", "vol_regime_pct")  # what regime_of reads
+
+
 def regime_of(features: Mapping[str, float]) -> str:
     """`trend_up`, `trend_down` or `range` (ADX and EMA50, the trend_regime feature), with the
     volatility's percentile: `..._high_vol` above 0.8."""

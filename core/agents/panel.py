@@ -75,6 +75,15 @@ class RulePanel:
     def settings(self) -> Mapping[str, object]:
         return {}
 
+    @property
+    def features_read(self) -> frozenset[str] | None:
+        """The candle features its agents' votes read (each agent's `reads`); None when an
+        agent does not say, so all of them may be read."""
+        reads = [getattr(agent, "reads", None) for agent in self.agents]
+        if not reads or any(r is None for r in reads):
+            return None
+        return frozenset(name for r in reads for name in r)  # type: ignore[union-attr]
+
     def deliberate(
         self, requests: Sequence[PanelRequest], now: datetime
     ) -> dict[DecisionId, Deliberation]:

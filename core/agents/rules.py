@@ -69,6 +69,7 @@ _BUY, _SELL, _HOLD = Action.BUY, Action.SELL, Action.HOLD
 
 class BullAgent:
     name = "bull"
+    reads = (*RULE_FEATURES, BOOK_IMBALANCE)  # the features its vote reads
 
     def __init__(self, min_confidence: float = 0.55) -> None:
         self.min_confidence = min_confidence
@@ -80,6 +81,7 @@ class BullAgent:
 
 class BearAgent:
     name = "bear"
+    reads = (*RULE_FEATURES, BOOK_IMBALANCE)
 
     def __init__(self, min_confidence: float = 0.55) -> None:
         self.min_confidence = min_confidence

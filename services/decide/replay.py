@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from core.agents.brief import REGIME_FEATURES
 from core.agents.panel import Panel
 from core.candles.timeframe import timeframe_delta
 from core.clock import FixedClock
@@ -32,7 +33,11 @@ def replay(
     alerts: Notifier,
 ) -> DecisionRunReport:
     """Decide the newest `candles` closed candles as if each had just closed."""
-    batch = prepare_batch(ledger, model, cfg, candles)
+    # Only the features the panel reads are kept through the run (an LLM panel's brief may
+    # cite any of them; the rule agents read five): most of a long backtest's memory.
+    reads = getattr(panel, "features_read", None)
+    keep = None if reads is None else reads | set(REGIME_FEATURES)
+    batch = prepare_batch(ledger, model, cfg, candles, keep=keep)
     # Holds are decided apart, in bulk, where no decision keeps its provenance (a backtest's):
     # provenance records the risk state each decision saw, which a hold never reads.
     apart = candle_only(panel) and not cfg.record_provenance
