@@ -283,16 +283,7 @@ def prepare_batch(
     With `keep`, the batch keeps only those features (what the panel reads): each symbol's are
     built, predicted on and cut down before the next symbol's are built, so a long backtest
     never holds every symbol's ~90 features at once (400 MB for 8 pairs x 8 months)."""
-    frames = {
-        s: ledger.candles.load(cfg.exchange, s, cfg.timeframe, limit=candles + FEATURE_WINDOW)
-        for s in cfg.symbols
-    }
-    missing = [s for s, f in frames.items() if f.empty]
-    if missing:
-        raise NoCandles(
-            f"no candles stored for {missing} on {cfg.exchange} {cfg.timeframe}: "
-            "run the ingest flow first"
-        )
+    frames = _load(ledger, cfg, candles + FEATURE_WINDOW)
     rows = {s: f.set_index("open_time") for s, f in frames.items()}
     reference = frames[cfg.reference_symbol]
     # Unioned as int64 nanoseconds: sets of Timestamps cost 100 MB on a long backtest.
@@ -328,6 +319,20 @@ def prepare_batch(
         predictions=sum(len(p) for p in probabilities.values()),
         complete=complete,
     )
+
+
+def _load(ledger: TradingLedger, cfg: DecisionConfig, limit: int) -> dict[str, pd.DataFrame]:
+    """The newest `limit` candles of every symbol; NoCandles when a symbol has none."""
+    frames = {
+        s: ledger.candles.load(cfg.exchange, s, cfg.timeframe, limit=limit) for s in cfg.symbols
+    }
+    missing = [s for s, f in frames.items() if f.empty]
+    if missing:
+        raise NoCandles(
+            f"no candles stored for {missing} on {cfg.exchange} {cfg.timeframe}: "
+            "run the ingest flow first"
+        )
+    return frames
 
 
 def _symbol_by_symbol(
