@@ -18,18 +18,12 @@ from core.decision import Decision, Sizing
 from core.features.order_book import BOOK_FEATURE_NAMES
 from core.holds import HoldDecider, HoldRecord, HoldRows, HoldSettings
 from core.models.policy import PolicyConfig
-from core.risk.limits import RiskLimits
 from infra.ledger.mappers import decision_tuple, hold_tuple
+from tests.infra.ledger.test_record_holds import SETTINGS
 
 NAMES = ("ema_ratio_12", "macd_hist", "rsi_14", "trend_regime", "vol_regime_pct", "atr_14")
 T0 = int(datetime(2024, 5, 1, tzinfo=UTC).timestamp())
-LIMITS = RiskLimits(
-    whitelist=frozenset({"BTC/USDT", "ETH/USDT"}),
-    max_order_notional=Decimal(100),
-    max_position_notional=Decimal(100),
-    max_total_exposure=Decimal(200),
-    max_daily_loss=Decimal(50),
-)
+LIMITS = SETTINGS.limits  # the ledger tests' holds' limits: never read by a hold
 finite = st.floats(-2.0, 2.0, allow_nan=False)
 
 
