@@ -4,7 +4,7 @@ A symbol that holds nothing (no position, no buy working) and whose model's edge
 clear the policy's entry bar proposes no order. Neither the risk state nor the risk gate has a
 say then: its decision (the agents' votes, the consensus' HOLD, or NO_TRADE when the agents
 could not vote) depends on the candle alone. A replay sets these candles aside as it goes
-(`HoldRows`: a few columns per candle) and `decide_holds` decides them later with the very
+(`HoldRows`: a few columns per candle) and `HoldDecider` decides them later with the very
 `decide` every decision goes through, on a flat account. Where that runs is the recorder's
 choice: a backtest's runs it beside the replay, on the other core (infra.ledger.hold_writer).
 
@@ -208,11 +208,6 @@ class HoldDecider:
 
 
 _VIEWS = {BullAgent: bull_view, BearAgent: bear_view}
-
-
-def decide_holds(rows: HoldRows, settings: HoldSettings, panel: Panel) -> Iterator[Decision]:
-    """Each hold's decision, by `decide` on a flat account (HoldDecider.decisions)."""
-    return HoldDecider(settings, panel).decisions(rows)
 
 
 def _input(rows: HoldRows, i: int, settings: HoldSettings) -> DecisionInput:

@@ -15,6 +15,7 @@ from core.errors import FatalError
 from core.holds import HoldDecider, HoldRecord, HoldRows
 from core.ports import DecisionSink
 from core.records import AccountRecords, BacktestRun
+from core.types import Action
 from infra.ledger.driver_insert import DriverInsert
 from infra.ledger.mappers import (
     DECISION_COLUMNS,
@@ -133,16 +134,9 @@ class DecisionStream:
     def add_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
         if rows.account != self.account:
             raise ValueError(f"holds of {rows.account!r} for {self.account!r}")
-        if not len(rows):
-            return
-        made = decide.records(rows) if decide.plain else decide.decisions(rows)
-        for made_one in made:
-            if isinstance(made_one, HoldRecord):
-                self.add_values([hold_tuple(made_one, rows, decide.settings)], [])
-                self._held["HOLD"] += 1
-            else:
-                self.add(made_one, broker)
-                self._held[made_one.consensus.action.value] += 1
+        for row, calls, action in hold_values(rows, decide, self.account):
+            self.add_values([row], calls)
+            self._held[action] += 1
 
     def hold_actions(self) -> Counter[str]:
         counts, self._held = self._held, Counter()
@@ -169,6 +163,23 @@ def stream_values(decision: Decision, account: str) -> tuple[tuple[Any, ...], li
     # An LLM panel's calls; the offline panel makes none.
     calls = [call_values(decision.decision_id, c) for c in decision.calls]
     return decision_tuple(decision), calls
+
+
+def hold_values(
+    rows: HoldRows, decide: HoldDecider, account: str
+) -> Iterator[tuple[tuple[Any, ...], list[dict[str, Any]], str]]:
+    """Each hold's row, its LLM calls' rows and its action: from its plain values where its
+    agents allow (HoldDecider.records), else from its decision."""
+    made = decide.records(rows) if decide.plain else decide.decisions(rows)
+    for one in made if len(rows) else ():
+        if isinstance(one, HoldRecord):
+            yield hold_tuple(one, rows, decide.settings), [], _HOLD
+        else:
+            row, calls = stream_values(one, account)
+            yield row, calls, one.consensus.action.value
+
+
+_HOLD = Action.HOLD.value
 
 
 def _decision_insert(sessions: Sessions) -> DriverInsert:

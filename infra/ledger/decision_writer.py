@@ -4,7 +4,7 @@ The replay's loop runs on one core and decides the candles that may trade. Recor
 other half of the work: deciding the holds the loop set apart (core.holds, most of a
 backtest's candles), turning every decision into its row and inserting it. A child process
 does that half, handed chunks through a pipe: the decisions the loop made as rows, the holds as
-columns together with what decides them (core.holds.decide_holds, by the very `decide` the
+columns together with what decides them (core.holds.HoldDecider, by the very `decide` the
 loop runs). The pipe's buffer bounds what waits: a loop that runs ahead waits for the child.
 
 The child has its own connection to the ledger, so this needs one that two processes can open
@@ -30,9 +30,8 @@ from typing import Any
 
 from core.decision import Decision
 from core.errors import FatalError
-from core.holds import HoldDecider, HoldRecord, HoldRows
-from infra.ledger.backtests import DecisionStream, stream_values
-from infra.ledger.mappers import hold_tuple
+from core.holds import HoldDecider, HoldRows
+from infra.ledger.backtests import DecisionStream, hold_values, stream_values
 
 _CHUNK = 5_000  # decisions per hand-over: rows the loop made, sent as one message
 _WAITING = 4  # messages that may wait for the child, beyond the one it reads
@@ -96,14 +95,11 @@ class DecisionWriter:
         if rows.account != self.account:
             raise ValueError(f"holds of {rows.account!r} for {self.account!r}")
         self._read_acks(wait=False)
-        if self._busy >= _BACKLOG and decide.plain:
-            for made in decide.records(rows):
-                if isinstance(made, HoldRecord):
-                    self._rows.append(hold_tuple(made, rows, decide.settings))
-                    self._held["HOLD"] += 1
-                else:
-                    self.add(made, broker)
-                    self._held[made.consensus.action.value] += 1
+        if self._busy >= _BACKLOG:
+            for row, calls, action in hold_values(rows, decide, self.account):
+                self._rows.append(row)
+                self._calls.extend(calls)
+                self._held[action] += 1
                 if len(self._rows) >= _CHUNK:
                     self._hand_over()
             return

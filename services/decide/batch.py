@@ -168,10 +168,6 @@ class DecisionBatch:
         rows = self._rows[symbol]
         return float(rows.probability[rows.position[t.value]])
 
-    def edge(self, symbol: str, t: pd.Timestamp) -> float:
-        rows = self._rows[symbol]
-        return float(rows.edge[rows.position[t.value]])
-
 
 class Positions:
     """The row of each candle open time (int ns). Candles lie on a regular grid, so the row is

@@ -13,7 +13,7 @@ import pytest
 from core.agents.panel import Deliberation, PanelRequest, RulePanel
 from core.agents.rules import BearAgent, BullAgent
 from core.decision import Decision
-from core.holds import NotAHold, decide_holds
+from core.holds import HoldDecider, NotAHold
 from core.risk.limits import RiskState
 from core.types import DecisionId, Symbol
 from infra.ledger.memory import MemoryLedger
@@ -53,13 +53,15 @@ def _decide_every_candle(
     return out
 
 
-def test_decide_holds_when_set_apart_then_each_is_the_decision_the_step_makes(
+def test_hold_decider_when_set_apart_then_each_is_the_decision_the_step_makes(
     batch: DecisionBatch,
 ) -> None:
     marks: list[tuple[int, int]] = []
     kept = _decide_every_candle(batch, marks)
     whole = {d.decision_id: d for d in _decide_every_candle(batch, None)}
-    held = list(decide_holds(batch.hold_rows(CFG, marks), hold_settings(batch, CFG), PANEL))
+    held = list(
+        HoldDecider(hold_settings(batch, CFG), PANEL).decisions(batch.hold_rows(CFG, marks))
+    )
 
     assert held, "the window should hold ETH flat somewhere"
     assert {d.input.symbol for d in held} == {"ETH/USDT"}, "a held symbol is never set apart"
@@ -69,7 +71,7 @@ def test_decide_holds_when_set_apart_then_each_is_the_decision_the_step_makes(
         assert decision == whole[decision.decision_id]
 
 
-def test_decide_holds_when_a_row_would_enter_then_refused_as_not_a_hold(
+def test_hold_decider_when_a_row_would_enter_then_refused_as_not_a_hold(
     batch: DecisionBatch,
 ) -> None:
     marks: list[tuple[int, int]] = []
@@ -77,7 +79,7 @@ def test_decide_holds_when_a_row_would_enter_then_refused_as_not_a_hold(
     rows = batch.hold_rows(CFG, marks[:3])
     entering = replace(rows, edge=np.full(len(rows), 0.05))  # far above the entry bar
     with pytest.raises(NotAHold, match="proposed BUY: not a hold"):
-        list(decide_holds(entering, hold_settings(batch, CFG), PANEL))
+        list(HoldDecider(hold_settings(batch, CFG), PANEL).decisions(entering))
 
 
 class _ChatPanel:
@@ -89,14 +91,11 @@ class _ChatPanel:
         raise AssertionError("never asked")
 
 
-def test_decide_holds_when_the_panel_reads_more_than_the_candle_then_refused(
+def test_hold_decider_when_the_panel_reads_more_than_the_candle_then_refused(
     batch: DecisionBatch,
 ) -> None:
-    marks: list[tuple[int, int]] = []
-    _decide_every_candle(batch, marks)
-    rows = batch.hold_rows(CFG, marks[:1])
     with pytest.raises(NotAHold, match="llm panel does not vote on the candle alone"):
-        list(decide_holds(rows, hold_settings(batch, CFG), _ChatPanel()))  # type: ignore[arg-type]
+        HoldDecider(hold_settings(batch, CFG), _ChatPanel())  # type: ignore[arg-type]
 
 
 def test_hold_rows_when_some_are_taken_then_their_values_follow_in_order(
