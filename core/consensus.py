@@ -78,14 +78,22 @@ def weights_for(regime: str, config: ConsensusConfig) -> Mapping[str, float]:
     return found or _NO_WEIGHTS
 
 
-def contributions(
-    model_score: float, votes: tuple[Vote, ...], regime: str, config: ConsensusConfig
-) -> dict[str, float]:
-    """Each input's share of the net score; an abstaining agent has none. (Run for every
-    decision of a backtest: plain loops, no intermediate dicts.)"""
+@dataclass(frozen=True, slots=True)
+class Weighing:
+    """How the inputs weigh at a regime: the model's weight, each agent that voted by its
+    weight times its signed conviction, and the total weight of those that spoke."""
+
+    names: tuple[str, ...]  # MODEL, then each agent that voted
+    model_weight: float
+    agents: tuple[float, ...]  # weight * sign * confidence, in `names` order
+    total: float
+
+
+def weighing(votes: tuple[Vote, ...], regime: str, config: ConsensusConfig) -> Weighing:
+    """(Run for every decision of a backtest: plain loops, no intermediate dicts.)"""
     weights = weights_for(regime, config)
     w_model = weights.get(MODEL, config.model_weight)
-    names, raw, total = [MODEL], [w_model * model_score], w_model
+    names, raw, total = [MODEL], [], w_model
     for vote in votes:
         if not vote.abstained:
             w = weights.get(vote.agent, config.agent_weight)
@@ -94,9 +102,23 @@ def contributions(
             sign = 1.0 if action is _BUY else -1.0 if action is _SELL else 0.0
             raw.append(w * sign * vote.confidence)
             total += w
+    return Weighing(tuple(names), w_model, tuple(raw), total)
+
+
+def shares(model_score: float, weighed: Weighing) -> dict[str, float]:
+    """Each input's share of the net score; an abstaining agent has none."""
+    total = weighed.total
     if not total:
-        return dict.fromkeys(names, 0.0)
-    return dict(zip(names, [x / total for x in raw], strict=True))
+        return dict.fromkeys(weighed.names, 0.0)
+    raw = (weighed.model_weight * model_score, *weighed.agents)
+    return dict(zip(weighed.names, [x / total for x in raw], strict=True))
+
+
+def contributions(
+    model_score: float, votes: tuple[Vote, ...], regime: str, config: ConsensusConfig
+) -> dict[str, float]:
+    """Each input's share of the net score (`shares` of the votes' `weighing`)."""
+    return shares(model_score, weighing(votes, regime, config))
 
 
 def combine(

@@ -6,7 +6,7 @@ say then: its decision (the agents' votes, the consensus' HOLD, or NO_TRADE when
 could not vote) depends on the candle alone. A replay sets these candles aside as it goes
 (`HoldRows`: a few columns per candle) and `HoldDecider` decides them later with the very
 `decide` every decision goes through, on a flat account. Where that runs is the recorder's
-choice: a backtest's runs it beside the replay, on the other core (infra.ledger.hold_writer).
+choice: a backtest's runs it beside the replay, on the other core (infra.ledger.decision_writer).
 
 Only for a panel whose votes read the candle alone (`candle_only`: the offline rule panel). An
 LLM panel reads a brief of the account and of the recent decisions, and deliberates on the
@@ -15,33 +15,45 @@ symbols of a candle time together.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
 
 import numpy as np
 
-from core.agents.base import InvalidVote, Vote
-from core.agents.brief import regime_of
+from core.agents.base import Agent, Vote
+from core.agents.brief import REGIME_FEATURES, regime_at
 from core.agents.panel import Panel, PanelRequest, RulePanel
-from core.agents.rules import BearAgent, BullAgent, bear_view, bull_view
+from core.agents.rules import (
+    RULE_FEATURES,
+    BearAgent,
+    BullAgent,
+    bear_case,
+    bear_signs,
+    bull_case,
+    bull_signs,
+    cited,
+    readings,
+)
 from core.candles.timeframe import timeframe_delta
 from core.consensus import (
     ConsensusConfig,
+    Weighing,
     about_of,
-    contributions,
     hold_reason,
     model_score_of,
+    shares,
+    weighing,
 )
 from core.decision import Decision, DecisionInput, Sizing, agent_context, decide
 from core.errors import FatalError
+from core.features.order_book import BOOK_FEATURE_NAMES
 from core.features.row import FeatureRow
 from core.models.policy import FLAT, step
 from core.orders import decision_id_for
 from core.risk.limits import RiskLimits, RiskState
-from core.types import Action, DecisionId, Symbol, to_decimal
+from core.types import Action, Symbol, to_decimal
 
 # The state a hold is decided on: holding nothing is all the consensus reads of it.
 _FLAT_ACCOUNT = RiskState(cash=Decimal(0), positions={}, prices={})
@@ -114,21 +126,35 @@ class HoldRows:
         )
 
 
-class HoldRecord(NamedTuple):
-    """A hold's decision as its record holds it (core.holds.HoldDecider.records)."""
+@dataclass(frozen=True)
+class HoldColumns:
+    """Holds decided in bulk (`HoldDecider.columns`), a list per column: item i of each is
+    the i-th hold read apart. Its votes are `vote_cases[case[i]]` with their reasons replaced
+    by `vote_reasons[i]` (a rule vote's action and confidence take a few values; its reason
+    quotes the candle). Rows whose votes cannot be read apart are in `decided`, whole."""
 
-    decision_id: DecisionId
-    symbol: Symbol
-    candle_time: datetime
-    price: Decimal
-    probability: float
-    votes: tuple[Vote, ...]
-    score: float
-    reason: str
-    contributions: dict[str, float]
-    regime: str
-    decided_at: datetime
-    features: FeatureRow  # the book features of the record are read from it
+    decision_id: list[str]
+    symbol: list[str]
+    candle_time: list[datetime]
+    decided_at: list[datetime]
+    price: list[Decimal]
+    probability: list[float]
+    vote_cases: tuple[tuple[Vote, ...], ...]
+    case: list[int]
+    vote_reasons: list[tuple[str, ...]]
+    score: list[float]
+    reason: list[str]
+    contributions: list[dict[str, float]]
+    regime: list[str]
+    decided: list[Decision]
+
+    def __len__(self) -> int:
+        return len(self.decision_id) + len(self.decided)
+
+    @classmethod
+    def whole(cls, decided: list[Decision]) -> HoldColumns:
+        """None read apart: every hold decided whole."""
+        return cls(*([] for _ in range(6)), (), *([] for _ in range(6)), decided)
 
 
 @dataclass(frozen=True)
@@ -136,12 +162,10 @@ class HoldDecider:
     """Decides holds, one at a time (a chunk's worth of decision objects alive at once would
     keep the garbage collector walking them), in order.
 
-    `decisions` runs `decide` itself on a flat account at the candle's close. `records` gives
-    the same decisions as the values their records hold, from the functions `decide` calls for
-    a flat hold of the Bull and Bear rule agents (their views, the regime, the consensus'
-    shares, score and reason) without the objects around them: a backtest records hundreds of
-    thousands of holds, and those objects were most of their cost. A test holds the two
-    equal. With other agents, `records` gives nothing: ask `decisions`."""
+    `decisions` runs `decide` itself on a flat account at the candle's close. `columns` gives
+    the same decisions, in bulk, as the values their records hold (a test holds the two equal).
+    With agents other than the Bull and Bear rule agents, `columns` gives nothing: ask
+    `decisions`."""
 
     settings: HoldSettings
     panel: Panel
@@ -152,9 +176,9 @@ class HoldDecider:
 
     @property
     def plain(self) -> bool:
-        """Whether `records` can give these holds: Bull and Bear rule agents only."""
+        """Whether `columns` can read these holds' votes apart: Bull and Bear rule agents only."""
         agents = getattr(self.panel, "agents", ())
-        return bool(agents) and all(type(a) in _VIEWS for a in agents)
+        return bool(agents) and all(type(a) in _RULES for a in agents)
 
     def decisions(self, rows: HoldRows) -> Iterator[Decision]:
         settings, step_ = self.settings, timeframe_delta(rows.timeframe)
@@ -173,41 +197,114 @@ class HoldDecider:
                 raise NotAHold(f"{did} proposed {decision.consensus.action.value}: not a hold")
             yield decision
 
-    def records(self, rows: HoldRows) -> Iterator[HoldRecord | Decision]:
-        """A record per hold; a row whose agents could not vote (a feature missing) comes as
-        its Decision instead, from `decisions` (its agents abstain: NO_TRADE)."""
+    def columns(self, rows: HoldRows) -> HoldColumns:
+        """The holds' decisions as the values their records hold, from the functions `decide`
+        calls for a flat hold of the Bull and Bear rule agents (the signs of their evidence,
+        their cases, the regime, the consensus' shares, score and reason) without the objects
+        around them: a backtest records hundreds of thousands of holds, and those objects were
+        most of their cost. A row whose agents read an order book, or could not vote (a
+        feature missing), is decided whole by `decisions`."""
         if not self.plain:
             raise NotAHold(f"the agents of the {self.panel.name} panel are not Bull and Bear")
-        consensus, step_ = self.settings.consensus, timeframe_delta(rows.timeframe)
-        tradeable = self.settings.tradeable or not consensus.require_significance
-        agents = [(a.name, _VIEWS[type(a)], a.min_confidence) for a in self.panel.agents]  # type: ignore[attr-defined]
-        symbols = [Symbol(s) for s in rows.symbols]
-        columns = zip(
-            rows.symbol.tolist(), rows.opened.tolist(), rows.close.tolist(),
-            rows.probability.tolist(), rows.edge.tolist(), strict=True,
+        if any(n not in rows.index for n in RULE_FEATURES) or _BOOKS & rows.index.keys():
+            return HoldColumns.whole(list(self.decisions(rows)))
+        with_book = np.zeros(len(rows), dtype=bool)
+        with_book[list(rows.books)] = True
+        if not with_book.any():
+            return _read_apart(self, rows, [])
+        return _read_apart(self, rows.take(~with_book), list(self.decisions(rows.take(with_book))))
+
+
+# The rule agents whose votes `columns` reads apart: the signs of their evidence, their case.
+_RULES = {BullAgent: (bull_signs, bull_case), BearAgent: (bear_signs, bear_case)}
+_BOOKS = frozenset(BOOK_FEATURE_NAMES)
+_TREND, _VOL = REGIME_FEATURES
+
+VoteCases = tuple[tuple[Vote, ...], ...]
+
+
+def _vote_cases(agents: Sequence[Agent], rows: HoldRows) -> tuple[np.ndarray, VoteCases]:
+    """Each row's case (an index into the cases) and the cases: every combination of the
+    agents' votes, each vote's reason its trend word (a row's reasons quote its features)."""
+    f, ix = rows.features, rows.index
+    ema, macd, rsi = (f[:, ix[name]] for name in RULE_FEATURES)
+    code = np.zeros(len(rows), dtype=np.int64)
+    each: list[list[Vote]] = []
+    for agent in agents:
+        signs, case = _RULES[type(agent)]  # type: ignore[index]
+        first, second = signs(ema, macd, rsi)
+        code = code * 4 + first.astype(np.int64) * 2 + second.astype(np.int64)
+        least = agent.min_confidence  # type: ignore[attr-defined]
+        each.append([Vote(agent.name, *case(c > 1, c % 2 == 1, 0.0, least)) for c in range(4)])
+    last = len(each) - 1
+    cases = tuple(
+        tuple(votes[(c >> 2 * (last - j)) & 3] for j, votes in enumerate(each))
+        for c in range(4 ** len(each))
+    )
+    return code, cases
+
+
+def _read_apart(decider: HoldDecider, rows: HoldRows, decided: list[Decision]) -> HoldColumns:
+    """HoldDecider.columns on rows whose votes can be read apart."""
+    code, cases = _vote_cases(decider.panel.agents, rows)  # type: ignore[attr-defined]
+    f, ix, n = rows.features, rows.index, len(rows)
+    ema, macd, rsi = (f[:, ix[name]].tolist() for name in RULE_FEATURES)
+    trend = f[:, ix[_TREND]].tolist() if _TREND in ix else [0.0] * n
+    vol = f[:, ix[_VOL]].tolist() if _VOL in ix else [None] * n
+    one = _OneHold(decider.settings, cases, rows)
+    made = list(
+        map(
+            one, rows.symbol.tolist(), rows.opened.tolist(), rows.close.tolist(),
+            rows.probability.tolist(), rows.edge.tolist(), code.tolist(), ema, macd, rsi,
+            trend, vol,
+        )
+    )  # fmt: skip
+    columns = [list(c) for c in zip(*made, strict=True)] if made else [[] for _ in range(12)]
+    did, symbol, candle_time, decided_at, price, p, case, reasons, score, why, shares, regime = (
+        columns
+    )
+    return HoldColumns(
+        did, symbol, candle_time, decided_at, price, p, cases, case, reasons, score, why,
+        shares, regime, decided,
+    )  # fmt: skip
+
+
+class _OneHold:
+    """One hold's record values, from its columns' items (HoldDecider.columns)."""
+
+    def __init__(self, settings: HoldSettings, cases: VoteCases, rows: HoldRows) -> None:
+        self.consensus, self.cases = settings.consensus, cases
+        self.tradeable = settings.tradeable or not settings.consensus.require_significance
+        self.account, self.timeframe = rows.account, rows.timeframe
+        self.step = timeframe_delta(rows.timeframe)
+        self.symbols = [Symbol(s) for s in rows.symbols]
+        self._opened, self._times = -1, (datetime.min, datetime.min)
+        self._weighing: dict[tuple[int, str], Weighing] = {}
+
+    def __call__(
+        self, k: int, opened: int, close: float, p: float, edge: float, case: int,
+        ema: float, macd: float, rsi: float, trend: float, vol: float | None,
+    ) -> tuple[object, ...]:  # fmt: skip
+        consensus, symbol = self.consensus, self.symbols[k]
+        if not holds_when_flat(edge, self.tradeable, consensus):
+            raise NotAHold(f"{symbol} at {opened}: the policy enters, not a hold")
+        if opened != self._opened:  # every symbol of a candle time comes in a row
+            start = datetime.fromtimestamp(opened, UTC)
+            self._opened, self._times = opened, (start, start + self.step)
+        candle_time, decided_at = self._times
+        votes, regime = self.cases[case], regime_at(trend, vol)
+        weighed = self._weighing.get((case, regime))
+        if weighed is None:  # a few per run: the votes' cases times the regimes
+            weighed = self._weighing[case, regime] = weighing(votes, regime, consensus)
+        shared = shares(model_score_of(edge, consensus), weighed)
+        score = round(sum(shared.values()), 6)
+        said, seen = cited(p), readings(ema, macd, rsi)
+        return (
+            decision_id_for(self.account, symbol, self.timeframe, candle_time),
+            symbol, candle_time, decided_at, to_decimal(close), p, case,
+            tuple([said + v.reason + seen for v in votes]), score,
+            hold_reason(about_of(edge, p, score), self.tradeable), shared, regime,
         )  # fmt: skip
-        for i, (k, opened, close, p, edge) in enumerate(columns):
-            if not holds_when_flat(edge, tradeable, consensus):
-                raise NotAHold(f"{symbols[k]} at {opened}: the policy enters, not a hold")
-            f = FeatureRow(rows.index, rows.features, i, rows.books.get(i))
-            try:
-                votes = tuple(Vote(name, *view(f, p, least)) for name, view, least in agents)
-            except (InvalidVote, KeyError, ValueError):
-                yield from self.decisions(rows.take(np.arange(len(rows)) == i))
-                continue
-            regime = regime_of(f)
-            shares = contributions(model_score_of(edge, consensus), votes, regime, consensus)
-            score = round(sum(shares.values()), 6)
-            candle_time = datetime.fromtimestamp(opened, UTC)
-            yield HoldRecord(
-                decision_id_for(rows.account, symbols[k], rows.timeframe, candle_time),
-                symbols[k], candle_time, to_decimal(close), p, votes, score,
-                hold_reason(about_of(edge, p, score), tradeable), shares, regime,
-                candle_time + step_, f,
-            )  # fmt: skip
-
-
-_VIEWS = {BullAgent: bull_view, BearAgent: bear_view}
 
 
 def _input(rows: HoldRows, i: int, settings: HoldSettings) -> DecisionInput:

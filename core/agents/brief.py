@@ -96,11 +96,16 @@ def regime_of(features: Mapping[str, float]) -> str:
         trend = features["trend_regime"]
     except KeyError:
         trend = 0.0
-    name = "trend_up" if trend > 0 else "trend_down" if trend < 0 else "range"
     try:
-        return name + ("_high_vol" if features["vol_regime_pct"] > 0.8 else "")
+        return regime_at(trend, features["vol_regime_pct"])
     except KeyError:
-        return name
+        return regime_at(trend, None)
+
+
+def regime_at(trend: float, vol_pct: float | None) -> str:
+    """regime_of from the two features' values (None: the volatility was not computed)."""
+    name = "trend_up" if trend > 0 else "trend_down" if trend < 0 else "range"
+    return name if vol_pct is None else name + ("_high_vol" if vol_pct > 0.8 else "")
 
 
 def _round(x: float) -> float:

@@ -12,7 +12,7 @@ from sqlalchemy import delete, insert, select
 
 from core.decision import Decision
 from core.errors import FatalError
-from core.holds import HoldDecider, HoldRecord, HoldRows
+from core.holds import HoldDecider, HoldRows
 from core.ports import DecisionSink
 from core.records import AccountRecords, BacktestRun
 from core.types import Action
@@ -22,7 +22,7 @@ from infra.ledger.mappers import (
     call_values,
     decision_tuple,
     fill_values,
-    hold_tuple,
+    hold_columns,
     order_values,
 )
 from infra.ledger.models import (
@@ -116,6 +116,8 @@ class DecisionStream:
         self._sessions, self.account = sessions, account
         self._insert = _decision_insert(sessions)
         self._rows: list[tuple[Any, ...]] = []
+        self._holds: list[dict[str, Any]] = []  # holds read apart, as columns (hold_columns)
+        self._pending = 0  # rows in both
         self._calls: list[dict[str, Any]] = []  # the LLM calls behind those decisions
         self._held: Counter[str] = Counter()  # actions of the holds added, until asked
         self.written = 0
@@ -128,15 +130,20 @@ class DecisionStream:
         """Decisions as `stream_values` made them (a writer process is handed these)."""
         self._rows.extend(rows)
         self._calls.extend(calls)
-        if len(self._rows) >= _CHUNK:
-            self.flush()
+        self._added(len(rows))
 
     def add_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
+        """Holds read apart where their agents allow (HoldDecider.columns), else decided."""
         if rows.account != self.account:
             raise ValueError(f"holds of {rows.account!r} for {self.account!r}")
-        for row, calls, action in hold_values(rows, decide, self.account):
-            self.add_values([row], calls)
-            self._held[action] += 1
+        holds = decide.columns(rows) if decide.plain else None
+        for decision in decide.decisions(rows) if holds is None else holds.decided:
+            self.add(decision, broker)
+            self._held[decision.consensus.action.value] += 1
+        if holds is not None and holds.decision_id:
+            self._holds.append(hold_columns(holds, rows, decide.settings))
+            self._held[_HOLD] += len(holds.decision_id)
+            self._added(len(holds.decision_id))
 
     def hold_actions(self) -> Counter[str]:
         counts, self._held = self._held, Counter()
@@ -146,14 +153,21 @@ class DecisionStream:
         self.flush()
 
     def flush(self) -> None:
-        if not self._rows:
+        if not self._pending:
             return
         with self._sessions.write() as s:
             self._insert.execute(s.connection(), self._rows)
+            for columns in self._holds:
+                self._insert.execute_columns(s.connection(), columns)
             if self._calls:
                 s.execute(insert(AgentCallRow.__table__), self._calls)
-        self.written += len(self._rows)
-        self._rows, self._calls = [], []
+        self.written += self._pending
+        self._rows, self._holds, self._calls, self._pending = [], [], [], 0
+
+    def _added(self, n: int) -> None:
+        self._pending += n
+        if self._pending >= _CHUNK:
+            self.flush()
 
 
 def stream_values(decision: Decision, account: str) -> tuple[tuple[Any, ...], list[dict[str, Any]]]:
@@ -163,20 +177,6 @@ def stream_values(decision: Decision, account: str) -> tuple[tuple[Any, ...], li
     # An LLM panel's calls; the offline panel makes none.
     calls = [call_values(decision.decision_id, c) for c in decision.calls]
     return decision_tuple(decision), calls
-
-
-def hold_values(
-    rows: HoldRows, decide: HoldDecider, account: str
-) -> Iterator[tuple[tuple[Any, ...], list[dict[str, Any]], str]]:
-    """Each hold's row, its LLM calls' rows and its action: from its plain values where its
-    agents allow (HoldDecider.records), else from its decision."""
-    made = decide.records(rows) if decide.plain else decide.decisions(rows)
-    for one in made if len(rows) else ():
-        if isinstance(one, HoldRecord):
-            yield hold_tuple(one, rows, decide.settings), [], _HOLD
-        else:
-            row, calls = stream_values(one, account)
-            yield row, calls, one.consensus.action.value
 
 
 _HOLD = Action.HOLD.value

@@ -16,7 +16,10 @@ from infra.ledger.json_text import dumps
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, durable: bool = True) -> Engine:
+    """An engine for the ledger at `url`. Not `durable`: a SQLite commit is not synced to disk
+    (WAL's synchronous=NORMAL: a power cut may lose the newest commits, never corrupt the
+    file), for writers whose work is redone if lost (a backtest's decision writer)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -36,6 +39,8 @@ def make_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
+            if not durable:
+                cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
         return engine

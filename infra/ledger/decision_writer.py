@@ -31,12 +31,10 @@ from typing import Any
 from core.decision import Decision
 from core.errors import FatalError
 from core.holds import HoldDecider, HoldRows
-from infra.ledger.backtests import DecisionStream, hold_values, stream_values
+from infra.ledger.backtests import DecisionStream, stream_values
 
 _CHUNK = 5_000  # decisions per hand-over: rows the loop made, sent as one message
 _WAITING = 4  # messages that may wait for the child, beyond the one it reads
-# Messages of work the child may have in hand before the parent decides holds itself.
-_BACKLOG = 2
 _JOIN_SECONDS = 60.0  # the most a closing writer is given to finish what it was handed
 
 
@@ -78,8 +76,7 @@ class DecisionWriter:
         self._send((url, account))  # on the socket, not the command line: it may hold a password
         self._rows: list[tuple[Any, ...]] = []
         self._calls: list[dict[str, Any]] = []
-        self._held: Counter[str] = Counter()
-        self._busy = 0  # messages of work handed to the child and not yet done
+        self._held: Counter[str] = Counter()  # the holds' actions the child has reported
         self.written = 0
 
     def add(self, decision: Decision, broker: str) -> None:
@@ -90,22 +87,11 @@ class DecisionWriter:
             self._hand_over()
 
     def add_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
-        """To the child when little waits for it; else decided here and handed over as rows:
-        the loop has got ahead of the child, and this core would only wait for it."""
+        """To the child, which decides them (HoldDecider: a few arrays to send)."""
         if rows.account != self.account:
             raise ValueError(f"holds of {rows.account!r} for {self.account!r}")
-        self._read_acks(wait=False)
-        if self._busy >= _BACKLOG:
-            for row, calls, action in hold_values(rows, decide, self.account):
-                self._rows.append(row)
-                self._calls.extend(calls)
-                self._held[action] += 1
-                if len(self._rows) >= _CHUNK:
-                    self._hand_over()
-            return
         self._hand_over()
         self._send(("holds", rows, decide, broker))
-        self._busy += 1
 
     def hold_actions(self) -> Counter[str]:
         self.flush()
@@ -116,7 +102,7 @@ class DecisionWriter:
         """Everything handed over is decided and written when this returns."""
         self._hand_over()
         self._send(("flush",))
-        reply = self._read_acks(wait=True)
+        reply = self._reply()
         if reply[0] == "error":
             raise DecisionWriterFailed(f"the decision writer failed:\n{reply[1]}")
         _, self.written, held = reply
@@ -126,24 +112,18 @@ class DecisionWriter:
         """Stop the child once it has done what it was handed (or after _JOIN_SECONDS)."""
         self._stop()
 
-    def _read_acks(self, wait: bool) -> tuple[Any, ...]:
-        """Count the messages of work the child has finished; with `wait`, up to its flush
-        reply (returned)."""
-        while wait or self._pipe.poll():
-            try:
-                reply = self._pipe.recv()
-            except (EOFError, OSError) as exc:  # gone: closed, or reset with data unread
-                raise self._died() from exc
-            if reply[0] != "done":
-                return reply
-            self._busy -= 1
-        return ()
+    def _reply(self) -> tuple[Any, ...]:
+        """The child's answer to a flush."""
+        try:
+            reply: tuple[Any, ...] = self._pipe.recv()
+        except (EOFError, OSError) as exc:  # gone: closed, or reset with data unread
+            raise self._died() from exc
+        return reply
 
     def _hand_over(self) -> None:
         if self._rows:
             rows, calls, self._rows, self._calls = self._rows, self._calls, [], []
             self._send(("rows", rows, calls))
-            self._busy += 1
 
     def _send(self, message: tuple[Any, ...]) -> None:
         if not self._sender.put(message):
@@ -214,10 +194,14 @@ def boot(fd: int) -> None:
 
 def serve(pipe: Connection, url: str, account: str) -> None:
     """The child: record what comes through `pipe` until it closes or says so."""
-    from infra.ledger.database import session_factory
+    from sqlalchemy.orm import sessionmaker
+
+    from infra.ledger.database import make_engine
     from infra.ledger.sessions import Sessions
 
-    stream = DecisionStream(Sessions(session_factory(url)), account)
+    # Not synced at each commit: a run whose rows were lost fails, and is discarded and redone.
+    engine = make_engine(url, durable=False)
+    stream = DecisionStream(Sessions(sessionmaker(engine, expire_on_commit=False)), account)
     failure = ""
     while True:
         try:
@@ -233,8 +217,6 @@ def serve(pipe: Connection, url: str, account: str) -> None:
             pipe.send(reply)
         elif not failure:  # after a failure, what follows is dropped: the run will fail
             failure = _do(_handle, stream, message)
-        if kind in ("holds", "rows"):
-            pipe.send(("done",))  # the parent hands holds here only when little is waiting
 
 
 def _handle(stream: DecisionStream, message: tuple[Any, ...]) -> None:

@@ -9,10 +9,13 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
+from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Connection, DateTime, Dialect, Table
+
+from infra.ledger.json_text import JsonText
 
 
 class DriverInsert:
@@ -32,7 +35,7 @@ class DriverInsert:
             kind = table.c[name].type
             process = kind.dialect_impl(dialect).bind_processor(dialect)
             if process is not None and isinstance(kind, JSON):
-                process = _json_constants(process)
+                process = _json_constants(process, _text_as_json(dialect))
             elif process is not None and isinstance(getattr(kind, "impl", kind), DateTime):
                 process = _repeats(process)
             self._processors.append(process)
@@ -59,20 +62,71 @@ class DriverInsert:
         if rows:
             connection.exec_driver_sql(self.sql, self.parameters(rows))
 
+    def column_parameters(
+        self, columns: Mapping[str, Sequence[Any] | Same]
+    ) -> list[tuple[Any, ...]]:
+        """Rows given as a list of values per column (or one value for all: `Same`), as the
+        driver takes them. A column's value that repeats is converted once."""
+        if set(columns) != set(self.columns):
+            missing, extra = set(self.columns) - set(columns), set(columns) - set(self.columns)
+            raise ValueError(
+                f"{self.table}: columns missing {sorted(missing)}, unknown {sorted(extra)}"
+            )
+        lengths = {name: len(v) for name, v in columns.items() if not isinstance(v, Same)}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{self.table}: columns of different lengths {lengths}")
+        n = next(iter(lengths.values()), 0)
+        converted: list[Iterable[Any]] = []
+        for name, process in zip(self.columns, self._processors, strict=True):
+            values = columns[name]
+            if isinstance(values, Same):
+                one = values.value if process is None else process(values.value)
+                converted.append(repeat(one, n))
+            else:
+                converted.append(values if process is None else map(process, values))
+        return list(zip(*converted, strict=True))
 
-def _json_constants(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def execute_columns(
+        self, connection: Connection, columns: Mapping[str, Sequence[Any] | Same]
+    ) -> None:
+        parameters = self.column_parameters(columns)
+        if parameters:
+            connection.exec_driver_sql(self.sql, parameters)
+
+
+class Same(NamedTuple):
+    """One value for every row of a column (DriverInsert.column_parameters)."""
+
+    value: Any
+
+
+def _json_constants(
+    process: Callable[[Any], Any], as_text: Callable[[str], Any]
+) -> Callable[[Any], Any]:
     """None and [] are most of a backtest's JSON values (no order book, no denial, no
-    provenance): each is serialised once, not once a row."""
+    provenance): each is serialised once, not once a row. A JsonText is written already."""
     null, empty = process(None), process([])
 
     def convert(value: Any) -> Any:
         if value is None:
             return null
+        if type(value) is JsonText:
+            return as_text(value)
         if isinstance(value, list) and not value:
             return empty
         return process(value)
 
     return convert
+
+
+def _text_as_json(dialect: Dialect) -> Callable[[str], Any]:
+    """How JSON already written as text is bound: psycopg takes a JSON value wrapped, and
+    writes it when sending (here: as the text it is); the other drivers take the text."""
+    if dialect.driver == "psycopg":
+        from psycopg.types.json import Json
+
+        return lambda text: Json(text, dumps=str)
+    return str
 
 
 def _repeats(process: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -39,3 +39,28 @@ def dumps(value: Any) -> str:
     if _ENCODE is None:
         return json.dumps(value)
     return "".join(_ENCODE(value, 0))
+
+
+class JsonText(str):
+    """A JSON value already written as its text (by `dumps`, or pieced from its pieces): a
+    column stores it as it is (infra.ledger.driver_insert)."""
+
+    __slots__ = ()
+
+
+def text_of(value: str) -> str:
+    """`dumps(value)` of a string: json.dumps's own function for strings."""
+    return encode_basestring_ascii(value)
+
+
+def pieces_around(value: Any, holes: list[str]) -> list[str]:
+    """`dumps(value)` cut where each string of `holes` (values inside `value`, in the order
+    they are written) is: the text of `value` with other strings in their place is the pieces
+    joined by their `text_of`."""
+    text, out = dumps(value), []
+    for hole in holes:
+        before, found, text = text.partition(text_of(hole))
+        if not found or text_of(hole) in text:
+            raise ValueError(f"{hole!r} is not once in the JSON text of {value!r}")
+        out.append(before)
+    return [*out, text]

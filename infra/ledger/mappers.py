@@ -11,11 +11,13 @@ from core.agents.base import Vote
 from core.agents.calls import AgentCall, CallOutcome
 from core.decision import Decision
 from core.features.order_book import BOOK_FEATURE_NAMES
-from core.holds import HoldRecord, HoldRows, HoldSettings
+from core.holds import HoldColumns, HoldRows, HoldSettings
 from core.orders import Fill, Order, OrderOrigin, OrderStatus, OrderType
 from core.records import ControlState, DecisionRecord, KillSwitchState
 from core.risk.limits import Denial
 from core.types import Action, ClientOrderId, DecisionId, Side, Symbol
+from infra.ledger.driver_insert import Same
+from infra.ledger.json_text import JsonText, dumps, pieces_around, text_of
 from infra.ledger.models import DecisionRow, OrderRow
 
 
@@ -116,37 +118,57 @@ def decision_tuple(decision: Decision) -> tuple[Any, ...]:
     )
 
 
-def hold_tuple(hold: HoldRecord, rows: HoldRows, settings: HoldSettings) -> tuple[Any, ...]:
-    """A hold's column values (core.holds.HoldRecord), as `decision_tuple` gives them for the
-    decision `decide` makes of it: a HOLD, no order proposed (a test holds the two equal)."""
-    features = hold.features
-    return (
-        hold.decision_id,
-        rows.account,
-        hold.symbol,
-        rows.timeframe,
-        hold.candle_time,
-        hold.price,
-        settings.feature_set_version,
-        settings.model_name,
-        settings.model_version,
-        float(hold.probability),
-        [v.as_json(full=False) for v in hold.votes],
-        {k: float(features[k]) for k in BOOK_FEATURE_NAMES if k in features} or None,
-        _HOLD,
-        hold.score,
-        hold.reason,
-        None,
-        [],
-        None,
-        hold.decided_at,
-        hold.contributions or None,
-        hold.regime or None,
-        None,
-    )
+def hold_columns(
+    holds: HoldColumns, rows: HoldRows, settings: HoldSettings
+) -> dict[str, list[Any] | Same]:
+    """The column values of holds read apart (core.holds.HoldColumns; not their `decided`), as
+    `decision_tuple` gives them for the decisions `decide` makes of them: HOLDs, no order
+    proposed (a test holds the two equal)."""
+    votes = [_votes_pieces(case) for case in holds.vote_cases]
+    return {
+        "decision_id": holds.decision_id,
+        "account": Same(rows.account),
+        "symbol": holds.symbol,
+        "timeframe": Same(rows.timeframe),
+        "candle_time": holds.candle_time,
+        "price": holds.price,
+        "feature_set_version": Same(settings.feature_set_version),
+        "model_name": Same(settings.model_name),
+        "model_version": Same(settings.model_version),
+        "probability": holds.probability,
+        "votes": [
+            _pieced(votes[c], said) for c, said in zip(holds.case, holds.vote_reasons, strict=True)
+        ],
+        "order_book_features": Same(None),  # an order book seen: decided whole
+        "action": Same(_HOLD),
+        "score": holds.score,
+        "consensus_reason": holds.reason,
+        "risk_approved": Same(None),
+        "risk_reasons": Same([]),
+        "client_order_id": Same(None),
+        "decided_at": holds.decided_at,
+        "contributions": [
+            JsonText(dumps(shares)) if shares else None for shares in holds.contributions
+        ],
+        "regime": [regime or None for regime in holds.regime],
+        "provenance": Same(None),
+    }
 
 
 _HOLD = Action.HOLD.value
+
+
+def _votes_pieces(votes: tuple[Vote, ...]) -> list[str]:
+    """The JSON text of `votes` as `decision_tuple` stores them, in pieces around their
+    reasons (JsonText: a row's votes differ from their case's in their reasons alone)."""
+    return pieces_around([v.as_json(full=False) for v in votes], [v.reason for v in votes])
+
+
+def _pieced(pieces: list[str], reasons: tuple[str, ...]) -> JsonText:
+    out = [pieces[0]]
+    for reason, piece in zip(reasons, pieces[1:], strict=True):
+        out += (text_of(reason), piece)
+    return JsonText("".join(out))
 
 
 def decision_values(decision: Decision) -> dict[str, Any]:

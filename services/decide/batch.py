@@ -16,12 +16,13 @@ import pandas as pd
 
 from core.candles.bar import Bar
 from core.candles.timeframe import timeframe_delta
+from core.consensus import ConsensusConfig
 from core.errors import FatalError
 from core.features.build import INCREMENTAL_WINDOW, build_features
 from core.features.order_book import book_features_at_closes
 from core.features.registry import FEATURE_NAMES
 from core.features.row import FeatureRow
-from core.holds import HoldRows
+from core.holds import HoldRows, holds_when_flat
 from core.ports import Model, TradingLedger
 from core.types import Symbol, to_decimal
 from services.decide.config import DecisionConfig
@@ -63,6 +64,11 @@ class DecisionBatch:
     _prices: tuple[int | None, dict[Symbol, Decimal]] = field(
         init=False, repr=False, compare=False
     )  # the newest candle time asked, and its prices
+    # Per symbol, the ready rows where a flat symbol's policy holds (flat_hold_row), and the
+    # consensus they were found for.
+    _flat_holds: tuple[ConsensusConfig | None, dict[str, np.ndarray]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         rows = {
@@ -77,6 +83,7 @@ class DecisionBatch:
         }
         object.__setattr__(self, "_rows", rows)
         object.__setattr__(self, "_prices", (None, {}))
+        object.__setattr__(self, "_flat_holds", (None, {}))
 
     def prices_at(self, t: pd.Timestamp) -> dict[Symbol, Decimal]:
         """The last close known at `t` for every symbol that has started trading by then (a
@@ -122,6 +129,25 @@ class DecisionBatch:
         rows = self._rows[symbol]
         at = rows.position.get(t.value)
         return None if at is None or not rows.ready[at] else at
+
+    def flat_hold_row(self, symbol: str, t: pd.Timestamp, consensus: ConsensusConfig) -> int | None:
+        """The row of `symbol` at `t` when it is ready and the policy holds it if flat
+        (core.holds.holds_when_flat); else None. Found for every row at the first ask: a
+        backtest asks at each candle time of each symbol that holds nothing."""
+        rows = self._rows[symbol]
+        at = rows.position.get(t.value)
+        if at is None:
+            return None
+        found_for, found = self._flat_holds
+        if found_for is not consensus:
+            found = {}
+            object.__setattr__(self, "_flat_holds", (consensus, found))
+        holds = found.get(symbol)
+        if holds is None:
+            tradeable = self.tradeable or not consensus.require_significance
+            flat = [holds_when_flat(e, tradeable, consensus) for e in rows.edge.tolist()]
+            holds = found[symbol] = rows.ready & np.array(flat, dtype=bool)
+        return at if holds[at] else None
 
     def hold_rows(self, cfg: DecisionConfig, marks: list[tuple[int, int]]) -> HoldRows:
         """The rows `marks` (an index into `symbols`, a row of that symbol) as columns, in

@@ -14,7 +14,6 @@ from core.agents.brief import PastDecision
 from core.agents.panel import Panel, PanelRequest
 from core.candles.timeframe import timeframe_delta
 from core.decision import Decision, DecisionInput, agent_context, decide
-from core.holds import holds_when_flat
 from core.orders import decision_id_for
 from core.risk.limits import RiskState
 from core.risk.snapshot import state_to_json
@@ -87,14 +86,10 @@ class _HoldsApart:
     batch: DecisionBatch
     marks: list[tuple[int, int]] | None
 
-    def take(self, k: int, symbol: str, t: pd.Timestamp, edge: float) -> bool:
+    def take(self, k: int, symbol: str, t: pd.Timestamp) -> bool:
         if self.marks is None or self.state.committed(symbol) > 0:
             return False
-        consensus = self.cfg.consensus
-        tradeable = self.batch.tradeable or not consensus.require_significance
-        if not holds_when_flat(edge, tradeable, consensus):
-            return False
-        at = self.batch.row_at(symbol, t)
+        at = self.batch.flat_hold_row(symbol, t, self.cfg.consensus)
         if at is None:
             return False
         self.marks.append((k, at))
@@ -113,13 +108,19 @@ def _inputs(
     inputs, skipped = [], 0
     for k, symbol in enumerate(cfg.symbols):
         # A backtest has nothing decided before it: the id is built only when it may match.
-        did = decision_id_for(cfg.account, symbol, cfg.timeframe, opened)
-        if already and batch.has(symbol, t) and did in already:
+        if (
+            already
+            and batch.has(symbol, t)
+            and decision_id_for(cfg.account, symbol, cfg.timeframe, opened) in already
+        ):
             skipped += 1
             continue
-        read = batch.read_at(symbol, t)
-        if read is None or holds.take(k, symbol, t, read[2]):
+        if holds.take(k, symbol, t):
             continue
+        read = batch.read_at(symbol, t)
+        if read is None:
+            continue
+        did = decision_id_for(cfg.account, symbol, cfg.timeframe, opened)
         price = prices[Symbol(symbol)]
         inputs.append((did, _input(batch, cfg, Symbol(symbol), opened, price, *read)))
     return inputs, skipped

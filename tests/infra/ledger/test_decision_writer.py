@@ -40,19 +40,6 @@ def test_can_write_apart_when_the_ledger_is_in_memory_then_not() -> None:
     assert can_write_apart("postgresql+psycopg://u:p@127.0.0.1:5432/db")
 
 
-def test_writer_when_this_process_decides_the_holds_then_stored_as_the_child_decides_them(
-    ledger: Ledger, frames: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    held_here = run_backtest(frames)  # decided by decide() itself, held in memory
-    monkeypatch.setattr("infra.ledger.decision_writer._BACKLOG", 0)  # never hand holds over
-    writer = ledger.backtests.decision_sink("paper")
-    try:
-        run_backtest(frames, writer).records("paper")
-    finally:
-        writer.close()
-    assert ledger.orders.decisions("paper") == held_here.orders.decisions("paper")
-
-
 def test_writer_when_a_row_is_refused_then_the_parent_is_told_why_and_nothing_follows(
     ledger: Ledger, frames: dict[str, pd.DataFrame]
 ) -> None:

@@ -1,6 +1,7 @@
-"""A hold recorded from its plain values (core.holds.HoldDecider.records, mapped by
-infra.ledger.mappers.hold_tuple) holds exactly the columns of the decision `decide` makes of it
-(decision_tuple): random features, order books, regimes, weights and thresholds."""
+"""Holds read apart in bulk (core.holds.HoldDecider.columns, mapped by
+infra.ledger.mappers.hold_columns) are stored exactly as the decisions `decide` makes of them
+(decision_tuple): random features, order books, regimes, weights and thresholds. Compared as
+the driver's parameters, the JSON text included, on SQLite and PostgreSQL's dialects."""
 
 from __future__ import annotations
 
@@ -10,15 +11,22 @@ from decimal import Decimal
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from psycopg.types.json import Json
+from sqlalchemy import Dialect
+from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.dialects.sqlite import pysqlite as sqlite
 
 from core.agents.panel import RulePanel
 from core.agents.rules import BearAgent, BullAgent
 from core.consensus import ConsensusConfig
-from core.decision import Decision, Sizing
+from core.decision import Sizing
 from core.features.order_book import BOOK_FEATURE_NAMES
-from core.holds import HoldDecider, HoldRecord, HoldRows, HoldSettings
+from core.holds import HoldDecider, HoldRows, HoldSettings
 from core.models.policy import PolicyConfig
-from infra.ledger.mappers import decision_tuple, hold_tuple
+from infra.ledger.driver_insert import DriverInsert
+from infra.ledger.json_text import dumps
+from infra.ledger.mappers import DECISION_COLUMNS, decision_tuple, hold_columns
+from infra.ledger.models import DecisionRow
 from tests.infra.ledger.test_record_holds import SETTINGS
 
 NAMES = ("ema_ratio_12", "macd_hist", "rsi_14", "trend_regime", "vol_regime_pct", "atr_14")
@@ -70,31 +78,51 @@ def holds(draw: st.DrawFn) -> tuple[HoldRows, HoldDecider]:
     return rows, HoldDecider(hold_settings, panel)
 
 
-def _columns(made: HoldRecord | Decision, rows: HoldRows, decider: HoldDecider) -> tuple:
-    if isinstance(made, HoldRecord):
-        return hold_tuple(made, rows, decider.settings)
-    return decision_tuple(made)
+DIALECTS = (sqlite.dialect(), psycopg.dialect())
+for _dialect in DIALECTS:
+    _dialect._json_serializer = dumps  # as the ledger's engines are made
+
+
+def _stored(insert: DriverInsert, rows: list[tuple]) -> list[tuple]:
+    """The driver's parameters, a JSON value as the text it is sent as."""
+    return [tuple(_text(v) for v in row) for row in insert.parameters(rows)]
+
+
+def _text(value: object) -> object:
+    """A psycopg JSON value as psycopg writes it: with its own `dumps`, else the engine's."""
+    return (value.dumps or dumps)(value.obj) if isinstance(value, Json) else value
 
 
 @settings(max_examples=150, deadline=None)
-@given(holds())
-def test_records_when_mapped_then_each_row_is_the_decision_tuple_of_decide(
-    drawn: tuple[HoldRows, HoldDecider],
+@given(holds(), st.sampled_from(DIALECTS))
+def test_columns_when_stored_then_each_row_is_the_decision_tuple_of_decide(
+    drawn: tuple[HoldRows, HoldDecider], dialect: Dialect
 ) -> None:
     rows, decider = drawn
-    plain = [_columns(r, rows, decider) for r in decider.records(rows)]
-    decided = [decision_tuple(d) for d in decider.decisions(rows)]
-    assert plain == decided
+    insert = DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, dialect)
+    made = decider.columns(rows)
+    apart = _stored_columns(insert, hold_columns(made, rows, decider.settings))
+    whole = [decision_tuple(d) for d in made.decided]
+    decided = {d.decision_id: decision_tuple(d) for d in decider.decisions(rows)}
+    assert len(made) == len(rows)
+    assert sorted(apart + _stored(insert, whole)) == sorted(_stored(insert, list(decided.values())))
+
+
+def _stored_columns(insert: DriverInsert, columns: dict) -> list[tuple]:
+    return [tuple(_text(v) for v in row) for row in insert.column_parameters(columns)]
 
 
 @settings(max_examples=10, deadline=None)
 @given(holds())
-def test_records_when_a_feature_is_missing_then_that_row_is_decided_whole_as_no_trade(
+def test_columns_when_a_feature_is_missing_then_every_row_is_decided_whole_as_no_trade(
     drawn: tuple[HoldRows, HoldDecider],
 ) -> None:
     rows, decider = drawn
     rows = HoldRows(**{**rows.__dict__, "index": {"rsi_14": 2}})  # the agents' other features gone
-    made = list(decider.records(rows))
-    assert all(isinstance(m, Decision) for m in made)
-    assert {m.consensus.action.value for m in made} == {"NO_TRADE"}  # type: ignore[union-attr]
-    assert [decision_tuple(m) for m in made] == [decision_tuple(d) for d in decider.decisions(rows)]  # type: ignore[arg-type]
+    made = decider.columns(rows)
+    assert not made.decision_id
+    assert len(made.decided) == len(rows)
+    assert {m.consensus.action.value for m in made.decided} == {"NO_TRADE"}
+    assert [decision_tuple(m) for m in made.decided] == [
+        decision_tuple(d) for d in decider.decisions(rows)
+    ]
