@@ -16,6 +16,7 @@ and the run fails and is discarded as any failed run.
 from __future__ import annotations
 
 import contextlib
+import gc
 import queue
 import socket
 import subprocess
@@ -36,6 +37,9 @@ from infra.ledger.backtests import DecisionStream, stream_values
 _CHUNK = 5_000  # decisions per hand-over: rows the loop made, sent as one message
 _WAITING = 4  # messages that may wait for the child, beyond the one it reads
 _JOIN_SECONDS = 60.0  # the most a closing writer is given to finish what it was handed
+# The collector's thresholds in a process that allocates millions of short-lived objects and
+# makes few cycles: a young collection every 50,000 allocations, not 700.
+RARE_COLLECTIONS = (50_000, 20, 100)
 
 
 class DecisionWriterFailed(FatalError):
@@ -201,6 +205,10 @@ def serve(pipe: Connection, url: str, account: str) -> None:
 
     # Not synced at each commit: a run whose rows were lost fails, and is discarded and redone.
     engine = make_engine(url, durable=False)
+    # What is loaded by now lives as long as the process: the collector need not walk it again,
+    # and its runs (about a tenth of this process's time at the defaults) come less often.
+    gc.freeze()
+    gc.set_threshold(*RARE_COLLECTIONS)
     stream = DecisionStream(Sessions(sessionmaker(engine, expire_on_commit=False)), account)
     failure = ""
     while True:

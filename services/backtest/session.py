@@ -4,8 +4,10 @@ own account (never mixed with paper or live rows)."""
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -67,9 +69,10 @@ def run_backtest(
     step = timeframe_delta(cfg.timeframe)
     parts.scratch.accounts.ensure(cfg.account, parts.starting_cash, window.start - step)
     clock.lap("load")
-    report = replay(
-        parts.scratch, parts.exchange, parts.model, parts.panel, cfg, candles, parts.alerts
-    )
+    with rare_collections():
+        report = replay(
+            parts.scratch, parts.exchange, parts.model, parts.panel, cfg, candles, parts.alerts
+        )
     clock.lap("decide")
     fills = parts.scratch.fills.history(cfg.account)
     stats = compute_stats(parts.starting_cash, fills, closes, cfg.timeframe)
@@ -162,3 +165,19 @@ class _Stopwatch:
         t = self._now()
         self.laps[name] = t - self._last
         self._last = t
+
+
+@contextmanager
+def rare_collections() -> Iterator[None]:
+    """The garbage collector less often through a replay: what exists before it (the candles,
+    the ledger, the modules) is frozen out of its walks, and a young collection comes every
+    50,000 allocations, not 700. A replay allocates millions of short-lived objects and makes
+    few cycles; at the defaults the collector took about a tenth of its time."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)  # as the decision writer process does
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
