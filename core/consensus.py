@@ -129,8 +129,8 @@ def combine(
     regime: str = "",
 ) -> Consensus:
     edge = signal.edge
-    shares = contributions(model_score_of(edge, config), deliberation.votes, regime, config)
-    score = round(sum(shares.values()), 6)
+    shared = contributions(model_score_of(edge, config), deliberation.votes, regime, config)
+    score = round(sum(shared.values()), 6)
     tradeable = signal.tradeable or not config.require_significance
     proposal, fraction, _ = step(holding, edge, config.policy, tradeable)
     about = about_of(edge, signal.probability, score)
@@ -146,7 +146,7 @@ def combine(
         stop = _entry_stopped(score, deliberation.votes, config)
         action = _HOLD if stop else _BUY
         why, size = (f"{stop} ({about})", 1.0) if stop else (f"policy enters ({about})", fraction)
-    return Consensus(action, score, abs(score), why, size, shares, regime)
+    return Consensus(action, score, abs(score), why, size, shared, regime)
 
 
 def model_score_of(edge: float, config: ConsensusConfig) -> float:

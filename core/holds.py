@@ -4,9 +4,10 @@ A symbol that holds nothing (no position, no buy working) and whose model's edge
 clear the policy's entry bar proposes no order. Neither the risk state nor the risk gate has a
 say then: its decision (the agents' votes, the consensus' HOLD, or NO_TRADE when the agents
 could not vote) depends on the candle alone. A replay sets these candles aside as it goes
-(`HoldRows`: a few columns per candle) and `HoldDecider` decides them later with the very
-`decide` every decision goes through, on a flat account. Where that runs is the recorder's
-choice: a backtest's runs it beside the replay, on the other core (infra.ledger.decision_writer).
+(`HoldRows`: a few columns per candle) and `HoldDecider` decides them later, on a flat account:
+in bulk from the very functions `decide` calls (the agents' cases, the consensus' weighing), or
+by `decide` itself. Where that runs is the recorder's choice: a backtest's runs it beside the
+replay, on the other core (infra.ledger.decision_writer).
 
 Only for a panel whose votes read the candle alone (`candle_only`: the offline rule panel). An
 LLM panel reads a brief of the account and of the recent decisions, and deliberates on the
@@ -159,13 +160,11 @@ class HoldColumns:
 
 @dataclass(frozen=True)
 class HoldDecider:
-    """Decides holds, one at a time (a chunk's worth of decision objects alive at once would
-    keep the garbage collector walking them), in order.
+    """Decides holds on a flat account at each candle's close.
 
-    `decisions` runs `decide` itself on a flat account at the candle's close. `columns` gives
-    the same decisions, in bulk, as the values their records hold (a test holds the two equal).
-    With agents other than the Bull and Bear rule agents, `columns` gives nothing: ask
-    `decisions`."""
+    `decisions` runs `decide` itself, one hold at a time, in order. `columns` gives the same
+    decisions in bulk, as the values their records hold (a test holds the two equal); it
+    refuses (NotAHold) agents other than one Bull and one Bear rule agent: ask `decisions`."""
 
     settings: HoldSettings
     panel: Panel
@@ -176,9 +175,10 @@ class HoldDecider:
 
     @property
     def plain(self) -> bool:
-        """Whether `columns` can read these holds' votes apart: Bull and Bear rule agents only."""
+        """Whether `columns` can read these holds' votes apart: rule agents, one of each kind."""
         agents = getattr(self.panel, "agents", ())
-        return bool(agents) and all(type(a) in _RULES for a in agents)
+        kinds = [type(a) for a in agents]
+        return bool(kinds) and all(k in _RULES for k in kinds) and len(set(kinds)) == len(kinds)
 
     def decisions(self, rows: HoldRows) -> Iterator[Decision]:
         settings, step_ = self.settings, timeframe_delta(rows.timeframe)
@@ -278,7 +278,8 @@ class _OneHold:
         self.account, self.timeframe = rows.account, rows.timeframe
         self.step = timeframe_delta(rows.timeframe)
         self.symbols = [Symbol(s) for s in rows.symbols]
-        self._opened, self._times = -1, (datetime.min, datetime.min)
+        self._opened: int | None = None
+        self._times = (datetime.min, datetime.min)
         self._weighing: dict[tuple[int, str], Weighing] = {}
 
     def __call__(

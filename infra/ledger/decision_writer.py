@@ -4,8 +4,9 @@ The replay's loop runs on one core and decides the candles that may trade. Recor
 other half of the work: deciding the holds the loop set apart (core.holds, most of a
 backtest's candles), turning every decision into its row and inserting it. A child process
 does that half, handed chunks through a pipe: the decisions the loop made as rows, the holds as
-columns together with what decides them (core.holds.HoldDecider, by the very `decide` the
-loop runs). The pipe's buffer bounds what waits: a loop that runs ahead waits for the child.
+columns together with what decides them (core.holds.HoldDecider: in bulk, from the very
+functions the loop's `decide` calls). The pipe's buffer bounds what waits: a loop that runs
+ahead waits for the child.
 
 The child has its own connection to the ledger, so this needs one that two processes can open
 (a SQLite file, PostgreSQL): `decision_sink` writes in process otherwise. A failure in the

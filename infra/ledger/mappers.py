@@ -161,7 +161,11 @@ _HOLD = Action.HOLD.value
 def _votes_pieces(votes: tuple[Vote, ...]) -> list[str]:
     """The JSON text of `votes` as `decision_tuple` stores them, in pieces around their
     reasons (JsonText: a row's votes differ from their case's in their reasons alone)."""
-    return pieces_around([v.as_json(full=False) for v in votes], [v.reason for v in votes])
+    holes = [f"\x00reason {j}\x00" for j in range(len(votes))]  # in no reason: one line of text
+    values = [
+        v.as_json(full=False) | {"reason": hole} for v, hole in zip(votes, holes, strict=True)
+    ]
+    return pieces_around(values, holes)
 
 
 def _pieced(pieces: list[str], reasons: tuple[str, ...]) -> JsonText:

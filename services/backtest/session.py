@@ -173,11 +173,14 @@ def rare_collections() -> Iterator[None]:
     the ledger, the modules) is frozen out of its walks, and a young collection comes every
     50,000 allocations, not 700. A replay allocates millions of short-lived objects and makes
     few cycles; at the defaults the collector took about a tenth of its time."""
-    before = gc.get_threshold()
-    gc.freeze()
+    before, frozen_here = gc.get_threshold(), not gc.get_freeze_count()
+    if frozen_here:  # else someone froze this process's objects already, and thaws them
+        gc.collect()  # loading's garbage is not kept for the whole replay
+        gc.freeze()
     gc.set_threshold(50_000, 20, 100)  # as the decision writer process does
     try:
         yield
     finally:
         gc.set_threshold(*before)
-        gc.unfreeze()
+        if frozen_here:
+            gc.unfreeze()

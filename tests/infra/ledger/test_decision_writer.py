@@ -1,5 +1,5 @@
-"""The decision writer process records a backtest's decisions as the in-process stream does,
-whichever core decided its holds; a failure in it is raised in the parent and stops it."""
+"""The decision writer process records a backtest's decisions as the in-process stream does;
+a failure in it is raised in the parent and stops it."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Json
@@ -16,12 +17,13 @@ from sqlalchemy import Dialect
 from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.dialects.sqlite import pysqlite as sqlite
 
+from core.agents.brief import REGIME_FEATURES
 from core.agents.panel import RulePanel
 from core.agents.rules import BearAgent, BullAgent
 from core.consensus import ConsensusConfig
 from core.decision import Sizing
 from core.features.order_book import BOOK_FEATURE_NAMES
-from core.holds import HoldDecider, HoldRows, HoldSettings
+from core.holds import HoldDecider, HoldRows, HoldSettings, NotAHold
 from core.models.policy import PolicyConfig
 from infra.ledger.driver_insert import DriverInsert
 from infra.ledger.json_text import dumps
@@ -50,12 +52,14 @@ def holds(draw: st.DrawFn) -> tuple[HoldRows, HoldDecider]:
     # The policy must hold a flat symbol: an edge at or below the entry bar, or NaN.
     top = consensus.policy.min_edge if entering else 0.05
     edges = draw(st.lists(st.floats(-0.05, top) | st.just(float("nan")), min_size=n, max_size=n))
-    features = np.array(draw(st.lists(st.tuples(*[finite] * len(NAMES)), min_size=n, max_size=n)))
+    value = finite | st.sampled_from([float("nan"), float("inf"), -0.0])
+    features = np.array(draw(st.lists(st.tuples(*[value] * len(NAMES)), min_size=n, max_size=n)))
     features[:, 2] = np.abs(features[:, 2]) / 2  # RSI in [0, 1]
     with_book = draw(st.lists(st.booleans(), min_size=n, max_size=n))
     books = {
         i: {name: draw(finite) for name in BOOK_FEATURE_NAMES} for i, b in enumerate(with_book) if b
     }
+    unread = draw(st.sets(st.sampled_from(REGIME_FEATURES)))  # the regime without them
     k = np.arange(n)
     rows = HoldRows(
         account="bt",
@@ -66,7 +70,7 @@ def holds(draw: st.DrawFn) -> tuple[HoldRows, HoldDecider]:
         close=np.array(draw(st.lists(st.floats(0.01, 1e5), min_size=n, max_size=n))),
         probability=np.array(draw(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n))),
         edge=np.array(edges),
-        index={name: i for i, name in enumerate(NAMES)},
+        index={name: i for i, name in enumerate(NAMES) if name not in unread},
         features=features,
         books=books,
     )
@@ -74,7 +78,8 @@ def holds(draw: st.DrawFn) -> tuple[HoldRows, HoldDecider]:
     hold_settings = HoldSettings(
         "m", "1", "fs", tradeable, {}, consensus, Sizing(Decimal(10)), LIMITS
     )
-    panel = RulePanel((BullAgent(least), BearAgent(0.55)))
+    agents = (BullAgent(least), BearAgent(0.55))
+    panel = RulePanel(agents if draw(st.booleans()) else agents[::-1])
     return rows, HoldDecider(hold_settings, panel)
 
 
@@ -104,7 +109,7 @@ def test_columns_when_stored_then_each_row_is_the_decision_tuple_of_decide(
     apart = _stored_columns(insert, hold_columns(made, rows, decider.settings))
     whole = [decision_tuple(d) for d in made.decided]
     decided = {d.decision_id: decision_tuple(d) for d in decider.decisions(rows)}
-    assert len(made) == len(rows)
+    assert len(made.decision_id) == len(rows) - len(rows.books)  # read apart, but book rows
     assert sorted(apart + _stored(insert, whole)) == sorted(_stored(insert, list(decided.values())))
 
 
@@ -126,3 +131,15 @@ def test_columns_when_a_feature_is_missing_then_every_row_is_decided_whole_as_no
     assert [decision_tuple(m) for m in made.decided] == [
         decision_tuple(d) for d in decider.decisions(rows)
     ]
+
+
+@settings(max_examples=5, deadline=None)
+@given(holds())
+def test_columns_when_two_agents_are_of_one_kind_then_refused_for_decisions(
+    drawn: tuple[HoldRows, HoldDecider],
+) -> None:
+    rows, decider = drawn
+    twins = HoldDecider(decider.settings, RulePanel((BullAgent(0.5), BullAgent(0.6))))
+    assert not twins.plain
+    with pytest.raises(NotAHold):
+        twins.columns(rows)
