@@ -124,12 +124,6 @@ class DecisionBatch:
         features = FeatureRow(rows.index, rows.matrix, at, self.books[symbol].get(t))
         return features, float(rows.probability[at]), float(rows.edge[at])
 
-    def row_at(self, symbol: str, t: pd.Timestamp) -> int | None:
-        """The row of `symbol` at `t`, when it is ready to decide (not warm-up)."""
-        rows = self._rows[symbol]
-        at = rows.position.get(t.value)
-        return None if at is None or not rows.ready[at] else at
-
     def flat_hold_row(self, symbol: str, t: pd.Timestamp, consensus: ConsensusConfig) -> int | None:
         """The row of `symbol` at `t` when it is ready and the policy holds it if flat
         (core.holds.holds_when_flat); else None. Found for every row at the first ask: a

@@ -80,6 +80,8 @@ def test_hold_decider_when_a_row_would_enter_then_refused_as_not_a_hold(
     entering = replace(rows, edge=np.full(len(rows), 0.05))  # far above the entry bar
     with pytest.raises(NotAHold, match="proposed BUY: not a hold"):
         list(HoldDecider(hold_settings(batch, CFG), PANEL).decisions(entering))
+    with pytest.raises(NotAHold, match="the policy enters, not a hold"):
+        HoldDecider(hold_settings(batch, CFG), PANEL).columns(entering)
 
 
 class _ChatPanel:
