@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, delete, insert
 
 from core.decision import Decision
 from infra.ledger.database import engine_for
-from infra.ledger.driver_insert import DriverInsert
+from infra.ledger.driver_insert import DriverInsert, Same
 from infra.ledger.mappers import DECISION_COLUMNS, decision_tuple, decision_values
 from infra.ledger.models import DecisionRow
 
@@ -64,5 +64,38 @@ def test_execute_when_a_value_is_refused_then_the_error_names_it_and_no_row_is_w
     naive = (*rows[2][:at], rows[2][at].replace(tzinfo=None), *rows[2][at + 1 :])
     with pytest.raises(ValueError, match="naive datetime"), engine.begin() as c:
         insert_decisions.execute(c, [*rows[:2], naive])
+    with engine.connect() as c:
+        assert stored(c) == []
+
+
+def _columns(decisions: list[Decision]) -> dict[str, Any]:
+    """The decisions' values a column at a time; their one account as a Same column."""
+    rows = [decision_tuple(d) for d in decisions]
+    by_column = {name: [row[j] for row in rows] for j, name in enumerate(DECISION_COLUMNS)}
+    (account,) = set(by_column["account"])
+    return by_column | {"account": Same(account)}
+
+
+def test_execute_columns_when_decisions_are_inserted_then_stored_as_row_by_row(
+    engine: Engine, insert_decisions: DriverInsert, decisions: list[Decision]
+) -> None:
+    with engine.begin() as c:
+        insert_decisions.execute(c, [decision_tuple(d) for d in decisions])
+        expected = stored(c)
+        c.execute(delete(DecisionRow.__table__))
+        insert_decisions.execute_columns(c, _columns(decisions))
+        assert stored(c) == expected
+
+
+def test_column_parameters_when_a_column_is_missing_or_short_then_refused_and_nothing_sent(
+    engine: Engine, insert_decisions: DriverInsert, decisions: list[Decision]
+) -> None:
+    columns = _columns(decisions[:3])
+    without = {k: v for k, v in columns.items() if k != "regime"}
+    with pytest.raises(ValueError, match=r"decisions: columns missing \['regime'\], unknown \[\]"):
+        insert_decisions.column_parameters(without)
+    short = columns | {"score": columns["score"][:2]}
+    with pytest.raises(ValueError, match="decisions: columns of different lengths"):
+        insert_decisions.column_parameters(short)
     with engine.connect() as c:
         assert stored(c) == []
