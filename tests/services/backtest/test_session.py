@@ -97,9 +97,9 @@ def test_rare_collections_when_done_then_thresholds_and_frozen_objects_as_before
 def test_rare_collections_when_already_frozen_then_that_freeze_is_left_alone() -> None:
     gc.freeze()
     try:
-        frozen = gc.get_freeze_count()
         with rare_collections():
             pass
-        assert gc.get_freeze_count() == frozen
+        # Still frozen (the count itself drops as frozen objects are freed meanwhile).
+        assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
