@@ -113,10 +113,11 @@ class FittedTrees:
 
 def _on_one_thread(model: Any, x: np.ndarray) -> np.ndarray:
     if isinstance(model, lgb.LGBMClassifier):
-        p = model.predict_proba(x, num_threads=1)  # a per-call parameter
-    else:
-        with xgb.config_context(nthread=1):  # thread-local: other threads keep theirs
-            p = model.predict_proba(x)
+        # The booster's own call, as predict_proba makes it (P(1) of a binary objective): the
+        # sklearn wrapper's checks cost more than a live decision's few rows.
+        return np.asarray(model.booster_.predict(x, num_threads=1), dtype=np.float64)
+    with xgb.config_context(nthread=1):  # thread-local: other threads keep theirs
+        p = model.predict_proba(x)
     return np.asarray(p[:, 1], dtype=np.float64)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -230,11 +231,11 @@ class Candles:
         rows.reverse()
         columns = list(zip(*rows, strict=True)) or [()] * (len(_CANDLE_VALUES) + 2)
         opens = np.array(columns[0], dtype="int64")
-        frame = pd.DataFrame({"open_time": pd.to_datetime(opens, unit="ms", utc=True)})
+        data: dict[str, Any] = {"open_time": pd.to_datetime(opens, unit="ms", utc=True)}
         for i, col in enumerate(_CANDLE_VALUES, start=1):
-            frame[col] = np.array(columns[i], dtype="float64")  # the text, parsed
-        frame["is_filled"] = np.array(columns[-1], dtype=bool)
-        return frame
+            data[col] = np.array(columns[i], dtype="float64")  # the text, parsed
+        data["is_filled"] = np.array(columns[-1], dtype=bool)
+        return pd.DataFrame(data, copy=False)  # one frame, not a column added at a time
 
     def last_close(
         self, exchange: str, symbol: str, timeframe: str, until: datetime | None = None

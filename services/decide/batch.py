@@ -249,18 +249,18 @@ class _Rows:
         # most of its memory); a decision reads single values, so the layout does not matter.
         same = features.index.equals(index)
         matrix = (features if same else features.reindex(index)).to_numpy(dtype="float64")
-        p = probability.reindex(index).to_numpy(dtype="float64")
+        p, e = _aligned(probability, index), _aligned(edge, index)
         if complete is None:
             complete = ~np.isnan(matrix).any(axis=1)
         ready = complete & ~np.isnan(p)
         return cls(
             position=Positions(index.asi8),
             opens=index.asi8,
-            ohlcv=candles.loc[:, list(_OHLCV)].to_numpy(dtype="float64"),
+            ohlcv=np.column_stack([candles[c].to_numpy(dtype="float64") for c in _OHLCV]),
             index={name: i for i, name in enumerate(features.columns)},
             matrix=matrix,
             probability=p,
-            edge=edge.reindex(index).to_numpy(dtype="float64"),
+            edge=e,
             ready=ready,
         )
 
@@ -283,6 +283,17 @@ class _Rows:
 
 
 _OHLCV = ("open", "high", "low", "close", "volume")
+
+
+def _aligned(values: pd.Series, index: pd.DatetimeIndex) -> np.ndarray:  # type: ignore[type-arg]
+    """`values` at each time of `index`, NaN where it has none (a reindex without pandas'
+    checks: a live run's few probabilities onto its 800 candles)."""
+    out = np.full(len(index), np.nan)
+    if len(values):
+        at = index.get_indexer(values.index)
+        found = at >= 0
+        out[at[found]] = values.to_numpy(dtype="float64")[found]
+    return out
 
 
 def prepare_batch(
@@ -407,35 +418,55 @@ def predict_at_times(
     symbol by symbol in chunks that overlap by the context, so no copy of all features, nor of
     one symbol's, is ever made."""
     columns = list(FEATURE_NAMES)
-    wanted = {s: f.index.isin(times) for s, f in features.items()}
+    wanted = {s: np.isin(_nanoseconds(f.index), _nanoseconds(times)) for s, f in features.items()}
     if sum(int(w.sum()) for w in wanted.values()) > _PREDICT_CHUNK:
         return {s: _predict_long(model, f, wanted[s], columns) for s, f in features.items()}
     parts = {s: _context_rows(f, wanted[s], model.context, columns) for s, f in features.items()}
-    keep = np.concatenate([k for _, k in parts.values()]) if parts else np.zeros(0, dtype=bool)
-    if not keep.any():
+    if not any(keep.any() for _, _, keep in parts.values()):
         return {s: pd.Series(dtype="float64") for s in features}
-    # One call, never chunked: a chunk's edge would cut a symbol's context rows off.
-    stacked = pd.concat(
-        [x for x, _ in parts.values()], keys=list(parts), names=["symbol", "open_time"]
+    # One call, never chunked: a chunk's edge would cut a symbol's context rows off. Stacked
+    # as arrays: pandas' concat and row lookups cost more than a live decision's prediction.
+    opens = np.concatenate([_nanoseconds(t) for t, _, _ in parts.values()])
+    times_level, time_codes = np.unique(opens, return_inverse=True)
+    counts = [len(t) for t, _, _ in parts.values()]
+    index = pd.MultiIndex(
+        levels=[pd.Index(list(parts)), pd.DatetimeIndex(times_level, tz="UTC")],
+        codes=[np.repeat(np.arange(len(parts)), counts), time_codes],
+        names=["symbol", "open_time"],
+        verify_integrity=False,
     )
-    p = np.asarray(model.predict(stacked), dtype="float64")
-    out = pd.Series(p[keep], index=stacked.index[keep], dtype="float64")
-    return {
-        s: out.loc[s] if keep_s.any() else pd.Series(dtype="float64")
-        for s, (_, keep_s) in parts.items()
-    }
+    values = np.concatenate([x for _, x, _ in parts.values()])
+    p = np.asarray(
+        model.predict(pd.DataFrame(values, index=index, columns=columns, copy=False)),
+        dtype="float64",
+    )
+    out, at = {}, 0
+    for s, (rows, _, keep) in parts.items():
+        mine = p[at : at + len(rows)]
+        at += len(rows)
+        out[s] = pd.Series(mine[keep], index=rows[keep])
+    return out
 
 
 def _context_rows(
     features: pd.DataFrame, wanted: np.ndarray, context: int, columns: list[str]
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """The complete rows from `context` before the first wanted one, and which of them are
-    wanted. Sliced before copying: a live run wants 1 row of 800."""
+) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+    """The complete rows from `context` before the first wanted one (their times, and their
+    values in `columns`' order), and which of them are wanted. Sliced before copying: a live
+    run wants 1 row of 800."""
     if not wanted.any():
-        return features.iloc[:0].loc[:, columns], wanted[:0]
-    part = features.iloc[max(0, int(np.argmax(wanted)) - context) :].loc[:, columns]
-    complete = part.notna().all(axis=1).to_numpy()
-    return part[complete], wanted[-len(part) :][complete]
+        return features.index[:0], np.zeros((0, len(columns))), wanted[:0]
+    part = features.iloc[max(0, int(np.argmax(wanted)) - context) :]
+    if list(part.columns) != columns:
+        part = part.loc[:, columns]
+    values = part.to_numpy(dtype="float64")
+    complete = ~np.isnan(values).any(axis=1)
+    return part.index[complete], values[complete], wanted[-len(part) :][complete]
+
+
+def _nanoseconds(times: pd.Index) -> np.ndarray:
+    """Open times as int64 nanoseconds, whatever the index's unit."""
+    return np.asarray(pd.DatetimeIndex(times).as_unit("ns").asi8)
 
 
 def _predict_long(

@@ -88,3 +88,21 @@ def test_predict_when_few_rows_with_context_exceed_a_chunk_then_one_call_keeps_t
     assert len(model.frames) == 1
     for symbol in features:
         np.testing.assert_array_equal(whole[symbol].to_numpy(), short[symbol].to_numpy())
+
+
+def test_predict_when_columns_reordered_or_times_in_another_unit_then_same_probabilities(
+    features: dict[str, pd.DataFrame],
+) -> None:
+    # The model gets FEATURE_NAMES in their order whatever the frame's, and the wanted times
+    # match whatever the indexes' unit (a frame read from a file may hold milliseconds).
+    expected = predict_at_times(LookBack(), features, TIMES[-2:])
+    shuffled = {
+        s: f.loc[:, list(reversed(FEATURE_NAMES))].assign(extra=1.0).set_axis(f.index.as_unit("ms"))
+        for s, f in features.items()
+    }
+    model = LookBack()
+    out = predict_at_times(model, shuffled, TIMES[-2:].as_unit("s"))
+    assert list(model.frames[0].columns) == list(FEATURE_NAMES)
+    for symbol in features:
+        assert list(out[symbol].index) == list(TIMES[-2:])
+        np.testing.assert_array_equal(out[symbol].to_numpy(), expected[symbol].to_numpy())
