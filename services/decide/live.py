@@ -17,7 +17,7 @@ from core.decision import Decision
 from core.ports import Model, Notifier, SimulatedExchange, TradingLedger
 from core.types import ClientOrderId
 from services.correlation import bound
-from services.decide.batch import prepare_batch
+from services.decide.batch import DecisionBatch, prepare_batch
 from services.decide.config import DecisionConfig
 from services.decide.loop import DecisionLoop, DecisionRunReport, settle_all
 from services.execution import unsent_orders
@@ -67,7 +67,7 @@ def decide_live(
             report.stale.append(opened)  # the gate denied any order on it (STALE_CANDLE)
     # Every order recorded and not yet sent: this run's, and any an earlier run left unsent.
     report.to_send = unsent_orders(ledger, cfg.account)
-    report.newest_close = _newest_close(ledger, cfg)
+    report.newest_close = _newest_close(batch, cfg)
     _alert_if_stale(report, cfg, clock.now(), alerts)
     return report
 
@@ -93,10 +93,11 @@ def _last_decided(ledger: TradingLedger, cfg: DecisionConfig) -> datetime | None
     return None if any(t is None for t in last) else min(t for t in last if t is not None)
 
 
-def _newest_close(ledger: TradingLedger, cfg: DecisionConfig) -> datetime | None:
-    opens = [ledger.candles.last_time(cfg.exchange, s, cfg.timeframe) for s in cfg.symbols]
-    known = [t for t in opens if t is not None]
-    return max(known) + timeframe_delta(cfg.timeframe) if known else None
+def _newest_close(batch: DecisionBatch, cfg: DecisionConfig) -> datetime | None:
+    """The newest candle the batch loaded: the newest stored when the run began (a query per
+    symbol again cost a live run more than its model call)."""
+    opens = [f.index[-1] for f in batch.candles.values() if len(f)]
+    return max(opens).to_pydatetime() + timeframe_delta(cfg.timeframe) if opens else None
 
 
 def _alert_if_stale(
