@@ -18,6 +18,8 @@ from core.clock import FixedClock
 from core.decision import Decision
 from core.holds import HoldDecider, HoldSettings
 from core.ports import Notifier, SimulatedExchange, TradingLedger
+from core.risk.limits import RiskState
+from core.risk.state import TradingState
 from core.types import DecisionId, Symbol
 from services.circuit_breaker import CircuitBreaker
 from services.correlation import bound
@@ -70,6 +72,8 @@ class DecisionLoop:
         self.breaker = CircuitBreaker(self.ledger, self.snapshots, cfg.breaker, self.alerts)
         self.recent: dict[str, deque[PastDecision]] | None = None
         self.holds: list[tuple[int, int]] = []  # set apart, not yet handed to the ledger
+        # The account's fill count when the last step left it quiet (_quiet_after), else None.
+        self.quiet: int | None = None
 
     def _recent(self, before: datetime) -> dict[str, deque[PastDecision]]:
         """Seeded from the ledger once, then kept as this loop decides."""
@@ -105,24 +109,75 @@ class DecisionLoop:
     ) -> tuple[list[Decision], int]:
         """Breaker, then the step at `t`; every decision recorded. Returns those recorded and
         how many were decided by an earlier run."""
+        if self._quiet_holds(batch, t, already):
+            self._hand_over_holds(batch, broker)
+            return [], 0
         prices = batch.prices_at(t)
         state = self.snapshots.snapshot(prices, now)
-        if self.breaker.check(prices, now, state).changed:
+        status = self.breaker.check(prices, now, state)
+        if status.changed:
             state = self.snapshots.snapshot(prices, now)  # it tripped or cleared: halts differ
         recent = self._recent(t.to_pydatetime())
         holds = self.holds if self.holds_apart else None
         step = decide_at(
             batch, t, state, now, self.cfg, self.panel, already, recent, self.timer, holds
         )
+        self.quiet = self._quiet_after(state, status.tripped, step.decisions)
         for d in step.decisions:
             inp = d.input
             recent[inp.symbol].append(
                 PastDecision(inp.candle_time, d.consensus.action.value, inp.price)
             )
         recorded = [d for d in step.decisions if _record(self.ledger, d, broker)]
+        self._hand_over_holds(batch, broker)
+        return recorded, step.skipped + len(step.decisions) - len(recorded)
+
+    def _quiet_after(
+        self, state: RiskState, tripped: bool, decisions: list[Decision]
+    ) -> int | None:
+        """The fill count, when this step left the account quiet: holds set apart, nothing
+        held nor open, trading active, the breaker clear, and no order made."""
+        if (
+            not self.holds_apart
+            or tripped
+            or state.trading_state is not TradingState.ACTIVE
+            or state.open_orders
+            or any(state.positions.values())
+            or any(d.order is not None for d in decisions)
+        ):
+            return None
+        return self.ledger.fills.count(self.cfg.account)
+
+    def _quiet_holds(
+        self, batch: DecisionBatch, t: pd.Timestamp, already: Collection[DecisionId]
+    ) -> bool:
+        """Set every symbol's candle at `t` apart as a hold, without the snapshot, the breaker
+        or the step, while the account stays as quiet as the last step left it (no fill since,
+        nothing open): a hold reads no risk state, and a flat account's equity is its cash, so
+        no breaker reading can cross a limit the last one did not (today's loss only resets
+        to nothing at midnight). False, with nothing set apart, when a symbol's candle is not
+        a flat hold (it is decided, and the whole candle goes the step's way)."""
+        cfg = self.cfg
+        if self.quiet is None or already:
+            return False
+        if self.ledger.fills.count(cfg.account) != self.quiet or self.ledger.orders.open(
+            cfg.account
+        ):
+            self.quiet = None
+            return False
+        marks = []
+        for k, symbol in enumerate(cfg.symbols):
+            at = batch.flat_hold_row(symbol, t, cfg.consensus)
+            if at is not None:
+                marks.append((k, at))
+            elif batch.read_at(symbol, t) is not None:
+                return False
+        self.holds.extend(marks)
+        return True
+
+    def _hand_over_holds(self, batch: DecisionBatch, broker: str) -> None:
         if len(self.holds) >= HOLDS_CHUNK:
             self.record_holds(batch, broker)
-        return recorded, step.skipped + len(step.decisions) - len(recorded)
 
     def record_holds(self, batch: DecisionBatch, broker: str) -> None:
         """Hand the holds set apart to the ledger, with what decides them."""
