@@ -218,6 +218,31 @@ class DecidedCandles:
         self._bits[byte] |= mask
         return True
 
+    def add_many(self, seconds: np.ndarray) -> np.ndarray:
+        """`add` of each, in order, at once (a backtest hands its holds over in thousands):
+        False where a time was there already, or earlier in `seconds`."""
+        seconds = np.asarray(seconds, dtype=np.int64)
+        slot, off = np.divmod(seconds - self._origin, self._step)
+        on = (slot >= 0) & (off == 0)
+        fresh = np.zeros(len(seconds), dtype=bool)
+        for i in np.flatnonzero(~on).tolist():  # off the grid: rare, one at a time
+            fresh[i] = self.add(int(seconds[i]))
+        if not on.any():
+            return fresh
+        slots = slot[on]
+        need = (int(slots.max()) >> 3) + 1
+        if need > len(self._bits):
+            self._bits.extend(bytes(max(need, 2 * len(self._bits)) - len(self._bits)))
+        bits = np.frombuffer(self._bits, dtype=np.uint8)  # a view: written through
+        byte, mask = slots >> 3, np.left_shift(1, slots & 7).astype(np.uint8)
+        first = np.zeros(len(slots), dtype=bool)
+        first[np.unique(slots, return_index=True)[1]] = True
+        new = first & ((bits[byte] & mask) == 0)
+        np.bitwise_or.at(bits, byte[new], mask[new])
+        del bits  # the bytearray may grow again only once no view of it is left
+        fresh[on] = new
+        return fresh
+
 
 class MemoryOrders:
     def __init__(self) -> None:
@@ -265,25 +290,29 @@ class MemoryOrders:
         )
 
     def _candle_first_time(self, key: tuple[str, str, str], seconds: int) -> bool:
+        return self._candles(key, seconds).add(seconds)
+
+    def _candles_first_time(self, key: tuple[str, str, str], seconds: np.ndarray) -> np.ndarray:
+        return self._candles(key, int(seconds[0])).add_many(seconds)
+
+    def _candles(self, key: tuple[str, str, str], first: int) -> DecidedCandles:
+        """The candles decided under `key`, on a grid from `first` when none were."""
         decided = self._decided.get(key)
         if decided is None:
             step = int(timeframe_delta(key[2]).total_seconds())
-            decided = self._decided[key] = DecidedCandles(seconds, step)
-        return decided.add(seconds)
+            decided = self._decided[key] = DecidedCandles(first, step)
+        return decided
 
     def record_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
         """The holds not recorded before: to the sink, or decided and held here."""
         if not len(rows):
             return
         keys = [(rows.account, s, rows.timeframe) for s in rows.symbols]
-        fresh = np.fromiter(
-            (
-                self._candle_first_time(keys[k], seconds)
-                for k, seconds in zip(rows.symbol.tolist(), rows.opened.tolist(), strict=True)
-            ),
-            dtype=bool,
-            count=len(rows),
-        )
+        fresh = np.zeros(len(rows), dtype=bool)
+        for k, key in enumerate(keys):
+            mine = rows.symbol == k
+            if mine.any():
+                fresh[mine] = self._candles_first_time(key, rows.opened[mine])
         rows = rows if fresh.all() else rows.take(fresh)
         for k, key in enumerate(keys):
             mine = rows.opened[rows.symbol == k]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,6 +34,26 @@ def test_add_when_times_come_in_any_order_then_answers_as_a_set_would(times: lis
     for t in times:
         assert decided.add(t) == (t not in seen)
         seen.add(t)
+
+
+_TIMES = st.lists(
+    st.one_of(
+        st.integers(-50, 5_000).map(lambda slot: ORIGIN + slot * STEP),
+        st.integers(ORIGIN - 10_000, ORIGIN + 10_000),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_TIMES, max_size=5))
+def test_add_many_when_chunks_come_in_any_order_then_answers_as_add_one_at_a_time(
+    chunks: list[list[int]],
+) -> None:
+    many, one = DecidedCandles(ORIGIN, STEP), DecidedCandles(ORIGIN, STEP)
+    for chunk in chunks:
+        expected = [one.add(t) for t in chunk]  # repeats within a chunk included
+        assert many.add_many(np.array(chunk, dtype=np.int64)).tolist() == expected
 
 
 def test_record_decision_when_recorded_twice_then_refused_the_second_time(
