@@ -4,7 +4,7 @@ that the ledger's fills define; every new fill is read once, not every fill ever
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -41,8 +41,15 @@ class PeakEquity:
     one it has folded in; starts over when a fill arrived for a time it has already passed
     (reconciliation adopted a late one) or when asked about an earlier moment."""
 
-    def __init__(self, ledger: TradingLedger, account: str) -> None:
+    def __init__(
+        self,
+        ledger: TradingLedger,
+        account: str,
+        starting_cash: Callable[[], Decimal] | None = None,
+    ) -> None:
         self.ledger, self.account = ledger, account
+        # Where the starting cash is read from (a risk snapshot's, read once), else the ledger.
+        self._starting_cash = starting_cash or (lambda: ledger.accounts.starting_cash(account))
         self._curve: EquityCurve | None = None
         self._newest: datetime | None = None  # filled_at of the newest fill folded in
         self._folded = 0
@@ -50,7 +57,7 @@ class PeakEquity:
     def at(self, now: datetime) -> Decimal:
         fills = self.ledger.fills
         if self._curve is None or not self._still_valid(now):
-            self._curve = EquityCurve.starting(self.ledger.accounts.starting_cash(self.account))
+            self._curve = EquityCurve.starting(self._starting_cash())
             self._newest, self._folded = None, 0
         for fill in fills.history(self.account, after=self._newest, until=now):
             self._curve.add(fill)
@@ -74,7 +81,7 @@ class CircuitBreaker:
         alerts: Notifier,
     ) -> None:
         self.ledger, self.snapshots, self.config, self.alerts = ledger, snapshots, config, alerts
-        self.peak = PeakEquity(ledger, snapshots.account)
+        self.peak = PeakEquity(ledger, snapshots.account, snapshots.starting_cash)
         # The last trades read and their stats: a backtest reads the same window at every
         # candle until a trade closes.
         self._trades: Sequence[TradeResult] = ()

@@ -27,6 +27,14 @@ class RiskSnapshots:
         self._day_start: dict[datetime, Decimal] = {}
         self._entered: dict[Symbol, datetime] = {}
         self._fills_read = -1  # how many fills `_entered` was derived from
+        self._starting_cash: Decimal | None = None
+
+    def starting_cash(self) -> Decimal:
+        """The account's starting cash, read once: it never changes once the account is made
+        (a live run asked for it twice, a query each)."""
+        if self._starting_cash is None:
+            self._starting_cash = self.ledger.accounts.starting_cash(self.account)
+        return self._starting_cash
 
     def snapshot(self, prices: Mapping[str, Decimal], now: datetime) -> RiskState:
         positions = {s: p.quantity for s, p in self.ledger.fills.positions(self.account).items()}
@@ -79,7 +87,7 @@ class RiskSnapshots:
         fills = [
             f for f in self.ledger.fills.history(self.account, until=moment) if f.filled_at < moment
         ]
-        cash = self.ledger.accounts.starting_cash(self.account)
+        cash = self.starting_cash()
         for fill in fills:
             cash = cash_after(cash, fill)
         held = {s: p for s, p in replay_fills(fills).items() if p.quantity}

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from core.errors import FatalError
 from infra.ledger.dialect import insert_for
@@ -72,9 +73,9 @@ class Accounts:
     def starting_cash(self, account: str) -> Decimal:
         return self._row(account).starting_cash
 
-    def _row(self, account: str) -> AccountRow:
-        with self._sessions.read() as s:
-            row = s.get(AccountRow, account)
+    def _row(self, account: str) -> Row[Any]:
+        rows = self._sessions.rows(select(AccountRow).where(AccountRow.account == account))
+        row = rows[0] if rows else None
         if row is None:
             raise UnknownAccount(f"unknown account {account!r}")
         return row

@@ -179,14 +179,13 @@ class Candles:
             ]
 
     def last_time(self, exchange: str, symbol: str, timeframe: str) -> datetime | None:
-        with self._sessions.read() as s:
-            ms = s.scalar(
-                select(func.max(CandleRow.open_time_ms)).where(
-                    CandleRow.exchange == exchange,
-                    CandleRow.symbol == symbol,
-                    CandleRow.timeframe == timeframe,
-                )
+        ms = self._sessions.scalar(
+            select(func.max(CandleRow.open_time_ms)).where(
+                CandleRow.exchange == exchange,
+                CandleRow.symbol == symbol,
+                CandleRow.timeframe == timeframe,
             )
+        )
         return None if ms is None else ms_to_datetime(ms)
 
     def count(self, exchange: str, symbol: str, timeframe: str) -> int:
@@ -248,5 +247,6 @@ class Candles:
         )
         if until is not None:
             q = q.where(CandleRow.open_time_ms <= datetime_to_ms(until))
-        with self._sessions.read() as s:
-            return s.scalar(q.order_by(CandleRow.open_time_ms.desc()).limit(1))
+        return self._sessions.scalar(  # type: ignore[no-any-return]
+            q.order_by(CandleRow.open_time_ms.desc()).limit(1)
+        )

@@ -116,39 +116,34 @@ class Fills:
             q = q.where(FillRow.filled_at > after)
         if until is not None:
             q = q.where(FillRow.filled_at <= until)
-        with self._sessions.read() as s:
-            rows = s.scalars(q.order_by(FillRow.filled_at, FillRow.fill_id))
-            return [
-                Fill(
-                    ClientOrderId(r.client_order_id),
-                    Symbol(r.symbol),
-                    Side(r.side),
-                    r.quantity,
-                    r.price,
-                    r.fee,
-                    r.filled_at,
-                    r.fill_id,
-                    r.fee_in_base,
-                )
-                for r in rows
-            ]
+        rows = self._sessions.rows(q.order_by(FillRow.filled_at, FillRow.fill_id))
+        return [
+            Fill(
+                ClientOrderId(r.client_order_id),
+                Symbol(r.symbol),
+                Side(r.side),
+                r.quantity,
+                r.price,
+                r.fee,
+                r.filled_at,
+                r.fill_id,
+                r.fee_in_base,
+            )
+            for r in rows
+        ]
 
     def count(self, account: str, until: datetime | None = None) -> int:
         q = select(func.count()).select_from(FillRow).where(FillRow.account == account)
         if until is not None:
             q = q.where(FillRow.filled_at <= until)
-        with self._sessions.read() as s:
-            return s.scalar(q) or 0
+        return self._sessions.scalar(q) or 0
 
     def positions(self, account: str) -> dict[Symbol, Position]:
-        with self._sessions.read() as s:
-            rows = s.scalars(select(PositionRow).where(PositionRow.account == account))
-            return {
-                Symbol(r.symbol): Position(
-                    Symbol(r.symbol), r.quantity, r.avg_price, r.realised_pnl
-                )
-                for r in rows
-            }
+        rows = self._sessions.rows(select(PositionRow).where(PositionRow.account == account))
+        return {
+            Symbol(r.symbol): Position(Symbol(r.symbol), r.quantity, r.avg_price, r.realised_pnl)
+            for r in rows
+        }
 
     def closed_trades(
         self, account: str, until: datetime | None = None, limit: int = 500
@@ -159,8 +154,7 @@ class Fills:
         )
         if until is not None:
             q = q.where(FillRow.filled_at <= until)
-        with self._sessions.read() as s:
-            rows = s.execute(
-                q.order_by(FillRow.filled_at.desc(), FillRow.fill_id.desc()).limit(limit)
-            ).all()
+        rows = self._sessions.rows(
+            q.order_by(FillRow.filled_at.desc(), FillRow.fill_id.desc()).limit(limit)
+        )
         return [TradeResult(t, pnl, price * qty) for t, pnl, price, qty in reversed(rows)]

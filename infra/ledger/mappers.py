@@ -56,7 +56,8 @@ def order_values(
     }
 
 
-def order_of(row: OrderRow) -> Order:
+def order_of(row: Any) -> Order:
+    """An order from its orders row (an ORM object or a plain row)."""
     return Order(
         client_order_id=ClientOrderId(row.client_order_id),
         decision_id=None if row.decision_id is None else DecisionId(row.decision_id),

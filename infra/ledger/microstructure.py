@@ -62,8 +62,7 @@ class Microstructure:
                 OrderBookLevelRow.taken_at_ms, OrderBookLevelRow.side, OrderBookLevelRow.level
             )
         )
-        with self._sessions.read() as s:
-            rows = list(s.scalars(q))
+        rows = self._sessions.rows(q)
         books = []
         for taken_ms, group in groupby(rows, key=lambda r: r.taken_at_ms):
             levels = list(group)

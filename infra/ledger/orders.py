@@ -112,14 +112,13 @@ class Orders:
 
     def last_decided(self, account: str, symbol: str, timeframe: str) -> datetime | None:
         """Open time of the newest candle decided for this symbol and timeframe."""
-        with self._sessions.read() as s:
-            return s.scalar(
-                select(func.max(DecisionRow.candle_time)).where(
-                    DecisionRow.account == account,
-                    DecisionRow.symbol == symbol,
-                    DecisionRow.timeframe == timeframe,
-                )
+        return self._sessions.scalar(  # type: ignore[no-any-return]
+            select(func.max(DecisionRow.candle_time)).where(
+                DecisionRow.account == account,
+                DecisionRow.symbol == symbol,
+                DecisionRow.timeframe == timeframe,
             )
+        )
 
     def decided_ids(self, account: str, timeframe: str, since: datetime) -> set[DecisionId]:
         """Ids of the decisions recorded for candles opening at or after `since`."""
@@ -128,14 +127,14 @@ class Orders:
             DecisionRow.timeframe == timeframe,
             DecisionRow.candle_time >= since,
         )
-        with self._sessions.read() as s:
-            return {DecisionId(d) for d in s.scalars(q)}
+        return {DecisionId(d) for (d,) in self._sessions.rows(q)}
 
     # -- orders ----------------------------------------------------------------------------
     def get(self, client_order_id: ClientOrderId) -> Order | None:
-        with self._sessions.read() as s:
-            row = s.get(OrderRow, client_order_id)
-            return None if row is None else order_of(row)
+        rows = self._sessions.rows(
+            select(OrderRow).where(OrderRow.client_order_id == client_order_id)
+        )
+        return order_of(rows[0]) if rows else None
 
     def find(
         self, account: str, status: OrderStatus | None = None, symbol: str | None = None
@@ -145,16 +144,14 @@ class Orders:
             q = q.where(OrderRow.status == status.value)
         if symbol is not None:
             q = q.where(OrderRow.symbol == symbol)
-        with self._sessions.read() as s:
-            return [order_of(r) for r in s.scalars(q.order_by(*_CREATION))]
+        return [order_of(r) for r in self._sessions.rows(q.order_by(*_CREATION))]
 
     def open(self, account: str, symbol: str | None = None) -> list[Order]:
         """Orders not yet in a terminal state: they count against limits and can be cancelled."""
         q = select(OrderRow).where(OrderRow.account == account, OrderRow.status.in_(_OPEN))
         if symbol is not None:
             q = q.where(OrderRow.symbol == symbol)
-        with self._sessions.read() as s:
-            return [order_of(r) for r in s.scalars(q.order_by(*_CREATION))]
+        return [order_of(r) for r in self._sessions.rows(q.order_by(*_CREATION))]
 
     def insert_many(self, orders: Sequence[Order], account: str, broker: str) -> set[str]:
         """Record orders the safety layer places itself, in one transaction; returns the ids

@@ -145,8 +145,8 @@ class Safety:
         self._sessions = sessions
 
     def control(self, name: str) -> ControlState | None:
-        with self._sessions.read() as s:
-            return control_of(s.get(SafetyStateRow, name))
+        rows = self._sessions.rows(select(SafetyStateRow).where(SafetyStateRow.control == name))
+        return control_of(rows[0] if rows else None)
 
     def set_control(
         self,
@@ -182,8 +182,8 @@ class Safety:
             return [SafetyEvent(r.at, r.control, r.step, r.detail) for r in reversed(rows)]
 
     def flags(self, now: datetime | None = None) -> SafetyFlags:
-        with self._sessions.read() as s:
-            return flags_in(s, now)
+        rows = self._sessions.rows(select(SafetyStateRow))
+        return flags_of({r.control: r for r in rows}, now)
 
     def kill_switch(self) -> KillSwitchState:
         with self._sessions.read() as s:

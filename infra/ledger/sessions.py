@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine
+from sqlalchemy import Connection, Dialect, Engine, Executable, Row
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -63,6 +64,17 @@ class Sessions:
                 yield connection
         except (OperationalError, InterfaceError) as exc:
             raise translate(exc) from exc
+
+    def rows(self, query: Executable) -> list[Row[Any]]:
+        """A read's rows, an entity's columns by their names, without an ORM session: opening
+        and closing one cost more than the query (a live decision makes some twenty reads)."""
+        with self.connect() as connection:
+            return list(connection.execute(query))
+
+    def scalar(self, query: Executable) -> Any:
+        """The first column of the first row (None when there is none), as `rows` reads."""
+        with self.connect() as connection:
+            return connection.execute(query).scalar()
 
     @contextmanager
     def write(self) -> Iterator[Session]:

@@ -16,7 +16,7 @@ from core.agents.brief import PastDecision
 from core.agents.panel import Panel
 from core.clock import FixedClock
 from core.decision import Decision
-from core.holds import HoldDecider, HoldSettings
+from core.holds import HoldDecider, HoldSettings, candle_only
 from core.ports import Notifier, SimulatedExchange, TradingLedger
 from core.risk.limits import RiskState
 from core.risk.state import TradingState
@@ -117,13 +117,15 @@ class DecisionLoop:
         status = self.breaker.check(prices, now, state)
         if status.changed:
             state = self.snapshots.snapshot(prices, now)  # it tripped or cleared: halts differ
-        recent = self._recent(t.to_pydatetime())
+        # Only an LLM agent's brief cites the symbol's last decisions: a candle-only panel's
+        # loop neither reads them (a query per symbol) nor keeps them.
+        recent = None if candle_only(self.panel) else self._recent(t.to_pydatetime())
         holds = self.holds if self.holds_apart else None
         step = decide_at(
             batch, t, state, now, self.cfg, self.panel, already, recent, self.timer, holds
         )
         self.quiet = self._quiet_after(state, status.tripped, step.decisions)
-        for d in step.decisions:
+        for d in step.decisions if recent is not None else ():
             inp = d.input
             recent[inp.symbol].append(
                 PastDecision(inp.candle_time, d.consensus.action.value, inp.price)
