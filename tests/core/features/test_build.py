@@ -135,3 +135,18 @@ def test_build_features_when_built_then_one_float_block_that_reading_it_never_co
     first, second = full.to_numpy(dtype="float64"), full.to_numpy(dtype="float64")
     assert np.shares_memory(first, second)
     assert first.shape == (len(full), len(FEATURE_NAMES))
+
+
+def test_cross_asset_when_the_reference_lacks_a_candle_then_as_if_its_close_were_unknown(
+    eth: pd.DataFrame, btc: pd.DataFrame
+) -> None:
+    # A reference of other candles is aligned on the symbol's open times (its gaps are NaN):
+    # the same features as the reference of the very same candles with that close unknown.
+    cross = [f.name for f in FEATURES if f.group == "cross_asset"]
+    gap = 700
+    unknown = btc.copy()
+    unknown.loc[gap, "close"] = np.nan
+    aligned = build_features(eth, unknown).loc[:, cross]
+    gapped = build_features(eth, btc.drop(index=gap)).loc[:, cross]
+    pd.testing.assert_frame_equal(gapped, aligned)
+    assert np.isnan(aligned["ref_ret_1"].iloc[gap])
