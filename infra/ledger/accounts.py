@@ -75,7 +75,6 @@ class Accounts:
 
     def _row(self, account: str) -> Row[Any]:
         rows = self._sessions.rows(select(AccountRow).where(AccountRow.account == account))
-        row = rows[0] if rows else None
-        if row is None:
+        if not rows:
             raise UnknownAccount(f"unknown account {account!r}")
-        return row
+        return rows[0]

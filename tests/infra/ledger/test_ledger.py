@@ -18,6 +18,7 @@ from core.errors import SignatureReplayed
 from core.orders import Fill, Order, OrderEvent, OrderStatus, client_order_id_for, decision_id_for
 from core.risk.limits import Denial, DenialCode, RiskVerdict
 from core.types import Action, Side, Symbol
+from infra.ledger.accounts import UnknownAccount
 from infra.ledger.database import migrate
 from infra.ledger.ledger import Ledger
 
@@ -249,3 +250,14 @@ def test_migration_0004_when_ledger_has_filled_orders_then_filled_quantity_and_c
     assert order is not None
     assert order.filled_quantity == Decimal("0.10000001")
     assert order.filled_cost == Decimal("0.10000001") * Decimal("60000.12345678")
+
+
+def test_accounts_when_the_account_was_never_made_then_unknown_account_names_it(
+    ledger: Ledger,
+) -> None:
+    ledger.accounts.ensure("paper", Decimal("10000"), T0)
+    assert ledger.accounts.starting_cash("paper") == Decimal("10000")
+    assert ledger.accounts.opened_at("paper") == T0
+    for read in (ledger.accounts.cash, ledger.accounts.starting_cash, ledger.accounts.opened_at):
+        with pytest.raises(UnknownAccount, match="unknown account 'live'"):
+            read("live")
