@@ -1,6 +1,13 @@
 """Runs the circuit breaker on the ledger's numbers: trips it (HALTED for the cooldown, persisted,
 alerted), and clears it when the cooldown is over. Its memory is only a cache of the equity curve
-that the ledger's fills define; every new fill is read once, not every fill every candle."""
+that the ledger's fills define; every new fill is read once, not every fill every candle.
+
+A trip answers for what came before it. Once the breaker is cleared (its cooldown over, or reset
+early by an operator), its trade thresholds count only the trades closed after that moment and
+its drawdown is measured from the highest equity since then. Judged on the same trades, the
+losing streak that tripped it would trip it again at once: a halt holds exits too, so no trade
+could ever close to end the streak, and neither the cooldown nor a reset would end the halt.
+(freqtrade's protections likewise count only the trades of their lookback window.)"""
 
 from __future__ import annotations
 
@@ -37,9 +44,10 @@ class BreakerStatus:
 
 
 class PeakEquity:
-    """The highest equity the fills up to `now` reached. Reads only the fills after the newest
-    one it has folded in; starts over when a fill arrived for a time it has already passed
-    (reconciliation adopted a late one) or when asked about an earlier moment."""
+    """The highest equity the fills up to `now` reached (since a moment, when asked: counting
+    from the equity at that moment). Reads only the fills after the newest one it has folded
+    in; starts over when a fill arrived for a time it has already passed (reconciliation
+    adopted a late one), when asked about an earlier moment, or from another moment."""
 
     def __init__(
         self,
@@ -53,16 +61,22 @@ class PeakEquity:
         self._curve: EquityCurve | None = None
         self._newest: datetime | None = None  # filled_at of the newest fill folded in
         self._folded = 0
+        self._since: datetime | None = None  # the moment `_since_peak` counts from
+        self._since_peak = Decimal(0)
 
-    def at(self, now: datetime) -> Decimal:
+    def at(self, now: datetime, since: datetime | None = None) -> Decimal:
         fills = self.ledger.fills
-        if self._curve is None or not self._still_valid(now):
+        if self._curve is None or since != self._since or not self._still_valid(now):
             self._curve = EquityCurve.starting(self._starting_cash())
             self._newest, self._folded = None, 0
+            self._since, self._since_peak = since, self._curve.cash
         for fill in fills.history(self.account, after=self._newest, until=now):
-            self._curve.add(fill)
+            value = self._curve.add(fill)
             self._newest, self._folded = fill.filled_at, self._folded + 1
-        return self._curve.peak
+            if since is not None:  # the equity at `since`, then the highest after it
+                after = fill.filled_at > since
+                self._since_peak = max(self._since_peak, value) if after else value
+        return self._curve.peak if since is None else self._since_peak
 
     def _still_valid(self, now: datetime) -> bool:
         if self._newest is None:
@@ -105,7 +119,9 @@ class CircuitBreaker:
                 severity=Severity.INFO,
             )
             cleared, state = True, None  # the snapshot saw the breaker on
-        inputs = self._inputs(prices, now, state)
+        # What an earlier trip answered for is not judged again (the module says why).
+        since = now if cleared else (control.changed_at if control is not None else None)
+        inputs = self._inputs(prices, now, state, since)
         reading = read(inputs, self.config, self._stats_of(inputs.trades))
         crossed = trips(reading, self.config)
         if not crossed:
@@ -139,8 +155,13 @@ class CircuitBreaker:
         return self._stats
 
     def _inputs(
-        self, prices: Mapping[str, Decimal], now: datetime, state: RiskState | None
+        self,
+        prices: Mapping[str, Decimal],
+        now: datetime,
+        state: RiskState | None,
+        since: datetime | None,
     ) -> BreakerInputs:
+        """`since`: when the breaker was last cleared (None: never tripped)."""
         if state is None:
             state = self.snapshots.snapshot(prices, now)  # equity now and at 00:00 UTC
         window = max(
@@ -148,11 +169,14 @@ class CircuitBreaker:
             self.config.sharpe_window,
             self.config.max_consecutive_losses,
         )
+        trades = self.ledger.fills.closed_trades(self.snapshots.account, until=now, limit=window)
+        if since is not None and trades and trades[0].closed_at <= since:
+            trades = [t for t in trades if t.closed_at > since]
         return BreakerInputs(
-            trades=self.ledger.fills.closed_trades(self.snapshots.account, until=now, limit=window),
+            trades=trades,
             equity_now=state.equity,
             day_start_equity=state.day_start_equity,
-            peak_equity=max(self.peak.at(now), state.equity),
+            peak_equity=max(self.peak.at(now, since), state.equity),
         )
 
 

@@ -147,10 +147,11 @@ class SafetyRequests:
         with self._signed(signature, now, "breaker_reset", reason, client, request_timestamp) as s:
             row = s.get(SafetyStateRow, name, with_for_update=True)
             was = bool(row and row.active)
-            if row is not None:
+            # A breaker that was not tripped is left as it is: its clearing time is the moment
+            # its thresholds count from (services.circuit_breaker).
+            if row is not None and was:
                 row = set_control_in(s, name, False, reason, now)
-                if was:  # resetting a breaker that was not tripped changes nothing to tell
-                    announce_control_in(s, row, "reset_early", now)
+                announce_control_in(s, row, "reset_early", now)
             s.add(
                 SafetyEventRow(
                     at=now,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+
 from core.candles.bar import Bar
 from core.clock import FakeClock
 from core.risk.breaker import BreakerConfig
@@ -73,21 +75,88 @@ def test_breaker_when_three_losing_trades_then_tripped_halted_alerted_and_persis
     assert len(ledger.safety.events(Control.CIRCUIT_BREAKER)) == 1
 
 
-def test_breaker_when_cooldown_over_then_cleared_and_trading_resumes(ledger: Ledger) -> None:
+def test_breaker_when_cooldown_over_then_cleared_and_the_same_streak_does_not_trip_it_again(
+    ledger: Ledger,
+) -> None:
     snapshots = setup(ledger, losses=3)
     now = T0 + timedelta(days=2)
     check_circuit_breaker(ledger, snapshots, {}, now, CFG, Alerts())
     after = now + timedelta(hours=24)
-    # The losing streak is still there: it trips again at once, with a new cooldown.
+    # The trip answered for those three losses: the streak counts from the clearing on, or
+    # the halt (which holds exits too) could never end.
     status = check_circuit_breaker(ledger, snapshots, {}, after, CFG, Alerts())
     steps = [e.step for e in ledger.safety.events(Control.CIRCUIT_BREAKER)]
-    assert steps == ["tripped", "cooldown_over", "tripped"]
-    assert status.until == after + timedelta(hours=24)
-    relaxed = BreakerConfig(max_consecutive_losses=10)
-    later = after + timedelta(hours=24)
-    cleared = check_circuit_breaker(ledger, snapshots, {}, later, relaxed, Alerts())
-    assert not cleared.tripped
+    assert steps == ["tripped", "cooldown_over"]
+    assert not status.tripped
+    assert status.changed
+    assert status.reading is not None
+    assert status.reading.consecutive_losses == 0
+    later = after + timedelta(hours=1)  # a fresh process, from the ledger alone
+    assert not check_circuit_breaker(ledger, snapshots, {}, later, CFG, Alerts()).tripped
     assert effective_state(ledger.safety.flags(later))[0] is TradingState.ACTIVE
+
+
+def test_breaker_when_new_losses_follow_a_clearing_then_only_they_count_and_trip_it_again(
+    ledger: Ledger,
+) -> None:
+    snapshots = setup(ledger, losses=3)
+    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    tripped = T0 + timedelta(days=2)
+    check_circuit_breaker(ledger, snapshots, {}, tripped, CFG, Alerts())
+    cleared = tripped + timedelta(hours=24)
+    check_circuit_breaker(ledger, snapshots, {}, cleared, CFG, Alerts())
+    for n in (8, 9):  # two losses after the clearing (hours 81-92): five in a row in all
+        round_trip(ledger, broker, n, "100", "99")
+    two = check_circuit_breaker(ledger, snapshots, {}, T0 + timedelta(hours=95), CFG, Alerts())
+    assert not two.tripped
+    assert two.reading is not None
+    assert two.reading.consecutive_losses == 2
+    round_trip(ledger, broker, 10, "100", "99")
+    three = check_circuit_breaker(ledger, snapshots, {}, T0 + timedelta(hours=105), CFG, Alerts())
+    assert three.tripped
+    assert three.reasons == ("CONSECUTIVE_LOSSES: 3 in a row, limit 3",)
+
+
+def test_breaker_when_reset_early_by_the_operator_then_the_streak_before_it_is_not_counted(
+    ledger: Ledger,
+) -> None:
+    snapshots = setup(ledger, losses=3)
+    now = T0 + timedelta(days=2)
+    check_circuit_breaker(ledger, snapshots, {}, now, CFG, Alerts())
+    reset = now + timedelta(hours=2)  # well within the cooldown
+    ledger.safety.set_control(Control.CIRCUIT_BREAKER, False, "operator reset", reset)
+    status = check_circuit_breaker(
+        ledger, snapshots, {}, reset + timedelta(minutes=5), CFG, Alerts()
+    )
+    assert not status.tripped
+    assert status.reading is not None
+    assert status.reading.consecutive_losses == 0
+
+
+def test_breaker_when_cleared_below_the_old_peak_then_the_drawdown_counts_from_the_clearing(
+    ledger: Ledger,
+) -> None:
+    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    ledger.accounts.ensure(ACCOUNT, Decimal(1000), T0)
+    round_trip(ledger, broker, 0, "100", "800")  # equity 1,700: the peak
+    round_trip(ledger, broker, 1, "800", "200")  # equity 1,100: 35 % below it
+    snapshots = RiskSnapshots(ledger, ACCOUNT, "binance", "1h")
+    config = BreakerConfig(max_drawdown_pct=Decimal("0.15"), cooldown=timedelta(hours=24))
+    now = T0 + timedelta(days=2)
+    first = check_circuit_breaker(ledger, snapshots, {}, now, config, Alerts())
+    assert first.tripped
+    assert first.reasons[0].startswith("MAX_DRAWDOWN: 35.29%")
+    after = check_circuit_breaker(
+        ledger, snapshots, {}, now + timedelta(hours=24), config, Alerts()
+    )
+    assert not after.tripped
+    assert after.reading is not None
+    assert after.reading.drawdown_pct == 0.0
+    round_trip(ledger, broker, 8, "100", "50")  # equity 1,050: 4.5 % below 1,100
+    later = check_circuit_breaker(ledger, snapshots, {}, T0 + timedelta(hours=90), config, Alerts())
+    assert not later.tripped
+    assert later.reading is not None
+    assert later.reading.drawdown_pct == pytest.approx(50 / 1100)
 
 
 def test_breaker_when_trades_mixed_then_not_tripped(ledger: Ledger) -> None:
@@ -152,3 +221,18 @@ def test_check_when_a_trade_closes_between_checks_on_a_memory_ledger_then_it_cou
     status = breaker.check({BTC: Decimal(99)}, now + timedelta(hours=3))
     assert status.tripped
     assert status.reasons == ("CONSECUTIVE_LOSSES: 3 in a row, limit 3",)
+
+
+def test_peak_equity_when_asked_since_a_moment_then_counts_from_the_equity_at_that_moment(
+    ledger: Ledger,
+) -> None:
+    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
+    for n, (buy, sell) in enumerate([("100", "130"), ("100", "90"), ("100", "105")]):
+        round_trip(ledger, broker, n, buy, sell)  # equity 10,030, 10,020, 10,025
+    peak = PeakEquity(ledger, ACCOUNT)
+    end = T0 + timedelta(days=2)
+    assert peak.at(end) == Decimal(10030)
+    assert peak.at(end, since=T0 + timedelta(hours=13)) == Decimal(10025)  # from 10,020 on
+    assert peak.at(end, since=T0) == Decimal(10030)
+    assert peak.at(end, since=end) == Decimal(10025)  # no fill after: the equity then
