@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Dialect, delete, insert, select
 
 from core.decision import Decision
 from core.errors import FatalError
@@ -57,7 +57,7 @@ class BacktestRuns:
                 raise RunAlreadyStored(f"backtest run {run.run_id} is already stored")
             s.add(_run_row(replace(run, starting_cash=records.starting_cash, cash=records.cash)))
             s.flush()
-            insert_decisions = _decision_insert(self._sessions)
+            insert_decisions = decision_insert(self._sessions.dialect)
             for chunk in _chunks(decision_tuple(d) for d, _ in records.decisions):
                 insert_decisions.execute(s.connection(), chunk)
             calls = (call_values(d.decision_id, c) for d, _ in records.decisions for c in d.calls)
@@ -80,7 +80,7 @@ class BacktestRuns:
         url = self._sessions.url
         if in_process or not can_write_apart(url):
             return DecisionStream(self._sessions, account)
-        return DecisionWriter(url, account)
+        return DecisionWriter(url, account, self._sessions.dialect)
 
     def discard(self, account: str) -> int:
         """Delete every row of a backtest account whose run was never stored (a run that
@@ -114,9 +114,9 @@ class DecisionStream:
 
     def __init__(self, sessions: Sessions, account: str) -> None:
         self._sessions, self.account = sessions, account
-        self._insert = _decision_insert(sessions)
+        self._insert = decision_insert(sessions.dialect)
         self._rows: list[tuple[Any, ...]] = []
-        self._holds: list[dict[str, Any]] = []  # holds read apart, as columns (hold_columns)
+        self._holds: list[tuple[Any, ...]] = []  # holds read apart, converted (prepare_holds)
         self._pending = 0  # rows in both
         self._calls: list[dict[str, Any]] = []  # the LLM calls behind those decisions
         self._held: Counter[str] = Counter()  # actions of the holds added, until asked
@@ -134,16 +134,15 @@ class DecisionStream:
 
     def add_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
         """Holds read apart where their agents allow (HoldDecider.columns), else decided."""
-        if rows.account != self.account:
-            raise ValueError(f"holds of {rows.account!r} for {self.account!r}")
-        holds = decide.columns(rows) if decide.plain else None
-        for decision in decide.decisions(rows) if holds is None else holds.decided:
-            self.add(decision, broker)
-            self._held[decision.consensus.action.value] += 1
-        if holds is not None and holds.decision_id:
-            self._holds.append(hold_columns(holds, rows, decide.settings))
-            self._held[_HOLD] += len(holds.decision_id)
-            self._added(len(holds.decision_id))
+        self.add_prepared(prepare_holds(self._insert, self.account, rows, decide))
+
+    def add_prepared(self, holds: PreparedHolds) -> None:
+        """Holds `prepare_holds` made, here or in another process."""
+        self._rows.extend(holds.rows)
+        self._calls.extend(holds.calls)
+        self._holds.extend(holds.parameters)
+        self._held.update(holds.held)
+        self._added(len(holds.rows) + len(holds.parameters))
 
     def hold_actions(self) -> Counter[str]:
         counts, self._held = self._held, Counter()
@@ -157,8 +156,7 @@ class DecisionStream:
             return
         with self._sessions.write() as s:
             self._insert.execute(s.connection(), self._rows)
-            for columns in self._holds:
-                self._insert.execute_columns(s.connection(), columns)
+            self._insert.execute_converted(s.connection(), self._holds)
             if self._calls:
                 s.execute(insert(AgentCallRow.__table__), self._calls)
         self.written += self._pending
@@ -179,13 +177,44 @@ def stream_values(decision: Decision, account: str) -> tuple[tuple[Any, ...], li
     return decision_tuple(decision), calls
 
 
+class PreparedHolds(NamedTuple):
+    """Holds as a decision stream stores them (`prepare_holds`)."""
+
+    parameters: list[tuple[Any, ...]]  # the holds read apart, as the driver takes them
+    rows: list[tuple[Any, ...]]  # the holds decided whole, as `stream_values` gives them
+    calls: list[dict[str, Any]]  # their LLM calls' rows
+    held: Counter[str]  # the actions of them all
+
+
+def prepare_holds(
+    insert: DriverInsert, account: str, rows: HoldRows, decide: HoldDecider
+) -> PreparedHolds:
+    """Holds read apart where their agents allow (HoldDecider.columns), else decided whole, as
+    the rows `insert` takes. The work is the same wherever it runs: the writer process does it,
+    or the loop when the writer is behind (infra.ledger.decision_writer)."""
+    if rows.account != account:
+        raise ValueError(f"holds of {rows.account!r} for {account!r}")
+    holds = decide.columns(rows) if decide.plain else None
+    whole, calls, held = [], [], Counter[str]()
+    for decision in decide.decisions(rows) if holds is None else holds.decided:
+        row, made = stream_values(decision, account)
+        whole.append(row)
+        calls.extend(made)
+        held[decision.consensus.action.value] += 1
+    parameters: list[tuple[Any, ...]] = []
+    if holds is not None and holds.decision_id:
+        parameters = insert.column_parameters(hold_columns(holds, rows, decide.settings))
+        held[_HOLD] += len(parameters)
+    return PreparedHolds(parameters, whole, calls, held)
+
+
 _HOLD = Action.HOLD.value
 
 
-def _decision_insert(sessions: Sessions) -> DriverInsert:
+def decision_insert(dialect: Dialect) -> DriverInsert:
     """Decisions go in through the driver (infra.ledger.driver_insert): a run has hundreds of
     thousands."""
-    return DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, sessions.dialect)
+    return DriverInsert(DecisionRow.__table__, DECISION_COLUMNS, dialect)
 
 
 def _chunks(rows: Iterable[_Row]) -> Iterator[list[_Row]]:

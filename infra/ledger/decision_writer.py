@@ -8,6 +8,11 @@ columns together with what decides them (core.holds.HoldDecider: in bulk, from t
 functions the loop's `decide` calls). The pipe's buffer bounds what waits: a loop that runs
 ahead waits for the child.
 
+When the child falls behind (its queue full: the loop would only wait for it), the loop
+prepares the next chunk of holds itself, to the very rows the child would have made
+(infra.ledger.backtests.prepare_holds), and hands those over instead: the work goes to whichever
+core is free. Which of the two made a row changes nothing stored.
+
 The child has its own connection to the ledger, so this needs one that two processes can open
 (a SQLite file, PostgreSQL): `decision_sink` writes in process otherwise. A failure in the
 child is kept and raised in the parent at its next flush; the child drops what comes after it,
@@ -30,10 +35,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Dialect
+
 from core.decision import Decision
 from core.errors import FatalError
 from core.holds import HoldDecider, HoldRows
-from infra.ledger.backtests import DecisionStream, stream_values
+from infra.ledger.backtests import DecisionStream, decision_insert, prepare_holds, stream_values
 
 _CHUNK = 5_000  # decisions per hand-over: rows the loop made, sent as one message
 _WAITING = 4  # messages that may wait for the child, beyond the one it reads
@@ -65,8 +72,10 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 class DecisionWriter:
     """A DecisionSink whose recording runs in a child process (see the module)."""
 
-    def __init__(self, url: str, account: str) -> None:
+    def __init__(self, url: str, account: str, dialect: Dialect) -> None:
+        """`dialect`: the ledger's, for the rows this process prepares when the child is behind."""
         self.account = account
+        self._insert = decision_insert(dialect)
         ours, theirs = socket.socketpair()
         with theirs:
             self._process = subprocess.Popen(
@@ -92,11 +101,15 @@ class DecisionWriter:
             self._hand_over()
 
     def add_holds(self, rows: HoldRows, decide: HoldDecider, broker: str) -> None:
-        """To the child, which decides them (HoldDecider: a few arrays to send)."""
+        """To the child, which decides them (HoldDecider: a few arrays to send); decided here
+        when the child is behind (the module says why)."""
         if rows.account != self.account:
             raise ValueError(f"holds of {rows.account!r} for {self.account!r}")
         self._hand_over()
-        self._send(("holds", rows, decide, broker))
+        if self._sender.behind():
+            self._send(("prepared", prepare_holds(self._insert, self.account, rows, decide)))
+        else:
+            self._send(("holds", rows, decide, broker))
 
     def hold_actions(self) -> Counter[str]:
         self.flush()
@@ -153,6 +166,10 @@ class _Sender:
         # A daemon: an interpreter that exits does not wait for it (the finalizer stops it).
         self._thread = threading.Thread(target=self._run, name="decision-writer", daemon=True)
         self._thread.start()
+
+    def behind(self) -> bool:
+        """Whether a message put now would wait for room."""
+        return self._outbox.full()
 
     def put(self, message: tuple[Any, ...]) -> bool:
         """False when the child can no longer be reached."""
@@ -231,6 +248,8 @@ def serve(pipe: Connection, url: str, account: str) -> None:
 def _handle(stream: DecisionStream, message: tuple[Any, ...]) -> None:
     if message[0] == "rows":
         stream.add_values(message[1], message[2])
+    elif message[0] == "prepared":
+        stream.add_prepared(message[1])
     else:
         _, rows, decide, broker = message
         stream.add_holds(rows, decide, broker)

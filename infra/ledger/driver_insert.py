@@ -89,7 +89,10 @@ class DriverInsert:
     def execute_columns(
         self, connection: Connection, columns: Mapping[str, Sequence[Any] | Same]
     ) -> None:
-        parameters = self.column_parameters(columns)
+        self.execute_converted(connection, self.column_parameters(columns))
+
+    def execute_converted(self, connection: Connection, parameters: list[tuple[Any, ...]]) -> None:
+        """Rows `parameters` or `column_parameters` converted already (perhaps elsewhere)."""
         if parameters:
             connection.exec_driver_sql(self.sql, parameters)
 

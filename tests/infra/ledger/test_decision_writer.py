@@ -4,13 +4,14 @@ a failure in it is raised in the parent and stops it."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from infra.ledger.backtests import DecisionStream
 from infra.ledger.decision_writer import DecisionWriter, DecisionWriterFailed, can_write_apart
-from infra.ledger.ledger import Ledger
+from infra.ledger.ledger import Ledger, open_ledger
 from infra.ledger.memory import MemoryLedger
 from services.decide.batch import FEATURE_WINDOW
 from tests.services.backtest.test_identity import CANDLES, run_backtest
@@ -81,3 +82,29 @@ def test_backtest_when_streamed_through_the_writer_then_memory_holds_no_decision
         assert writer.written == CANDLES * len(frames)  # type: ignore[attr-defined]
     finally:
         writer.close()
+
+
+def test_writer_when_behind_then_the_loop_prepares_the_holds_and_the_same_rows_are_stored(
+    ledger: Ledger, frames: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    # Always behind: every chunk of holds is prepared in this process, none in the child.
+    writer = ledger.backtests.decision_sink("paper")
+    assert isinstance(writer, DecisionWriter)
+    writer._sender.behind = lambda: True  # type: ignore[method-assign]
+    try:
+        run_backtest(frames, writer)
+        assert writer.written == CANDLES * len(frames)
+    finally:
+        writer.close()
+    apart = open_ledger(f"sqlite:///{tmp_path / 'in_process.db'}")
+    stream = apart.backtests.decision_sink("paper", in_process=True)
+    run_backtest(frames, stream)
+    stream.close()  # what is left of its last chunk
+
+    def stored(where: Ledger) -> list[object]:
+        return sorted(where.orders.decisions("paper"), key=lambda d: d.decision_id)
+
+    prepared_here, made_apart = stored(ledger), stored(apart)
+    assert len(prepared_here) == CANDLES * len(frames)
+    assert sum(d.action == "HOLD" for d in prepared_here) > CANDLES  # mostly holds
+    assert prepared_here == made_apart
