@@ -49,7 +49,7 @@ from core.consensus import (
 )
 from core.decision import Decision, DecisionInput, Sizing, agent_context, decide
 from core.errors import FatalError
-from core.features.order_book import BOOK_FEATURE_NAMES
+from core.features.book_specs import BOOK_FEATURE_NAMES
 from core.features.row import FeatureRow
 from core.models.policy import FLAT, step
 from core.orders import decision_id_for

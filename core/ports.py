@@ -15,18 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
 
 from core.agents.calls import AgentCall, AgentUsage, ChatReply
 from core.alerts import Alert, AlertState, Notice, Severity
 from core.auth import ApiToken, StoredToken
 from core.browse import BrowseQueries
 from core.candles.bar import Bar
-from core.candles.gaps import Gap
 from core.decision import Decision
 from core.events import Event, EventKind
 from core.holds import HoldDecider, HoldRows
-from core.market.order_book import OrderBookSnapshot, PublicTrade
 from core.orders import Fill, Order, OrderChange, OrderEvent, OrderStatus
 from core.portfolio import Position
 from core.records import (
@@ -48,7 +45,12 @@ from core.risk.state import SafetyFlags, StateChange
 from core.types import ClientOrderId, DecisionId, Side, Symbol, as_price, as_quantity
 from core.webhooks import Delivery, DeliveryStatus, Outcome, Outgoing, Subscription
 
-if TYPE_CHECKING:  # sklearn behind it: only the type is needed here
+if TYPE_CHECKING:  # sklearn, pandas and pandera behind them: only the types are needed here
+    # (the decision writer process loads this module and would be about 100 MB larger)
+    import pandas as pd
+
+    from core.candles.gaps import Gap
+    from core.market.order_book import OrderBookSnapshot, PublicTrade
     from core.models.promotion import PromotionEvidence, PromotionPolicy
 
 # -- exchange ---------------------------------------------------------------------------------

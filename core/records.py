@@ -10,7 +10,7 @@ from typing import Any
 
 from core.agents.base import Vote
 from core.decision import Decision
-from core.features.order_book import BOOK_FEATURE_NAMES
+from core.features.book_specs import BOOK_FEATURE_NAMES
 from core.latency import DECISION_LATENCY_BOUNDS, PREDICT_BOUNDS, LatencyHistogram
 from core.orders import Fill, Order
 from core.portfolio import Position

@@ -14,32 +14,8 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from core.features.registry import FeatureSpec
+from core.features.book_specs import BOOK_DEPTH, BOOK_FEATURE_NAMES
 from core.market.order_book import OrderBookSnapshot
-
-BOOK_DEPTH = 10
-_REF = "definition (order book)"
-
-BOOK_FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("book_spread_bps", "microstructure", 0, "(best ask - best bid) / mid * 1e4", _REF),
-    FeatureSpec(
-        "book_imbalance_top5",
-        "microstructure",
-        0,
-        "(bid qty - ask qty) / (bid qty + ask qty) over the top 5 levels",
-        _REF,
-        {"levels": 5},
-    ),
-    FeatureSpec(
-        "book_depth_ratio_top10",
-        "microstructure",
-        0,
-        "log(bid notional / ask notional) over the top 10 levels",
-        _REF,
-        {"levels": BOOK_DEPTH},
-    ),
-)
-BOOK_FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in BOOK_FEATURES)
 
 
 def book_features(snapshot: OrderBookSnapshot) -> dict[str, float]:

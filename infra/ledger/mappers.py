@@ -10,7 +10,7 @@ from typing import Any
 from core.agents.base import Vote
 from core.agents.calls import AgentCall, CallOutcome
 from core.decision import Decision
-from core.features.order_book import BOOK_FEATURE_NAMES
+from core.features.book_specs import BOOK_FEATURE_NAMES
 from core.holds import HoldColumns, HoldRows, HoldSettings
 from core.orders import Fill, Order, OrderOrigin, OrderStatus, OrderType
 from core.records import ControlState, DecisionRecord, KillSwitchState
