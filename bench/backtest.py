@@ -110,7 +110,8 @@ def ours(model_path: str, end: datetime, overrides: dict[str, Any]) -> dict[str,
         settings = compose.backtest_settings(settings_for(Path(tmp)), None, "5m", "bench")
         settings = settings.model_copy(update=overrides)
         ledger = open_ledger(settings.ledger_url)
-        parts = compose.parts(settings, model, ledger.backtests.decision_sink(settings.account))
+        sink = ledger.backtests.decision_sink(settings.account)
+        parts = compose.parts(settings, model, sink)
         started = time.perf_counter()
         run, result = backtest_and_store(
             ledger, read_pair, parts, BacktestWindow(START, end), "bench",
@@ -127,7 +128,8 @@ def ours(model_path: str, end: datetime, overrides: dict[str, Any]) -> dict[str,
         "orders": result.decisions.orders,
         "fills": result.decisions.fills,
         "rss_mb": peak_rss_mb(),
-        "writer_rss_mb": children_peak_rss_mb(),
+        # Its own peak (VmHWM): a child's ru_maxrss counts this process's pages at the fork.
+        "writer_rss_mb": getattr(sink, "peak_mb", None) or children_peak_rss_mb(),
         "report_mb": report_mb,
         "stats": result.stats,
     }

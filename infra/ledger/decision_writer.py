@@ -92,6 +92,7 @@ class DecisionWriter:
         self._calls: list[dict[str, Any]] = []
         self._held: Counter[str] = Counter()  # the holds' actions the child has reported
         self.written = 0
+        self.peak_mb: float | None = None  # the child's peak resident memory, at its last flush
 
     def add(self, decision: Decision, broker: str) -> None:
         row, calls = stream_values(decision, self.account)
@@ -123,7 +124,7 @@ class DecisionWriter:
         reply = self._reply()
         if reply[0] == "error":
             raise DecisionWriterFailed(f"the decision writer failed:\n{reply[1]}")
-        _, self.written, held = reply
+        _, self.written, held, self.peak_mb = reply
         self._held.update(held)
 
     def close(self) -> None:
@@ -239,10 +240,28 @@ def serve(pipe: Connection, url: str, account: str) -> None:
             return
         if kind == "flush":
             failure = failure or _do(stream.flush)
-            reply = ("error", failure) if failure else ("ok", stream.written, stream.hold_actions())
+            reply = (
+                ("error", failure)
+                if failure
+                else ("ok", stream.written, stream.hold_actions(), resident_peak_mb())
+            )
             pipe.send(reply)
         elif not failure:  # after a failure, what follows is dropped: the run will fail
             failure = _do(_handle, stream, message)
+
+
+def resident_peak_mb() -> float | None:
+    """This process's peak resident memory in MiB since its program started (Linux's VmHWM;
+    None elsewhere). Not getrusage's ru_maxrss: a child started by fork and exec keeps there
+    what its parent had resident at the fork, though it never used those pages."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def _handle(stream: DecisionStream, message: tuple[Any, ...]) -> None:

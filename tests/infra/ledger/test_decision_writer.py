@@ -3,6 +3,7 @@ a failure in it is raised in the parent and stops it."""
 
 from __future__ import annotations
 
+import resource
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,6 +81,10 @@ def test_backtest_when_streamed_through_the_writer_then_memory_holds_no_decision
         assert streamed.orders.decisions("paper") == []
         streamed.records("paper")
         assert writer.written == CANDLES * len(frames)  # type: ignore[attr-defined]
+        # Its own peak, not the pages this process had when it forked (VmHWM, after exec).
+        peak = writer.peak_mb  # type: ignore[attr-defined]
+        assert peak is not None
+        assert 10 < peak < resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     finally:
         writer.close()
 
