@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -370,11 +371,14 @@ def _symbol_by_symbol(
     keep: Collection[str],
     timer: Callable[[], float],
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Series], dict[str, np.ndarray], float]:
-    """Features built, predicted on and cut to `keep` one symbol at a time (prepare_batch)."""
+    """Features built, predicted on and cut to `keep` one symbol at a time (prepare_batch).
+    The next symbol's features are built in a thread while the model reads this one's: both
+    run mostly outside the interpreter's lock (numpy, TA-Lib, the boosters), so a backtest's
+    start uses the second core its decision writer does not use yet. No more than two
+    symbols' whole features exist at once."""
     kept = [name for name in FEATURE_NAMES if name in keep]
     features, probabilities, complete, seconds = {}, {}, {}, 0.0
-    for symbol, frame in frames.items():
-        built = build_features(frame, reference)
+    for symbol, frame, built in _built_ahead(frames, reference):
         started = timer()
         probabilities[symbol] = predict_at_times(model, {symbol: built}, wanted)[symbol]
         seconds += timer() - started
@@ -382,8 +386,25 @@ def _symbol_by_symbol(
         full = built if built.index.equals(index) else built.reindex(index)
         complete[symbol] = ~np.isnan(full.to_numpy(dtype="float64")).any(axis=1)
         features[symbol] = built.loc[:, kept].copy()
-        del built, full  # before the next symbol's are built
+        del built, full  # before the one after next is built
     return features, probabilities, complete, seconds
+
+
+def _built_ahead(
+    frames: Mapping[str, pd.DataFrame], reference: pd.DataFrame
+) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """Each symbol with its candles and their features, the next symbol's being built while
+    the caller works on these."""
+    symbols = list(frames)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="features") as ahead:
+        coming = [ahead.submit(build_features, frames[s], reference) for s in symbols[:1]]
+        for k, symbol in enumerate(symbols):
+            built = coming.pop().result()
+            coming = [
+                ahead.submit(build_features, frames[s], reference) for s in symbols[k + 1 : k + 2]
+            ]
+            yield symbol, frames[symbol], built
+            del built
 
 
 def _books(
