@@ -16,7 +16,7 @@ from core.holds import HoldDecider, HoldRows
 from core.ports import DecisionSink
 from core.records import AccountRecords, BacktestRun
 from core.types import Action
-from infra.ledger.driver_insert import DriverInsert
+from infra.ledger.driver_insert import DriverInsert, Rows
 from infra.ledger.mappers import (
     DECISION_COLUMNS,
     call_values,
@@ -116,7 +116,7 @@ class DecisionStream:
         self._sessions, self.account = sessions, account
         self._insert = decision_insert(sessions.dialect)
         self._rows: list[tuple[Any, ...]] = []
-        self._holds: list[tuple[Any, ...]] = []  # holds read apart, converted (prepare_holds)
+        self._holds: list[Rows] = []  # holds read apart, converted (prepare_holds)
         self._pending = 0  # rows in both
         self._calls: list[dict[str, Any]] = []  # the LLM calls behind those decisions
         self._held: Counter[str] = Counter()  # actions of the holds added, until asked
@@ -140,9 +140,13 @@ class DecisionStream:
         """Holds `prepare_holds` made, here or in another process."""
         self._rows.extend(holds.rows)
         self._calls.extend(holds.calls)
-        self._holds.extend(holds.parameters)
+        apart = holds.apart
+        if self._holds and self._holds[-1].sql == apart.sql:  # one executemany for both
+            self._holds[-1].parameters.extend(apart.parameters)
+        elif apart.parameters:
+            self._holds.append(Rows(apart.sql, list(apart.parameters)))
         self._held.update(holds.held)
-        self._added(len(holds.rows) + len(holds.parameters))
+        self._added(len(holds.rows) + len(apart.parameters))
 
     def hold_actions(self) -> Counter[str]:
         counts, self._held = self._held, Counter()
@@ -156,7 +160,8 @@ class DecisionStream:
             return
         with self._sessions.write() as s:
             self._insert.execute(s.connection(), self._rows)
-            self._insert.execute_converted(s.connection(), self._holds)
+            for rows in self._holds:
+                rows.execute(s.connection())
             if self._calls:
                 s.execute(insert(AgentCallRow.__table__), self._calls)
         self.written += self._pending
@@ -180,7 +185,7 @@ def stream_values(decision: Decision, account: str) -> tuple[tuple[Any, ...], li
 class PreparedHolds(NamedTuple):
     """Holds as a decision stream stores them (`prepare_holds`)."""
 
-    parameters: list[tuple[Any, ...]]  # the holds read apart, as the driver takes them
+    apart: Rows  # the holds read apart, as the driver takes them
     rows: list[tuple[Any, ...]]  # the holds decided whole, as `stream_values` gives them
     calls: list[dict[str, Any]]  # their LLM calls' rows
     held: Counter[str]  # the actions of them all
@@ -201,11 +206,11 @@ def prepare_holds(
         whole.append(row)
         calls.extend(made)
         held[decision.consensus.action.value] += 1
-    parameters: list[tuple[Any, ...]] = []
+    apart = Rows(insert.sql, [])
     if holds is not None and holds.decision_id:
-        parameters = insert.column_parameters(hold_columns(holds, rows, decide.settings))
-        held[_HOLD] += len(parameters)
-    return PreparedHolds(parameters, whole, calls, held)
+        apart = insert.column_rows(hold_columns(holds, rows, decide.settings))
+        held[_HOLD] += len(apart.parameters)
+    return PreparedHolds(apart, whole, calls, held)
 
 
 _HOLD = Action.HOLD.value

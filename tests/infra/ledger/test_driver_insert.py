@@ -3,6 +3,7 @@ PostgreSQL): same columns, same stored values, read back at the driver level."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -99,3 +100,40 @@ def test_column_parameters_when_a_column_is_missing_or_short_then_refused_and_no
         insert_decisions.column_parameters(short)
     with engine.connect() as c:
         assert stored(c) == []
+
+
+def _alike(decisions: list[Decision], account: str) -> dict[str, Any]:
+    """The decisions' columns, every value that is one for all of them given as a `Same`
+    (text, numbers, NULL, JSON), the account replaced by `account`."""
+    columns = _columns(decisions) | {"account": Same(account)}
+    for name, values in list(columns.items()):
+        if not isinstance(values, Same) and all(v == values[0] for v in values):
+            columns[name] = Same(values[0])
+    return columns
+
+
+@pytest.mark.parametrize("account", ["paper", "o'brien; 5% --", "back\\slash ? %s"])
+def test_column_rows_when_constants_are_written_into_the_statement_then_stored_the_same(
+    engine: Engine, insert_decisions: DriverInsert, decisions: list[Decision], account: str
+) -> None:
+    # The literals are quoted by the dialect (a quote, a %, a placeholder inside text).
+    columns = _alike(decisions[1:], account)
+    with engine.begin() as c:
+        insert_decisions.execute_columns(c, columns)
+        expected = stored(c)
+        c.execute(delete(DecisionRow.__table__))
+        rows = insert_decisions.column_rows(columns)
+        rows.execute(c)
+        assert stored(c) == expected
+    # Account, timeframe and the model's names written in: fewer values bound.
+    assert len(rows.parameters[0]) <= len(DECISION_COLUMNS) - 5
+    assert {row[DECISION_COLUMNS.index("account")] for row in expected} == {account}
+
+
+def test_column_rows_when_a_value_is_not_plain_then_bound_as_before(
+    insert_decisions: DriverInsert, decisions: list[Decision]
+) -> None:
+    columns = _alike(decisions[1:], "paper") | {"score": Same(float("nan"))}
+    rows = insert_decisions.column_rows(columns)
+    assert rows.sql.count("?") + rows.sql.count("%s") == len(rows.parameters[0])
+    assert any(isinstance(v, float) and math.isnan(v) for v in rows.parameters[0])  # bound
