@@ -16,6 +16,15 @@ from infra.ledger.json_text import dumps
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
+# A new SQLite ledger's page: 16 KiB, not 4. Most of what a ledger writes is appended rows of
+# about 660 bytes (decisions, hundreds of thousands per backtest): larger pages split less and
+# cost less per row (a backtest's decision inserts 5.3-5.6 -> 4.2 us a row, with the checkpoint
+# below). SQLite fixes the page size when the file is made; an existing ledger keeps its own.
+_PAGE_SIZE = 16_384
+# A bulk writer's WAL is copied back into the file every 64 MiB instead of 4: fewer passes.
+_BULK_CHECKPOINT_PAGES = 4_000
+
+
 def make_engine(url: str, durable: bool = True) -> Engine:
     """An engine for the ledger at `url`. Not `durable`: a SQLite commit is not synced to disk
     (WAL's synchronous=NORMAL: a power cut may lose the newest commits, never corrupt the
@@ -38,9 +47,11 @@ def make_engine(url: str, durable: bool = True) -> Engine:
         def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # a new file's only: see _PAGE_SIZE
             cur.execute("PRAGMA journal_mode=WAL")
             if not durable:
                 cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute(f"PRAGMA wal_autocheckpoint={_BULK_CHECKPOINT_PAGES}")
             cur.close()
 
         return engine
