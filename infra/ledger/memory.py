@@ -408,7 +408,10 @@ class MemoryOrders:
         )
 
     def open(self, account: str, symbol: str | None = None) -> list[Order]:
-        orders = (self.stored[c].order for c in self._open.get(account, ()))
+        mine = self._open.get(account)
+        if not mine:  # most of a backtest's candles, asked for each symbol
+            return []
+        orders = (self.stored[c].order for c in mine)
         return _by_creation(o for o in orders if symbol is None or o.symbol == symbol)
 
     def insert_many(self, orders: Sequence[Order], account: str, broker: str) -> set[str]:
