@@ -87,6 +87,7 @@ class Weighing:
     model_weight: float
     agents: tuple[float, ...]  # weight * sign * confidence, in `names` order
     total: float
+    agent_shares: tuple[float, ...] = ()  # each of `agents` over `total` (0.0 if none spoke)
 
 
 def weighing(votes: tuple[Vote, ...], regime: str, config: ConsensusConfig) -> Weighing:
@@ -102,16 +103,23 @@ def weighing(votes: tuple[Vote, ...], regime: str, config: ConsensusConfig) -> W
             sign = 1.0 if action is _BUY else -1.0 if action is _SELL else 0.0
             raw.append(w * sign * vote.confidence)
             total += w
-    return Weighing(tuple(names), w_model, tuple(raw), total)
+    agent_shares = tuple(a / total for a in raw) if total else (0.0,) * len(raw)
+    return Weighing(tuple(names), w_model, tuple(raw), total, agent_shares)
 
 
 def shares(model_score: float, weighed: Weighing) -> dict[str, float]:
-    """Each input's share of the net score; an abstaining agent has none."""
+    """Each input's share of the net score; an abstaining agent has none. (The agents' shares
+    are the weighing's: only the model's changes from one candle to the next.)"""
     total = weighed.total
     if not total:
         return dict.fromkeys(weighed.names, 0.0)
-    raw = (weighed.model_weight * model_score, *weighed.agents)
-    return dict(zip(weighed.names, [x / total for x in raw], strict=True))
+    return dict(
+        zip(
+            weighed.names,
+            (weighed.model_weight * model_score / total, *weighed.agent_shares),
+            strict=True,
+        )
+    )
 
 
 def contributions(
