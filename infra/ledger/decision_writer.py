@@ -8,7 +8,7 @@ columns together with what decides them (core.holds.HoldDecider: in bulk, from t
 functions the loop's `decide` calls). The pipe's buffer bounds what waits: a loop that runs
 ahead waits for the child.
 
-When the child falls behind (its queue full: the loop would only wait for it), the loop
+When the child falls behind (messages waiting for it: the loop would soon wait), the loop
 prepares the next chunk of holds itself, to the very rows the child would have made
 (infra.ledger.backtests.prepare_holds), and hands those over instead: the work goes to whichever
 core is free. Which of the two made a row changes nothing stored.
@@ -44,6 +44,7 @@ from infra.ledger.backtests import DecisionStream, decision_insert, prepare_hold
 
 _CHUNK = 5_000  # decisions per hand-over: rows the loop made, sent as one message
 _WAITING = 4  # messages that may wait for the child, beyond the one it reads
+_BEHIND = 2  # messages waiting from which the loop prepares holds itself (_Sender.behind)
 _JOIN_SECONDS = 60.0  # the most a closing writer is given to finish what it was handed
 # The collector's thresholds in a process that allocates millions of short-lived objects and
 # makes few cycles: a young collection every 50,000 allocations, not 700.
@@ -169,8 +170,10 @@ class _Sender:
         self._thread.start()
 
     def behind(self) -> bool:
-        """Whether a message put now would wait for room."""
-        return self._outbox.full()
+        """Whether the child has more than one message waiting (sent or not): then the loop
+        prepares holds itself. Waiting for a full queue instead left the loop idle a fifth
+        of the time (8-pair bench: 60k -> 62-63.6k symbol-candles/s)."""
+        return self._outbox.qsize() >= _BEHIND
 
     def put(self, message: tuple[Any, ...]) -> bool:
         """False when the child can no longer be reached."""
