@@ -3,11 +3,13 @@ alerted), and clears it when the cooldown is over. Its memory is only a cache of
 that the ledger's fills define; every new fill is read once, not every fill every candle.
 
 A trip answers for what came before it. Once the breaker is cleared (its cooldown over, or reset
-early by an operator), its trade thresholds count only the trades closed after that moment and
-its drawdown is measured from the highest equity since then. Judged on the same trades, the
-losing streak that tripped it would trip it again at once: a halt holds exits too, so no trade
-could ever close to end the streak, and neither the cooldown nor a reset would end the halt.
-(freqtrade's protections likewise count only the trades of their lookback window.)"""
+early by an operator), its trade thresholds count only the trades closed from that moment on and
+its drawdown is measured from the highest equity since then, starting from the equity at that
+moment valued at the market (a position that fell while it halted does not trip it again).
+Judged on the same trades, the losing streak that tripped it would trip it again at once: a
+halt holds exits too, so no trade could ever close to end the streak, and neither the cooldown
+nor a reset would end the halt. (freqtrade's protections likewise count only the trades of
+their lookback window.)"""
 
 from __future__ import annotations
 
@@ -44,20 +46,26 @@ class BreakerStatus:
 
 
 class PeakEquity:
-    """The highest equity the fills up to `now` reached (since a moment, when asked: counting
-    from the equity at that moment). Reads only the fills after the newest one it has folded
-    in; starts over when a fill arrived for a time it has already passed (reconciliation
-    adopted a late one), when asked about an earlier moment, or from another moment."""
+    """The highest equity the fills up to `now` reached. Reads only the fills after the newest
+    one it has folded in; starts over when a fill arrived for a time it has already passed
+    (reconciliation adopted a late one), when asked about an earlier moment, or from another
+    moment.
+
+    Since a moment, when asked: the highest of the equity at that moment (`equity_at`: valued
+    at the market then, so a position that fell before it does not count as a drawdown after
+    it) and the equity after each fill from that moment on."""
 
     def __init__(
         self,
         ledger: TradingLedger,
         account: str,
         starting_cash: Callable[[], Decimal] | None = None,
+        equity_at: Callable[[datetime], Decimal] | None = None,
     ) -> None:
         self.ledger, self.account = ledger, account
         # Where the starting cash is read from (a risk snapshot's, read once), else the ledger.
         self._starting_cash = starting_cash or (lambda: ledger.accounts.starting_cash(account))
+        self._equity_at = equity_at  # else the equity at a moment is the fills' curve's
         self._curve: EquityCurve | None = None
         self._newest: datetime | None = None  # filled_at of the newest fill folded in
         self._folded = 0
@@ -70,12 +78,17 @@ class PeakEquity:
             self._curve = EquityCurve.starting(self._starting_cash())
             self._newest, self._folded = None, 0
             self._since, self._since_peak = since, self._curve.cash
+            if since is not None and self._equity_at is not None:
+                self._since_peak = self._equity_at(since)
         for fill in fills.history(self.account, after=self._newest, until=now):
             value = self._curve.add(fill)
             self._newest, self._folded = fill.filled_at, self._folded + 1
-            if since is not None:  # the equity at `since`, then the highest after it
-                after = fill.filled_at > since
-                self._since_peak = max(self._since_peak, value) if after else value
+            if since is None:
+                continue
+            if fill.filled_at >= since:  # a fill at the very moment came after it
+                self._since_peak = max(self._since_peak, value)
+            elif self._equity_at is None:
+                self._since_peak = value  # the curve's equity at `since`, so far
         return self._curve.peak if since is None else self._since_peak
 
     def _still_valid(self, now: datetime) -> bool:
@@ -95,7 +108,9 @@ class CircuitBreaker:
         alerts: Notifier,
     ) -> None:
         self.ledger, self.snapshots, self.config, self.alerts = ledger, snapshots, config, alerts
-        self.peak = PeakEquity(ledger, snapshots.account, snapshots.starting_cash)
+        self.peak = PeakEquity(
+            ledger, snapshots.account, snapshots.starting_cash, snapshots.equity_at
+        )
         # The last trades read and their stats: a backtest reads the same window at every
         # candle until a trade closes.
         self._trades: Sequence[TradeResult] = ()
@@ -170,8 +185,10 @@ class CircuitBreaker:
             self.config.max_consecutive_losses,
         )
         trades = self.ledger.fills.closed_trades(self.snapshots.account, until=now, limit=window)
-        if since is not None and trades and trades[0].closed_at <= since:
-            trades = [t for t in trades if t.closed_at > since]
+        # A trade closed at the clearing's very moment came after it: an order decided at a
+        # candle's close fills at the next candle's open, which is that moment.
+        if since is not None and trades and trades[0].closed_at < since:
+            trades = [t for t in trades if t.closed_at >= since]
         return BreakerInputs(
             trades=trades,
             equity_now=state.equity,

@@ -79,11 +79,12 @@ class RiskSnapshots:
     def day_start_equity(self, now: datetime) -> Decimal:
         day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         if day not in self._day_start:
-            self._day_start[day] = self._equity_at(day)
+            self._day_start[day] = self.equity_at(day)
         return self._day_start[day]
 
-    def _equity_at(self, moment: datetime) -> Decimal:
-        """Cash and positions from the fills before `moment`, valued at the last close before it."""
+    def equity_at(self, moment: datetime) -> Decimal:
+        """Cash and positions from the fills before `moment`, valued at the last close before it
+        (at their average price where no candle is stored)."""
         fills = [
             f for f in self.ledger.fills.history(self.account, until=moment) if f.filled_at < moment
         ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from core.candles.bar import Bar
@@ -236,3 +238,70 @@ def test_peak_equity_when_asked_since_a_moment_then_counts_from_the_equity_at_th
     assert peak.at(end, since=T0 + timedelta(hours=13)) == Decimal(10025)  # from 10,020 on
     assert peak.at(end, since=T0) == Decimal(10030)
     assert peak.at(end, since=end) == Decimal(10025)  # no fill after: the equity then
+
+
+def _hourly(closes: list[float]) -> pd.DataFrame:
+    """1h candles from T0, each opening and closing at its close (synthetic: an edge case)."""
+    times = pd.date_range(T0, periods=len(closes), freq="1h", tz="UTC")
+    prices = np.array(closes, dtype="float64")
+    return pd.DataFrame(
+        {"open_time": times, "open": prices, "high": prices, "low": prices, "close": prices,
+         "volume": np.full(len(closes), 1000.0)}
+    )  # fmt: skip
+
+
+def test_breaker_when_a_held_position_fell_before_the_clearing_then_only_a_fall_after_it_trips(
+    ledger: Ledger,
+) -> None:
+    # Bought at 100 with 200 of cash; the price falls to 10 and stays: a 45 % drawdown that no
+    # sell can realise while the breaker halts. Measured from the fills' prices, the clearing's
+    # equity would be 200 and the breaker would trip again at every cooldown's end.
+    ledger.candles.upsert("binance", "BTC/USDT", "1h", _hourly([100.0] * 10 + [10.0] * 190))
+    ledger.accounts.ensure(ACCOUNT, Decimal(200), T0)
+    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    coid = record_order(ledger, "BTC/USDT", 0)
+    submit_order(ledger, broker, coid, FakeClock(T0))
+    hundred = Decimal(100)
+    settle_simulated(
+        ledger, broker, ACCOUNT, BTC, Bar(T0 + timedelta(hours=1), *[hundred] * 4, Decimal(1000)),
+        FakeClock(T0 + timedelta(hours=1)),
+    )  # fmt: skip
+    snapshots = RiskSnapshots(ledger, ACCOUNT, "binance", "1h")
+    config = BreakerConfig(
+        max_daily_loss_pct=Decimal("0.9"),  # the drawdown alone
+        max_drawdown_pct=Decimal("0.05"),
+        cooldown=timedelta(hours=24),
+    )
+    breaker = CircuitBreaker(ledger, snapshots, config, Alerts())
+    now = T0 + timedelta(days=2)
+    first = breaker.check({BTC: Decimal(10)}, now)
+    assert first.tripped
+    assert first.reasons == ("MAX_DRAWDOWN: 45.00% below the peak, limit 5.00%",)
+    cleared_at = now + timedelta(hours=24)
+    cleared = breaker.check({BTC: Decimal(10)}, cleared_at)
+    assert not cleared.tripped
+    assert cleared.reading is not None
+    assert cleared.reading.drawdown_pct == 0.0
+    fresh = CircuitBreaker(ledger, snapshots, config, Alerts())  # a restarted process
+    assert not fresh.check({BTC: Decimal(10)}, cleared_at + timedelta(hours=1)).tripped
+    fell = fresh.check({BTC: Decimal(4)}, cleared_at + timedelta(hours=2))  # 110 -> 104
+    assert fell.tripped
+    assert fell.reasons == ("MAX_DRAWDOWN: 5.45% below the peak, limit 5.00%",)
+
+
+def test_breaker_when_a_trade_closes_at_the_clearing_moment_then_it_counts(
+    ledger: Ledger,
+) -> None:
+    # A backtest's exit decided at the clearing candle's close fills at the next candle's open:
+    # the very moment of the clearing. It is the first trade after the trip.
+    snapshots = setup(ledger, losses=3)
+    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    check_circuit_breaker(ledger, snapshots, {}, T0 + timedelta(hours=48), CFG, Alerts())
+    cleared_at = T0 + timedelta(hours=72)
+    check_circuit_breaker(ledger, snapshots, {}, cleared_at, CFG, Alerts())
+    round_trip(ledger, broker, 7, "100", "99")  # its sell fills at hour 72: the clearing's
+    status = check_circuit_breaker(
+        ledger, snapshots, {}, cleared_at + timedelta(hours=1), CFG, Alerts()
+    )
+    assert status.reading is not None
+    assert status.reading.consecutive_losses == 1
