@@ -51,10 +51,10 @@ from core.decision import Decision, DecisionInput, Sizing, agent_context, decide
 from core.errors import FatalError
 from core.features.book_specs import BOOK_FEATURE_NAMES
 from core.features.row import FeatureRow
-from core.models.policy import FLAT, step
-from core.orders import decision_id_for
+from core.models.policy import holds_flat
+from core.orders import decision_id_at, decision_id_for
 from core.risk.limits import RiskLimits, RiskState
-from core.types import Action, Symbol, to_decimal
+from core.types import Symbol, to_decimal
 
 # The state a hold is decided on: holding nothing is all the consensus reads of it.
 _FLAT_ACCOUNT = RiskState(cash=Decimal(0), positions={}, prices={})
@@ -69,12 +69,10 @@ def candle_only(panel: Panel) -> bool:
     return isinstance(panel, RulePanel)
 
 
-def holds_when_flat(edge: float, tradeable: bool, consensus: ConsensusConfig) -> bool:
-    """The policy's answer for a flat symbol is HOLD (the very `step` decide() asks)."""
-    return step(FLAT, edge, consensus.policy, tradeable)[0] is _HOLD
-
-
-_HOLD = Action.HOLD
+def holds_when_flat(edges: np.ndarray, tradeable: bool, consensus: ConsensusConfig) -> np.ndarray:
+    """For each of `edges`, whether the policy's answer for a flat symbol is HOLD: the very
+    `step` decide() asks, for many candles at once (core.models.policy.holds_flat)."""
+    return holds_flat(edges, consensus.policy, tradeable)
 
 
 @dataclass(frozen=True)
@@ -252,6 +250,11 @@ def _read_apart(decider: HoldDecider, rows: HoldRows, decided: list[Decision]) -
     trend = f[:, ix[_TREND]].tolist() if _TREND in ix else [0.0] * n
     vol = f[:, ix[_VOL]].tolist() if _VOL in ix else [None] * n
     one = _OneHold(decider.settings, cases, rows)
+    entering = ~holds_when_flat(rows.edge, one.tradeable, decider.settings.consensus)
+    if entering.any():
+        i = int(np.argmax(entering))
+        symbol = rows.symbols[int(rows.symbol[i])]
+        raise NotAHold(f"{symbol} at {int(rows.opened[i])}: the policy enters, not a hold")
     made = list(
         map(
             one, rows.symbol.tolist(), rows.opened.tolist(), rows.close.tolist(),
@@ -286,9 +289,7 @@ class _OneHold:
         self, k: int, opened: int, close: float, p: float, edge: float, case: int,
         ema: float, macd: float, rsi: float, trend: float, vol: float | None,
     ) -> tuple[object, ...]:  # fmt: skip
-        consensus, symbol = self.consensus, self.symbols[k]
-        if not holds_when_flat(edge, self.tradeable, consensus):
-            raise NotAHold(f"{symbol} at {opened}: the policy enters, not a hold")
+        consensus, symbol = self.consensus, self.symbols[k]  # a hold: _read_apart checked
         if opened != self._opened:  # every symbol of a candle time comes in a row
             start = datetime.fromtimestamp(opened, UTC)
             self._opened, self._times = opened, (start, start + self.step)
@@ -301,7 +302,7 @@ class _OneHold:
         score = round(sum(shared.values()), 6)
         said, seen = cited(p), readings(ema, macd, rsi)
         return (
-            decision_id_for(self.account, symbol, self.timeframe, candle_time),
+            decision_id_at(self.account, symbol, self.timeframe, opened),
             symbol, candle_time, decided_at, to_decimal(close), p, case,
             tuple([said + v.reason + seen for v in votes]), score,
             hold_reason(about_of(edge, p, score), self.tradeable), shared, regime,

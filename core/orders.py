@@ -110,7 +110,13 @@ class Overfill(InvalidTransition):
 
 def decision_id_for(account: str, symbol: str, timeframe: str, candle_time: datetime) -> DecisionId:
     """One decision per account, symbol, timeframe and candle: a re-run finds the same id."""
-    return DecisionId(f"{account}:{symbol}:{timeframe}:{int(candle_time.timestamp())}")
+    return decision_id_at(account, symbol, timeframe, int(candle_time.timestamp()))
+
+
+def decision_id_at(account: str, symbol: str, timeframe: str, opened: int) -> DecisionId:
+    """`decision_id_for` the candle opened `opened` seconds after the epoch (a backtest's
+    holds carry that number already)."""
+    return DecisionId(f"{account}:{symbol}:{timeframe}:{opened}")
 
 
 def client_order_id_for(decision_id: DecisionId) -> ClientOrderId:

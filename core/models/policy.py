@@ -134,6 +134,16 @@ def step(
     return _HOLD, 0.0, Holding(holding.fraction, held_for)
 
 
+def holds_flat(edges: np.ndarray, cfg: PolicyConfig, tradeable: bool = True) -> np.ndarray:
+    """`step(FLAT, edge, cfg, tradeable)` is HOLD, for each of `edges` at once: a flat holding
+    enters only on a known edge above `min_edge` (NaN compares False), and only if tradeable.
+    A backtest asks this of every candle of every symbol."""
+    e = np.asarray(edges, dtype=np.float64)
+    if not tradeable:
+        return np.ones(e.shape, dtype=bool)
+    return ~(e > cfg.min_edge)
+
+
 def positions(
     edges: np.ndarray, cfg: PolicyConfig, tradeable: bool | np.ndarray = True
 ) -> np.ndarray:

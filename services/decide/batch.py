@@ -140,8 +140,7 @@ class DecisionBatch:
         holds = found.get(symbol)
         if holds is None:
             tradeable = self.tradeable or not consensus.require_significance
-            flat = [holds_when_flat(e, tradeable, consensus) for e in rows.edge.tolist()]
-            holds = found[symbol] = rows.ready & np.array(flat, dtype=bool)
+            holds = found[symbol] = rows.ready & holds_when_flat(rows.edge, tradeable, consensus)
         return at if holds[at] else None
 
     def hold_rows(self, cfg: DecisionConfig, marks: list[tuple[int, int]]) -> HoldRows:

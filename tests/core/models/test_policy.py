@@ -18,6 +18,7 @@ from core.models.policy import (
     PolicyError,
     edge_t_statistic,
     expected_edge,
+    holds_flat,
     payoff_of,
     positions,
     round_trip_cost,
@@ -207,3 +208,21 @@ def test_edge_t_statistic_when_hand_values_then_mean_over_standard_error() -> No
     assert edge_t_statistic(np.full(40, -0.002)) == 0.0
     with pytest.raises(PolicyError):
         edge_t_statistic(np.array([0.01, math.nan]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    edges=st.lists(
+        st.floats(-1, 1) | st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 0.001, 0.005]),
+        min_size=1,
+        max_size=60,
+    ),
+    cfg=configs_st,
+    tradeable=st.booleans(),
+)
+def test_holds_flat_when_any_edges_then_what_step_answers_for_a_flat_holding(
+    edges: list[float], cfg: PolicyConfig, tradeable: bool
+) -> None:
+    # NaN (no prediction), infinities and an edge exactly at min_edge included.
+    expected = [step(FLAT, e, cfg, tradeable)[0] is Action.HOLD for e in edges]
+    assert holds_flat(np.array(edges), cfg, tradeable).tolist() == expected
