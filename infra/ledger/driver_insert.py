@@ -9,7 +9,6 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -150,7 +149,9 @@ class Rows(NamedTuple):
 
 def _literals(dialect: Dialect) -> Callable[[Any], str | None]:
     """A converted value as an SQL literal of `dialect` (its own quoting of text), or None
-    where it is bound instead (booleans, a driver's wrapper objects, non-finite floats)."""
+    where it is bound instead: floats (SQLite 3.40 reads some shortest reprs back one unit in
+    the last place off), booleans, a driver's wrapper objects, and text with a backslash or a
+    NUL (PostgreSQL reads backslashes as escapes where standard_conforming_strings is off)."""
     # The dialect's own quoting: it doubles a % too where the driver's placeholders use it.
     quoted = String().literal_processor(dialect)
 
@@ -158,9 +159,9 @@ def _literals(dialect: Dialect) -> Callable[[Any], str | None]:
         kind = type(value)
         if value is None:
             return "NULL"
-        if kind is str and quoted is not None:
+        if kind is str and quoted is not None and "\\" not in value and "\x00" not in value:
             return quoted(value)
-        if kind is int or (kind is float and math.isfinite(value)):
+        if kind is int:
             return repr(value)
         return None
 

@@ -3,7 +3,6 @@ PostgreSQL): same columns, same stored values, read back at the driver level."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
@@ -112,11 +111,11 @@ def _alike(decisions: list[Decision], account: str) -> dict[str, Any]:
     return columns
 
 
-@pytest.mark.parametrize("account", ["paper", "o'brien; 5% --", "back\\slash ? %s"])
+@pytest.mark.parametrize("account", ["paper", "o'brien; 5% --", "a ? and a %s"])
 def test_column_rows_when_constants_are_written_into_the_statement_then_stored_the_same(
     engine: Engine, insert_decisions: DriverInsert, decisions: list[Decision], account: str
 ) -> None:
-    # The literals are quoted by the dialect (a quote, a %, a placeholder inside text).
+    # The literals are quoted by the dialect (a quote, a %, placeholders inside the text).
     columns = _alike(decisions[1:], account)
     with engine.begin() as c:
         insert_decisions.execute_columns(c, columns)
@@ -130,10 +129,30 @@ def test_column_rows_when_constants_are_written_into_the_statement_then_stored_t
     assert {row[DECISION_COLUMNS.index("account")] for row in expected} == {account}
 
 
-def test_column_rows_when_a_value_is_not_plain_then_bound_as_before(
-    insert_decisions: DriverInsert, decisions: list[Decision]
+@pytest.mark.parametrize(
+    ("column", "value", "text"),
+    [
+        ("score", 88.6764444228616, "88.676"),  # SQLite 3.40 reads this literal 1 ulp off
+        ("score", float("nan"), "nan"),
+        ("account", "back\\slash", "back"),  # an escape where standard_conforming_strings is off
+    ],
+)
+def test_column_rows_when_a_value_is_a_float_or_text_with_a_backslash_then_bound(
+    engine: Engine,
+    insert_decisions: DriverInsert,
+    decisions: list[Decision],
+    column: str,
+    value: object,
+    text: str,
 ) -> None:
-    columns = _alike(decisions[1:], "paper") | {"score": Same(float("nan"))}
+    columns = _alike(decisions[1:], "paper") | {column: Same(value)}
     rows = insert_decisions.column_rows(columns)
-    assert rows.sql.count("?") + rows.sql.count("%s") == len(rows.parameters[0])
-    assert any(isinstance(v, float) and math.isnan(v) for v in rows.parameters[0])  # bound
+    assert f"'{text}" not in rows.sql
+    assert f", {text}" not in rows.sql
+    bound = rows.parameters[0]
+    assert any(v is value or (type(v) is type(value) and v == value) for v in bound)
+    if column == "score" and value == value:  # stored exactly (not NaN: SQLite stores NULL)
+        with engine.begin() as c:
+            rows.execute(c)
+            stored_scores = {r[0] for r in c.exec_driver_sql("SELECT score FROM decisions")}
+        assert stored_scores == {value}
