@@ -377,33 +377,38 @@ def _symbol_by_symbol(
     symbols' whole features exist at once."""
     kept = [name for name in FEATURE_NAMES if name in keep]
     features, probabilities, complete, seconds = {}, {}, {}, 0.0
-    for symbol, frame, built in _built_ahead(frames, reference):
-        started = timer()
-        probabilities[symbol] = predict_at_times(model, {symbol: built}, wanted)[symbol]
-        seconds += timer() - started
-        index = pd.DatetimeIndex(frame["open_time"])
-        full = built if built.index.equals(index) else built.reindex(index)
-        complete[symbol] = ~np.isnan(full.to_numpy(dtype="float64")).any(axis=1)
-        features[symbol] = built.loc[:, kept].copy()
-        del built, full  # before the one after next is built
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="features")
+    each = _built_ahead(ahead, frames, reference)
+    try:
+        for symbol, frame, built in each:
+            started = timer()
+            probabilities[symbol] = predict_at_times(model, {symbol: built}, wanted)[symbol]
+            seconds += timer() - started
+            index = pd.DatetimeIndex(frame["open_time"])
+            full = built if built.index.equals(index) else built.reindex(index)
+            complete[symbol] = ~np.isnan(full.to_numpy(dtype="float64")).any(axis=1)
+            features[symbol] = built.loc[:, kept].copy()
+            del built, full  # before the one after next is built
+    finally:  # an error leaves no build running, and no thread or features kept alive
+        each.close()
+        ahead.shutdown(wait=True, cancel_futures=True)
     return features, probabilities, complete, seconds
 
 
 def _built_ahead(
-    frames: Mapping[str, pd.DataFrame], reference: pd.DataFrame
+    ahead: ThreadPoolExecutor, frames: Mapping[str, pd.DataFrame], reference: pd.DataFrame
 ) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame]]:
-    """Each symbol with its candles and their features, the next symbol's being built while
-    the caller works on these."""
+    """Each symbol with its candles and their features, the next symbol's being built on
+    `ahead` while the caller works on these."""
     symbols = list(frames)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="features") as ahead:
-        coming = [ahead.submit(build_features, frames[s], reference) for s in symbols[:1]]
-        for k, symbol in enumerate(symbols):
-            built = coming.pop().result()
-            coming = [
-                ahead.submit(build_features, frames[s], reference) for s in symbols[k + 1 : k + 2]
-            ]
-            yield symbol, frames[symbol], built
-            del built
+    coming = [ahead.submit(build_features, frames[s], reference) for s in symbols[:1]]
+    for k, symbol in enumerate(symbols):
+        built = coming.pop().result()
+        coming = [
+            ahead.submit(build_features, frames[s], reference) for s in symbols[k + 1 : k + 2]
+        ]
+        yield symbol, frames[symbol], built
+        del built
 
 
 def _books(

@@ -3,8 +3,11 @@ same candles with the same probabilities as one that keeps them all."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from core.agents.brief import REGIME_FEATURES
 from core.agents.panel import RulePanel
@@ -50,3 +53,21 @@ def test_features_read_when_an_agent_does_not_say_then_none() -> None:
     both = RulePanel((BullAgent(), BearAgent())).features_read
     assert both is not None
     assert set(RULE_FEATURES) <= both
+
+
+class _FailingModel(RsiModel):
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        raise RuntimeError("the model failed")
+
+
+def test_prepare_batch_when_the_model_fails_then_raised_and_no_features_thread_left(
+    btc_1h: pd.DataFrame, eth_1h: pd.DataFrame
+) -> None:
+    # The next symbol's features are built in a thread: a failure must not leave it running.
+    scratch = MemoryLedger()
+    for symbol, frame in zip(SYMBOLS, (btc_1h, eth_1h), strict=True):
+        scratch.candles.upsert("binance", symbol, "1h", frame.head(FEATURE_WINDOW + CANDLES))
+    keep = set(RULE_FEATURES) | set(REGIME_FEATURES)
+    with pytest.raises(RuntimeError, match="the model failed"):
+        prepare_batch(scratch, _FailingModel(), config(), CANDLES + FEATURE_WINDOW, keep=keep)
+    assert not [t for t in threading.enumerate() if t.name.startswith("features")]
