@@ -87,7 +87,7 @@ class Weighing:
     model_weight: float
     agents: tuple[float, ...]  # weight * sign * confidence, in `names` order
     total: float
-    agent_shares: tuple[float, ...] = ()  # each of `agents` over `total` (0.0 if none spoke)
+    agent_shares: tuple[float, ...]  # each of `agents` over `total` (0.0 if none spoke)
 
 
 def weighing(votes: tuple[Vote, ...], regime: str, config: ConsensusConfig) -> Weighing:

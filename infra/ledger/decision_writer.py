@@ -44,7 +44,7 @@ from infra.ledger.backtests import DecisionStream, decision_insert, prepare_hold
 
 _CHUNK = 5_000  # decisions per hand-over: rows the loop made, sent as one message
 _WAITING = 4  # messages that may wait for the child, beyond the one it reads
-_BEHIND = 2  # messages waiting from which the loop prepares holds itself (_Sender.behind)
+_BEHIND = 2  # messages in the outbox from which the loop prepares holds itself (behind)
 _JOIN_SECONDS = 60.0  # the most a closing writer is given to finish what it was handed
 # The collector's thresholds in a process that allocates millions of short-lived objects and
 # makes few cycles: a young collection every 50,000 allocations, not 700.
@@ -170,9 +170,9 @@ class _Sender:
         self._thread.start()
 
     def behind(self) -> bool:
-        """Whether the child has more than one message waiting (sent or not): then the loop
-        prepares holds itself. Waiting for a full queue instead left the loop idle a fifth
-        of the time (8-pair bench: 60k -> 62-63.6k symbol-candles/s)."""
+        """Whether messages wait in the outbox, not yet handed to the pipe (which holds more):
+        then the loop prepares holds itself. Waiting for a full outbox instead left the loop
+        idle a fifth of the time (8-pair bench: 60k -> 62-63.6k symbol-candles/s)."""
         return self._outbox.qsize() >= _BEHIND
 
     def put(self, message: tuple[Any, ...]) -> bool:

@@ -38,7 +38,7 @@ def test_make_engine_when_the_file_exists_then_it_keeps_its_page_size(tmp_path: 
     assert _pragma(f"sqlite:///{path}", "page_size") == 4_096
 
 
-def test_make_engine_when_not_durable_then_checkpoints_every_64_mib(tmp_path: Path) -> None:
+def test_make_engine_when_not_durable_then_checkpoints_every_4000_pages(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'bulk.db'}"
     assert _pragma(url, "wal_autocheckpoint", durable=False) == 4_000
     assert _pragma(url, "synchronous", durable=False) == 1  # NORMAL

@@ -240,3 +240,16 @@ def test_signed_requests_when_they_change_a_control_then_one_event_each(ledger: 
     assert kinds(events) == [K.KILL_SWITCH, K.CIRCUIT_BREAKER, K.CIRCUIT_BREAKER]
     assert events[0].payload["step"] == "activated"
     assert events[2].payload == events[2].payload | {"step": "reset_early", "active": False}
+
+
+def test_breaker_reset_when_not_tripped_then_its_row_is_left_as_it_was(ledger: Ledger) -> None:
+    # Its clearing time is where the breaker's thresholds count from (services.circuit_breaker):
+    # a reset of a breaker that is not tripped must not move it.
+    ledger.safety.set_control(Control.CIRCUIT_BREAKER, True, "losses", T0, event="tripped")
+    cleared = T0 + timedelta(hours=1)
+    ledger.safety.set_control(Control.CIRCUIT_BREAKER, False, "cooldown over", cleared)
+    later = T0 + timedelta(hours=5)
+    assert ledger.requests.reset_circuit_breaker("early", "a5" * 32, later, None, 5) is False
+    control = ledger.safety.control(Control.CIRCUIT_BREAKER)
+    assert control is not None
+    assert (control.active, control.reason, control.changed_at) == (False, "cooldown over", cleared)
