@@ -31,7 +31,7 @@ class DriverInsert:
         )
         self.sql = self._statement({})
         self._literal = _literals(dialect)
-        self._statements: dict[tuple[tuple[str, str], ...], str] = {}
+        self._statements: dict[tuple[tuple[str, str], ...], str] = {(): self.sql}
         self._processors: list[Callable[[Any], Any] | None] = []
         for name in self.columns:
             kind = table.c[name].type
@@ -67,24 +67,19 @@ class DriverInsert:
     def column_parameters(
         self, columns: Mapping[str, Sequence[Any] | Same]
     ) -> list[tuple[Any, ...]]:
-        """Rows given as a list of values per column (or one value for all: `Same`), as the
-        driver takes them. A column's value that repeats is converted once."""
-        n = self._length(columns)
-        converted: list[Iterable[Any]] = []
-        for name, process in zip(self.columns, self._processors, strict=True):
-            values = columns[name]
-            if isinstance(values, Same):
-                one = values.value if process is None else process(values.value)
-                converted.append(repeat(one, n))
-            else:
-                converted.append(values if process is None else map(process, values))
-        return list(zip(*converted, strict=True))
+        """Rows given as a list of values per column (or one value for all: `Same`), every
+        value as the driver binds it (`sql`'s parameters). A column's value that repeats is
+        converted once."""
+        return self._column_rows(columns, literals=False).parameters
 
     def column_rows(self, columns: Mapping[str, Sequence[Any] | Same]) -> Rows:
-        """`column_parameters`, but a `Same` column whose value converts to text, a number or
-        NULL is written into the statement as its literal: the driver binds the other
+        """`column_parameters`, but a `Same` column whose value converts to text, an integer
+        or NULL is written into the statement as its literal: the driver binds the other
         columns alone (a backtest's holds have 11 of 22 columns alike, and binding them for
         every row was a sixth of SQLite's time)."""
+        return self._column_rows(columns, literals=True)
+
+    def _column_rows(self, columns: Mapping[str, Sequence[Any] | Same], literals: bool) -> Rows:
         n = self._length(columns)
         written: dict[str, str] = {}
         bound: list[Iterable[Any]] = []
@@ -94,15 +89,15 @@ class DriverInsert:
                 bound.append(values if process is None else map(process, values))
                 continue
             one = values.value if process is None else process(values.value)
-            literal = self._literal(one)
+            literal = self._literal(one) if literals else None
             if literal is None:
                 bound.append(repeat(one, n))
             else:
                 written[name] = literal
         key = tuple(written.items())
-        sql = self._statements.get(key) or self._statements.setdefault(
-            key, self._statement(written)
-        )
+        sql = self._statements.get(key)
+        if sql is None:
+            sql = self._statements[key] = self._statement(written)
         return Rows(sql, list(zip(*bound, strict=True)) if bound else [()] * n)
 
     def _length(self, columns: Mapping[str, Sequence[Any] | Same]) -> int:
@@ -120,13 +115,6 @@ class DriverInsert:
     def _statement(self, written: Mapping[str, str]) -> str:
         values = ", ".join(written.get(c, self._mark) for c in self.columns)
         return f"{self._into}({values})"
-
-    def execute_columns(
-        self, connection: Connection, columns: Mapping[str, Sequence[Any] | Same]
-    ) -> None:
-        parameters = self.column_parameters(columns)
-        if parameters:
-            connection.exec_driver_sql(self.sql, parameters)
 
 
 class Same(NamedTuple):

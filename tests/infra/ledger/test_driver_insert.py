@@ -76,15 +76,24 @@ def _columns(decisions: list[Decision]) -> dict[str, Any]:
     return by_column | {"account": Same(account)}
 
 
-def test_execute_columns_when_decisions_are_inserted_then_stored_as_row_by_row(
+def test_column_parameters_when_decisions_are_inserted_then_stored_as_row_by_row(
     engine: Engine, insert_decisions: DriverInsert, decisions: list[Decision]
 ) -> None:
     with engine.begin() as c:
         insert_decisions.execute(c, [decision_tuple(d) for d in decisions])
         expected = stored(c)
         c.execute(delete(DecisionRow.__table__))
-        insert_decisions.execute_columns(c, _columns(decisions))
+        c.exec_driver_sql(
+            insert_decisions.sql, insert_decisions.column_parameters(_columns(decisions))
+        )
         assert stored(c) == expected
+
+
+def _rows_of(columns: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """`columns` as the row tuples the row-by-row insert takes."""
+    (n,) = {len(v) for v in columns.values() if not isinstance(v, Same)}
+    full = [[v.value] * n if isinstance(v, Same) else v for v in map(columns.get, DECISION_COLUMNS)]
+    return list(zip(*full, strict=True))
 
 
 def test_column_parameters_when_a_column_is_missing_or_short_then_refused_and_nothing_sent(
@@ -118,7 +127,7 @@ def test_column_rows_when_constants_are_written_into_the_statement_then_stored_t
     # The literals are quoted by the dialect (a quote, a %, placeholders inside the text).
     columns = _alike(decisions[1:], account)
     with engine.begin() as c:
-        insert_decisions.execute_columns(c, columns)
+        insert_decisions.execute(c, _rows_of(columns))  # the row-by-row insert
         expected = stored(c)
         c.execute(delete(DecisionRow.__table__))
         rows = insert_decisions.column_rows(columns)
