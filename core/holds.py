@@ -69,12 +69,6 @@ def candle_only(panel: Panel) -> bool:
     return isinstance(panel, RulePanel)
 
 
-def holds_when_flat(edges: np.ndarray, tradeable: bool, consensus: ConsensusConfig) -> np.ndarray:
-    """For each of `edges`, whether the policy's answer for a flat symbol is HOLD: the very
-    `step` decide() asks, for many candles at once (core.models.policy.holds_flat)."""
-    return holds_flat(edges, consensus.policy, tradeable)
-
-
 @dataclass(frozen=True)
 class HoldSettings:
     """What every hold of a run shares: the run's model and the decision settings."""
@@ -250,7 +244,7 @@ def _read_apart(decider: HoldDecider, rows: HoldRows, decided: list[Decision]) -
     trend = f[:, ix[_TREND]].tolist() if _TREND in ix else [0.0] * n
     vol = f[:, ix[_VOL]].tolist() if _VOL in ix else [None] * n
     one = _OneHold(decider.settings, cases, rows)
-    entering = ~holds_when_flat(rows.edge, one.tradeable, decider.settings.consensus)
+    entering = ~holds_flat(rows.edge, decider.settings.consensus.policy, one.tradeable)
     if entering.any():
         i = int(np.argmax(entering))
         symbol = rows.symbols[int(rows.symbol[i])]

@@ -23,7 +23,8 @@ from core.features.build import INCREMENTAL_WINDOW, build_features
 from core.features.order_book import book_features_at_closes
 from core.features.registry import FEATURE_NAMES
 from core.features.row import FeatureRow
-from core.holds import HoldRows, holds_when_flat
+from core.holds import HoldRows
+from core.models.policy import holds_flat
 from core.ports import Model, TradingLedger
 from core.types import Symbol, to_decimal
 from services.decide.config import DecisionConfig
@@ -127,7 +128,7 @@ class DecisionBatch:
 
     def flat_hold_row(self, symbol: str, t: pd.Timestamp, consensus: ConsensusConfig) -> int | None:
         """The row of `symbol` at `t` when it is ready and the policy holds it if flat
-        (core.holds.holds_when_flat); else None. Found for every row at the first ask: a
+        (core.models.policy.holds_flat); else None. Found for every row at the first ask: a
         backtest asks at each candle time of each symbol that holds nothing."""
         rows = self._rows[symbol]
         at = rows.position.get(t.value)
@@ -140,7 +141,7 @@ class DecisionBatch:
         holds = found.get(symbol)
         if holds is None:
             tradeable = self.tradeable or not consensus.require_significance
-            holds = found[symbol] = rows.ready & holds_when_flat(rows.edge, tradeable, consensus)
+            holds = found[symbol] = rows.ready & holds_flat(rows.edge, consensus.policy, tradeable)
         return at if holds[at] else None
 
     def hold_rows(self, cfg: DecisionConfig, marks: list[tuple[int, int]]) -> HoldRows:
