@@ -33,19 +33,28 @@ def check_circuit_breaker(  # type: ignore[no-untyped-def]
     return CircuitBreaker(ledger, snapshots, config, alerts).check(prices, now)
 
 
-def round_trip(ledger: Ledger, broker: SimulatedBroker, n: int, buy: str, sell: str) -> None:
-    """Buy 1 at `buy`, sell it at `sell`, through the real submit and settle path."""
+def no_cost_broker() -> SimulatedBroker:
+    return SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+
+
+def trade(ledger: Ledger, broker: SimulatedBroker, hour: int, side: Side, price: str) -> None:
+    """1 BTC ordered for the candle at T0 + `hour` h and filled at `price` the hour after,
+    through the real submit and settle path."""
+    coid = record_order(ledger, "BTC/USDT", hour, side=side)
     clock = FakeClock(T0)
-    for k, (side, price) in enumerate(((Side.BUY, buy), (Side.SELL, sell))):
-        coid = record_order(ledger, "BTC/USDT", 10 * n + k, side=side)
-        submit_order(ledger, broker, coid, clock)
-        t = T0 + timedelta(hours=10 * n + k + 1)
-        p = Decimal(price)
-        settle_simulated(ledger, broker, ACCOUNT, BTC, Bar(t, p, p, p, p, Decimal(1000)), clock)
+    submit_order(ledger, broker, coid, clock)
+    t, p = T0 + timedelta(hours=hour + 1), Decimal(price)
+    settle_simulated(ledger, broker, ACCOUNT, BTC, Bar(t, p, p, p, p, Decimal(1000)), clock)
+
+
+def round_trip(ledger: Ledger, broker: SimulatedBroker, n: int, buy: str, sell: str) -> None:
+    """Buy 1 at `buy` (filled at hour 10n + 1), sell it at `sell` (hour 10n + 2)."""
+    trade(ledger, broker, 10 * n, Side.BUY, buy)
+    trade(ledger, broker, 10 * n + 1, Side.SELL, sell)
 
 
 def setup(ledger: Ledger, losses: int) -> RiskSnapshots:
-    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    broker = no_cost_broker()
     ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
     for n in range(losses):
         round_trip(ledger, broker, n, "100", "99")
@@ -102,7 +111,7 @@ def test_breaker_when_new_losses_follow_a_clearing_then_only_they_count_and_trip
     ledger: Ledger,
 ) -> None:
     snapshots = setup(ledger, losses=3)
-    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    broker = no_cost_broker()
     tripped = T0 + timedelta(days=2)
     check_circuit_breaker(ledger, snapshots, {}, tripped, CFG, Alerts())
     cleared = tripped + timedelta(hours=24)
@@ -138,7 +147,7 @@ def test_breaker_when_reset_early_by_the_operator_then_the_streak_before_it_is_n
 def test_breaker_when_cleared_below_the_old_peak_then_the_drawdown_counts_from_the_clearing(
     ledger: Ledger,
 ) -> None:
-    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    broker = no_cost_broker()
     ledger.accounts.ensure(ACCOUNT, Decimal(1000), T0)
     round_trip(ledger, broker, 0, "100", "800")  # equity 1,700: the peak
     round_trip(ledger, broker, 1, "800", "200")  # equity 1,100: 35 % below it
@@ -162,7 +171,7 @@ def test_breaker_when_cleared_below_the_old_peak_then_the_drawdown_counts_from_t
 
 
 def test_breaker_when_trades_mixed_then_not_tripped(ledger: Ledger) -> None:
-    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    broker = no_cost_broker()
     ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
     for n, (buy, sell) in enumerate([("100", "99"), ("100", "99"), ("100", "103")]):
         round_trip(ledger, broker, n, buy, sell)
@@ -187,7 +196,7 @@ def test_peak_equity_when_fills_arrive_over_time_then_equals_the_full_curve_each
 ) -> None:
     from core.portfolio import equity_path
 
-    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    broker = no_cost_broker()
     ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
     peak = PeakEquity(ledger, ACCOUNT)
     seen = []
@@ -211,7 +220,7 @@ def test_check_when_a_trade_closes_between_checks_on_a_memory_ledger_then_it_cou
 
     ledger = MemoryLedger()
     snapshots = setup(ledger, losses=2)  # type: ignore[arg-type]
-    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    broker = no_cost_broker()
     breaker = CircuitBreaker(ledger, snapshots, CFG, Alerts())
     now = T0 + timedelta(days=2)
     for hour in range(3):  # the same window, read again
@@ -228,7 +237,7 @@ def test_check_when_a_trade_closes_between_checks_on_a_memory_ledger_then_it_cou
 def test_peak_equity_when_asked_since_a_moment_then_counts_from_the_equity_at_that_moment(
     ledger: Ledger,
 ) -> None:
-    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    broker = no_cost_broker()
     ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
     for n, (buy, sell) in enumerate([("100", "130"), ("100", "90"), ("100", "105")]):
         round_trip(ledger, broker, n, buy, sell)  # equity 10,030, 10,020, 10,025
@@ -258,14 +267,7 @@ def test_breaker_when_a_held_position_fell_before_the_clearing_then_only_a_fall_
     # equity would be 200 and the breaker would trip again at every cooldown's end.
     ledger.candles.upsert("binance", "BTC/USDT", "1h", _hourly([100.0] * 10 + [10.0] * 190))
     ledger.accounts.ensure(ACCOUNT, Decimal(200), T0)
-    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
-    coid = record_order(ledger, "BTC/USDT", 0)
-    submit_order(ledger, broker, coid, FakeClock(T0))
-    hundred = Decimal(100)
-    settle_simulated(
-        ledger, broker, ACCOUNT, BTC, Bar(T0 + timedelta(hours=1), *[hundred] * 4, Decimal(1000)),
-        FakeClock(T0 + timedelta(hours=1)),
-    )  # fmt: skip
+    trade(ledger, no_cost_broker(), 0, Side.BUY, "100")
     snapshots = RiskSnapshots(ledger, ACCOUNT, "binance", "1h")
     config = BreakerConfig(
         max_daily_loss_pct=Decimal("0.9"),  # the drawdown alone
@@ -295,7 +297,7 @@ def test_breaker_when_a_trade_closes_at_the_clearing_moment_then_it_counts(
     # A backtest's exit decided at the clearing candle's close fills at the next candle's open:
     # the very moment of the clearing. It is the first trade after the trip.
     snapshots = setup(ledger, losses=3)
-    broker = SimulatedBroker(SimulationConfig(slippage_bps=Decimal(0), fee_rate=Decimal(0)))
+    broker = no_cost_broker()
     check_circuit_breaker(ledger, snapshots, {}, T0 + timedelta(hours=48), CFG, Alerts())
     cleared_at = T0 + timedelta(hours=72)
     check_circuit_breaker(ledger, snapshots, {}, cleared_at, CFG, Alerts())
