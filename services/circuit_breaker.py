@@ -51,21 +51,20 @@ class PeakEquity:
     (reconciliation adopted a late one), when asked about an earlier moment, or from another
     moment.
 
-    Since a moment, when asked: the highest of the equity at that moment (`equity_at`: valued
-    at the market then, so a position that fell before it does not count as a drawdown after
-    it) and the equity after each fill from that moment on."""
+    Since a moment, when asked: the highest of the equity at that moment (`equity_at`, a risk
+    snapshot's: valued at the market then, so a position that fell before it does not count as
+    a drawdown after it) and the equity after each fill from that moment on."""
 
     def __init__(
         self,
         ledger: TradingLedger,
         account: str,
+        equity_at: Callable[[datetime], Decimal],
         starting_cash: Callable[[], Decimal] | None = None,
-        equity_at: Callable[[datetime], Decimal] | None = None,
     ) -> None:
-        self.ledger, self.account = ledger, account
+        self.ledger, self.account, self._equity_at = ledger, account, equity_at
         # Where the starting cash is read from (a risk snapshot's, read once), else the ledger.
         self._starting_cash = starting_cash or (lambda: ledger.accounts.starting_cash(account))
-        self._equity_at = equity_at  # else the equity at a moment is the fills' curve's
         self._curve: EquityCurve | None = None
         self._newest: datetime | None = None  # filled_at of the newest fill folded in
         self._folded = 0
@@ -77,18 +76,13 @@ class PeakEquity:
         if self._curve is None or since != self._since or not self._still_valid(now):
             self._curve = EquityCurve.starting(self._starting_cash())
             self._newest, self._folded = None, 0
-            self._since, self._since_peak = since, self._curve.cash
-            if since is not None and self._equity_at is not None:
-                self._since_peak = self._equity_at(since)
+            self._since = since
+            self._since_peak = self._equity_at(since) if since is not None else self._curve.cash
         for fill in fills.history(self.account, after=self._newest, until=now):
             value = self._curve.add(fill)
             self._newest, self._folded = fill.filled_at, self._folded + 1
-            if since is None:
-                continue
-            if fill.filled_at >= since:  # a fill at the very moment came after it
+            if since is not None and fill.filled_at >= since:  # one at the moment came after it
                 self._since_peak = max(self._since_peak, value)
-            elif self._equity_at is None:
-                self._since_peak = value  # the curve's equity at `since`, so far
         return self._curve.peak if since is None else self._since_peak
 
     def _still_valid(self, now: datetime) -> bool:
@@ -109,7 +103,7 @@ class CircuitBreaker:
     ) -> None:
         self.ledger, self.snapshots, self.config, self.alerts = ledger, snapshots, config, alerts
         self.peak = PeakEquity(
-            ledger, snapshots.account, snapshots.starting_cash, snapshots.equity_at
+            ledger, snapshots.account, snapshots.equity_at, snapshots.starting_cash
         )
         # The last trades read and their stats: a backtest reads the same window at every
         # candle until a trade closes.

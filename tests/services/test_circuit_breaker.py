@@ -198,7 +198,7 @@ def test_peak_equity_when_fills_arrive_over_time_then_equals_the_full_curve_each
 
     broker = no_cost_broker()
     ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
-    peak = PeakEquity(ledger, ACCOUNT)
+    peak = PeakEquity(ledger, ACCOUNT, RiskSnapshots(ledger, ACCOUNT, "binance", "1h").equity_at)
     seen = []
     for n, (buy, sell) in enumerate([("100", "120"), ("100", "90"), ("100", "130")]):
         round_trip(ledger, broker, n, buy, sell)
@@ -241,7 +241,7 @@ def test_peak_equity_when_asked_since_a_moment_then_counts_from_the_equity_at_th
     ledger.accounts.ensure(ACCOUNT, Decimal(10000), T0)
     for n, (buy, sell) in enumerate([("100", "130"), ("100", "90"), ("100", "105")]):
         round_trip(ledger, broker, n, buy, sell)  # equity 10,030, 10,020, 10,025
-    peak = PeakEquity(ledger, ACCOUNT)
+    peak = PeakEquity(ledger, ACCOUNT, RiskSnapshots(ledger, ACCOUNT, "binance", "1h").equity_at)
     end = T0 + timedelta(days=2)
     assert peak.at(end) == Decimal(10030)
     assert peak.at(end, since=T0 + timedelta(hours=13)) == Decimal(10025)  # from 10,020 on
