@@ -4,6 +4,8 @@ a failure in it is raised in the parent and stops it."""
 from __future__ import annotations
 
 import resource
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -113,3 +115,19 @@ def test_writer_when_behind_then_the_loop_prepares_the_holds_and_the_same_rows_a
     assert len(prepared_here) == CANDLES * len(frames)
     assert sum(d.action == "HOLD" for d in prepared_here) > CANDLES  # mostly holds
     assert prepared_here == made_apart
+
+
+def test_writer_process_when_started_then_it_loads_neither_pandas_nor_pandera() -> None:
+    # What it imports to serve (the child's boot and serve): pandas and pandera would add
+    # about 100 MB to a process that only decides holds and inserts rows.
+    code = (
+        "import sys; from infra.ledger.decision_writer import boot; "
+        "from infra.ledger.database import make_engine; "
+        "from infra.ledger.sessions import Sessions; "
+        "print(sorted({'pandas', 'pandera'} & set(sys.modules)))"
+    )
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
