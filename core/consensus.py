@@ -14,7 +14,7 @@ like an opinion.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from core.agents.base import Vote
@@ -110,16 +110,27 @@ def weighing(votes: tuple[Vote, ...], regime: str, config: ConsensusConfig) -> W
 def shares(model_score: float, weighed: Weighing) -> dict[str, float]:
     """Each input's share of the net score; an abstaining agent has none. (The agents' shares
     are the weighing's: only the model's changes from one candle to the next.)"""
+    return shares_of(model_share(model_score, weighed), weighed)
+
+
+def model_share(model_score: float, weighed: Weighing) -> float:
+    """The model's share of the net score (0.0 where no input has weight)."""
     total = weighed.total
-    if not total:
-        return dict.fromkeys(weighed.names, 0.0)
-    return dict(
-        zip(
-            weighed.names,
-            (weighed.model_weight * model_score / total, *weighed.agent_shares),
-            strict=True,
-        )
-    )
+    return weighed.model_weight * model_score / total if total else 0.0
+
+
+def shares_of(model: float, weighed: Weighing) -> dict[str, float]:
+    """Each input's share, the model's being `model` (`model_share`)."""
+    return dict(zip(weighed.names, (model, *weighed.agent_shares), strict=True))
+
+
+def net_score(shared: Iterable[float]) -> float:
+    """The shares' sum, added left to right from 0.0 (as core.holds adds them for many
+    candles at once), rounded to six places."""
+    total = 0.0
+    for share in shared:
+        total += share
+    return round(total, 6)
 
 
 def contributions(
@@ -138,7 +149,7 @@ def combine(
 ) -> Consensus:
     edge = signal.edge
     shared = contributions(model_score_of(edge, config), deliberation.votes, regime, config)
-    score = round(sum(shared.values()), 6)
+    score = net_score(shared.values())
     tradeable = signal.tradeable or not config.require_significance
     proposal, fraction, _ = step(holding, edge, config.policy, tradeable)
     about = about_of(edge, signal.probability, score)

@@ -17,9 +17,10 @@ symbols of a candle time together.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +44,7 @@ from core.consensus import (
     Weighing,
     about_of,
     hold_reason,
-    model_score_of,
-    shares,
+    shares_of,
     weighing,
 )
 from core.decision import Decision, DecisionInput, Sizing, agent_context, decide
@@ -122,9 +122,12 @@ class HoldRows:
 @dataclass(frozen=True)
 class HoldColumns:
     """Holds decided in bulk (`HoldDecider.columns`), a list per column: item i of each is
-    the i-th hold read apart. Its votes are `vote_cases[case[i]]` with their reasons replaced
-    by `vote_reasons[i]` (a rule vote's action and confidence take a few values; its reason
-    quotes the candle). Rows whose votes cannot be read apart are in `decided`, whole."""
+    the i-th hold read apart. A rule vote's action and confidence take a few values and its
+    reason quotes the candle: row i's votes are `vote_cases[case[i]]`, each one's reason its
+    case's trend word between `said[i]` and `seen[i]` (`vote_reasons`). Its contributions are
+    the model's `model_share[i]` and the agents' shares of `weighings[weighed[i]]`, one
+    weighing per votes' case and regime (`contributions`). Rows whose votes cannot be read
+    apart are in `decided`, whole."""
 
     decision_id: list[str]
     symbol: list[str]
@@ -134,20 +137,31 @@ class HoldColumns:
     probability: list[float]
     vote_cases: tuple[tuple[Vote, ...], ...]
     case: list[int]
-    vote_reasons: list[tuple[str, ...]]
+    said: list[str]
+    seen: list[str]
     score: list[float]
     reason: list[str]
-    contributions: list[dict[str, float]]
+    weighings: tuple[Weighing, ...]
+    weighed: list[int]
+    model_share: list[float]
     regime: list[str]
     decided: list[Decision]
 
     def __len__(self) -> int:
         return len(self.decision_id) + len(self.decided)
 
+    def vote_reasons(self, i: int) -> tuple[str, ...]:
+        said, seen = self.said[i], self.seen[i]
+        return tuple(said + vote.reason + seen for vote in self.vote_cases[self.case[i]])
+
+    def contributions(self, i: int) -> dict[str, float]:
+        return shares_of(self.model_share[i], self.weighings[self.weighed[i]])
+
     @classmethod
     def whole(cls, decided: list[Decision]) -> HoldColumns:
         """None read apart: every hold decided whole."""
-        return cls(*([] for _ in range(6)), (), *([] for _ in range(6)), decided)
+        empty: dict[str, Any] = {f.name: [] for f in fields(cls)}
+        return cls(**empty | {"vote_cases": (), "weighings": (), "decided": decided})
 
 
 @dataclass(frozen=True)
@@ -237,70 +251,101 @@ def _vote_cases(agents: Sequence[Agent], rows: HoldRows) -> tuple[np.ndarray, Vo
 
 
 def _read_apart(decider: HoldDecider, rows: HoldRows, decided: list[Decision]) -> HoldColumns:
-    """HoldDecider.columns on rows whose votes can be read apart."""
+    """HoldDecider.columns on rows whose votes can be read apart: what `decide` computes for
+    each, a column at a time (a backtest has hundreds of thousands)."""
+    settings = decider.settings
+    consensus = settings.consensus
+    tradeable = settings.tradeable or not consensus.require_significance
+    entering = ~holds_flat(rows.edge, consensus.policy, tradeable)
+    if entering.any():
+        i = int(np.argmax(entering))
+        symbol = rows.symbols[int(rows.symbol[i])]
+        raise NotAHold(f"{symbol} at {int(rows.opened[i])}: the policy enters, not a hold")
     code, cases = _vote_cases(decider.panel.agents, rows)  # type: ignore[attr-defined]
     f, ix, n = rows.features, rows.index, len(rows)
     ema, macd, rsi = (f[:, ix[name]].tolist() for name in RULE_FEATURES)
     trend = f[:, ix[_TREND]].tolist() if _TREND in ix else [0.0] * n
     vol = f[:, ix[_VOL]].tolist() if _VOL in ix else [None] * n
-    one = _OneHold(decider.settings, cases, rows)
-    entering = ~holds_flat(rows.edge, decider.settings.consensus.policy, one.tradeable)
-    if entering.any():
-        i = int(np.argmax(entering))
-        symbol = rows.symbols[int(rows.symbol[i])]
-        raise NotAHold(f"{symbol} at {int(rows.opened[i])}: the policy enters, not a hold")
-    made = list(
-        map(
-            one, rows.symbol.tolist(), rows.opened.tolist(), rows.close.tolist(),
-            rows.probability.tolist(), rows.edge.tolist(), code.tolist(), ema, macd, rsi,
-            trend, vol,
-        )
-    )  # fmt: skip
-    columns = [list(c) for c in zip(*made, strict=True)] if made else [[] for _ in range(12)]
-    did, symbol, candle_time, decided_at, price, p, case, reasons, score, why, shares, regime = (
-        columns
-    )
+    p, edge, case = rows.probability.tolist(), rows.edge.tolist(), code.tolist()
+    regime = list(map(regime_at, trend, vol))
+    weighings, weighed = _weighings(cases, case, regime, consensus)
+    share, score = _shares(rows.edge, weighings, weighed, consensus)
+    ids, symbol, candle_time, decided_at = _keys(rows)
     return HoldColumns(
-        did, symbol, candle_time, decided_at, price, p, cases, case, reasons, score, why,
-        shares, regime, decided,
-    )  # fmt: skip
+        decision_id=ids,
+        symbol=symbol,
+        candle_time=candle_time,
+        decided_at=decided_at,
+        price=list(map(Decimal, map(repr, rows.close.tolist()))),  # to_decimal of each float
+        probability=p,
+        vote_cases=cases,
+        case=case,
+        said=list(map(cited, p)),
+        seen=list(map(readings, ema, macd, rsi)),
+        score=score,
+        reason=[
+            hold_reason(about_of(e, q, s), tradeable)
+            for e, q, s in zip(edge, p, score, strict=True)
+        ],
+        weighings=weighings,
+        weighed=weighed.tolist(),
+        model_share=share,
+        regime=regime,
+        decided=decided,
+    )
 
 
-class _OneHold:
-    """One hold's record values, from its columns' items (HoldDecider.columns)."""
+def _weighings(
+    cases: VoteCases, case: list[int], regime: list[str], consensus: ConsensusConfig
+) -> tuple[tuple[Weighing, ...], np.ndarray]:
+    """The weighings of the rows' votes' cases and regimes (a few a run), and each row's (an
+    index into them)."""
+    seen: dict[tuple[int, str], int] = {}
+    weighed = [seen.setdefault(key, len(seen)) for key in zip(case, regime, strict=True)]
+    weighings = tuple(weighing(cases[c], r, consensus) for c, r in seen)
+    return weighings, np.array(weighed, dtype=np.int64)
 
-    def __init__(self, settings: HoldSettings, cases: VoteCases, rows: HoldRows) -> None:
-        self.consensus, self.cases = settings.consensus, cases
-        self.tradeable = settings.tradeable or not settings.consensus.require_significance
-        self.account, self.timeframe = rows.account, rows.timeframe
-        self.step = timeframe_delta(rows.timeframe)
-        self.symbols = [Symbol(s) for s in rows.symbols]
-        self._opened: int | None = None
-        self._times = (datetime.min, datetime.min)
-        self._weighing: dict[tuple[int, str], Weighing] = {}
 
-    def __call__(
-        self, k: int, opened: int, close: float, p: float, edge: float, case: int,
-        ema: float, macd: float, rsi: float, trend: float, vol: float | None,
-    ) -> tuple[object, ...]:  # fmt: skip
-        consensus, symbol = self.consensus, self.symbols[k]  # a hold: _read_apart checked
-        if opened != self._opened:  # every symbol of a candle time comes in a row
-            start = datetime.fromtimestamp(opened, UTC)
-            self._opened, self._times = opened, (start, start + self.step)
-        candle_time, decided_at = self._times
-        votes, regime = self.cases[case], regime_at(trend, vol)
-        weighed = self._weighing.get((case, regime))
-        if weighed is None:  # a few per run: the votes' cases times the regimes
-            weighed = self._weighing[case, regime] = weighing(votes, regime, consensus)
-        shared = shares(model_score_of(edge, consensus), weighed)
-        score = round(sum(shared.values()), 6)
-        said, seen = cited(p), readings(ema, macd, rsi)
-        return (
-            decision_id_at(self.account, symbol, self.timeframe, opened),
-            symbol, candle_time, decided_at, to_decimal(close), p, case,
-            tuple([said + v.reason + seen for v in votes]), score,
-            hold_reason(about_of(edge, p, score), self.tradeable), shared, regime,
-        )  # fmt: skip
+def _shares(
+    edge: np.ndarray,
+    weighings: tuple[Weighing, ...],
+    weighed: np.ndarray,
+    consensus: ConsensusConfig,
+) -> tuple[list[float], list[float]]:
+    """Each row's model share and net score, for all rows at once: the float operations of
+    model_score_of, model_share and net_score, in their order (a test holds them equal)."""
+    if not len(edge):
+        return [], []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scored = np.where(
+            np.isnan(edge), 0.0, np.clip(edge / consensus.policy.full_size_edge, -1.0, 1.0)
+        )
+        total = np.array([w.total for w in weighings])[weighed]
+        weight = np.array([w.model_weight for w in weighings])[weighed]
+        share = np.where(total != 0, weight * scored / total, 0.0)
+    net = 0.0 + share
+    # Agents' shares, the missing ones as 0.0: adding 0.0 changes only a -0.0, and a sum
+    # from 0.0 is never one.
+    width = max(len(w.agent_shares) for w in weighings)
+    for j in range(width):
+        agent = [w.agent_shares[j] if j < len(w.agent_shares) else 0.0 for w in weighings]
+        net = net + np.array(agent)[weighed]
+    return share.tolist(), [round(x, 6) for x in net.tolist()]
+
+
+def _keys(rows: HoldRows) -> tuple[list[str], list[str], list[datetime], list[datetime]]:
+    """Each row's decision id, symbol, candle time and decision time."""
+    symbol = np.array(rows.symbols, dtype=object)[rows.symbol].tolist()
+    opened = rows.opened.tolist()
+    account, timeframe = rows.account, rows.timeframe
+    ids = [decision_id_at(account, s, timeframe, o) for s, o in zip(symbol, opened, strict=True)]
+    # Every symbol of a candle time comes in a row: a time is made once.
+    distinct, at = np.unique(rows.opened, return_inverse=True)
+    starts = [datetime.fromtimestamp(o, UTC) for o in distinct.tolist()]
+    step = timeframe_delta(rows.timeframe)
+    candle_time = np.array(starts, dtype=object)[at].tolist()
+    decided_at = np.array([t + step for t in starts], dtype=object)[at].tolist()
+    return ids, symbol, candle_time, decided_at
 
 
 def _input(rows: HoldRows, i: int, settings: HoldSettings) -> DecisionInput:

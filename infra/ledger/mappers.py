@@ -9,6 +9,7 @@ from typing import Any
 
 from core.agents.base import Vote
 from core.agents.calls import AgentCall, CallOutcome
+from core.consensus import Weighing, shares_of
 from core.decision import Decision
 from core.features.book_specs import BOOK_FEATURE_NAMES
 from core.holds import HoldColumns, HoldRows, HoldSettings
@@ -125,7 +126,6 @@ def hold_columns(
     """The column values of holds read apart (core.holds.HoldColumns; not their `decided`), as
     `decision_tuple` gives them for the decisions `decide` makes of them: HOLDs, no order
     proposed (a test holds the two equal)."""
-    votes = [_votes_pieces(case) for case in holds.vote_cases]
     return {
         "decision_id": holds.decision_id,
         "account": Same(rows.account),
@@ -137,9 +137,7 @@ def hold_columns(
         "model_name": Same(settings.model_name),
         "model_version": Same(settings.model_version),
         "probability": holds.probability,
-        "votes": [
-            _pieced(votes[c], said) for c, said in zip(holds.case, holds.vote_reasons, strict=True)
-        ],
+        "votes": _votes_texts(holds),
         "order_book_features": Same(None),  # an order book seen: decided whole
         "action": Same(_HOLD),
         "score": holds.score,
@@ -148,9 +146,7 @@ def hold_columns(
         "risk_reasons": Same([]),
         "client_order_id": Same(None),
         "decided_at": holds.decided_at,
-        "contributions": [
-            JsonText(dumps(shares)) if shares else None for shares in holds.contributions
-        ],
+        "contributions": _contributions_texts(holds),
         "regime": [regime or None for regime in holds.regime],
         "provenance": Same(None),
     }
@@ -159,21 +155,66 @@ def hold_columns(
 _HOLD = Action.HOLD.value
 
 
-def _votes_pieces(votes: tuple[Vote, ...]) -> list[str]:
-    """The JSON text of `votes` as `decision_tuple` stores them, in pieces around their
-    reasons (JsonText: a row's votes differ from their case's in their reasons alone)."""
+def _votes_texts(holds: HoldColumns) -> list[JsonText]:
+    """The JSON text of each hold's votes, as `decision_tuple`'s list of `Vote.as_json` is
+    written: its case's text with the hold's `said` and `seen` around each vote's trend word."""
+    said, seen = holds.said, holds.seen
+    if not (_as_is("".join(said)) and _as_is("".join(seen))):  # JSON escapes some of them
+        return [JsonText(dumps(_votes_json(holds, i))) for i in range(len(said))]
+    texts = [_votes_template(votes) for votes in holds.vote_cases]
+    width = len(holds.vote_cases[0]) if holds.vote_cases else 0
+    return [
+        JsonText(texts[c] % ((s, e) * width))
+        for c, s, e in zip(holds.case, said, seen, strict=True)
+    ]
+
+
+def _as_is(text: str) -> bool:
+    """Whether JSON writes `text` inside a string as it is (nothing to escape)."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
+def _votes_template(votes: tuple[Vote, ...]) -> str:
+    """`votes`' JSON text, each reason a %-template's `"%s<trend word>%s"` (said, seen)."""
     holes = [f"\x00reason {j}\x00" for j in range(len(votes))]  # in no reason: one line of text
     values = [
         v.as_json(full=False) | {"reason": hole} for v, hole in zip(votes, holes, strict=True)
     ]
-    return pieces_around(values, holes)
+    pieces = [piece.replace("%", "%%") for piece in pieces_around(values, holes)]
+    words = [text_of(v.reason)[1:-1].replace("%", "%%") for v in votes]
+    return pieces[0] + "".join(
+        f'"%s{word}%s"{piece}' for word, piece in zip(words, pieces[1:], strict=True)
+    )
 
 
-def _pieced(pieces: list[str], reasons: tuple[str, ...]) -> JsonText:
-    out = [pieces[0]]
-    for reason, piece in zip(reasons, pieces[1:], strict=True):
-        out += (text_of(reason), piece)
-    return JsonText("".join(out))
+def _votes_json(holds: HoldColumns, i: int) -> list[dict[str, object]]:
+    reasons = holds.vote_reasons(i)
+    votes = holds.vote_cases[holds.case[i]]
+    return [v.as_json(full=False) | {"reason": r} for v, r in zip(votes, reasons, strict=True)]
+
+
+def _contributions_texts(holds: HoldColumns) -> list[JsonText]:
+    """The JSON text of each hold's contributions: its weighing's text around the model's
+    share."""
+    around = [_contributions_pieces(w) for w in holds.weighings]
+    return [
+        JsonText(_float_text(share).join(around[w]))
+        for w, share in zip(holds.weighed, holds.model_share, strict=True)
+    ]
+
+
+def _contributions_pieces(weighed: Weighing) -> list[str]:
+    """The JSON text of `shares_of` this weighing, cut where the model's share is written
+    (first: core.consensus.weighing names the model first)."""
+    hole = "\x00model\x00"
+    values: dict[str, object] = dict(shares_of(0.0, weighed))
+    values[weighed.names[0]] = hole
+    return pieces_around(values, [hole])
+
+
+def _float_text(x: float) -> str:
+    """A float as JSON writes it (its repr; NaN and the infinities as json.dumps names them)."""
+    return repr(x) if x - x == 0.0 else dumps(x)
 
 
 def decision_values(decision: Decision) -> dict[str, Any]:

@@ -5,6 +5,7 @@ the driver's parameters, the JSON text included, on SQLite and PostgreSQL's dial
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -44,7 +45,13 @@ def holds(draw: st.DrawFn) -> tuple[HoldRows, HoldDecider]:
     consensus = ConsensusConfig(
         require_significance=draw(st.booleans()),
         regime_weights=draw(
-            st.sampled_from([{}, {"trend_up": {"model": 0.2, "bull": 0.6}, "range": {"bear": 0.0}}])
+            st.sampled_from(
+                [
+                    {},
+                    {"trend_up": {"model": 0.2, "bull": 0.6}, "range": {"bear": 0.0}},
+                    {"range": dict.fromkeys(("model", "bull", "bear"), 0.0)},  # nothing weighs
+                ]
+            )
         ),
         policy=PolicyConfig(horizon=4, min_edge=draw(st.sampled_from([0.0, 0.001]))),
     )
@@ -143,3 +150,23 @@ def test_columns_when_two_agents_are_of_one_kind_then_refused_for_decisions(
     assert not twins.plain
     with pytest.raises(NotAHold):
         twins.columns(rows)
+
+
+@settings(max_examples=10, deadline=None)
+@given(holds(), st.sampled_from(['say "up"', "back\\slash", "caf\u00e9", "tab\there", "100%"]))
+def test_votes_when_what_agents_quote_needs_escaping_then_written_as_json_writes_it(
+    drawn: tuple[HoldRows, HoldDecider], quoted: str
+) -> None:
+    rows, decider = drawn
+    made = decider.columns(rows)
+    made = replace(made, said=[quoted + s for s in made.said], seen=[s + quoted for s in made.seen])
+    votes = hold_columns(made, rows, decider.settings)["votes"]
+    assert votes == [
+        dumps(
+            [
+                v.as_json(full=False) | {"reason": reason}
+                for v, reason in zip(made.vote_cases[c], made.vote_reasons(i), strict=True)
+            ]
+        )
+        for i, c in enumerate(made.case)
+    ]
