@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import FatalError
+from infra.ledger.checkpoints import WalCheckpoints
 from infra.ledger.json_text import dumps
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -18,18 +19,17 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 # A new SQLite ledger's page: 16 KiB, not 4. Most of what a ledger writes is appended rows of
 # about 660 bytes (decisions, hundreds of thousands per backtest): larger pages split less and
-# cost less per row (a backtest's decision inserts 5.3-5.6 -> 4.2 us a row, with the checkpoint
-# below). SQLite fixes the page size when the file is made; an existing ledger keeps its own.
+# cost less per row (a backtest's decision inserts 5.3-5.6 -> 4.2 us a row, with checkpoints
+# every 4,000 pages then). SQLite fixes the page size when the file is made; an existing ledger
+# keeps its own.
 _PAGE_SIZE = 16_384
-# A bulk writer's WAL is copied back into the file every 4,000 pages (64 MiB of 16 KiB pages)
-# instead of SQLite's 1,000: fewer, longer passes.
-_BULK_CHECKPOINT_PAGES = 4_000
 
 
 def make_engine(url: str, durable: bool = True) -> Engine:
     """An engine for the ledger at `url`. Not `durable`: a SQLite commit is not synced to disk
     (WAL's synchronous=NORMAL: a power cut may lose the newest commits, never corrupt the
-    file), for writers whose work is redone if lost (a backtest's decision writer)."""
+    file), and it never checkpoints the WAL itself (`bulk_sessions` does, on a thread), for
+    writers whose work is redone if lost (a backtest's decision writer)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -52,13 +52,25 @@ def make_engine(url: str, durable: bool = True) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             if not durable:
                 cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute(f"PRAGMA wal_autocheckpoint={_BULK_CHECKPOINT_PAGES}")
+                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         return engine
     return create_engine(
         url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=dumps
     )
+
+
+def bulk_sessions(url: str) -> tuple[sessionmaker[Session], WalCheckpoints | None]:
+    """Sessions of a bulk writer whose work is redone if lost (`make_engine`, not durable) and,
+    on SQLite, the thread that checkpoints after its commits (infra.ledger.checkpoints)."""
+    engine = make_engine(url, durable=False)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    if engine.dialect.name != "sqlite":
+        return sessions, None
+    checkpoints = WalCheckpoints(engine)
+    checkpoints.attach(sessions)
+    return sessions, checkpoints
 
 
 @lru_cache(maxsize=16)

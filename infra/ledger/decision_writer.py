@@ -220,18 +220,24 @@ def boot(fd: int) -> None:
 
 def serve(pipe: Connection, url: str, account: str) -> None:
     """The child: record what comes through `pipe` until it closes or says so."""
-    from sqlalchemy.orm import sessionmaker
-
-    from infra.ledger.database import make_engine
+    from infra.ledger.database import bulk_sessions
     from infra.ledger.sessions import Sessions
 
     # Not synced at each commit: a run whose rows were lost fails, and is discarded and redone.
-    engine = make_engine(url, durable=False)
+    # Checkpointed on a thread of this process: the inserts go on while the disk syncs.
+    sessions, checkpoints = bulk_sessions(url)
     # What is loaded by now lives as long as the process: the collector need not walk it again,
     # and its runs (about a tenth of this process's time at the defaults) come less often.
     gc.freeze()
     gc.set_threshold(*RARE_COLLECTIONS)
-    stream = DecisionStream(Sessions(sessionmaker(engine, expire_on_commit=False)), account)
+    try:
+        _record(pipe, DecisionStream(Sessions(sessions), account))
+    finally:
+        if checkpoints is not None:
+            checkpoints.close()
+
+
+def _record(pipe: Connection, stream: DecisionStream) -> None:
     failure = ""
     while True:
         try:

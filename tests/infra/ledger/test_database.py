@@ -1,5 +1,6 @@
 """SQLite engines: a new ledger file gets 16 KiB pages; a file made before keeps its own; a
-bulk writer's engine syncs less and checkpoints its WAL less often than a durable one."""
+bulk writer's engine syncs less than a durable one and leaves its WAL's checkpoints to a
+thread (tests/infra/ledger/test_checkpoints.py)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,9 @@ def test_make_engine_when_the_file_exists_then_it_keeps_its_page_size(tmp_path: 
     assert _pragma(f"sqlite:///{path}", "page_size") == 4_096
 
 
-def test_make_engine_when_not_durable_then_checkpoints_every_4000_pages(tmp_path: Path) -> None:
+def test_make_engine_when_not_durable_then_it_never_checkpoints_itself(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'bulk.db'}"
-    assert _pragma(url, "wal_autocheckpoint", durable=False) == 4_000
+    assert _pragma(url, "wal_autocheckpoint", durable=False) == 0
     assert _pragma(url, "synchronous", durable=False) == 1  # NORMAL
     assert _pragma(url, "wal_autocheckpoint") == 1_000  # SQLite's default
     assert _pragma(url, "synchronous") == 2  # FULL
