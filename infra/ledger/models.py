@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -125,7 +126,18 @@ class AccountRow(Base):
 
 class DecisionRow(Base):
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_account_candle", "account", "candle_time"),)
+    __table_args__ = (
+        Index("ix_decisions_account_candle", "account", "candle_time"),
+        # Unique where set (migration 0014): most decisions propose no order, and indexing
+        # their NULLs cost a tenth of each decision's insert.
+        Index(
+            "uq_decisions_client_order_id",
+            "client_order_id",
+            unique=True,
+            sqlite_where=text("client_order_id IS NOT NULL"),
+            postgresql_where=text("client_order_id IS NOT NULL"),
+        ),
+    )
     decision_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     account: Mapped[str] = mapped_column(String(64))
     symbol: Mapped[str] = mapped_column(String(32))
@@ -144,7 +156,7 @@ class DecisionRow(Base):
     consensus_reason: Mapped[str] = mapped_column(Text)
     risk_approved: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     risk_reasons: Mapped[list[str]] = mapped_column(JSON)
-    client_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    client_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # How each input (the model, each agent) moved the consensus score, and the regime it
     # was weighed in (NULL for decisions older than the columns).

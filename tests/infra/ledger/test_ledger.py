@@ -252,6 +252,35 @@ def test_migration_0004_when_ledger_has_filled_orders_then_filled_quantity_and_c
     assert order.filled_cost == Decimal("0.10000001") * Decimal("60000.12345678")
 
 
+def test_migration_0014_when_decisions_exist_then_kept_and_set_order_ids_stay_unique(
+    ledger_url: str, ledger: Ledger
+) -> None:
+    """Down to 0013 (the unique constraint) and up again (the partial unique index): every
+    decision is kept, holds without an order are many, an order id is still taken once."""
+    from sqlalchemy import create_engine, insert, select
+
+    from infra.ledger.mappers import decision_values
+    from infra.ledger.models import DecisionRow
+
+    ledger.accounts.ensure("paper", Decimal("10000"), T0)
+    ledger.orders.record_decision(make_decision(), "paper")
+    for k in (1, 2):
+        ledger.orders.record_decision(make_decision(T0 + timedelta(hours=k), False), "paper")
+    migrate(ledger_url, "0013", downgrade=True)
+    migrate(ledger_url)
+    engine = create_engine(ledger_url)
+    try:
+        with engine.begin() as c:
+            rows = c.execute(select(DecisionRow.client_order_id)).scalars().all()
+            assert sorted(rows, key=str) == sorted([None, None, client_order_id_for(
+                decision_id_for("paper", "BTC/USDT", "1h", T0))], key=str)  # fmt: skip
+        twin = decision_values(make_decision()) | {"decision_id": "another"}
+        with pytest.raises(IntegrityError, match="client_order_id"), engine.begin() as c:
+            c.execute(insert(DecisionRow), [twin])
+    finally:
+        engine.dispose()
+
+
 def test_accounts_when_the_account_was_never_made_then_unknown_account_names_it(
     ledger: Ledger,
 ) -> None:
