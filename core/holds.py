@@ -339,7 +339,7 @@ def _keys(rows: HoldRows) -> tuple[list[str], list[str], list[datetime], list[da
     opened = rows.opened.tolist()
     account, timeframe = rows.account, rows.timeframe
     ids = [decision_id_at(account, s, timeframe, o) for s, o in zip(symbol, opened, strict=True)]
-    # Every symbol of a candle time comes in a row: a time is made once.
+    # Each candle time is made once, however many symbols' holds share it.
     distinct, at = np.unique(rows.opened, return_inverse=True)
     starts = [datetime.fromtimestamp(o, UTC) for o in distinct.tolist()]
     step = timeframe_delta(rows.timeframe)
