@@ -5,9 +5,11 @@ clear the policy's entry bar proposes no order. Neither the risk state nor the r
 say then: its decision (the agents' votes, the consensus' HOLD, or NO_TRADE when the agents
 could not vote) depends on the candle alone. A replay sets these candles aside as it goes
 (`HoldRows`: a few columns per candle) and `HoldDecider` decides them later, on a flat account:
-in bulk from the very functions `decide` calls (the agents' cases, the consensus' weighing), or
-by `decide` itself. Where that runs is the recorder's choice: a backtest's runs it beside the
-replay, on the other core (infra.ledger.decision_writer).
+in bulk from the very functions `decide` calls (the agents' cases, the consensus' weighing and
+reason; the model's share and the net score as numpy's copy of their float operations, held
+equal to them by tests/infra/ledger/test_hold_tuples.py), or by `decide` itself. Where that
+runs is the recorder's choice: a backtest's runs it beside the replay, on the other core
+(infra.ledger.decision_writer).
 
 Only for a panel whose votes read the candle alone (`candle_only`: the offline rule panel). An
 LLM panel reads a brief of the account and of the recent decisions, and deliberates on the
@@ -206,10 +208,11 @@ class HoldDecider:
     def columns(self, rows: HoldRows) -> HoldColumns:
         """The holds' decisions as the values their records hold, from the functions `decide`
         calls for a flat hold of the Bull and Bear rule agents (the signs of their evidence,
-        their cases, the regime, the consensus' shares, score and reason) without the objects
-        around them: a backtest records hundreds of thousands of holds, and those objects were
-        most of their cost. A row whose agents read an order book, or could not vote (a
-        feature missing), is decided whole by `decisions`."""
+        their cases, the regime, the weighing and the reason; the model's share and the net
+        score a column at a time, `_shares`) without the objects around them: a backtest
+        records hundreds of thousands of holds, and those objects were most of their cost. A
+        row whose agents read an order book, or could not vote (a feature missing), is decided
+        whole by `decisions`."""
         if not self.plain:
             raise NotAHold(f"the agents of the {self.panel.name} panel are not Bull and Bear")
         if any(n not in rows.index for n in RULE_FEATURES) or _BOOKS & rows.index.keys():
@@ -276,7 +279,8 @@ def _read_apart(decider: HoldDecider, rows: HoldRows, decided: list[Decision]) -
         symbol=symbol,
         candle_time=candle_time,
         decided_at=decided_at,
-        price=list(map(Decimal, map(repr, rows.close.tolist()))),  # to_decimal of each float
+        # to_decimal of each float, inlined (`decisions` calls it: the tests compare the two)
+        price=list(map(Decimal, map(repr, rows.close.tolist()))),
         probability=p,
         vote_cases=cases,
         case=case,
@@ -300,9 +304,9 @@ def _weighings(
 ) -> tuple[tuple[Weighing, ...], np.ndarray]:
     """The weighings of the rows' votes' cases and regimes (a few a run), and each row's (an
     index into them)."""
-    seen: dict[tuple[int, str], int] = {}
-    weighed = [seen.setdefault(key, len(seen)) for key in zip(case, regime, strict=True)]
-    weighings = tuple(weighing(cases[c], r, consensus) for c, r in seen)
+    first: dict[tuple[int, str], int] = {}  # each (case, regime) -> its weighing's index
+    weighed = [first.setdefault(key, len(first)) for key in zip(case, regime, strict=True)]
+    weighings = tuple(weighing(cases[c], r, consensus) for c, r in first)
     return weighings, np.array(weighed, dtype=np.int64)
 
 
@@ -316,7 +320,7 @@ def _shares(
     model_score_of, model_share and net_score, in their order (a test holds them equal)."""
     if not len(edge):
         return [], []
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         scored = np.where(
             np.isnan(edge), 0.0, np.clip(edge / consensus.policy.full_size_edge, -1.0, 1.0)
         )

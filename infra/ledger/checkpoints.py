@@ -7,18 +7,24 @@ synchronous=NORMAL syncs there and nowhere else). For a backtest's decision writ
 Here its connections never checkpoint; after each commit a thread of the same process asks for
 a PASSIVE checkpoint on a connection of its own. The sqlite3 module lets go of the interpreter
 while SQLite works, so the writer goes on inserting meanwhile. A PASSIVE checkpoint takes no
-lock a writer waits for; when it has copied every committed page, the writer's next commit
-starts the log again from its beginning, so the log stays a commit or two long. What is synced,
-and when a power cut may lose the newest commits, is unchanged.
+lock a writer waits for; when it has copied every committed page before the writer's next
+commit, that commit starts the log again from its beginning, and the log stays a commit or two
+long. A writer that commits faster than its pages are copied keeps SQLite's own checkpoint as a
+backstop (infra.ledger.database.bulk_sessions): at that length, its commit checkpoints what is
+left, as any SQLite connection does. What is synced, and when a power cut may lose the newest
+commits, is unchanged.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("tradeflow.ledger")
 
 
 class WalCheckpoints:
@@ -55,7 +61,11 @@ class WalCheckpoints:
             self._changed.notify_all()
 
     def _run(self) -> None:
-        raw = self._engine.raw_connection()
+        try:
+            raw = self._engine.raw_connection()
+        except Exception as exc:  # the backstop checkpoints instead: said, not silent
+            self._failed(exc)
+            return
         try:
             while True:
                 with self._changed:
@@ -74,6 +84,12 @@ class WalCheckpoints:
         try:
             raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except Exception as exc:  # the writer's rows are committed: only their copy is late
-            self.failure = f"{type(exc).__name__}: {exc}"
+            self._failed(exc)
         else:
             self.failure = None
+
+    def _failed(self, exc: Exception) -> None:
+        failure = f"{type(exc).__name__}: {exc}"
+        if failure != self.failure:  # once per kind of failure, not once per commit
+            log.warning("WAL checkpoint failed (SQLite's own checkpoint still runs): %s", failure)
+        self.failure = failure

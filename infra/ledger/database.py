@@ -25,11 +25,17 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _PAGE_SIZE = 16_384
 
 
+# A bulk writer's own checkpoint, behind its checkpoint thread (bulk_sessions): only a log this
+# long (128 MiB of 16 KiB pages) is checkpointed inside a commit, and a log reset after one is
+# cut back to 64 MiB on disk.
+BULK_CHECKPOINT_PAGES = 8_000
+_BULK_WAL_BYTES = 64 * 2**20
+
+
 def make_engine(url: str, durable: bool = True) -> Engine:
     """An engine for the ledger at `url`. Not `durable`: a SQLite commit is not synced to disk
     (WAL's synchronous=NORMAL: a power cut may lose the newest commits, never corrupt the
-    file), and it never checkpoints the WAL itself (`bulk_sessions` does, on a thread), for
-    writers whose work is redone if lost (a backtest's decision writer)."""
+    file), for writers whose work is redone if lost (a backtest's decision writer)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -52,7 +58,6 @@ def make_engine(url: str, durable: bool = True) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             if not durable:
                 cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         return engine
@@ -61,13 +66,22 @@ def make_engine(url: str, durable: bool = True) -> Engine:
     )
 
 
-def bulk_sessions(url: str) -> tuple[sessionmaker[Session], WalCheckpoints | None]:
+def bulk_sessions(
+    url: str, backstop_pages: int = BULK_CHECKPOINT_PAGES
+) -> tuple[sessionmaker[Session], WalCheckpoints | None]:
     """Sessions of a bulk writer whose work is redone if lost (`make_engine`, not durable) and,
-    on SQLite, the thread that checkpoints after its commits (infra.ledger.checkpoints)."""
+    on SQLite, the thread that checkpoints after its commits (infra.ledger.checkpoints). Its
+    own commits checkpoint only a log of `backstop_pages`: one the thread fell behind on."""
     engine = make_engine(url, durable=False)
     sessions = sessionmaker(engine, expire_on_commit=False)
     if engine.dialect.name != "sqlite":
         return sessions, None
+
+    @event.listens_for(engine, "connect")
+    def _backstop(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={int(backstop_pages)}")
+        dbapi_conn.execute(f"PRAGMA journal_size_limit={_BULK_WAL_BYTES}")
+
     checkpoints = WalCheckpoints(engine)
     checkpoints.attach(sessions)
     return sessions, checkpoints

@@ -203,12 +203,12 @@ def _contributions_texts(holds: HoldColumns) -> list[JsonText]:
     ]
 
 
-def _contributions_pieces(weighed: Weighing) -> list[str]:
+def _contributions_pieces(weights: Weighing) -> list[str]:
     """The JSON text of `shares_of` this weighing, cut where the model's share is written
     (first: core.consensus.weighing names the model first)."""
     hole = "\x00model\x00"
-    values: dict[str, object] = dict(shares_of(0.0, weighed))
-    values[weighed.names[0]] = hole
+    values: dict[str, object] = dict(shares_of(0.0, weights))
+    values[weights.names[0]] = hole
     return pieces_around(values, [hole])
 
 

@@ -257,7 +257,7 @@ def test_migration_0014_when_decisions_exist_then_kept_and_set_order_ids_stay_un
 ) -> None:
     """Down to 0013 (the unique constraint) and up again (the partial unique index): every
     decision is kept, holds without an order are many, an order id is still taken once."""
-    from sqlalchemy import create_engine, insert, select
+    from sqlalchemy import create_engine, insert, inspect, select
 
     from infra.ledger.mappers import decision_values
     from infra.ledger.models import DecisionRow
@@ -274,6 +274,12 @@ def test_migration_0014_when_decisions_exist_then_kept_and_set_order_ids_stay_un
             rows = c.execute(select(DecisionRow.client_order_id)).scalars().all()
             assert sorted(rows, key=str) == sorted([None, None, client_order_id_for(
                 decision_id_for("paper", "BTC/USDT", "1h", T0))], key=str)  # fmt: skip
+        partial = {i["name"]: i for i in inspect(engine).get_indexes("decisions")}[
+            "uq_decisions_client_order_id"
+        ]
+        assert partial["unique"]
+        where = partial["dialect_options"][f"{engine.dialect.name}_where"]
+        assert "client_order_id IS NOT NULL" in str(where)
         twin = decision_values(make_decision()) | {"decision_id": "another"}
         with pytest.raises(IntegrityError, match="client_order_id"), engine.begin() as c:
             c.execute(insert(DecisionRow), [twin])
