@@ -17,6 +17,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from core.agents.base import Vote
 from core.agents.budget import BUDGET_EXCEEDED
 from core.agents.panel import Deliberation
@@ -172,6 +174,14 @@ def model_score_of(edge: float, config: ConsensusConfig) -> float:
     """The model's signed conviction: its edge over the full-size edge, in [-1, 1]."""
     full = config.policy.full_size_edge
     return 0.0 if math.isnan(edge) else max(-1.0, min(1.0, edge / full))
+
+
+def model_scores(edges: np.ndarray, config: ConsensusConfig) -> np.ndarray:
+    """`model_score_of` each of `edges` at once, float for float (core.holds scores a
+    backtest's holds by the hundred thousand; tests/core/test_holds.py holds the two equal)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scaled = np.clip(edges / config.policy.full_size_edge, -1.0, 1.0)
+    return np.where(np.isnan(edges), 0.0, scaled)
 
 
 def about_of(edge: float, probability: float, score: float) -> str:

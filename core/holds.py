@@ -46,7 +46,7 @@ from core.consensus import (
     Weighing,
     about_of,
     hold_reason,
-    shares_of,
+    model_scores,
     weighing,
 )
 from core.decision import Decision, DecisionInput, Sizing, agent_context, decide
@@ -56,7 +56,7 @@ from core.features.row import FeatureRow
 from core.models.policy import holds_flat
 from core.orders import decision_id_at, decision_id_for
 from core.risk.limits import RiskLimits, RiskState
-from core.types import Symbol, to_decimal
+from core.types import Symbol, floats_to_decimals, to_decimal
 
 # The state a hold is decided on: holding nothing is all the consensus reads of it.
 _FLAT_ACCOUNT = RiskState(cash=Decimal(0), positions={}, prices={})
@@ -155,9 +155,6 @@ class HoldColumns:
     def vote_reasons(self, i: int) -> tuple[str, ...]:
         said, seen = self.said[i], self.seen[i]
         return tuple(said + vote.reason + seen for vote in self.vote_cases[self.case[i]])
-
-    def contributions(self, i: int) -> dict[str, float]:
-        return shares_of(self.model_share[i], self.weighings[self.weighed[i]])
 
     @classmethod
     def whole(cls, decided: list[Decision]) -> HoldColumns:
@@ -279,8 +276,7 @@ def _read_apart(decider: HoldDecider, rows: HoldRows, decided: list[Decision]) -
         symbol=symbol,
         candle_time=candle_time,
         decided_at=decided_at,
-        # to_decimal of each float, inlined (`decisions` calls it: the tests compare the two)
-        price=list(map(Decimal, map(repr, rows.close.tolist()))),
+        price=floats_to_decimals(rows.close.tolist()),
         probability=p,
         vote_cases=cases,
         case=case,
@@ -316,16 +312,14 @@ def _shares(
     weighed: np.ndarray,
     consensus: ConsensusConfig,
 ) -> tuple[list[float], list[float]]:
-    """Each row's model share and net score, for all rows at once: the float operations of
-    model_score_of, model_share and net_score, in their order (a test holds them equal)."""
+    """Each row's model share and net score, for all rows at once: `model_scores`, then the
+    float operations of model_share and net_score, in their order (a test holds them equal)."""
     if not len(edge):
         return [], []
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        scored = np.where(
-            np.isnan(edge), 0.0, np.clip(edge / consensus.policy.full_size_edge, -1.0, 1.0)
-        )
-        total = np.array([w.total for w in weighings])[weighed]
-        weight = np.array([w.model_weight for w in weighings])[weighed]
+    scored = model_scores(edge, consensus)
+    total = np.array([w.total for w in weighings])[weighed]
+    weight = np.array([w.model_weight for w in weighings])[weighed]
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero total's share is 0.0
         share = np.where(total != 0, weight * scored / total, 0.0)
     net = 0.0 + share
     # Agents' shares, the missing ones as 0.0: adding 0.0 changes only a -0.0, and a sum

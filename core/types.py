@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -88,6 +89,11 @@ def to_decimal(value: float | int | str | Decimal) -> Decimal:
     if isinstance(value, float):
         return Decimal(repr(float(value)))  # numpy floats repr as "np.float64(...)"
     return Decimal(value)
+
+
+def floats_to_decimals(values: Iterable[float]) -> list[Decimal]:
+    """`to_decimal` of each float, without its per-value type checks (a backtest's holds)."""
+    return list(map(Decimal, map(float.__repr__, values)))
 
 
 def ms_to_datetime(ms: int) -> datetime:

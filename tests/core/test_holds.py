@@ -1,6 +1,7 @@
-"""core.holds._shares: the model's share and the net score of many holds at once are, float for
-float, what model_score_of, model_share and net_score give one hold at a time: infinities,
-NaN, -0.0, subnormal and huge edges, weights that sum to nothing, agents that did not vote."""
+"""core.consensus.model_scores and core.holds._shares: the model's score and share and the
+net score of many holds at once are, float for float, what model_score_of, model_share and
+net_score give one hold at a time: infinities, NaN, -0.0, subnormal and huge edges, weights
+that sum to nothing, agents that did not vote."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from core.agents.base import Vote
 from core.consensus import (
     ConsensusConfig,
     model_score_of,
+    model_scores,
     model_share,
     net_score,
     shares_of,
@@ -60,6 +62,8 @@ def test_shares_when_edges_and_weights_are_odd_then_each_float_is_the_scalar_fun
     weighings = tuple(weighing(VOTES[v], r, config) for v, r in keys)
     weighed = np.array([keys.index(k) for k in zip(votes, regimes, strict=True)])
     share, score = _shares(np.array(edges), weighings, weighed, config)
+    scored = model_scores(np.array(edges), config).tolist()
+    assert [repr(x) for x in scored] == [repr(model_score_of(e, config)) for e in edges]
     for e, i, got_share, got_score in zip(edges, weighed, share, score, strict=True):
         one = model_share(model_score_of(e, config), weighings[i])
         expected_score = net_score(shares_of(one, weighings[i]).values())
