@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, bindparam, select
 
 from core.errors import FatalError
 from infra.ledger.dialect import insert_for
@@ -17,6 +17,10 @@ from infra.ledger.sessions import Sessions
 
 class UnknownAccount(FatalError):
     pass
+
+
+# Read at every live decision: built once (infra.ledger.orders says why).
+_ACCOUNT = select(AccountRow).where(AccountRow.account == bindparam("account"))
 
 
 class Accounts:
@@ -74,7 +78,7 @@ class Accounts:
         return self._row(account).starting_cash
 
     def _row(self, account: str) -> Row[Any]:
-        rows = self._sessions.rows(select(AccountRow).where(AccountRow.account == account))
+        rows = self._sessions.rows(_ACCOUNT, {"account": account})
         if not rows:
             raise UnknownAccount(f"unknown account {account!r}")
         return rows[0]

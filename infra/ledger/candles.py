@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import Integer, Select, String, bindparam, cast, func, select
 
 from core.candles.gaps import Gap
 from core.errors import FatalError
@@ -21,6 +22,34 @@ from infra.ledger.sessions import Sessions
 
 _CANDLE_VALUES = ("open", "high", "low", "close", "volume")
 _BATCH = 2000
+
+
+# The reads a live decision makes, built once (infra.ledger.orders says why).
+def _of_series(q: Select[Any], until: bool) -> Select[Any]:
+    """`q` on one exchange, symbol and timeframe, up to `until` (open time in ms), newest
+    first."""
+    q = q.where(
+        CandleRow.exchange == bindparam("exchange"),
+        CandleRow.symbol == bindparam("symbol"),
+        CandleRow.timeframe == bindparam("timeframe"),
+    )
+    if until:
+        q = q.where(CandleRow.open_time_ms <= bindparam("until"))
+    return q.order_by(CandleRow.open_time_ms.desc())
+
+
+@cache
+def _newest_candles(until: bool, limit: bool) -> Select[Any]:
+    # The stored decimal text, parsed to floats by pandas in one go: exact (the shortest
+    # repr round-trips) and without a Decimal per value, which cost most of a live run.
+    values = (cast(getattr(CandleRow, c), String).label(c) for c in _CANDLE_VALUES)
+    q = _of_series(select(CandleRow.open_time_ms, *values, CandleRow.is_filled), until)
+    return q.limit(bindparam("limit", type_=Integer)) if limit else q
+
+
+@cache
+def _last_close(until: bool) -> Select[Any]:
+    return _of_series(select(CandleRow.close), until).limit(1)
 
 
 class StoredCandleConflict(FatalError):
@@ -213,20 +242,17 @@ class Candles:
         """The newest `limit` candles up to `until` (inclusive), oldest first, as floats."""
         # The stored decimal text, parsed to floats by pandas in one go: exact (the shortest
         # repr round-trips) and without a Decimal per value, which cost most of a live run.
-        values = (cast(getattr(CandleRow, c), String).label(c) for c in _CANDLE_VALUES)
-        q = select(CandleRow.open_time_ms, *values, CandleRow.is_filled).where(
-            CandleRow.exchange == exchange,
-            CandleRow.symbol == symbol,
-            CandleRow.timeframe == timeframe,
-        )  # fmt: skip
-        if until is not None:
-            q = q.where(CandleRow.open_time_ms <= datetime_to_ms(until))
-        q = q.order_by(CandleRow.open_time_ms.desc())
-        if limit is not None:
-            q = q.limit(limit)
+        q = _newest_candles(until is not None, limit is not None)
+        params = {
+            "exchange": exchange,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "until": None if until is None else datetime_to_ms(until),
+            "limit": limit,
+        }
         with self._sessions.connect() as c:
             # The driver's own tuples: a Row object per candle cost half of a live run's load.
-            rows = c.execute(q).cursor.fetchall()
+            rows = c.execute(q, params).cursor.fetchall()
         rows.reverse()
         columns = list(zip(*rows, strict=True)) or [()] * (len(_CANDLE_VALUES) + 2)
         opens = np.array(columns[0], dtype="int64")
@@ -240,13 +266,12 @@ class Candles:
         self, exchange: str, symbol: str, timeframe: str, until: datetime | None = None
     ) -> Decimal | None:
         """The close of the newest candle that opened at or before `until` (exact)."""
-        q = select(CandleRow.close).where(
-            CandleRow.exchange == exchange,
-            CandleRow.symbol == symbol,
-            CandleRow.timeframe == timeframe,
-        )
-        if until is not None:
-            q = q.where(CandleRow.open_time_ms <= datetime_to_ms(until))
+        params = {
+            "exchange": exchange,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "until": None if until is None else datetime_to_ms(until),
+        }
         return self._sessions.scalar(  # type: ignore[no-any-return]
-            q.order_by(CandleRow.open_time_ms.desc()).limit(1)
+            _last_close(until is not None), params
         )

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import String, cast, func, insert, select
+from sqlalchemy import Insert, String, cast, func, insert, select
 from sqlalchemy.orm import Session
 
 from core.events import CHANNEL_OF, Event, EventKind
@@ -32,22 +33,27 @@ def append(
 ) -> int:
     """Add one event to `session`'s transaction; returns its id. On PostgreSQL the NOTIFY is
     asked for by the INSERT itself (in its RETURNING): one round trip, not two."""
-    returned: list[Any] = [EventRow.id]
-    if session.get_bind().dialect.name == "postgresql":
-        returned.append(func.pg_notify(NOTIFY_CHANNEL, cast(EventRow.id, String)))
-    row = session.execute(
-        insert(EventRow)
-        .values(
-            channel=CHANNEL_OF[kind].value,
-            kind=kind.value,
-            correlation_id=correlation_id,
-            payload=dict(payload),
-            created_at=now,
-        )
-        .returning(*returned)
-    ).first()
+    values = {
+        "channel": CHANNEL_OF[kind].value,
+        "kind": kind.value,
+        "correlation_id": correlation_id,
+        "payload": dict(payload),
+        "created_at": now,
+    }
+    row = session.execute(_insert(session.get_bind().dialect.name), values).first()
     assert row is not None  # an INSERT ... RETURNING of one row
     return int(row[0])
+
+
+@cache
+def _insert(dialect: str) -> Insert:
+    """The event's INSERT, built once per dialect (a live decision appends a few): the table's,
+    not the entity's, so the session runs it as the plain statement it is."""
+    table = EventRow.__table__
+    returned: list[Any] = [table.c.id]
+    if dialect == "postgresql":
+        returned.append(func.pg_notify(NOTIFY_CHANNEL, cast(table.c.id, String)))
+    return insert(table).returning(*returned)
 
 
 def event_of(row: EventRow) -> Event:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +42,34 @@ def _announce(
     fill_recorded_in(s, account, fill, realised, decision_id)
     order_updated_in(s, order_row, previous, fill.filled_at)
     position_changed_in(s, pos_row, fill.filled_at, decision_id)
+
+
+# The reads a live decision makes, built once (infra.ledger.orders says why).
+@cache
+def _history(after: bool, until: bool) -> Select[Any]:
+    """An account's fills in (after, until], oldest first."""
+    q = select(FillRow).where(FillRow.account == bindparam("account"))
+    if after:
+        q = q.where(FillRow.filled_at > bindparam("after"))
+    if until:
+        q = q.where(FillRow.filled_at <= bindparam("until"))
+    return q.order_by(FillRow.filled_at, FillRow.fill_id)
+
+
+_COUNT = select(func.count()).select_from(FillRow).where(FillRow.account == bindparam("account"))
+_COUNT_UNTIL = _COUNT.where(FillRow.filled_at <= bindparam("until"))
+_POSITIONS = select(PositionRow).where(PositionRow.account == bindparam("account"))
+_CLOSED_COLUMNS = select(FillRow.filled_at, FillRow.realised_pnl, FillRow.price, FillRow.quantity)
+_SELLS = _CLOSED_COLUMNS.where(
+    FillRow.account == bindparam("account"), FillRow.side == Side.SELL.value
+)
+_NEWEST_FIRST = (FillRow.filled_at.desc(), FillRow.fill_id.desc())
+_CLOSED = _SELLS.order_by(*_NEWEST_FIRST).limit(bindparam("limit", type_=Integer))
+_CLOSED_UNTIL = (
+    _SELLS.where(FillRow.filled_at <= bindparam("until"))
+    .order_by(*_NEWEST_FIRST)
+    .limit(bindparam("limit", type_=Integer))
+)
 
 
 class Fills:
@@ -111,12 +141,8 @@ class Fills:
         self, account: str, after: datetime | None = None, until: datetime | None = None
     ) -> list[Fill]:
         """Fills in (after, until], oldest first."""
-        q = select(FillRow).where(FillRow.account == account)
-        if after is not None:
-            q = q.where(FillRow.filled_at > after)
-        if until is not None:
-            q = q.where(FillRow.filled_at <= until)
-        rows = self._sessions.rows(q.order_by(FillRow.filled_at, FillRow.fill_id))
+        q = _history(after is not None, until is not None)
+        rows = self._sessions.rows(q, {"account": account, "after": after, "until": until})
         return [
             Fill(
                 ClientOrderId(r.client_order_id),
@@ -133,13 +159,11 @@ class Fills:
         ]
 
     def count(self, account: str, until: datetime | None = None) -> int:
-        q = select(func.count()).select_from(FillRow).where(FillRow.account == account)
-        if until is not None:
-            q = q.where(FillRow.filled_at <= until)
-        return self._sessions.scalar(q) or 0
+        q = _COUNT_UNTIL if until is not None else _COUNT
+        return self._sessions.scalar(q, {"account": account, "until": until}) or 0
 
     def positions(self, account: str) -> dict[Symbol, Position]:
-        rows = self._sessions.rows(select(PositionRow).where(PositionRow.account == account))
+        rows = self._sessions.rows(_POSITIONS, {"account": account})
         return {
             Symbol(r.symbol): Position(Symbol(r.symbol), r.quantity, r.avg_price, r.realised_pnl)
             for r in rows
@@ -149,12 +173,6 @@ class Fills:
         self, account: str, until: datetime | None = None, limit: int = 500
     ) -> list[TradeResult]:
         """The newest closing (sell) fills with their realised P&L, oldest first."""
-        q = select(FillRow.filled_at, FillRow.realised_pnl, FillRow.price, FillRow.quantity).where(
-            FillRow.account == account, FillRow.side == Side.SELL.value
-        )
-        if until is not None:
-            q = q.where(FillRow.filled_at <= until)
-        rows = self._sessions.rows(
-            q.order_by(FillRow.filled_at.desc(), FillRow.fill_id.desc()).limit(limit)
-        )
+        q = _CLOSED_UNTIL if until is not None else _CLOSED
+        rows = self._sessions.rows(q, {"account": account, "until": until, "limit": limit})
         return [TradeResult(t, pnl, price * qty) for t, pnl, price, qty in reversed(rows)]

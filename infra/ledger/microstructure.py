@@ -6,13 +6,25 @@ from collections.abc import Sequence
 from datetime import datetime
 from itertools import groupby
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from core.market.order_book import BookSide, OrderBookSnapshot, PublicTrade
 from core.types import datetime_to_ms, ms_to_datetime
 from infra.ledger.dialect import insert_for
 from infra.ledger.models import OrderBookLevelRow, PublicTradeRow
 from infra.ledger.sessions import Sessions
+
+# Read at every live decision: built once (infra.ledger.orders says why).
+_ORDER_BOOKS = (
+    select(OrderBookLevelRow)
+    .where(
+        OrderBookLevelRow.exchange == bindparam("exchange"),
+        OrderBookLevelRow.symbol == bindparam("symbol"),
+        OrderBookLevelRow.taken_at_ms >= bindparam("since"),
+        OrderBookLevelRow.taken_at_ms <= bindparam("until"),
+    )
+    .order_by(OrderBookLevelRow.taken_at_ms, OrderBookLevelRow.side, OrderBookLevelRow.level)
+)
 
 
 class Microstructure:
@@ -50,19 +62,13 @@ class Microstructure:
     def order_books(
         self, exchange: str, symbol: str, since: datetime, until: datetime
     ) -> list[OrderBookSnapshot]:
-        q = (
-            select(OrderBookLevelRow)
-            .where(
-                OrderBookLevelRow.exchange == exchange,
-                OrderBookLevelRow.symbol == symbol,
-                OrderBookLevelRow.taken_at_ms >= datetime_to_ms(since),
-                OrderBookLevelRow.taken_at_ms <= datetime_to_ms(until),
-            )
-            .order_by(
-                OrderBookLevelRow.taken_at_ms, OrderBookLevelRow.side, OrderBookLevelRow.level
-            )
-        )
-        rows = self._sessions.rows(q)
+        params = {
+            "exchange": exchange,
+            "symbol": symbol,
+            "since": datetime_to_ms(since),
+            "until": datetime_to_ms(until),
+        }
+        rows = self._sessions.rows(_ORDER_BOOKS, params)
         books = []
         for taken_ms, group in groupby(rows, key=lambda r: r.taken_at_ms):
             levels = list(group)

@@ -6,8 +6,10 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.decision import Decision
@@ -31,6 +33,34 @@ class UnknownOrder(FatalError):
 
 # Oldest first; ties (one order per symbol at a candle) by id, as the in-memory ledger does.
 _CREATION = (OrderRow.created_at, OrderRow.client_order_id)
+
+
+# The reads a live decision makes, built once: building a select and its cache key cost
+# three times what running it does (sessions.Sessions.rows).
+_LAST_DECIDED = select(func.max(DecisionRow.candle_time)).where(
+    DecisionRow.account == bindparam("account"),
+    DecisionRow.symbol == bindparam("symbol"),
+    DecisionRow.timeframe == bindparam("timeframe"),
+)
+_DECIDED_IDS = select(DecisionRow.decision_id).where(
+    DecisionRow.account == bindparam("account"),
+    DecisionRow.timeframe == bindparam("timeframe"),
+    DecisionRow.candle_time >= bindparam("since"),
+)
+_ORDER = select(OrderRow).where(OrderRow.client_order_id == bindparam("client_order_id"))
+
+
+@cache
+def _orders(by_status: bool, by_symbol: bool, open_only: bool = False) -> Select[Any]:
+    """An account's orders, oldest first; of a status, of a symbol, or still open."""
+    q = select(OrderRow).where(OrderRow.account == bindparam("account"))
+    if by_status:
+        q = q.where(OrderRow.status == bindparam("status"))
+    if open_only:
+        q = q.where(OrderRow.status.in_(_OPEN))
+    if by_symbol:
+        q = q.where(OrderRow.symbol == bindparam("symbol"))
+    return q.order_by(*_CREATION)
 
 
 class Orders:
@@ -113,45 +143,30 @@ class Orders:
     def last_decided(self, account: str, symbol: str, timeframe: str) -> datetime | None:
         """Open time of the newest candle decided for this symbol and timeframe."""
         return self._sessions.scalar(  # type: ignore[no-any-return]
-            select(func.max(DecisionRow.candle_time)).where(
-                DecisionRow.account == account,
-                DecisionRow.symbol == symbol,
-                DecisionRow.timeframe == timeframe,
-            )
+            _LAST_DECIDED, {"account": account, "symbol": symbol, "timeframe": timeframe}
         )
 
     def decided_ids(self, account: str, timeframe: str, since: datetime) -> set[DecisionId]:
         """Ids of the decisions recorded for candles opening at or after `since`."""
-        q = select(DecisionRow.decision_id).where(
-            DecisionRow.account == account,
-            DecisionRow.timeframe == timeframe,
-            DecisionRow.candle_time >= since,
-        )
-        return {DecisionId(d) for (d,) in self._sessions.rows(q)}
+        params = {"account": account, "timeframe": timeframe, "since": since}
+        return {DecisionId(d) for (d,) in self._sessions.rows(_DECIDED_IDS, params)}
 
     # -- orders ----------------------------------------------------------------------------
     def get(self, client_order_id: ClientOrderId) -> Order | None:
-        rows = self._sessions.rows(
-            select(OrderRow).where(OrderRow.client_order_id == client_order_id)
-        )
+        rows = self._sessions.rows(_ORDER, {"client_order_id": client_order_id})
         return order_of(rows[0]) if rows else None
 
     def find(
         self, account: str, status: OrderStatus | None = None, symbol: str | None = None
     ) -> list[Order]:
-        q = select(OrderRow).where(OrderRow.account == account)
-        if status is not None:
-            q = q.where(OrderRow.status == status.value)
-        if symbol is not None:
-            q = q.where(OrderRow.symbol == symbol)
-        return [order_of(r) for r in self._sessions.rows(q.order_by(*_CREATION))]
+        q = _orders(by_status=status is not None, by_symbol=symbol is not None)
+        params = {"account": account, "status": status and status.value, "symbol": symbol}
+        return [order_of(r) for r in self._sessions.rows(q, params)]
 
     def open(self, account: str, symbol: str | None = None) -> list[Order]:
         """Orders not yet in a terminal state: they count against limits and can be cancelled."""
-        q = select(OrderRow).where(OrderRow.account == account, OrderRow.status.in_(_OPEN))
-        if symbol is not None:
-            q = q.where(OrderRow.symbol == symbol)
-        return [order_of(r) for r in self._sessions.rows(q.order_by(*_CREATION))]
+        q = _orders(by_status=False, by_symbol=symbol is not None, open_only=True)
+        return [order_of(r) for r in self._sessions.rows(q, {"account": account, "symbol": symbol})]
 
     def insert_many(self, orders: Sequence[Order], account: str, broker: str) -> set[str]:
         """Record orders the safety layer places itself, in one transaction; returns the ids

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.records import ControlState, KillSwitchState, SafetyEvent
@@ -140,12 +140,17 @@ def announce_control_in(s: Session, row: SafetyStateRow, step: str, now: datetim
         control_changed_in(s, row, step, flags_in(s, now), now)
 
 
+# Read at every live decision: built once (infra.ledger.orders says why).
+_CONTROLS = select(SafetyStateRow)
+_CONTROL = _CONTROLS.where(SafetyStateRow.control == bindparam("control"))
+
+
 class Safety:
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
     def control(self, name: str) -> ControlState | None:
-        rows = self._sessions.rows(select(SafetyStateRow).where(SafetyStateRow.control == name))
+        rows = self._sessions.rows(_CONTROL, {"control": name})
         return control_of(rows[0] if rows else None)
 
     def set_control(
@@ -182,7 +187,7 @@ class Safety:
             return [SafetyEvent(r.at, r.control, r.step, r.detail) for r in reversed(rows)]
 
     def flags(self, now: datetime | None = None) -> SafetyFlags:
-        rows = self._sessions.rows(select(SafetyStateRow))
+        rows = self._sessions.rows(_CONTROLS)
         return flags_of({r.control: r for r in rows}, now)
 
     def kill_switch(self) -> KillSwitchState:
