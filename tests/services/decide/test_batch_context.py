@@ -106,3 +106,14 @@ def test_predict_when_columns_reordered_or_times_in_another_unit_then_same_proba
     for symbol in features:
         assert list(out[symbol].index) == list(TIMES[-2:])
         np.testing.assert_array_equal(out[symbol].to_numpy(), expected[symbol].to_numpy())
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_nanoseconds_when_times_in_any_unit_or_a_plain_index_then_epoch_nanoseconds(
+    unit: str,
+) -> None:
+    # A nanosecond DatetimeIndex is read as it is; any other unit, or an Index of Timestamps,
+    # is converted.
+    times = TIMES[-3:].as_unit(unit)
+    for given in (times, pd.Index(list(times), dtype=object)):
+        assert batch._nanoseconds(given).tolist() == TIMES[-3:].asi8.tolist()
