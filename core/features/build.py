@@ -12,18 +12,18 @@ import pandas as pd
 import talib
 
 from core.errors import FatalError
-from core.features.registry import FEATURE_NAMES, FEATURES
+from core.features.registry import FEATURE_NAMES, FEATURES, MAX_LOOKBACK
 from core.features.rolling import (
+    Trailing,
+    correlation,
     diff,
+    diffs,
     ema,
-    rolling_corr,
     rolling_cov,
     rolling_max,
     rolling_mean,
     rolling_min,
     rolling_rank_pct,
-    rolling_std,
-    rolling_sum,
     rolling_var,
     shift,
 )
@@ -33,6 +33,12 @@ from core.features.rolling import (
 INCREMENTAL_WINDOW = 800
 
 Array = np.ndarray
+
+# Which rows of each feature are warm-up (row < lookback - 1, NaN by declaration): one mask
+# for all of them, where a slice per feature would be 91 numpy calls of a live decision's budget.
+_WARM_UP = np.arange(MAX_LOOKBACK - 1)[:, None] < np.array([f.lookback - 1 for f in FEATURES])
+# Parsed once: each frame gets a copy (its own Index object, sharing the immutable labels).
+_COLUMNS = pd.Index(list(FEATURE_NAMES))
 
 
 class MissingReference(FatalError, ValueError):
@@ -56,24 +62,25 @@ def build_features(candles: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFra
     out: dict[str, Array] = {}
     _trend(out, h, lo, c)
     _momentum(out, h, lo, c, v, log_c)
-    _volatility(out, o, h, lo, c, r1)
+    r1s = Trailing(r1)  # its windows serve both the volatility and the cross-asset features
+    _volatility(out, o, h, lo, c, r1s)
     _volume(out, h, lo, c, v)
     _microstructure(out, o, h, lo, c, v, r1)
     _time(out, index)
     _regime(out, c, log_c)
-    _cross_asset(out, index, r1, reference)
+    _cross_asset(out, index, r1s, reference)
 
     # Column-major, filled a feature at a time while the computed arrays are let go: a long
     # backtest's symbol never holds its features twice (pandas keeps the block as is).
     values = np.empty((len(index), len(FEATURES)), dtype=np.float64, order="F")
-    for j, spec in enumerate(FEATURES):
-        column = values[:, j]
-        column[:] = out.pop(spec.name)
-        column[: spec.lookback - 1] = np.nan  # warm-up rows are NaN, by declaration
+    for j, name in enumerate(FEATURE_NAMES):
+        values[:, j] = out.pop(name)
+    warm_up = _WARM_UP[: len(index)]
+    np.copyto(values[: len(warm_up)], np.nan, where=warm_up)
     # Infinities (a division by nothing) are NaN too: one pass over the whole block, not a
-    # mask per feature (a live decision builds 86 of them on 800 rows).
+    # mask per feature (a live decision builds 91 of them on 800 rows).
     np.copyto(values, np.nan, where=~np.isfinite(values))
-    return pd.DataFrame(values, index=index, columns=list(FEATURE_NAMES), copy=False)
+    return pd.DataFrame(values, index=index, columns=_COLUMNS.copy(), copy=False)
 
 
 def _div(a: Array, b: Array, fill: float = 0.0) -> Array:
@@ -81,8 +88,8 @@ def _div(a: Array, b: Array, fill: float = 0.0) -> Array:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     out = np.full(np.broadcast(a, b).shape, fill)
-    np.divide(a, b, out=out, where=b != 0)
-    out[np.isnan(a) | np.isnan(b)] = np.nan
+    np.divide(a, b, out=out, where=b != 0)  # NaN where b is, or where a is and b != 0
+    np.copyto(out, np.nan, where=np.isnan(a))
     return out
 
 
@@ -132,7 +139,9 @@ def _momentum(out: dict[str, Array], h: Array, lo: Array, c: Array, v: Array, lo
     out["ultosc"] = talib.ULTOSC(h, lo, c, timeperiod1=7, timeperiod2=14, timeperiod3=28) / 100
 
 
-def _volatility(out: dict[str, Array], o: Array, h: Array, lo: Array, c: Array, r1: Array) -> None:
+def _volatility(
+    out: dict[str, Array], o: Array, h: Array, lo: Array, c: Array, r1s: Trailing
+) -> None:
     out["atr_pct_14"] = talib.ATR(h, lo, c, timeperiod=14) / c
     out["atr_pct_28"] = talib.ATR(h, lo, c, timeperiod=28) / c
     upper, middle, lower = talib.BBANDS(c, timeperiod=20, nbdevup=2.0, nbdevdn=2.0)
@@ -154,22 +163,24 @@ def _volatility(out: dict[str, Array], o: Array, h: Array, lo: Array, c: Array, 
     yz = rolling_var(overnight, n) + k * rolling_var(co, n) + (1 - k) * rolling_mean(rs, n)
     out["yang_zhang_24"] = np.sqrt(np.maximum(yz, 0))
     for w in (12, 24, 72, 168):
-        out[f"rv_{w}"] = rolling_std(r1, w)
-    rv24 = out["rv_24"]
-    out["vol_of_vol_72"] = _div(rolling_std(rv24, 72), rolling_mean(rv24, 72))
+        out[f"rv_{w}"] = r1s.std(w)
+    rv24 = Trailing(out["rv_24"])
+    out["vol_of_vol_72"] = _div(rv24.std(72), rv24.mean(72))
 
 
 def _volume(out: dict[str, Array], h: Array, lo: Array, c: Array, v: Array) -> None:
     v_sma14 = talib.SMA(v, timeperiod=14)
     out["obv_slope_14"] = _div(_slope(talib.OBV(c, v), 14), v_sma14)
     tp = (h + lo + c) / 3
-    vwap = _div(rolling_sum(tp * v, 24), rolling_sum(v, 24), np.nan)
+    vs = Trailing(v)
+    vwap = _div(Trailing(tp * v).sum(24), vs.sum(24), np.nan)
     out["vwap_dist_24"] = _div(c, vwap) - 1
-    for w in (24, 72):
-        out[f"vol_z_{w}"] = _div(v - rolling_mean(v, w), rolling_std(v, w))
-    out["volume_ratio_24"] = _div(v, rolling_mean(v, 24), fill=1.0)
+    v_mean24 = vs.mean(24)
+    out["vol_z_24"] = _div(v - v_mean24, vs.std(24))
+    out["vol_z_72"] = _div(v - vs.mean(72), vs.std(72))
+    out["volume_ratio_24"] = _div(v, v_mean24, fill=1.0)
     mfv = _div((c - lo) - (h - c), h - lo) * v
-    out["cmf_20"] = _div(rolling_sum(mfv, 20), rolling_sum(v, 20))
+    out["cmf_20"] = _div(Trailing(mfv).sum(20), vs.sum(20))
     out["ad_slope_14"] = _div(_slope(talib.AD(h, lo, c, v), 14), v_sma14)
     out["adosc_3_10"] = _div(
         talib.ADOSC(h, lo, c, v, fastperiod=3, slowperiod=10), talib.SMA(v, timeperiod=10)
@@ -209,8 +220,8 @@ def _microstructure(
     out["amihud_24"] = rolling_mean(illiq, 24, min_periods=20) * 1e6
     x = np.sign(r1) * np.sqrt(dollar)
     out["kyle_lambda_24"] = _div(rolling_cov(r1, x, 24), rolling_var(x, 24)) * 1e3
-    hlr = rng / c
-    out["range_z_24"] = _div(hlr - rolling_mean(hlr, 24), rolling_std(hlr, 24))
+    hlr = Trailing(out["hl_range"])  # rng / c, computed once
+    out["range_z_24"] = _div(hlr.x - hlr.mean(24), hlr.std(24))
 
 
 def _time(out: dict[str, Array], index: pd.DatetimeIndex) -> None:  # type: ignore[type-arg]
@@ -237,18 +248,19 @@ def _regime(out: dict[str, Array], c: Array, log_c: Array) -> None:
     out["vol_regime_pct"] = rolling_rank_pct(out["rv_24"], 168)
     lags = np.array([2, 4, 8, 16, 32], dtype=np.float64)
     x = np.log(lags) - np.log(lags).mean()
-    ys = [np.log(rolling_std(diff(log_c, int(t)), 128)) for t in lags]
+    # One 2-D pass for the five lags: each row is the 1-D rolling_std's bits.
+    ys = list(np.log(Trailing(diffs(log_c, [int(t) for t in lags])).std(128)))
     y_mean = sum(ys) / len(ys)
     out["hurst_128"] = sum(xi * (yi - y_mean) for xi, yi in zip(x, ys, strict=True)) / (x**2).sum()
-    step = np.abs(diff(c))
+    step = Trailing(np.abs(diff(c)))
     for n in (10, 30):
-        out[f"efficiency_ratio_{n}"] = _div(np.abs(diff(c, n)), rolling_sum(step, n))
+        out[f"efficiency_ratio_{n}"] = _div(np.abs(diff(c, n)), step.sum(n))
 
 
 def _cross_asset(
     out: dict[str, Array],
-    index: pd.DatetimeIndex,
-    r1: Array,  # type: ignore[type-arg]
+    index: pd.DatetimeIndex,  # type: ignore[type-arg]
+    r1s: Trailing,
     reference: pd.DataFrame,
 ) -> None:
     ref_times = reference["open_time"]
@@ -263,5 +275,7 @@ def _cross_asset(
     ref_r1 = diff(ref_log)
     out["ref_ret_1"] = ref_r1
     out["ref_ret_24"] = diff(ref_log, 24)
-    out["ref_corr_72"] = rolling_corr(r1, ref_r1, 72)
-    out["ref_beta_72"] = _div(rolling_cov(r1, ref_r1, 72), rolling_var(ref_r1, 72), np.nan)
+    cov = rolling_cov(r1s.x, ref_r1, 72)
+    ref_var = rolling_var(ref_r1, 72)
+    out["ref_corr_72"] = correlation(cov, r1s.var(72), ref_var)
+    out["ref_beta_72"] = _div(cov, ref_var, np.nan)

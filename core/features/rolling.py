@@ -3,12 +3,23 @@
 Sums, means, variances and covariances come from cumulative sums, so a value at t is fixed by
 rows <= t (prefix-stable) and costs O(n) whatever the window. Max, min and rank use sliding
 windows. A window holding a NaN gives NaN, as pandas' rolling does (unless `min_periods`).
+
+A live decision builds its features on 800 rows, where the cost is the number of numpy calls,
+not the rows: `Trailing` computes an array's cumulative sums once and serves every window asked
+of it. Its statistics are the same float operations whether served alone, beside other windows
+or as one row of a 2-D input (a cumulative sum is sequential along the last axis, row by row),
+so sharing never changes a bit; tests/core/features/test_rolling.py holds it to the one-window
+definitions.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from functools import cached_property
+
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 from scipy.signal import lfilter
 
 Array = np.ndarray
@@ -25,48 +36,167 @@ def diff(x: Array, n: int = 1) -> Array:
     return x - shift(x, n)
 
 
-def _window_sum(x: Array, w: int) -> Array:
-    """Sum over each full window ending at t >= w-1, NaNs counted as 0."""
-    cs = np.concatenate(([0.0], np.cumsum(np.where(np.isnan(x), 0.0, x))))
-    return cs[w:] - cs[:-w]
+def diffs(x: Array, lags: Sequence[int]) -> Array:
+    """`diff(x, lag)` for each lag, as the rows of one array (the same subtractions)."""
+    out = np.full((len(lags), len(x)), np.nan)
+    for row, lag in zip(out, lags, strict=True):
+        np.subtract(x[lag:], x[: max(len(x) - lag, 0)], out=row[lag:])
+    return out
 
 
-def _enough(x: Array, w: int, need: int) -> Array:
-    """For each full window, whether it holds at least `need` non-NaN values."""
-    nan = np.isnan(x)
-    if not nan.any():
-        return np.ones(len(x) - w + 1, dtype=bool)
-    first = int(np.argmin(nan)) if not nan.all() else len(x)
-    if not nan[first:].any():  # NaNs only lead (warm-up): one boundary, no counting
-        mask = np.zeros(len(x) - w + 1, dtype=bool)
-        mask[max(0, first + need - w) :] = True
+def _prefix(rows: Array, dtype: type = np.float64) -> Array:
+    """Cumulative sums along the last axis behind a leading 0: a window (start, end] sums to
+    cs[..., end] - cs[..., start]. The 0 is put in front, never added: 0.0 + -0.0 is +0.0."""
+    cs = np.empty((*rows.shape[:-1], rows.shape[-1] + 1), dtype=dtype)
+    cs[..., 0] = 0
+    np.add.accumulate(rows, axis=-1, dtype=dtype, out=cs[..., 1:])  # np.cumsum, sans wrapper
+    return cs
+
+
+def _windows(cs: Array, w: int) -> Array:
+    """Sum over each full window ending at t >= w-1, from `_prefix` sums."""
+    return cs[..., w:] - cs[..., :-w]
+
+
+class _Validity:
+    """Which full windows hold enough non-NaN values, for one NaN mask and any window."""
+
+    def __init__(self, nan: Array) -> None:
+        self.nan = nan
+        self.lead: int | None = None  # NaNs only lead (warm-up): every value from here is valid
+        self._first: int | None = None  # 1-D: where the first valid value is (None: nowhere)
+        if nan.ndim > 1:  # rows: counted, unless there is no NaN at all
+            self.lead = None if nan.any() else 0
+            return
+        i = int(np.argmin(nan)) if len(nan) else 0  # the first valid value; 0 if none
+        if i < len(nan) and not nan[i]:
+            self._first = i
+        if self._first is None:
+            self.lead = len(nan)
+        elif not nan[i:].any():
+            self.lead = i
+
+    def first(self, x: Array) -> float | Array:
+        """x's value at the first valid place along the last axis (0.0 if none); a column for
+        2-D rows."""
+        if x.ndim == 1:
+            return 0.0 if self._first is None else float(x[self._first])
+        rows, i = np.arange(len(x)), np.argmin(self.nan, axis=1)
+        return np.where(self.nan[rows, i], 0.0, x[rows, i])[:, None]
+
+    @cached_property
+    def _counts(self) -> Array:
+        return _prefix(~self.nan, dtype=np.int64)
+
+    def counts(self, w: int) -> Array:
+        """Non-NaN values in each full window."""
+        return _windows(self._counts, w)
+
+    def enough(self, w: int, need: int) -> Array | None:
+        """Whether each full window holds `need` non-NaN values; None when every one does."""
+        if self.lead == 0:
+            return None
+        if self.lead is None:
+            return self.counts(w) >= need
+        start = self.lead + need - w  # one boundary, no counting
+        if start <= 0:
+            return None
+        mask = np.zeros(self.nan.shape[-1] - w + 1, dtype=bool)
+        mask[start:] = True
         return mask
-    cn = np.concatenate(([0], np.cumsum(~nan)))
-    return (cn[w:] - cn[:-w]) >= need
+
+
+def _finite(first: float | Array) -> bool:
+    # math.isfinite: np.isfinite costs a few µs on a Python float
+    return math.isfinite(first) if isinstance(first, float) else bool(np.isfinite(first).all())
+
+
+def _fill(out: Array, w: int, values: Array, ok: Array | None) -> Array:
+    """`out` (all NaN) with `values` at each full window's end where `ok` (None: everywhere)."""
+    if ok is None:
+        out[..., w - 1 :] = values
+    else:
+        np.copyto(out[..., w - 1 :], values, where=ok)
+    return out
+
+
+class Trailing:
+    """Rolling sum, mean, variance and deviation of one array, along its last axis, over any
+    number of windows: the cumulative sums are computed once, on first use, for all of them."""
+
+    def __init__(self, x: Array) -> None:
+        self.x = x
+        self.valid = _Validity(np.isnan(x))
+
+    @cached_property
+    def _sums(self) -> Array:
+        return _prefix(np.where(self.valid.nan, 0.0, self.x))
+
+    @cached_property
+    def _moments(self) -> tuple[Array, _Validity]:
+        """Cumulative sums of x - first and of its square, and which of x - first are NaN.
+
+        Centred on the first valid value (known from the past alone, so values stay
+        prefix-stable): sums of small deviations keep their precision.
+        """
+        first = self.valid.first(self.x)
+        rows = np.empty((2, *self.x.shape))
+        xc = np.subtract(self.x, first, out=rows[0])
+        # x - first is NaN where x is, unless first is infinite (inf - inf)
+        valid = self.valid if _finite(first) else _Validity(np.isnan(xc))
+        np.copyto(xc, 0.0, where=valid.nan)  # NaNs count as 0
+        np.multiply(xc, xc, out=rows[1])
+        return _prefix(rows), valid
+
+    def _out(self) -> Array:
+        return np.full(self.x.shape, np.nan)
+
+    def sum(self, w: int, min_periods: int | None = None) -> Array:
+        out = self._out()
+        if self.x.shape[-1] < w:
+            return out
+        return _fill(out, w, _windows(self._sums, w), self.valid.enough(w, min_periods or w))
+
+    def mean(self, w: int, min_periods: int | None = None) -> Array:
+        out = self._out()
+        if self.x.shape[-1] < w:
+            return out
+        ok = self.valid.enough(w, min_periods or w)
+        total = _windows(self._sums, w)
+        if min_periods is None or min_periods == w:
+            return _fill(out, w, total / w, ok)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _fill(out, w, total / self.valid.counts(w), ok)
+
+    def var(self, w: int) -> Array:
+        """Sample variance (ddof=1) over full windows."""
+        out = self._out()
+        if self.x.shape[-1] < w:
+            return out
+        sums, valid = self._moments
+        s1, s2 = _windows(sums, w)
+        var = np.maximum((s2 - s1 * s1 / w) / (w - 1), 0.0)
+        return _fill(out, w, var, valid.enough(w, w))
+
+    def std(self, w: int) -> Array:
+        return np.sqrt(self.var(w))
 
 
 def rolling_sum(x: Array, w: int, min_periods: int | None = None) -> Array:
-    out = np.full(len(x), np.nan)
-    if len(x) < w:
-        return out
-    out[w - 1 :] = np.where(_enough(x, w, min_periods or w), _window_sum(x, w), np.nan)
-    return out
+    return Trailing(x).sum(w, min_periods)
 
 
 def rolling_mean(x: Array, w: int, min_periods: int | None = None) -> Array:
-    out = np.full(len(x), np.nan)
-    if len(x) < w:
-        return out
-    ok = _enough(x, w, min_periods or w)
-    total = _window_sum(x, w)
-    if min_periods is None or min_periods == w:
-        out[w - 1 :] = np.where(ok, total / w, np.nan)
-        return out
-    cn = np.concatenate(([0], np.cumsum(~np.isnan(x))))
-    count = cn[w:] - cn[:-w]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out[w - 1 :] = np.where(ok, total / count, np.nan)
-    return out
+    return Trailing(x).mean(w, min_periods)
+
+
+def rolling_var(x: Array, w: int) -> Array:
+    """Sample variance (ddof=1) over full windows, from two cumulative sums."""
+    return Trailing(x).var(w)
+
+
+def rolling_std(x: Array, w: int) -> Array:
+    return Trailing(x).std(w)
 
 
 def rolling_cov(x: Array, y: Array, w: int) -> Array:
@@ -74,58 +204,53 @@ def rolling_cov(x: Array, y: Array, w: int) -> Array:
     out = np.full(len(x), np.nan)
     if len(x) < w:
         return out
-    bad = np.isnan(x) | np.isnan(y)
-    xs, ys = np.where(bad, np.nan, x), np.where(bad, np.nan, y)
-    # Centre on the first valid value (known from the past alone, so values stay
-    # prefix-stable): cumulative sums of small deviations keep their precision.
-    xc, yc = xs - _first(xs), ys - _first(ys)
-    sx, sy, sxy = _window_sum(xc, w), _window_sum(yc, w), _window_sum(xc * yc, w)
+    bad = _Validity(np.isnan(x) | np.isnan(y))
+    # Both centred as in Trailing._moments, on the first place where both are valid.
+    parts = np.empty((3, len(x)))
+    first = bad.first(x)
+    xc = np.subtract(x, first, out=parts[0])
+    yc = np.subtract(y, bad.first(y), out=parts[1])
+    np.copyto(parts[:2], np.nan, where=bad.nan)
+    np.multiply(xc, yc, out=parts[2])
+    nan = np.isnan(parts)
+    np.copyto(parts, 0.0, where=nan)  # NaNs count as 0
+    sx, sy, sxy = _windows(_prefix(parts), w)
     cov = (sxy - sx * sy / w) / (w - 1)
-    out[w - 1 :] = np.where(_enough(xc, w, w), cov, np.nan)
+    valid = bad if _finite(first) else _Validity(nan[0])  # as in Trailing._moments
+    return _fill(out, w, cov, valid.enough(w, w))
+
+
+def correlation(cov: Array, var_x: Array, var_y: Array) -> Array:
+    """Correlation from a rolling covariance and the two variances; NaN where either is 0."""
+    den = np.sqrt(var_x * var_y)
+    out = np.full(len(cov), np.nan)
+    np.divide(cov, den, out=out, where=den > 0)
     return out
-
-
-def _first(x: Array) -> float:
-    valid = x[~np.isnan(x)]
-    return float(valid[0]) if len(valid) else 0.0
-
-
-def rolling_var(x: Array, w: int) -> Array:
-    """Sample variance (ddof=1) over full windows, from two cumulative sums."""
-    out = np.full(len(x), np.nan)
-    if len(x) < w:
-        return out
-    xc = x - _first(x)  # prefix-stable centring keeps the sums small
-    s1, s2 = _window_sum(xc, w), _window_sum(xc * xc, w)
-    var = np.maximum((s2 - s1 * s1 / w) / (w - 1), 0.0)
-    out[w - 1 :] = np.where(_enough(xc, w, w), var, np.nan)
-    return out
-
-
-def rolling_std(x: Array, w: int) -> Array:
-    return np.sqrt(rolling_var(x, w))
 
 
 def rolling_corr(x: Array, y: Array, w: int) -> Array:
-    cov = rolling_cov(x, y, w)
-    den = np.sqrt(rolling_var(x, w) * rolling_var(y, w))
-    out = np.full(len(x), np.nan)
-    ok = den > 0
-    out[ok] = cov[ok] / den[ok]
-    return out
+    return correlation(rolling_cov(x, y, w), rolling_var(x, w), rolling_var(y, w))
+
+
+def _lagged(x: Array, w: int) -> Array:
+    """Read-only (w, n-w+1) view of a 1-D array's full windows, one window per column: row k
+    holds each window's k-th value. Reducing over rows runs w vectorised passes, where one
+    reduction per window (sliding_window_view's layout) runs n short ones."""
+    step = x.strides[0]
+    return as_strided(x, shape=(w, len(x) - w + 1), strides=(step, step), writeable=False)
 
 
 def rolling_max(x: Array, w: int) -> Array:
     out = np.full(len(x), np.nan)
     if len(x) >= w:
-        out[w - 1 :] = sliding_window_view(x, w).max(axis=1)
+        out[w - 1 :] = _lagged(x, w).max(axis=0)  # exact, and NaN if the window has one
     return out
 
 
 def rolling_min(x: Array, w: int) -> Array:
     out = np.full(len(x), np.nan)
     if len(x) >= w:
-        out[w - 1 :] = sliding_window_view(x, w).min(axis=1)
+        out[w - 1 :] = _lagged(x, w).min(axis=0)
     return out
 
 
@@ -134,13 +259,14 @@ def rolling_rank_pct(x: Array, w: int) -> Array:
     out = np.full(len(x), np.nan)
     if len(x) < w:
         return out
-    view = sliding_window_view(x, w)
-    last = view[:, -1:]
-    less = (view < last).sum(axis=1)
-    equal = (view == last).sum(axis=1)
-    rank = (less + (equal + 1) / 2) / w
-    out[w - 1 :] = np.where(np.isnan(view).any(axis=1), np.nan, rank)
-    return out
+    windows = _lagged(x, w)
+    last = windows[-1]
+    # Exact counts, so any integer type gives the same rank: a narrow one sums faster.
+    count = np.uint16 if w < 2**16 else np.int64
+    less = np.add.reduce(windows < last, axis=0, dtype=count)
+    equal = np.add.reduce(windows == last, axis=0, dtype=count)
+    rank = (less + (equal + 1.0) / 2) / w
+    return _fill(out, w, rank, _Validity(np.isnan(x)).enough(w, w))
 
 
 def ema(x: Array, span: float) -> Array:
