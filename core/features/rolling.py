@@ -182,10 +182,6 @@ class Trailing:
         return np.sqrt(self.var(w))
 
 
-def rolling_sum(x: Array, w: int, min_periods: int | None = None) -> Array:
-    return Trailing(x).sum(w, min_periods)
-
-
 def rolling_mean(x: Array, w: int, min_periods: int | None = None) -> Array:
     return Trailing(x).mean(w, min_periods)
 
@@ -226,10 +222,6 @@ def correlation(cov: Array, var_x: Array, var_y: Array) -> Array:
     out = np.full(len(cov), np.nan)
     np.divide(cov, den, out=out, where=den > 0)
     return out
-
-
-def rolling_corr(x: Array, y: Array, w: int) -> Array:
-    return correlation(rolling_cov(x, y, w), rolling_var(x, w), rolling_var(y, w))
 
 
 def _lagged(x: Array, w: int) -> Array:
