@@ -38,6 +38,14 @@ def _of_series(q: Select[Any], until: bool) -> Select[Any]:
     return q.order_by(CandleRow.open_time_ms.desc())
 
 
+def _series_params(
+    exchange: str, symbol: str, timeframe: str, until: datetime | None
+) -> dict[str, Any]:
+    """The values `_of_series`' statements are run with."""
+    until_ms = None if until is None else datetime_to_ms(until)
+    return {"exchange": exchange, "symbol": symbol, "timeframe": timeframe, "until": until_ms}
+
+
 @cache
 def _newest_candles(until: bool, limit: bool) -> Select[Any]:
     # The stored decimal text, parsed to floats by pandas in one go: exact (the shortest
@@ -243,13 +251,7 @@ class Candles:
         # The stored decimal text, parsed to floats by pandas in one go: exact (the shortest
         # repr round-trips) and without a Decimal per value, which cost most of a live run.
         q = _newest_candles(until is not None, limit is not None)
-        params = {
-            "exchange": exchange,
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "until": None if until is None else datetime_to_ms(until),
-            "limit": limit,
-        }
+        params = {**_series_params(exchange, symbol, timeframe, until), "limit": limit}
         with self._sessions.connect() as c:
             # The driver's own tuples: a Row object per candle cost half of a live run's load.
             rows = c.execute(q, params).cursor.fetchall()
@@ -266,12 +268,5 @@ class Candles:
         self, exchange: str, symbol: str, timeframe: str, until: datetime | None = None
     ) -> Decimal | None:
         """The close of the newest candle that opened at or before `until` (exact)."""
-        params = {
-            "exchange": exchange,
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "until": None if until is None else datetime_to_ms(until),
-        }
-        return self._sessions.scalar(  # type: ignore[no-any-return]
-            _last_close(until is not None), params
-        )
+        params = _series_params(exchange, symbol, timeframe, until)
+        return self._sessions.scalar(_last_close(until is not None), params)  # type: ignore[no-any-return]
