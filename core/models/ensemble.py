@@ -67,13 +67,12 @@ class StackedEnsemble:
     quality: Mapping[str, float] = field(default_factory=dict)
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        missing = [f for f in self.features if f not in frame.columns]
-        if missing:
-            raise FeatureRowsError(f"{len(missing)} feature(s) missing: {missing[:10]}")
-        columns = (
-            frame if tuple(frame.columns) == self.features else frame.loc[:, list(self.features)]
-        )
-        x = columns.to_numpy(dtype=np.float32)
+        if tuple(frame.columns) != self.features:  # else nothing can be missing: 91 lookups saved
+            missing = [f for f in self.features if f not in frame.columns]
+            if missing:
+                raise FeatureRowsError(f"{len(missing)} feature(s) missing: {missing[:10]}")
+            frame = frame.loc[:, list(self.features)]
+        x = frame.to_numpy(dtype=np.float32)
         if not np.isfinite(x).all():
             bad = [
                 f for f, ok in zip(self.features, np.isfinite(x).all(axis=0), strict=True) if not ok

@@ -108,17 +108,21 @@ class FittedTrees:
     def predict(self, x: np.ndarray, segments: np.ndarray) -> np.ndarray:
         if len(x) > FEW_ROWS:
             return np.asarray(self.model.predict_proba(x)[:, 1], dtype=np.float64)
-        return _on_one_thread(self.model, x)
+        return _on_one_thread(self.model, x, self.rounds)
 
 
-def _on_one_thread(model: Any, x: np.ndarray) -> np.ndarray:
+def _on_one_thread(model: Any, x: np.ndarray, rounds: int) -> np.ndarray:
+    """The booster's own call, as predict_proba makes it (P(1) of a binary objective): the
+    sklearn wrappers' checks cost more than a live decision's few rows. XGBoost's wrapper
+    predicts with the trees up to early stopping's best round, or all of a refit's: `rounds`
+    either way."""
     if isinstance(model, lgb.LGBMClassifier):
-        # The booster's own call, as predict_proba makes it (P(1) of a binary objective): the
-        # sklearn wrapper's checks cost more than a live decision's few rows.
         return np.asarray(model.booster_.predict(x, num_threads=1), dtype=np.float64)
     with xgb.config_context(nthread=1):  # thread-local: other threads keep theirs
-        p = model.predict_proba(x)
-    return np.asarray(p[:, 1], dtype=np.float64)
+        p = model.get_booster().inplace_predict(
+            x, iteration_range=(0, rounds), missing=model.missing
+        )
+    return np.asarray(p, dtype=np.float64)
 
 
 def _xgb(params: Mapping[str, Any], rounds: int, seed: int, stop: bool) -> xgb.XGBClassifier:

@@ -14,10 +14,21 @@ from core.models import members
 from core.models.members import FittedTrees
 
 
-@pytest.fixture(scope="module", params=["xgboost", "lightgbm"])
+@pytest.fixture(scope="module", params=["xgboost", "xgboost early-stopped", "lightgbm"])
 def fitted(request: pytest.FixtureRequest, rows: pd.DataFrame) -> tuple[FittedTrees, np.ndarray]:
     x = rows.loc[:, list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
     y = rows["label"].to_numpy()
+    if request.param == "xgboost early-stopped":
+        # As a grid point is fitted (members.BoostedTrees): its rounds are the best's, fewer
+        # than the trees it grew, and predictions use those only.
+        model = xgb.XGBClassifier(
+            n_estimators=200, max_depth=3, n_jobs=2, random_state=1, early_stopping_rounds=5
+        )
+        half = len(x) // 2
+        model.fit(x[:half], y[:half], eval_set=[(x[half:], y[half:])], verbose=False)
+        rounds = int(model.best_iteration) + 1
+        assert rounds < model.get_booster().num_boosted_rounds()
+        return FittedTrees(model, rounds, {}), x
     if request.param == "xgboost":
         model = xgb.XGBClassifier(n_estimators=30, max_depth=3, n_jobs=2, random_state=1)
     else:
