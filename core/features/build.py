@@ -7,6 +7,10 @@ never filled.
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import talib
@@ -19,6 +23,7 @@ from core.features.rolling import (
     diff,
     diffs,
     ema,
+    filled,
     rolling_cov,
     rolling_max,
     rolling_mean,
@@ -34,6 +39,12 @@ INCREMENTAL_WINDOW = 800
 
 Array = np.ndarray
 
+# TA-Lib's compiled functions, without the wrapper talib puts on each to take pandas or polars
+# Series: the inputs here are numpy arrays already, and its checks cost ~1 µs a call, 37 a build.
+_TALIB_USED = "AD ADOSC ADX AROON AROONOSC ATR BBANDS CCI EMA LINEARREG_SLOPE MACD MFI MINUS_DI OBV"
+_TALIB_USED += " PLUS_DI ROC RSI SMA STOCH ULTOSC WILLR"
+ta = SimpleNamespace(**{name: inspect.unwrap(getattr(talib, name)) for name in _TALIB_USED.split()})
+
 # Which rows of each feature are warm-up (row < lookback - 1, NaN by declaration): one mask
 # for all of them, where a slice per feature would be 91 numpy calls of a live decision's budget.
 _WARM_UP = np.arange(MAX_LOOKBACK - 1)[:, None] < np.array([f.lookback - 1 for f in FEATURES])
@@ -43,6 +54,23 @@ _COLUMNS = pd.Index(list(FEATURE_NAMES))
 
 class MissingReference(FatalError, ValueError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """Series that more than one feature group reads, computed once a build (the same
+    operations each group would do, so the same bits)."""
+
+    c_prev: Array  # the previous close
+    dc: Array  # close - previous close
+    gap: Array  # open / previous close
+    rng: Array  # high - low
+    hl2: Array  # log(high / low) ** 2
+
+
+def _shared(o: Array, h: Array, lo: Array, c: Array) -> _Shared:
+    c_prev = shift(c, 1)
+    return _Shared(c_prev, c - c_prev, o / c_prev, h - lo, np.log(h / lo) ** 2)
 
 
 def build_features(candles: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
@@ -59,15 +87,16 @@ def build_features(candles: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFra
     )
     log_c = np.log(c)
     r1 = diff(log_c)
+    sh = _shared(o, h, lo, c)
     out: dict[str, Array] = {}
     _trend(out, h, lo, c)
-    _momentum(out, h, lo, c, v, log_c)
+    _momentum(out, h, lo, c, v, log_c, sh)
     r1s = Trailing(r1)  # its windows serve both the volatility and the cross-asset features
-    _volatility(out, o, h, lo, c, r1s)
-    _volume(out, h, lo, c, v)
-    _microstructure(out, o, h, lo, c, v, r1)
+    _volatility(out, o, h, lo, c, r1s, sh)
+    _volume(out, h, lo, c, v, sh)
+    _microstructure(out, o, h, lo, c, v, r1, sh)
     _time(out, index)
-    _regime(out, c, log_c)
+    _regime(out, c, log_c, sh)
     _cross_asset(out, index, r1s, reference)
 
     # Column-major, filled a feature at a time while the computed arrays are let go: a long
@@ -84,32 +113,31 @@ def build_features(candles: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFra
 
 
 def _div(a: Array, b: Array, fill: float = 0.0) -> Array:
-    """a / b, with `fill` where b == 0 and NaN wherever an input is NaN."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    out = np.full(np.broadcast(a, b).shape, fill)
+    """a / b, with `fill` where b == 0 and NaN wherever an input is NaN. Both are float64 arrays
+    of one shape (every caller's): nothing to convert or broadcast."""
+    out = filled(a.shape, fill)
     np.divide(a, b, out=out, where=b != 0)  # NaN where b is, or where a is and b != 0
     np.copyto(out, np.nan, where=np.isnan(a))
     return out
 
 
 def _slope(x: Array, window: int) -> Array:
-    return talib.LINEARREG_SLOPE(x, timeperiod=window)
+    return ta.LINEARREG_SLOPE(x, timeperiod=window)
 
 
 def _trend(out: dict[str, Array], h: Array, lo: Array, c: Array) -> None:
     for n in (10, 20, 50, 100, 200):
-        out[f"sma_ratio_{n}"] = c / talib.SMA(c, timeperiod=n) - 1
+        out[f"sma_ratio_{n}"] = c / ta.SMA(c, timeperiod=n) - 1
     for n in (12, 26, 50):
-        out[f"ema_ratio_{n}"] = c / talib.EMA(c, timeperiod=n) - 1
-    macd, signal, hist = talib.MACD(c, fastperiod=12, slowperiod=26, signalperiod=9)
+        out[f"ema_ratio_{n}"] = c / ta.EMA(c, timeperiod=n) - 1
+    macd, signal, hist = ta.MACD(c, fastperiod=12, slowperiod=26, signalperiod=9)
     out["macd"], out["macd_signal"], out["macd_hist"] = macd / c, signal / c, hist / c
-    out["adx_14"] = talib.ADX(h, lo, c, timeperiod=14) / 100
-    out["plus_di_14"] = talib.PLUS_DI(h, lo, c, timeperiod=14) / 100
-    out["minus_di_14"] = talib.MINUS_DI(h, lo, c, timeperiod=14) / 100
-    down, up = talib.AROON(h, lo, timeperiod=25)
+    out["adx_14"] = ta.ADX(h, lo, c, timeperiod=14) / 100
+    out["plus_di_14"] = ta.PLUS_DI(h, lo, c, timeperiod=14) / 100
+    out["minus_di_14"] = ta.MINUS_DI(h, lo, c, timeperiod=14) / 100
+    down, up = ta.AROON(h, lo, timeperiod=25)
     out["aroon_up_25"], out["aroon_down_25"] = up / 100, down / 100
-    out["aroon_osc_25"] = talib.AROONOSC(h, lo, timeperiod=25) / 100
+    out["aroon_osc_25"] = ta.AROONOSC(h, lo, timeperiod=25) / 100
     tenkan = (rolling_max(h, 9) + rolling_min(lo, 9)) / 2
     kijun = (rolling_max(h, 26) + rolling_min(lo, 26)) / 2
     span_a = shift((tenkan + kijun) / 2, 26)  # what the chart shows at t was computed at t-26
@@ -121,43 +149,44 @@ def _trend(out: dict[str, Array], h: Array, lo: Array, c: Array) -> None:
     out["linreg_slope_20"] = _slope(c, 20) / c
 
 
-def _momentum(out: dict[str, Array], h: Array, lo: Array, c: Array, v: Array, log_c: Array) -> None:
+def _momentum(
+    out: dict[str, Array], h: Array, lo: Array, c: Array, v: Array, log_c: Array, sh: _Shared
+) -> None:
     for n in (1, 3, 6, 12, 24):
         out[f"ret_{n}"] = diff(log_c, n)
     for n in (7, 14, 28):
-        out[f"rsi_{n}"] = talib.RSI(c, timeperiod=n) / 100
-    k, d = talib.STOCH(
+        out[f"rsi_{n}"] = ta.RSI(c, timeperiod=n) / 100
+    k, d = ta.STOCH(
         h, lo, c, fastk_period=14, slowk_period=3, slowk_matype=0, slowd_period=3, slowd_matype=0
     )
     out["stoch_k_14"], out["stoch_d_14"] = k / 100, d / 100
-    out["willr_14"] = talib.WILLR(h, lo, c, timeperiod=14) / 100
-    out["cci_20"] = talib.CCI(h, lo, c, timeperiod=20) / 100
-    out["roc_10"] = talib.ROC(c, timeperiod=10) / 100
-    out["mfi_14"] = talib.MFI(h, lo, c, v, timeperiod=14) / 100
-    dc = diff(c)
+    out["willr_14"] = ta.WILLR(h, lo, c, timeperiod=14) / 100
+    out["cci_20"] = ta.CCI(h, lo, c, timeperiod=20) / 100
+    out["roc_10"] = ta.ROC(c, timeperiod=10) / 100
+    out["mfi_14"] = ta.MFI(h, lo, c, v, timeperiod=14) / 100
+    dc = sh.dc
     out["tsi_25_13"] = _div(ema(ema(dc, 25), 13), ema(ema(np.abs(dc), 25), 13))
-    out["ultosc"] = talib.ULTOSC(h, lo, c, timeperiod1=7, timeperiod2=14, timeperiod3=28) / 100
+    out["ultosc"] = ta.ULTOSC(h, lo, c, timeperiod1=7, timeperiod2=14, timeperiod3=28) / 100
 
 
 def _volatility(
-    out: dict[str, Array], o: Array, h: Array, lo: Array, c: Array, r1s: Trailing
+    out: dict[str, Array], o: Array, h: Array, lo: Array, c: Array, r1s: Trailing, sh: _Shared
 ) -> None:
-    out["atr_pct_14"] = talib.ATR(h, lo, c, timeperiod=14) / c
-    out["atr_pct_28"] = talib.ATR(h, lo, c, timeperiod=28) / c
-    upper, middle, lower = talib.BBANDS(c, timeperiod=20, nbdevup=2.0, nbdevdn=2.0)
+    out["atr_pct_14"] = ta.ATR(h, lo, c, timeperiod=14) / c
+    out["atr_pct_28"] = ta.ATR(h, lo, c, timeperiod=28) / c
+    upper, middle, lower = ta.BBANDS(c, timeperiod=20, nbdevup=2.0, nbdevdn=2.0)
     out["bb_pos_20"] = _div(c - lower, upper - lower, fill=0.5)
     out["bb_width_20"] = (upper - lower) / middle
-    mid = talib.EMA(c, timeperiod=20)
-    band = 2 * talib.ATR(h, lo, c, timeperiod=10)
+    mid = ta.EMA(c, timeperiod=20)
+    band = 2 * ta.ATR(h, lo, c, timeperiod=10)
     out["kc_pos_20"] = _div(c - (mid - band), 2 * band, fill=0.5)
     out["kc_width_20"] = 2 * band / mid
-    hl = np.log(h / lo)
     co = np.log(c / o)
-    out["parkinson_24"] = np.sqrt(rolling_mean(hl**2, 24) / (4 * np.log(2)))
-    gk = 0.5 * hl**2 - (2 * np.log(2) - 1) * co**2
+    out["parkinson_24"] = np.sqrt(rolling_mean(sh.hl2, 24) / (4 * np.log(2)))
+    gk = 0.5 * sh.hl2 - (2 * np.log(2) - 1) * co**2
     out["garman_klass_24"] = np.sqrt(np.maximum(rolling_mean(gk, 24), 0))
     n = 24
-    overnight = np.log(o / shift(c, 1))
+    overnight = np.log(sh.gap)
     rs = np.log(h / c) * np.log(h / o) + np.log(lo / c) * np.log(lo / o)
     k = 0.34 / (1.34 + (n + 1) / (n - 1))
     yz = rolling_var(overnight, n) + k * rolling_var(co, n) + (1 - k) * rolling_mean(rs, n)
@@ -168,9 +197,9 @@ def _volatility(
     out["vol_of_vol_72"] = _div(rv24.std(72), rv24.mean(72))
 
 
-def _volume(out: dict[str, Array], h: Array, lo: Array, c: Array, v: Array) -> None:
-    v_sma14 = talib.SMA(v, timeperiod=14)
-    out["obv_slope_14"] = _div(_slope(talib.OBV(c, v), 14), v_sma14)
+def _volume(out: dict[str, Array], h: Array, lo: Array, c: Array, v: Array, sh: _Shared) -> None:
+    v_sma14 = ta.SMA(v, timeperiod=14)
+    out["obv_slope_14"] = _div(_slope(ta.OBV(c, v), 14), v_sma14)
     tp = (h + lo + c) / 3
     vs = Trailing(v)
     vwap = _div(Trailing(tp * v).sum(24), vs.sum(24), np.nan)
@@ -179,13 +208,13 @@ def _volume(out: dict[str, Array], h: Array, lo: Array, c: Array, v: Array) -> N
     out["vol_z_24"] = _div(v - v_mean24, vs.std(24))
     out["vol_z_72"] = _div(v - vs.mean(72), vs.std(72))
     out["volume_ratio_24"] = _div(v, v_mean24, fill=1.0)
-    mfv = _div((c - lo) - (h - c), h - lo) * v
+    mfv = _div((c - lo) - (h - c), sh.rng) * v
     out["cmf_20"] = _div(Trailing(mfv).sum(20), vs.sum(20))
-    out["ad_slope_14"] = _div(_slope(talib.AD(h, lo, c, v), 14), v_sma14)
+    out["ad_slope_14"] = _div(_slope(ta.AD(h, lo, c, v), 14), v_sma14)
     out["adosc_3_10"] = _div(
-        talib.ADOSC(h, lo, c, v, fastperiod=3, slowperiod=10), talib.SMA(v, timeperiod=10)
+        ta.ADOSC(h, lo, c, v, fastperiod=3, slowperiod=10), ta.SMA(v, timeperiod=10)
     )
-    step = v * diff(c) / shift(c, 1)
+    step = v * sh.dc / sh.c_prev
     vpt = np.cumsum(np.where(np.isnan(step), 0.0, step))
     vpt[0] = np.nan
     out["vpt_slope_14"] = _div(_slope(vpt, 14), v_sma14)
@@ -193,24 +222,24 @@ def _volume(out: dict[str, Array], h: Array, lo: Array, c: Array, v: Array) -> N
 
 
 def _microstructure(
-    out: dict[str, Array], o: Array, h: Array, lo: Array, c: Array, v: Array, r1: Array
+    out: dict[str, Array], o: Array, h: Array, lo: Array, c: Array, v: Array, r1: Array, sh: _Shared
 ) -> None:
-    rng = h - lo
+    rng = sh.rng
     out["hl_range"] = rng / c
     out["body_ratio"] = _div(c - o, rng)
     out["upper_wick_ratio"] = _div(h - np.maximum(o, c), rng)
     out["lower_wick_ratio"] = _div(np.minimum(o, c) - lo, rng)
     out["close_location"] = _div(c - lo, rng, fill=0.5)
-    out["open_gap"] = o / shift(c, 1) - 1
+    out["open_gap"] = sh.gap - 1
     h1, l1 = shift(h, 1), shift(lo, 1)
-    beta = np.log(h / lo) ** 2 + np.log(h1 / l1) ** 2
+    beta = sh.hl2 + shift(sh.hl2, 1)  # log(h1 / l1) ** 2 is hl2 a row late
     gamma = np.log(np.maximum(h, h1) / np.minimum(lo, l1)) ** 2
     den = 3 - 2 * np.sqrt(2)
     alpha = (np.sqrt(2 * beta) - np.sqrt(beta)) / den - np.sqrt(gamma / den)
     spread = np.maximum(2 * (np.exp(alpha) - 1) / (1 + np.exp(alpha)), 0)
     spread[np.isnan(alpha)] = np.nan
     out["corwin_schultz_24"] = rolling_mean(spread, 24)
-    dc = diff(c)
+    dc = sh.dc
     cov = rolling_cov(dc, shift(dc, 1), 24)
     out["roll_spread_24"] = (
         2 * np.sqrt(np.maximum(-cov, 0)) / c * np.where(np.isnan(cov), np.nan, 1)
@@ -229,16 +258,15 @@ def _time(out: dict[str, Array], index: pd.DatetimeIndex) -> None:  # type: igno
     hour = (ns // 3_600_000_000_000) % 24
     dow = (ns // 86_400_000_000_000 + 3) % 7  # 1970-01-01 was a Thursday (Monday = 0)
     month = index.values.astype("datetime64[M]").astype(np.int64) % 12  # 0 = January
-    out["hour_sin"], out["hour_cos"] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
-    out["dow_sin"], out["dow_cos"] = np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7)
-    out["month_sin"] = np.sin(2 * np.pi * month / 12)
-    out["month_cos"] = np.cos(2 * np.pi * month / 12)
+    for name, unit, period in (("hour", hour, 24), ("dow", dow, 7), ("month", month, 12)):
+        angle = 2 * np.pi * unit / period  # one angle for its sine and its cosine
+        out[f"{name}_sin"], out[f"{name}_cos"] = np.sin(angle), np.cos(angle)
     out["session_asia"] = ((hour >= 0) & (hour < 8)).astype(float)
     out["session_europe"] = ((hour >= 7) & (hour < 16)).astype(float)
     out["session_us"] = ((hour >= 13) & (hour < 21)).astype(float)
 
 
-def _regime(out: dict[str, Array], c: Array, log_c: Array) -> None:
+def _regime(out: dict[str, Array], c: Array, log_c: Array, sh: _Shared) -> None:
     adx = out["adx_14"]
     above = out["ema_ratio_50"] > 0
     trending = adx > 0.25
@@ -252,7 +280,7 @@ def _regime(out: dict[str, Array], c: Array, log_c: Array) -> None:
     ys = list(np.log(Trailing(diffs(log_c, [int(t) for t in lags])).std(128)))
     y_mean = sum(ys) / len(ys)
     out["hurst_128"] = sum(xi * (yi - y_mean) for xi, yi in zip(x, ys, strict=True)) / (x**2).sum()
-    step = Trailing(np.abs(diff(c)))
+    step = Trailing(np.abs(sh.dc))
     for n in (10, 30):
         out[f"efficiency_ratio_{n}"] = _div(np.abs(diff(c, n)), step.sum(n))
 
