@@ -376,11 +376,12 @@ def print_latency(figure: dict[str, Any]) -> float:
     """Print the run's p50 and p99; return the p99 (ms)."""
     ms = sorted(t * 1000 for t in figure["times"])
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    n = figure["symbols"]
+    n, p50 = figure["symbols"], statistics.median(ms)
     what = "1 symbol: one decision" if n == 1 else f"{n} symbols: {n} decisions"
+    each = "" if n == 1 else f", a decision {p50 / n:.1f} and {p99 / n:.1f} ms"
     print(
         f"live path, {what} per candle, candle stored -> decided -> sent, "
-        f"{len(ms)} candles: p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms "
+        f"{len(ms)} candles: p50 {p50:.1f} ms, p99 {p99:.1f} ms{each} "
         f"(target p99 < 25 ms per decision)"
     )
     return p99

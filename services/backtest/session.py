@@ -4,10 +4,8 @@ own account (never mixed with paper or live rows)."""
 
 from __future__ import annotations
 
-import gc
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -21,6 +19,7 @@ from core.candles.timeframe import timeframe_delta
 from core.ports import Ledger, Model, Notifier, ScratchLedger, SimulatedExchange
 from core.records import BacktestRun
 from services.backtest.engine import BacktestWindow, CandleReader, load_window, window_candles
+from services.collector import rare_collections
 from services.decide.config import DecisionConfig
 from services.decide.loop import DecisionRunReport
 from services.decide.replay import replay
@@ -165,22 +164,3 @@ class _Stopwatch:
         t = self._now()
         self.laps[name] = t - self._last
         self._last = t
-
-
-@contextmanager
-def rare_collections() -> Iterator[None]:
-    """The garbage collector less often through a replay: what exists before it (the candles,
-    the ledger, the modules) is frozen out of its walks, and a young collection comes every
-    50,000 allocations, not 700. A replay allocates millions of short-lived objects and makes
-    few cycles; at the defaults the collector took about a tenth of its time."""
-    before, frozen_here = gc.get_threshold(), not gc.get_freeze_count()
-    if frozen_here:  # else someone froze this process's objects already, and thaws them
-        gc.collect()  # loading's garbage is not kept for the whole replay
-        gc.freeze()
-    gc.set_threshold(50_000, 20, 100)  # as the decision writer process does
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
-        if frozen_here:
-            gc.unfreeze()

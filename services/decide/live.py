@@ -16,6 +16,7 @@ from core.clock import Clock
 from core.decision import Decision
 from core.ports import Model, Notifier, SimulatedExchange, TradingLedger
 from core.types import ClientOrderId
+from services.collector import rare_collections
 from services.correlation import bound
 from services.decide.batch import DecisionBatch, prepare_batch
 from services.decide.config import DecisionConfig
@@ -32,6 +33,7 @@ class LiveReport(DecisionRunReport):
     newest_close: datetime | None = None  # close of the newest candle stored
 
 
+@rare_collections(collect_first=False)  # no full collection of the start-up mid-decision
 def decide_live(
     ledger: TradingLedger,
     broker_name: str,

@@ -3,7 +3,6 @@ are removed when a later step fails."""
 
 from __future__ import annotations
 
-import gc
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from infra.ledger.ledger import Ledger
 from infra.ledger.memory import MemoryLedger
 from services.backtest.compose import BacktestAlerts
 from services.backtest.engine import BacktestWindow, EmptyWindow, recent_window
-from services.backtest.session import BacktestParts, backtest_and_store, rare_collections
+from services.backtest.session import BacktestParts, backtest_and_store
 from tests.services.backtest.test_identity import AGENTS, CANDLES, RsiModel, _config
 from tests.services.decide.fakes import D
 
@@ -83,23 +82,3 @@ def test_recent_window_when_a_symbol_has_no_candles_then_empty_window_error(
     ledger.candles.upsert("binance", "BTC/USDT", "1h", btc_1h.head(100))
     with pytest.raises(EmptyWindow, match="no 1h candles stored"):
         recent_window(ledger, _config(), days=7)
-
-
-def test_rare_collections_when_done_then_thresholds_and_frozen_objects_as_before() -> None:
-    before = gc.get_threshold()
-    with rare_collections():
-        assert gc.get_threshold() == (50_000, 20, 100)
-        assert gc.get_freeze_count() > 0
-    assert gc.get_threshold() == before
-    assert gc.get_freeze_count() == 0
-
-
-def test_rare_collections_when_already_frozen_then_that_freeze_is_left_alone() -> None:
-    gc.freeze()
-    try:
-        with rare_collections():
-            pass
-        # Still frozen (the count itself drops as frozen objects are freed meanwhile).
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
