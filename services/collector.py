@@ -1,12 +1,16 @@
-"""The garbage collector's policy while decisions run: what the process built before them (the
-modules, the model, the candles, the ledger) is frozen out of the collector's walks, and young
-collections come every 50,000 allocations, not 700.
+"""The garbage collector's settings while latency-bound work runs: what the process built
+before it (the modules, the model, the candles, the ledger's mappers) is frozen out of the
+collector's walks, and, for decisions, young collections come every 50,000 allocations, not 700.
 
 A decision process holds about 250,000 objects after its imports; a full collection walks them
 all, about 200 ms here, and it came every few dozen candles on a live run of 8 symbols (its
 three slowest decisions of 300, at 230-270 ms against a p50 of 43 ms). A replay allocates
 millions of short-lived objects and makes few cycles: at the defaults the collector took about
-a tenth of its time."""
+a tenth of its time.
+
+Both are the process's settings, and blocks may overlap (threads, an API app and a decision, many
+apps in a test run): the first block in sets each up, the last one out puts back what it found.
+A freeze made outside this module is left alone: whoever made it thaws it."""
 
 from __future__ import annotations
 
@@ -20,41 +24,57 @@ RARE_COLLECTIONS = (50_000, 20, 100)  # as the backtest's decision writer proces
 
 
 @dataclass
-class _Blocks:
-    """The blocks running in this process (threads may overlap them): the first one in sets the
-    policy up, the last one out puts back what it found."""
+class _Settings:
+    """How many blocks hold each setting, and what the first one found."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    running: int = 0
+    frozen: int = 0
+    froze_it: bool = False  # the first frozen block froze (else someone else had)
+    rare: int = 0
     threshold: tuple[int, ...] = ()
-    frozen_here: bool = False
 
 
-_BLOCKS = _Blocks()
+_SETTINGS = _Settings()
+
+
+@contextmanager
+def frozen_start_up(collect_first: bool = False) -> Iterator[None]:
+    """What exists now is frozen out of the collector's walks until the last block ends.
+    `collect_first` frees the garbage of loading before the freeze (a long replay would keep it
+    to its end); a decision or an app skips that full walk, the very cost it avoids."""
+    s = _SETTINGS
+    with s.lock:
+        if not s.frozen:
+            s.froze_it = not gc.get_freeze_count()
+            if s.froze_it:
+                if collect_first:
+                    gc.collect()
+                gc.freeze()
+        s.frozen += 1
+    try:
+        yield
+    finally:
+        with s.lock:
+            s.frozen -= 1
+            if not s.frozen and s.froze_it:
+                gc.unfreeze()
 
 
 @contextmanager
 def rare_collections(collect_first: bool = True) -> Iterator[None]:
-    """Freeze what exists and collect rarely until the block ends; then thaw and restore.
-    `collect_first` frees the garbage of loading before the freeze (a long replay would keep it
-    to its end); a live decision skips that full walk, the very cost it avoids. A freeze made
-    by someone else is left alone: they thaw it."""
-    with _BLOCKS.lock:
-        if not _BLOCKS.running:
-            _BLOCKS.threshold = gc.get_threshold()
-            _BLOCKS.frozen_here = not gc.get_freeze_count()
-            if _BLOCKS.frozen_here:
-                if collect_first:
-                    gc.collect()
-                gc.freeze()
-            gc.set_threshold(*RARE_COLLECTIONS)
-        _BLOCKS.running += 1
-    try:
-        yield
-    finally:
-        with _BLOCKS.lock:
-            _BLOCKS.running -= 1
-            if not _BLOCKS.running:
-                gc.set_threshold(*_BLOCKS.threshold)
-                if _BLOCKS.frozen_here:
-                    gc.unfreeze()
+    """The start-up frozen (frozen_start_up) and young collections rare (RARE_COLLECTIONS)
+    until the last block ends; then the thresholds it found."""
+    s = _SETTINGS
+    with frozen_start_up(collect_first):
+        with s.lock:
+            if not s.rare:
+                s.threshold = gc.get_threshold()
+                gc.set_threshold(*RARE_COLLECTIONS)
+            s.rare += 1
+        try:
+            yield
+        finally:
+            with s.lock:
+                s.rare -= 1
+                if not s.rare:
+                    gc.set_threshold(*s.threshold)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import mmap
 import struct
@@ -29,6 +28,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.collector import frozen_start_up
 
 # How long a thread may hold the GIL while another waits for it (Python's default is 5 ms). The
 # write's thread gives the GIL up at every database round trip and waits to get it back from
@@ -171,13 +172,12 @@ async def safety_first_process() -> AsyncIterator[None]:
         if not _apps_running:
             _switch_interval_before = sys.getswitchinterval()
             sys.setswitchinterval(GIL_TURN_S)
-            gc.freeze()  # no collection first: it would cost every test's app a full one
         _apps_running += 1
     try:
-        yield
+        with frozen_start_up():  # no collection first: it would cost every test's app a full one
+            yield
     finally:
         with _process_lock:
             _apps_running -= 1
             if not _apps_running:
-                gc.unfreeze()
                 sys.setswitchinterval(_switch_interval_before)
